@@ -1,0 +1,34 @@
+# Every target sets itself up: a fresh clone needs only `make test` or `make train`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Where make train finds its data; the default downloads MNIST into ./data.
+DATA ?= --dataset mnist --data-dir ./data
+ARGS ?=
+
+.PHONY: test thorough train lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(PY) -m pytest -q parity_tests
+
+thorough: $(STAMP)
+	HYPOTHESIS_PROFILE=thorough $(PY) -m pytest -q parity_tests
+
+train: $(STAMP)
+	$(VENV)/bin/backprop train $(DATA) $(ARGS)
+
+bench: $(STAMP)
+	$(VENV)/bin/backprop bench $(DATA) $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

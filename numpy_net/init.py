@@ -1,0 +1,48 @@
+"""Initial parameters, drawn once in NumPy so that every engine starts from the same bits.
+
+Both engines call :func:`initial_parameters`; torch_net converts the arrays it returns.
+Weights are laid out (in, out) (y = x @ W + b), so fan_in = in and fan_out = out.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+INITS = ("xavier_normal", "xavier_uniform", "he_normal", "torch_default")
+
+
+def _draw_layer(
+    rng: np.random.Generator, init: str, fan_in: int, fan_out: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """One layer's (weight (fan_in, fan_out), bias (fan_out,)) in float64."""
+    shape = (fan_in, fan_out)
+    bias = np.zeros(fan_out)
+    if init == "xavier_normal":  # std = sqrt(2 / (fan_in + fan_out)), Glorot & Bengio 2010
+        weight = rng.normal(0.0, math.sqrt(2.0 / (fan_in + fan_out)), shape)
+    elif init == "xavier_uniform":  # U(-a, a), a = sqrt(6 / (fan_in + fan_out))
+        bound = math.sqrt(6.0 / (fan_in + fan_out))
+        weight = rng.uniform(-bound, bound, shape)
+    elif init == "he_normal":  # std = sqrt(2 / fan_in), He et al. 2015
+        weight = rng.normal(0.0, math.sqrt(2.0 / fan_in), shape)
+    elif init == "torch_default":
+        # nn.Linear.reset_parameters: kaiming_uniform_(a=sqrt(5)) gives bound 1/sqrt(fan_in)
+        # for the weight, and the bias is U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+        bound = 1.0 / math.sqrt(fan_in)
+        weight = rng.uniform(-bound, bound, shape)
+        bias = rng.uniform(-bound, bound, fan_out)
+    else:
+        raise ValueError(f"init: expected one of {', '.join(INITS)}, got {init!r}")
+    return weight, bias
+
+
+def initial_parameters(sizes: list[int], init: str, seed: int) -> dict[str, np.ndarray]:
+    """{"fc{i}.weight": (sizes[i], sizes[i+1]), "fc{i}.bias": (sizes[i+1],)} in float64, from one RNG."""
+    if init not in INITS:
+        raise ValueError(f"init: expected one of {', '.join(INITS)}, got {init!r}")
+    rng = np.random.default_rng(seed)
+    params: dict[str, np.ndarray] = {}
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        params[f"fc{i}.weight"], params[f"fc{i}.bias"] = _draw_layer(rng, init, fan_in, fan_out)
+    return params

@@ -1,0 +1,56 @@
+"""Softmax cross-entropy, fused: the loss and the delta that starts backprop."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .checks import check_labels, check_logits, raise_non_finite_logits
+
+
+class SoftmaxCrossEntropy:
+    """L = mean_b [logsumexp(z_b) - z_b[y_b]]; dL/dz = (softmax(z) - onehot(y)) / B, z (B, C).
+
+    log-sum-exp is taken after subtracting each row's maximum, so no exp overflows and
+    log(softmax) is never formed: saturated logits give a finite loss and gradient.
+    """
+
+    def __init__(self) -> None:
+        self.probs: np.ndarray | None = None  # softmax(z) of the last forward, (B, C)
+        self.y: np.ndarray | None = None
+
+    def forward(self, logits: np.ndarray, y: np.ndarray) -> float:
+        check_logits(logits)
+        batch, classes = logits.shape
+        check_labels(y, batch, classes)
+        if self.probs is None or self.probs.shape != logits.shape or self.probs.dtype != logits.dtype:
+            self.probs = np.empty_like(logits)
+            self._delta = np.empty_like(logits)
+            self._rows = np.arange(batch)
+        shifted = self.probs
+        np.subtract(logits, logits.max(axis=1, keepdims=True), out=shifted)
+        picked = shifted[self._rows, y]  # z_y - max, before shifted becomes exp(shifted)
+        np.exp(shifted, out=shifted)
+        total = shifted.sum(axis=1, keepdims=True)
+        loss = float(np.mean(np.log(total[:, 0]) - picked))
+        shifted /= total  # now softmax(z)
+        self.y = y
+        if not math.isfinite(loss):
+            raise_non_finite_logits(logits)
+        return loss
+
+    def backward(self) -> np.ndarray:
+        """dL/dlogits (B, C); reused buffer, valid until the next backward."""
+        if self.probs is None or self.y is None:
+            raise RuntimeError("SoftmaxCrossEntropy.backward() called before forward()")
+        delta = self._delta
+        batch = delta.shape[0]
+        np.copyto(delta, self.probs)
+        delta[self._rows, self.y] -= 1
+        delta /= batch  # the mean's 1/B, divided as torch's mean backward does
+        return delta
+
+    def softmax(self) -> np.ndarray:
+        """softmax(z) of the last forward, (B, C)."""
+        return self.probs

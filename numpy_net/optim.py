@@ -1,0 +1,216 @@
+"""Optimizers of the NumPy engine, following torch.optim's documented update rules.
+
+They update the network's one flat parameter array with a few whole-array operations
+(see Sequential), so a step costs the same number of NumPy calls for any depth.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .checks import check_adam, check_sgd
+from .model import Sequential
+
+
+class Optimizer:
+    """Holds the flat parameter/gradient arrays of ``net`` and per-parameter state."""
+
+    state_names: tuple[str, ...] = ()
+
+    def __init__(self, net: Sequential, lr: float) -> None:
+        self.net = net
+        self.lr = float(lr)
+        self.params = net.flat_parameters
+        self.grad = net.flat_gradients
+        self._scratch = np.empty_like(self.params)
+        self.step_count = 0
+        self.buffers: dict[str, np.ndarray] = {}  # state name -> flat array like params
+
+    def zero_grad(self) -> None:
+        self.grad[...] = 0
+
+    def _split(self, flat: np.ndarray) -> dict[str, np.ndarray]:
+        """Copies of a flat array cut into the network's named parameter shapes."""
+        out, offset = {}, 0
+        for name, value in self.net.parameters().items():
+            out[name] = flat[offset : offset + value.size].reshape(value.shape).copy()
+            offset += value.size
+        return out
+
+    def state_dict(self) -> dict:
+        """{"step": int, "lr": float, "state": {state_name: {param_name: array}}}."""
+        return {
+            "step": self.step_count,
+            "lr": self.lr,
+            "state": {name: self._split(buf) for name, buf in self.buffers.items()},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore buffers from any engine's optimizer state_dict (all-or-nothing)."""
+        params = self.net.parameters()
+        buffers = {}
+        for buf_name, per_param in state.get("state", {}).items():
+            if buf_name not in self.state_names:
+                raise ValueError(
+                    f"optimizer state: unexpected buffer {buf_name!r} for {type(self).__name__} "
+                    f"(expected {list(self.state_names)})"
+                )
+            flat = np.empty_like(self.params)
+            offset = 0
+            for name, value in params.items():
+                if name not in per_param:
+                    raise ValueError(f"optimizer state {buf_name!r}: missing key {name!r}")
+                got = np.asarray(
+                    per_param[name].cpu().numpy() if hasattr(per_param[name], "cpu") else per_param[name]
+                )
+                if got.shape != value.shape:
+                    raise ValueError(
+                        f"optimizer state {buf_name}[{name!r}]: expected shape {value.shape}, got {got.shape}"
+                    )
+                flat[offset : offset + value.size] = got.reshape(-1)
+                offset += value.size
+            buffers[buf_name] = flat
+        self.buffers = buffers
+        self.step_count = int(state.get("step", 0))
+        self.lr = float(state.get("lr", self.lr))
+
+
+class SGD(Optimizer):
+    """torch.optim.SGD: g = grad + wd p; b = mu b + (1 - tau) g (b = g at first); g = g + mu b
+    (nesterov) or b; p = p - lr g."""
+
+    state_names = ("momentum_buffer",)
+
+    def __init__(
+        self,
+        net: Sequential,
+        lr: float = 0.01,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+    ) -> None:
+        check_sgd(lr, momentum, dampening, nesterov, weight_decay)
+        super().__init__(net, lr)
+        self.momentum = float(momentum)
+        self.dampening = float(dampening)
+        self.nesterov = bool(nesterov)
+        self.weight_decay = float(weight_decay)
+        self._scratch2 = np.empty_like(self.params) if momentum else None
+
+    def step(self) -> None:
+        p, g, tmp = self.params, self.grad, self._scratch
+        dtype = p.dtype.type
+        if self.weight_decay:
+            np.multiply(p, dtype(self.weight_decay), out=tmp)
+            tmp += g
+            g = tmp
+        if self.momentum:
+            buf = self.buffers.get("momentum_buffer")
+            if buf is None:
+                self.buffers["momentum_buffer"] = buf = g.copy()
+            else:
+                buf *= dtype(self.momentum)
+                if self.dampening:
+                    np.multiply(g, dtype(1 - self.dampening), out=self._scratch2)
+                    buf += self._scratch2
+                else:
+                    buf += g
+            if self.nesterov:
+                np.multiply(buf, dtype(self.momentum), out=self._scratch2)
+                np.add(g, self._scratch2, out=tmp)
+                g = tmp
+            else:
+                g = buf
+        np.multiply(g, dtype(self.lr), out=tmp)
+        p -= tmp
+        self.step_count += 1
+
+
+class Adam(Optimizer):
+    """torch.optim.Adam: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p -= lr m/(1-b1^t) /
+    (sqrt(v/(1-b2^t)) + eps); weight decay added to g (coupled); amsgrad keeps max v."""
+
+    state_names = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    decoupled = False
+
+    def __init__(
+        self,
+        net: Sequential,
+        lr: float = 0.001,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+    ) -> None:
+        check_adam(lr, betas, eps, weight_decay)
+        super().__init__(net, lr)
+        self.betas = (float(betas[0]), float(betas[1]))
+        self.eps = float(eps)
+        self.weight_decay = float(weight_decay)
+        self.amsgrad = bool(amsgrad)
+        self._scratch2 = np.empty_like(self.params)
+
+    def step(self) -> None:
+        p, g, tmp, tmp2 = self.params, self.grad, self._scratch, self._scratch2
+        dtype = p.dtype.type
+        beta1, beta2 = self.betas
+        if not self.buffers:
+            self.buffers = {"exp_avg": np.zeros_like(p), "exp_avg_sq": np.zeros_like(p)}
+            if self.amsgrad:
+                self.buffers["max_exp_avg_sq"] = np.zeros_like(p)
+        self.step_count += 1
+        t = self.step_count
+        if self.weight_decay:
+            if self.decoupled:  # AdamW: p = p (1 - lr wd), before the Adam update
+                p *= dtype(1 - self.lr * self.weight_decay)
+            else:  # Adam: g = g + wd p
+                np.multiply(p, dtype(self.weight_decay), out=tmp)
+                tmp += g
+                g = tmp
+        m, v = self.buffers["exp_avg"], self.buffers["exp_avg_sq"]
+        # m = lerp(m, g, 1 - b1), computed from the side torch's lerp_ computes it from
+        weight = 1 - beta1
+        if weight < 0.5:
+            np.subtract(g, m, out=tmp2)
+            tmp2 *= dtype(weight)
+            m += tmp2
+        else:
+            np.subtract(g, m, out=tmp2)
+            tmp2 *= dtype(1 - weight)
+            np.subtract(g, tmp2, out=m)
+        # v = b2 v + (1 - b2) g g
+        v *= dtype(beta2)
+        np.multiply(g, g, out=tmp2)
+        tmp2 *= dtype(1 - beta2)
+        v += tmp2
+        step_size = self.lr / (1 - beta1**t)
+        bias_correction2_sqrt = (1 - beta2**t) ** 0.5
+        if self.amsgrad:
+            vmax = self.buffers["max_exp_avg_sq"]
+            np.maximum(vmax, v, out=vmax)
+            v = vmax
+        # p = p - step_size m / (sqrt(v) / sqrt(bc2) + eps)
+        np.sqrt(v, out=tmp2)
+        tmp2 /= dtype(bias_correction2_sqrt)
+        tmp2 += dtype(self.eps)
+        np.divide(m, tmp2, out=tmp2)
+        tmp2 *= dtype(step_size)
+        p -= tmp2
+
+
+class AdamW(Adam):
+    """torch.optim.AdamW: Adam with decoupled weight decay p = p (1 - lr wd) (default wd 0.01)."""
+
+    decoupled = True
+
+    def __init__(
+        self,
+        net: Sequential,
+        lr: float = 0.001,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.01,
+        amsgrad: bool = False,
+    ) -> None:
+        super().__init__(net, lr, betas, eps, weight_decay, amsgrad)

@@ -1,0 +1,108 @@
+"""Running one engine on one problem, and comparing two engines with reports a person can act on.
+
+Tolerances are normwise: |got - want| <= rtol * scale, where scale is the size of the numbers
+the quantity was computed from (not of the quantity itself, which can cancel to ~0).
+- float64: rtol = 1e-10 (the issue's bound). Rounding in these networks is ~1e-15 relative.
+- float32: rtol = 2e-4. Unit roundoff is 6e-8; a dot product of length n <= 32 errs by at
+  most n*u*sum|a_i b_i| (~2e-6 of the scale), and at most 4 layers forward and 4 back compound
+  this (the engines use different BLAS kernels, exp and summation orders, so their roundings
+  are independent): ~2e-5 worst case in practice, and 2e-4 leaves a 10x margin. A real bug (a
+  missing 1/B for B >= 2, a derivative taken at the wrong layer) errs by O(1) of the scale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .engines import Engine
+from .strategies import Batch, NetSpec
+
+RTOL = {"float64": 1e-10, "float32": 2e-4}
+
+
+@dataclass
+class Pass:
+    """Everything one forward + backward produced, as float64 NumPy arrays."""
+
+    logits: np.ndarray
+    loss: float
+    dlogits: np.ndarray
+    deltas: list[np.ndarray]
+    grads: dict[str, np.ndarray]
+    dx: np.ndarray | None
+
+
+def run_pass(engine: Engine, net, spec: NetSpec, batch: Batch) -> Pass:
+    loss_fn = engine.SoftmaxCrossEntropy()
+    logits = net.forward(engine.asarray(batch.x, spec.dtype))
+    loss = loss_fn.forward(logits, engine.labels(batch.y))
+    d = loss_fn.backward()
+    dlogits = engine.to_numpy(d)
+    dx = net.backward(d)
+    return Pass(
+        logits=engine.to_numpy(logits).astype(np.float64),
+        loss=float(loss),
+        dlogits=dlogits.astype(np.float64),
+        deltas=[engine.to_numpy(t).astype(np.float64) for t in net.deltas()],
+        grads={k: engine.to_numpy(v).astype(np.float64) for k, v in net.grads().items()},
+        dx=None if dx is None else engine.to_numpy(dx).astype(np.float64),
+    )
+
+
+def max_abs(arrays) -> float:
+    return max((float(np.max(np.abs(a))) if np.size(a) else 0.0) for a in arrays)
+
+
+class Mismatch(AssertionError):
+    pass
+
+
+def check_close(what: str, got, want, scale: float, dtype: str, context: str = "") -> None:
+    """Raise a Mismatch naming the quantity, the worst element, expected vs got and the bound."""
+    got = np.asarray(got, dtype=np.float64)
+    want = np.asarray(want, dtype=np.float64)
+    if got.shape != want.shape:
+        raise Mismatch(f"{what}: shape {got.shape}, expected {want.shape}. {context}")
+    if not np.all(np.isfinite(got)):
+        raise Mismatch(f"{what}: got non-finite values {got}. {context}")
+    bound = RTOL[dtype] * scale
+    if got.size == 0:
+        return
+    err = np.abs(got - want)
+    worst = np.unravel_index(int(np.argmax(err)), err.shape) if err.ndim else ()
+    if err[worst] > bound:
+        raise Mismatch(
+            f"{what} differs at index {tuple(int(i) for i in worst)}: expected {want[worst]!r}, "
+            f"got {got[worst]!r}; |diff| = {err[worst]:.3e} > {bound:.3e} "
+            f"(rtol {RTOL[dtype]:g} x scale {scale:.3e}, {dtype}). {context}"
+        )
+
+
+def forward_scale(pre_activations: list[np.ndarray]) -> float:
+    """The size of the numbers the logits are computed from: every layer's pre-activation."""
+    return max(max_abs(pre_activations), np.finfo(np.float64).tiny)
+
+
+def gradient_scale(ref: Pass) -> float:
+    """The size of every backprop quantity: dL/dlogits, each delta, each gradient."""
+    return max(max_abs([ref.dlogits, *ref.deltas, *ref.grads.values()]), np.finfo(np.float64).tiny)
+
+
+def compare_passes(got: Pass, ref: Pass, spec: NetSpec, pre: list[np.ndarray], name: str) -> None:
+    """Logits, loss, dL/dlogits, every delta, every gradient and dL/dx, got vs ref."""
+    fs, gs = forward_scale(pre), gradient_scale(ref)
+    check_close(f"{name}: logits", got.logits, ref.logits, fs, spec.dtype)
+    check_close(f"{name}: loss", got.loss, ref.loss, max(fs, abs(ref.loss)), spec.dtype)
+    check_close(f"{name}: dL/dlogits", got.dlogits, ref.dlogits, gs, spec.dtype)
+    if len(got.deltas) != len(ref.deltas):
+        raise Mismatch(f"{name}: {len(got.deltas)} deltas, expected {len(ref.deltas)} (one per Linear)")
+    for i, (a, b) in enumerate(zip(got.deltas, ref.deltas)):
+        check_close(f"{name}: deltas[{i}] (dL/dz of fc{i})", a, b, gs, spec.dtype)
+    if sorted(got.grads) != sorted(ref.grads):
+        raise Mismatch(f"{name}: gradient keys {sorted(got.grads)}, expected {sorted(ref.grads)}")
+    for key in ref.grads:
+        check_close(f"{name}: grads[{key!r}]", got.grads[key], ref.grads[key], gs, spec.dtype)
+    if got.dx is not None and ref.dx is not None:
+        check_close(f"{name}: dL/dx", got.dx, ref.dx, max(gs, max_abs([ref.dx])), spec.dtype)

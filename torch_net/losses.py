@@ -1,0 +1,61 @@
+"""Softmax cross-entropy, fused: the loss and the delta that starts backprop (on tensors)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .checks import check_labels, check_logits, raise_non_finite_logits
+
+
+class SoftmaxCrossEntropy:
+    """L = mean_b [logsumexp(z_b) - z_b[y_b]]; dL/dz = (softmax(z) - onehot(y)) / B, z (B, C).
+
+    log-sum-exp is taken after subtracting each row's maximum, so no exp overflows and
+    log(softmax) is never formed: saturated logits give a finite loss and gradient.
+    """
+
+    def __init__(self) -> None:
+        self.probs: torch.Tensor | None = None  # softmax(z) of the last forward, (B, C)
+        self.y: torch.Tensor | None = None
+
+    def forward(self, logits: torch.Tensor, y: torch.Tensor) -> float:
+        check_logits(logits)
+        batch, classes = logits.shape
+        check_labels(y, batch, classes)
+        if (
+            self.probs is None
+            or self.probs.shape != logits.shape
+            or self.probs.dtype != logits.dtype
+            or self.probs.device != logits.device
+        ):
+            self.probs = torch.empty_like(logits)
+            self._delta = torch.empty_like(logits)
+            self._rows = torch.arange(batch, device=logits.device)
+        shifted = self.probs
+        torch.sub(logits, logits.amax(dim=1, keepdim=True), out=shifted)
+        picked = shifted[self._rows, y]  # z_y - max, before shifted becomes exp(shifted)
+        torch.exp(shifted, out=shifted)
+        total = shifted.sum(dim=1, keepdim=True)
+        loss = float(torch.mean(torch.log(total[:, 0]) - picked))
+        shifted /= total  # now softmax(z)
+        self.y = y
+        if not math.isfinite(loss):
+            raise_non_finite_logits(logits)
+        return loss
+
+    def backward(self) -> torch.Tensor:
+        """dL/dlogits (B, C); reused buffer, valid until the next backward."""
+        if self.probs is None or self.y is None:
+            raise RuntimeError("SoftmaxCrossEntropy.backward() called before forward()")
+        delta = self._delta
+        batch = delta.shape[0]
+        delta.copy_(self.probs)
+        delta[self._rows, self.y] -= 1
+        delta /= batch  # the mean's 1/B, divided as torch's mean backward does
+        return delta
+
+    def softmax(self) -> torch.Tensor:
+        """softmax(z) of the last forward, (B, C)."""
+        return self.probs
