@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checks import check_adam, check_sgd
+from .checks import as_numpy, check_adam, check_sgd
 from .model import Sequential
 
 
@@ -60,9 +60,7 @@ class Optimizer:
             for name, value in params.items():
                 if name not in per_param:
                     raise ValueError(f"optimizer state {buf_name!r}: missing key {name!r}")
-                got = np.asarray(
-                    per_param[name].cpu().numpy() if hasattr(per_param[name], "cpu") else per_param[name]
-                )
+                got = as_numpy(per_param[name], f"optimizer state {buf_name}[{name!r}]")
                 if got.shape != value.shape:
                     raise ValueError(
                         f"optimizer state {buf_name}[{name!r}]: expected shape {value.shape}, got {got.shape}"

@@ -59,7 +59,8 @@ class Optimizer:
             for name, value in params.items():
                 if name not in per_param:
                     raise ValueError(f"optimizer state {buf_name!r}: missing key {name!r}")
-                got = torch.as_tensor(np.asarray(per_param[name]) if not isinstance(per_param[name], torch.Tensor) else per_param[name])
+                got = per_param[name]
+                got = got.detach() if isinstance(got, torch.Tensor) else torch.as_tensor(np.asarray(got))
                 if tuple(got.shape) != tuple(value.shape):
                     raise ValueError(
                         f"optimizer state {buf_name}[{name!r}]: expected shape {tuple(value.shape)}, "

@@ -1,0 +1,120 @@
+"""Properties 2 and 3: one optimizer step, and a trajectory of steps, leave the same parameters
+(and optimizer buffers) in every engine as in torch.optim."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, note
+from hypothesis import strategies as st
+
+from .compare import Mismatch, check_close, gradient_scale, max_abs, run_pass
+from .engines import oracle
+from .strategies import adam_specs, batches, net_specs, sgd_specs
+
+ORACLE = oracle()
+
+
+def _train(engine, spec, opt_spec, batch_list):
+    """Run the batches through one engine; per step: parameters, buffers and the pass."""
+    net = spec.build(engine)
+    opt = opt_spec.build(engine, net)
+    history = []
+    for batch in batch_list:
+        opt.zero_grad()
+        result = run_pass(engine, net, spec, batch)
+        opt.step()
+        state = opt.state_dict()
+        history.append(
+            {
+                "pass": result,
+                "params": {k: np.asarray(v, np.float64) for k, v in net.state_dict().items()},
+                "buffers": {
+                    buf: {k: np.asarray(v, np.float64) for k, v in per.items()}
+                    for buf, per in state["state"].items()
+                },
+            }
+        )
+    return history
+
+
+def _compare_trajectories(got, ref, spec, lr, name):
+    """Report the first step at which any parameter or buffer left tolerance."""
+    for step, (g, r) in enumerate(zip(got, ref), start=1):
+        gs = gradient_scale(r["pass"])
+        for key, want in r["params"].items():
+            previous = ref[step - 2]["params"][key] if step > 1 else want
+            scale = max(max_abs([want, previous]), lr * gs, np.finfo(float).tiny)
+            check_close(f"{name}: step {step}: parameter {key!r}", g["params"][key], want, scale,
+                        spec.dtype, f"(first step out of tolerance: {step})")
+        if sorted(g["buffers"]) != sorted(r["buffers"]):
+            raise Mismatch(
+                f"{name}: step {step}: optimizer buffers {sorted(g['buffers'])}, "
+                f"expected {sorted(r['buffers'])}"
+            )
+        for buf, per in r["buffers"].items():
+            for key, want in per.items():
+                scale = max(max_abs([want]), gs, np.finfo(float).tiny)
+                if buf in ("exp_avg_sq", "max_exp_avg_sq"):
+                    scale = max(max_abs([want]), gs * gs, np.finfo(float).tiny)
+                check_close(f"{name}: step {step}: {buf}[{key!r}]", g["buffers"][buf][key], want,
+                            scale, spec.dtype, f"(first step out of tolerance: {step})")
+
+
+@st.composite
+def sgd_problems(draw, steps=(1, 1)):
+    spec = draw(net_specs(max_width=16))
+    n = draw(st.integers(*steps))
+    batch_list = [draw(batches(spec.sizes[0], spec.sizes[-1])) for _ in range(n)]
+    return spec, draw(sgd_specs()), batch_list
+
+
+@given(sgd_problems())
+def test_one_sgd_step_leaves_the_parameters_torch_optim_leaves(engine, problem):
+    """Every option combination of torch.optim.SGD (lr, momentum, dampening, nesterov, wd)."""
+    spec, opt_spec, batch_list = problem
+    note(f"engine={engine.name} spec={spec} sgd={opt_spec} batches={batch_list!r}")
+    ref = _train(ORACLE, spec, opt_spec, batch_list)
+    got = _train(engine, spec, opt_spec, batch_list)
+    _compare_trajectories(got, ref, spec, opt_spec.lr, engine.name)
+
+
+@given(sgd_problems(steps=(2, 5)))
+def test_sgd_trajectories_and_momentum_buffers_stay_in_agreement(engine, problem):
+    """Several steps: momentum buffers after the first step follow b = mu b + (1 - tau) g."""
+    spec, opt_spec, batch_list = problem
+    note(f"engine={engine.name} spec={spec} sgd={opt_spec} batches={batch_list!r}")
+    ref = _train(ORACLE, spec, opt_spec, batch_list)
+    got = _train(engine, spec, opt_spec, batch_list)
+    _compare_trajectories(got, ref, spec, opt_spec.lr, engine.name)
+
+
+@st.composite
+def adam_problems(draw, steps=(1, 4)):
+    spec = draw(net_specs(max_width=16))
+    n = draw(st.integers(*steps))
+    batch_list = [draw(batches(spec.sizes[0], spec.sizes[-1])) for _ in range(n)]
+    return spec, draw(adam_specs()), batch_list
+
+
+@given(adam_problems())
+def test_adam_and_adamw_follow_torch_optim_step_by_step(engine, problem):
+    """torch.optim.Adam/AdamW: moments, bias correction, eps, coupled/decoupled wd, amsgrad."""
+    spec, opt_spec, batch_list = problem
+    if not hasattr(engine.module, opt_spec.kind):
+        pytest.skip(f"{engine.name} has no {opt_spec.kind} (optional in the engine protocol)")
+    note(f"engine={engine.name} spec={spec} adam={opt_spec} batches={batch_list!r}")
+    ref = _train(ORACLE, spec, opt_spec, batch_list)
+    got = _train(engine, spec, opt_spec, batch_list)
+    # Adam divides by sqrt(v) + eps, which magnifies gradient rounding where v ~ eps^2; the
+    # update itself is at most ~lr per element, so lr is the scale of a parameter's change.
+    _compare_trajectories(got, ref, spec, opt_spec.lr / max(gradient_scale(ref[0]["pass"]), 1e-30),
+                          engine.name)
+
+
+def test_sgd_rejects_what_torch_rejects(engine):
+    net = engine.MLP([3, 2], seed=0)
+    for kwargs in ({"lr": -1.0}, {"momentum": -0.1}, {"weight_decay": -1e-3},
+                   {"nesterov": True}, {"nesterov": True, "momentum": 0.9, "dampening": 0.1}):
+        with pytest.raises(ValueError):
+            engine.SGD(net, **{"lr": 0.1, **kwargs})
