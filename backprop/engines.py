@@ -1,0 +1,80 @@
+"""The engine registry: what `--engine numpy|torch|autograd` means, imported lazily so that
+the numpy engine never imports torch itself."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+
+import numpy as np
+
+ENGINES = {"numpy": "numpy_net", "torch": "torch_net", "autograd": "torch_net.autograd"}
+OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}
+
+
+@dataclass
+class Engine:
+    """One engine module and how the trainer talks to it."""
+
+    name: str
+    module: ModuleType
+    device: str = "cpu"
+
+    @property
+    def uses_torch(self) -> bool:
+        return self.name != "numpy"
+
+    def build_net(self, sizes: list[int], activation: str, init: str, seed: int, dtype: str):
+        kwargs = {"activation": activation, "init": init, "seed": seed, "dtype": dtype}
+        if self.uses_torch:
+            kwargs["device"] = self.device
+        if self.name == "autograd":
+            kwargs["keep_deltas"] = False  # the trainer never reads them; retaining costs time
+        return self.module.MLP(sizes, **kwargs)
+
+    def build_optimizer(self, net, name: str, lr: float, momentum: float = 0.0,
+                        nesterov: bool = False, weight_decay: float = 0.0,
+                        betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        cls = getattr(self.module, OPTIMIZERS[name])
+        if name == "sgd":
+            return cls(net, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+        return cls(net, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
+    def loss(self):
+        return self.module.SoftmaxCrossEntropy()
+
+    # -- arrays -----------------------------------------------------------------------------
+    def convert(self, array: np.ndarray):
+        """A NumPy array as the engine's array, sharing memory on the CPU (no copy)."""
+        if not self.uses_torch:
+            return array
+        import torch
+
+        return torch.from_numpy(array)
+
+    def to_device(self):
+        """None on the CPU; on a GPU, the per-batch host-to-device copy."""
+        if not self.uses_torch or self.device == "cpu":
+            return None
+        device = self.device
+        return lambda t: t.to(device, non_blocking=True)
+
+    def to_numpy(self, array) -> np.ndarray:
+        return self.module.to_numpy(array)
+
+    def argmax_hits(self, logits, y) -> int:
+        """How many rows' largest logit is the label."""
+        return int((logits.argmax(1) == y).sum())
+
+    def synchronize(self) -> None:
+        if self.uses_torch and self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize()
+
+
+def load_engine(name: str, device: str = "cpu") -> Engine:
+    if name not in ENGINES:
+        raise ValueError(f"engine: expected one of {', '.join(ENGINES)}, got {name!r}")
+    return Engine(name, importlib.import_module(ENGINES[name]), device)
