@@ -105,21 +105,28 @@ def load_checkpoint(path: str) -> Checkpoint:
         raise CheckpointError(f"{path}: not a backprop checkpoint (no 'meta' entry)")
     raw = arrays.pop("meta")
     if raw.dtype != np.uint8 or raw.ndim != 1:
-        raise CheckpointError(f"{path}: 'meta' must be a 1-D uint8 array of JSON, got {raw.dtype} {raw.shape}")
+        raise CheckpointError(
+            f"{path}: 'meta' must be a 1-D uint8 array of JSON, got {raw.dtype} {raw.shape}"
+        )
     try:
         meta = json.loads(raw.tobytes().decode())
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise CheckpointError(f"{path}: metadata is not valid JSON ({error})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a backprop checkpoint (metadata format {meta.get('format') if isinstance(meta, dict) else meta!r})")
+        found = meta.get("format") if isinstance(meta, dict) else meta
+        raise CheckpointError(f"{path}: not a backprop checkpoint (metadata format {found!r})")
     if meta.get("version") != VERSION:
-        raise CheckpointError(f"{path}: checkpoint version {meta.get('version')!r}, this program reads {VERSION}")
+        raise CheckpointError(
+            f"{path}: checkpoint version {meta.get('version')!r}, this program reads {VERSION}"
+        )
 
     params: dict[str, np.ndarray] = {}
     state: dict[str, dict[str, np.ndarray]] = {}
     for key, value in arrays.items():
         if value.dtype.kind != "f":
-            raise CheckpointError(f"{path}: entry {key!r} has dtype {value.dtype}; expected floating point")
+            raise CheckpointError(
+                f"{path}: entry {key!r} has dtype {value.dtype}; expected floating point"
+            )
         if not np.all(np.isfinite(value)):
             raise CheckpointError(f"{path}: entry {key!r} contains NaN or Inf")
         parts = key.split("/")
@@ -158,4 +165,6 @@ def _check_architecture(path: str, meta: dict, params: dict, state: dict) -> Non
     for buffer, per_param in state.items():
         for name, shape in expected.items():
             if name not in per_param or per_param[name].shape != shape:
-                raise CheckpointError(f"{path}: optimizer buffer {buffer!r} for {name!r} missing or misshapen")
+                raise CheckpointError(
+                    f"{path}: optimizer buffer {buffer!r} for {name!r} missing or misshapen"
+                )

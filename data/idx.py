@@ -41,8 +41,8 @@ def read_header(path: str, expected_ndim: int) -> tuple[int, ...]:
             raise DataError(f"{path}: truncated IDX file ({size} bytes, not even a header)")
         if head[0] != 0 or head[1] != 0:
             raise DataError(
-                f"{path}: not an IDX file (wrong magic number {head.hex()}; expected 0000 08 0{expected_ndim}). "
-                f"Is it still gzip-compressed? Decompress it with gunzip."
+                f"{path}: not an IDX file (wrong magic number {head.hex()}; expected "
+                f"000008{expected_ndim:02x}). Is it still gzip-compressed? Decompress it with gunzip."
             )
         if head[2] != 0x08:
             raise DataError(f"{path}: IDX type byte 0x{head[2]:02x}, expected 0x08 (unsigned bytes)")
