@@ -55,3 +55,12 @@ def engine(request: pytest.FixtureRequest):
     from .engines import load_engine
 
     return load_engine(request.param)
+
+
+@pytest.fixture
+def data_root(tmp_path):
+    """A --data-dir holding a small Fashion-MNIST-format dataset (256 train, 64 test)."""
+    from .datasets import write_dataset
+
+    write_dataset(str(tmp_path / "data"))
+    return str(tmp_path / "data")
