@@ -10,7 +10,8 @@ PRESETS: dict[str, dict] = {
                      batch_size=32, lr=0.001, momentum=0.0, epochs=20, optimizer="sgd"),
     # A ReLU network that beats it (>= 0.88 test accuracy on Fashion-MNIST).
     "default": dict(hidden=[256, 128], activation="relu", init="he_normal",
-                    batch_size=64, lr=0.05, momentum=0.9, epochs=10, optimizer="sgd"),
+                    batch_size=64, lr=0.05, momentum=0.9, epochs=15, optimizer="sgd",
+                    lr_schedule="cosine"),
 }
 
 

@@ -49,6 +49,36 @@ class Progress:
     history: list[dict] = field(default_factory=list)
 
 
+def make_step(engine: Engine, net, optimizer, loss_fn):
+    """One training step as a closure: (x, y) -> (mean loss, correct predictions).
+
+    The trainer and `backprop bench` both run exactly this.
+    """
+    forward, loss_forward, loss_backward = net.forward, loss_fn.forward, loss_fn.backward
+    backward, step, hits = net.backward, optimizer.step, engine.argmax_hits
+    if engine.name == "autograd":  # autograd accumulates into .grad; our engines overwrite
+        zero_grad = optimizer.zero_grad
+
+        def train_step(x, y):
+            logits = forward(x)
+            loss = loss_forward(logits, y)
+            zero_grad()
+            backward(loss_backward(), input_grad=False)
+            step()
+            return loss, hits(logits, y)
+
+        return train_step
+
+    def train_step(x, y):
+        logits = forward(x)
+        loss = loss_forward(logits, y)
+        backward(loss_backward(), input_grad=False)
+        step()
+        return loss, hits(logits, y)
+
+    return train_step
+
+
 def evaluate(engine: Engine, net, x: np.ndarray, y: np.ndarray, chunk: int = 10_000):
     """(mean loss, accuracy, predictions) over a whole split, forward only, in chunks."""
     loss_fn = engine.loss()
@@ -175,7 +205,7 @@ class Trainer:
         opt.lr = self.rates[p.epoch]
         feeder.start_epoch(p.epoch)
         steps = feeder.steps_per_epoch
-        zero_grad = engine.name == "autograd"  # autograd accumulates; our engines overwrite
+        train_step = make_step(engine, net, opt, loss_fn)
         bar = tqdm(total=steps, initial=p.step, desc=f"epoch {p.epoch + 1}/{cfg.epochs}", unit="batch",
                    disable=self.quiet, leave=False, dynamic_ncols=True)
         next_refresh = 0.0
@@ -184,18 +214,13 @@ class Trainer:
         try:
             while p.step < steps:
                 xb, yb = feeder.batch(p.step)
-                logits = net.forward(xb)
                 try:
-                    loss = loss_fn.forward(logits, yb)
+                    loss, hits = train_step(xb, yb)
                 except FloatingPointError as error:
                     raise TrainingDiverged(self._divergence_message(error)) from None
-                if zero_grad:
-                    opt.zero_grad()
-                net.backward(loss_fn.backward(), input_grad=False)
-                opt.step()
                 n = len(yb)
                 p.loss_sum += loss * n
-                p.correct += engine.argmax_hits(logits, yb)
+                p.correct += hits
                 p.seen += n
                 p.step += 1
                 p.global_step += 1

@@ -56,8 +56,10 @@ class BatchFeeder:
         """(x, y) of batch ``step`` of the current epoch, in the engine's types."""
         idx = self.indices(step)
         k = len(idx)
-        np.take(self.x, idx, axis=0, out=self._x_buf[:k])
-        np.take(self.y, idx, out=self._y_buf[:k])
+        # mode="clip" skips per-index bounds checks and the extra copy that mode="raise" makes
+        # with out= (numpy.take's documented note); a permutation's indices are always valid.
+        np.take(self.x, idx, axis=0, out=self._x_buf[:k], mode="clip")
+        np.take(self.y, idx, out=self._y_buf[:k], mode="clip")
         xb, yb = (self._x_engine, self._y_engine) if k == self.batch_size else self._last
         if self._to_device is not None:
             return self._to_device(xb), self._to_device(yb)

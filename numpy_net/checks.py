@@ -10,6 +10,7 @@ import numpy as np
 
 ARRAY_TYPE = "numpy.ndarray"
 DTYPES = ("float32", "float64")
+FLOAT_DTYPES = (np.dtype("float32"), np.dtype("float64"))
 
 
 class NonFiniteError(FloatingPointError):
@@ -135,13 +136,25 @@ def check_adam(lr: float, betas: tuple[float, float], eps: float, weight_decay: 
 # ----- NumPy-specific checks (torch_net/checks.py has the tensor versions) -----
 
 
-def check_features(x: object, in_features: int, net_dtype: str) -> None:
-    """x: (batch, in_features) numpy array of the network's dtype, all finite."""
+def check_features(x: object, in_features: int, net_dtype: np.dtype) -> None:
+    """x: (batch, in_features) numpy array of the network's dtype (finiteness: check_finite_input)."""
     check_type("x", x, np.ndarray, ARRAY_TYPE)
-    check_batch_facts("x", x.shape, x.dtype.name, in_features, net_dtype)
-    # One reduction finds any NaN/Inf; only then pay for locating it (a finite sum can only
-    # overflow for inputs near the dtype's maximum, which the full check then clears).
-    if not np.isfinite(x.sum()):
+    shape = x.shape
+    # Fast path on every training step; only a failure pays for building the message
+    # (dtype.name alone costs microseconds).
+    if len(shape) == 2 and shape[1] == in_features and shape[0] > 0 and x.dtype == net_dtype:
+        return
+    check_batch_facts("x", shape, x.dtype.name, in_features, np.dtype(net_dtype).name)
+
+
+def check_finite_input(x: np.ndarray, first_output: np.ndarray) -> None:
+    """Raise NonFiniteError if x holds NaN or Inf.
+
+    Cheap test first: every entry of row i of x @ W + b depends on every x[i, j], and a NaN
+    or Inf times any finite weight gives NaN or +-Inf, so a non-finite x always shows up in
+    the (much smaller) first layer's output. Only then is x itself searched.
+    """
+    if not np.isfinite(first_output.sum()):
         bad = np.argwhere(~np.isfinite(x))
         if len(bad):
             raise NonFiniteError(non_finite_message("x", int(bad[0][0]), int(bad[0][1])))
@@ -156,8 +169,11 @@ def _label_kind(dtype: np.dtype) -> str:
 def check_labels(y: object, batch: int, classes: int) -> None:
     """y: (batch,) integer numpy array with values in [0, classes)."""
     check_type("y", y, np.ndarray, ARRAY_TYPE)
-    check_label_facts(y.shape, _label_kind(y.dtype), y.dtype.name, batch, classes)
-    if y.min() < 0 or y.max() >= classes:
+    if not (y.ndim == 1 and len(y) == batch and y.dtype.kind in "iu"):
+        check_label_facts(y.shape, _label_kind(y.dtype), y.dtype.name, batch, classes)
+    # Viewed as unsigned, a negative label is huge: one max() checks both ends of the range.
+    unsigned = y.view(f"u{y.dtype.itemsize}") if y.dtype.kind == "i" else y
+    if unsigned.max() >= classes:
         position = int(np.argmax((y < 0) | (y >= classes)))
         raise ValueError(label_range_message(position, int(y[position]), classes))
 
@@ -166,7 +182,7 @@ def check_logits(logits: object, dtype: str | None = None) -> None:
     check_type("logits", logits, np.ndarray, ARRAY_TYPE)
     if logits.ndim != 2 or logits.shape[0] == 0 or logits.shape[1] == 0:
         raise ValueError(f"logits: expected a non-empty 2-D (batch, classes) array, got shape {logits.shape}")
-    if logits.dtype.name not in DTYPES:
+    if logits.dtype not in FLOAT_DTYPES:
         raise TypeError(f"logits: expected dtype float32 or float64, got {logits.dtype.name}")
 
 

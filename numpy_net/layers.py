@@ -31,7 +31,8 @@ class Layer:
     def _buffer(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         """A reusable array of this shape, reallocated only when the shape changes."""
         buf = self.__dict__.get(name)
-        if buf is None or buf.shape != shape or buf.dtype != dtype:
+        # Only the batch size varies between calls (a layer's widths and dtype are fixed).
+        if buf is None or buf.shape[0] != shape[0] or buf.dtype != dtype:
             buf = np.empty(shape, dtype)
             setattr(self, name, buf)
         return buf
@@ -49,6 +50,11 @@ class Linear(Layer):
         self.grad_bias = np.zeros_like(self.bias)
         self.x: np.ndarray | None = None  # input of the last forward, for grad_weight
         self.delta: np.ndarray | None = None  # dL/dz of the last backward
+        self._ones = np.ones(0, dtype)
+
+    def _make_ones(self, like: np.ndarray) -> np.ndarray:
+        self._ones = np.ones(len(like), like.dtype)
+        return self._ones
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         z = self._buffer("_z", (x.shape[0], self.out_features), self.weight.dtype)
@@ -64,7 +70,8 @@ class Linear(Layer):
         """
         self.delta = delta
         np.matmul(self.x.T, delta, out=self.grad_weight)
-        np.sum(delta, axis=0, out=self.grad_bias)
+        ones = self._ones if len(self._ones) == len(delta) else self._make_ones(delta)
+        np.matmul(ones, delta, out=self.grad_bias)  # sum over the batch, as one BLAS gemv
         if not input_grad:
             return None
         dx = self._buffer("_dx", (delta.shape[0], self.in_features), delta.dtype)

@@ -33,7 +33,7 @@ class SoftmaxCrossEntropy:
         picked = shifted[self._rows, y]  # z_y - max, before shifted becomes exp(shifted)
         np.exp(shifted, out=shifted)
         total = shifted.sum(axis=1, keepdims=True)
-        loss = float(np.mean(np.log(total[:, 0]) - picked))
+        loss = float(np.log(total).sum() - picked.sum()) / batch
         shifted /= total  # now softmax(z)
         self.y = y
         if not math.isfinite(loss):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checks import check_dtype_name, check_features, check_sizes, check_state_dict
+from .checks import check_dtype_name, check_features, check_finite_input, check_sizes, check_state_dict
 from .init import initial_parameters
 from .layers import ACTIVATIONS, Layer, Linear
 
@@ -118,6 +118,7 @@ class MLP(Sequential):
         self.init = init
         self.seed = seed
         self.dtype = check_dtype_name(dtype)
+        self._np_dtype = np.dtype(self.dtype)
         layers: list[Layer] = []
         for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             if i:
@@ -129,8 +130,13 @@ class MLP(Sequential):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """logits (B, out) for x (B, in); a fresh array (internal buffers are reused)."""
-        check_features(x, self.sizes[0], self.dtype)
-        return super().forward(x).copy()
+        check_features(x, self.sizes[0], self._np_dtype)
+        layers = self.layers
+        h = layers[0].forward(x)
+        check_finite_input(x, h)
+        for layer in layers[1:]:
+            h = layer.forward(h)
+        return h.copy()
 
     def config(self) -> dict:
         """What it takes to rebuild this network in any engine."""

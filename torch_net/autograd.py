@@ -16,6 +16,7 @@ from .checks import (
     NonFiniteError,
     check_dtype_name,
     check_features,
+    check_finite_input,
     check_labels,
     check_logits,
     check_sizes,
@@ -70,14 +71,16 @@ class MLP:
         }
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_features(x, self.sizes[0], self.dtype, self.device)
+        check_features(x, self.sizes[0], getattr(torch, self.dtype), self.device)
         self._pre = []
         if self.keep_deltas:
             x = x.detach().requires_grad_(True)
         self._x = x
         h = x
-        for module in self.module:
+        for index, module in enumerate(self.module):
             h = module(h)
+            if index == 0:
+                check_finite_input(x, h.detach())
             if self.keep_deltas and isinstance(module, nn.Linear):
                 h.retain_grad()  # dL/dz of this Linear, the engines' delta
                 self._pre.append(h)

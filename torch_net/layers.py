@@ -29,7 +29,9 @@ class Layer:
     def _buffer(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
         """A reusable tensor of this shape, reallocated only when the shape changes."""
         buf = self.__dict__.get(name)
-        if buf is None or tuple(buf.shape) != shape or buf.dtype != like.dtype or buf.device != like.device:
+        # Only the batch size varies between calls (a layer's widths, dtype and device are fixed);
+        # comparing one int keeps this off the profile.
+        if buf is None or buf.shape[0] != shape[0] or buf.dtype != like.dtype:
             buf = torch.empty(shape, dtype=like.dtype, device=like.device)
             setattr(self, name, buf)
         return buf
@@ -50,6 +52,8 @@ class Linear(Layer):
         self.grad_bias = torch.zeros_like(self.bias)
         self.x: torch.Tensor | None = None  # input of the last forward, for grad_weight
         self.delta: torch.Tensor | None = None  # dL/dz of the last backward
+        self._weight_t: torch.Tensor | None = None  # a view, so it follows in-place updates
+        self._weight_t_of: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = self._buffer("_z", (x.shape[0], self.out_features), self.weight)
@@ -68,7 +72,9 @@ class Linear(Layer):
         if not input_grad:
             return None
         dx = self._buffer("_dx", (delta.shape[0], self.in_features), delta)
-        return torch.mm(delta, self.weight.t(), out=dx)
+        if self._weight_t_of is not self.weight:  # first use, or the weight was rebound (packing)
+            self._weight_t, self._weight_t_of = self.weight.t(), self.weight
+        return torch.mm(delta, self._weight_t, out=dx)
 
     def parameters(self) -> dict[str, torch.Tensor]:
         return {"weight": self.weight, "bias": self.bias}

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from .checks import check_labels, check_logits, raise_non_finite_logits
+from .checks import check_label_shape, check_labels, check_logits, raise_non_finite_logits
 
 
 class SoftmaxCrossEntropy:
@@ -23,7 +23,7 @@ class SoftmaxCrossEntropy:
     def forward(self, logits: torch.Tensor, y: torch.Tensor) -> float:
         check_logits(logits)
         batch, classes = logits.shape
-        check_labels(y, batch, classes)
+        y = check_label_shape(y, batch)
         if (
             self.probs is None
             or self.probs.shape != logits.shape
@@ -32,14 +32,20 @@ class SoftmaxCrossEntropy:
         ):
             self.probs = torch.empty_like(logits)
             self._delta = torch.empty_like(logits)
-            self._rows = torch.arange(batch, device=logits.device)
+            self._minus_one = torch.full((batch, 1), -1.0, dtype=logits.dtype, device=logits.device)
         shifted = self.probs
         torch.sub(logits, logits.amax(dim=1, keepdim=True), out=shifted)
-        picked = shifted[self._rows, y]  # z_y - max, before shifted becomes exp(shifted)
+        y_column = y.view(-1, 1)
+        try:  # gather checks the range itself (negative labels too), so valid labels cost nothing
+            picked = shifted.gather(1, y_column)  # z_y - max, before shifted becomes exp(shifted)
+        except (RuntimeError, IndexError):
+            check_labels(y, batch, classes)  # raises the clear message
+            raise
         torch.exp(shifted, out=shifted)
         total = shifted.sum(dim=1, keepdim=True)
-        loss = float(torch.mean(torch.log(total[:, 0]) - picked))
+        loss = float((torch.log(total) - picked).sum()) / batch
         shifted /= total  # now softmax(z)
+        self._y_column = y_column
         self.y = y
         if not math.isfinite(loss):
             raise_non_finite_logits(logits)
@@ -52,7 +58,7 @@ class SoftmaxCrossEntropy:
         delta = self._delta
         batch = delta.shape[0]
         delta.copy_(self.probs)
-        delta[self._rows, self.y] -= 1
+        delta.scatter_add_(1, self._y_column, self._minus_one)  # subtract onehot(y)
         delta /= batch  # the mean's 1/B, divided as torch's mean backward does
         return delta
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .checks import check_dtype_name, check_features, check_sizes, check_state_dict
+from .checks import check_dtype_name, check_features, check_finite_input, check_sizes, check_state_dict
 from .init import initial_parameters
 from .layers import ACTIVATIONS, Layer, Linear
 
@@ -119,6 +119,7 @@ class MLP(Sequential):
         self.init = init
         self.seed = seed
         self.dtype = check_dtype_name(dtype)
+        self._torch_dtype = getattr(torch, self.dtype)
         self.device = torch.device(device)
         layers: list[Layer] = []
         for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -131,8 +132,13 @@ class MLP(Sequential):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """logits (B, out) for x (B, in); a fresh tensor (internal buffers are reused)."""
-        check_features(x, self.sizes[0], self.dtype, self.device)
-        return super().forward(x).clone()
+        check_features(x, self.sizes[0], self._torch_dtype, self.device)
+        layers = self.layers
+        h = layers[0].forward(x)
+        check_finite_input(x, h)
+        for layer in layers[1:]:
+            h = layer.forward(h)
+        return h.clone()
 
     def config(self) -> dict:
         """What it takes to rebuild this network in any engine."""

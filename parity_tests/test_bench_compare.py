@@ -1,0 +1,97 @@
+"""Measurement logic of `backprop bench` and `backprop compare` (no wall-clock asserts)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from backprop.compare import divergence, first_exceeding
+from backprop.floor import make_floor, step_flops, training_gemms
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_the_floor_counts_three_gemms_per_layer_but_the_first_layers_input_gradient():
+    gemms = training_gemms([784, 64, 10], batch=32)
+    shapes = [(g.m, g.k, g.n) for g in gemms]
+    assert shapes == [
+        (32, 784, 64),  # fc0 forward x@W
+        (32, 64, 10),  # fc1 forward
+        (64, 32, 10),  # fc1 grad_weight = a^T delta
+        (32, 10, 64),  # fc1 input grad = delta W^T
+        (784, 32, 64),  # fc0 grad_weight; fc0's input grad is never needed
+    ]
+    assert len(training_gemms([784, 64, 64, 64, 64, 64, 10], 32)) == 3 * 6 - 1
+
+
+def test_the_floor_flops_are_two_m_k_n_summed():
+    sizes, batch = [784, 64, 64, 64, 64, 64, 10], 32
+    forward = sum(2 * batch * a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    backward_weights = forward
+    backward_inputs = forward - 2 * batch * 784 * 64
+    assert step_flops(sizes, batch) == forward + backward_weights + backward_inputs
+
+
+def test_the_floor_runs_the_gemms_it_counts():
+    for library in ("numpy", "torch"):
+        run = make_floor(library, [5, 4, 3], 2, "float64")
+        run()  # no error: every operand has the shape its Gemm says
+
+
+def test_divergence_is_max_abs_and_normwise_relative_difference():
+    reference = {"w": np.array([[1.0, -4.0], [2.0, 0.0]]), "b": np.zeros(2)}
+    other = {"w": np.array([[1.0, -4.5], [2.0, 1e-3]]), "b": np.zeros(2)}
+    result = divergence(reference, other)
+    assert result["w"] == (0.5, 0.5 / 4.0)
+    assert result["b"] == (0.0, 0.0)
+    assert divergence({"b": np.zeros(1)}, {"b": np.ones(1)})["b"] == (1.0, math.inf)
+
+
+def test_first_exceeding_finds_the_first_step_over_tolerance():
+    rows = [{"step": s, "max_rel_diff": d} for s, d in [(1, 0.0), (2, 1e-9), (3, 2e-6), (4, 1e-7)]]
+    assert first_exceeding(rows, 1e-6)["step"] == 3
+    assert first_exceeding(rows, 1e-5) is None
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "backprop", *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=600)
+
+
+def test_compare_exits_non_zero_when_the_tolerance_is_exceeded(data_root, tmp_path):
+    common = ["compare", "--engines", "numpy,torch", "--dataset", "fashion-mnist", "--data-dir", data_root,
+              "--hidden", "16", "--batch-size", "16", "--steps", "12", "--quiet"]
+    tight = _cli(*common, "--dtype", "float32", "--tol", "0", "--out", str(tmp_path / "a"))
+    assert tight.returncode == 1, tight.stdout + tight.stderr
+    assert "exceeds --tol 0 first at step" in tight.stdout
+    loose = _cli(*common, "--dtype", "float64", "--tol", "1e-9", "--out", str(tmp_path / "b"))
+    assert loose.returncode == 0, loose.stdout + loose.stderr
+    assert "within --tol 1e-09 for all 12 steps" in loose.stdout
+    with open(tmp_path / "b" / "compare.csv") as f:
+        header = f.readline().strip().split(",")
+    assert header[:9] == ["step", "engine", "reference", "loss", "loss_diff", "max_abs_diff", "max_rel_diff",
+                          "worst_param", "abs:fc0.weight"]
+    assert os.path.getsize(tmp_path / "b" / "compare.png") > 0
+
+
+def test_bench_writes_rows_for_every_engine_workload_and_batch_size(tmp_path):
+    out = tmp_path / "bench"
+    result = _cli("bench", "--engines", "numpy,torch,autograd", "--workloads", "notebook", "--batch-sizes",
+                  "8,16", "--steps", "3", "--repeats", "2", "--warmup", "1", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    report = json.load(open(out / "bench.json"))
+    rows = report["rows"]
+    assert {(r["engine"], r["batch_size"]) for r in rows} == {
+        (e, b) for e in ("numpy", "torch", "autograd") for b in (8, 16)}
+    for row in rows:
+        assert row["workload"] == "notebook" and row["dtype"] == "float32"
+        assert row["ratio_to_floor"] == pytest.approx(row["s_per_epoch"] / row["floor_s_per_epoch"], rel=1e-12)
+        assert row["samples_per_s"] > 0
+    assert report["machine"]["cpu_count"] and "numpy" in report["machine"]
+    assert os.path.getsize(out / "bench.png") > 0
