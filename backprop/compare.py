@@ -75,12 +75,15 @@ def plot(rows: list[dict], path: str, tol: float) -> None:
     for engine in dict.fromkeys(r["engine"] for r in rows):
         pts = [r for r in rows if r["engine"] == engine]
         steps = [r["step"] for r in pts]
-        floor = 1e-300  # log scale: an exact 0 is drawn at the bottom
-        ax_p.plot(steps, [max(r["max_rel_diff"], floor) for r in pts], label=f"{engine} vs {pts[0]['reference']}")
-        ax_l.plot(steps, [max(r["loss_diff"], floor) for r in pts], label=f"{engine} vs {pts[0]['reference']}")
+        label = f"{engine} vs {pts[0]['reference']}"
+        # Exact agreement (0) has no place on a log axis: those steps are left blank.
+        params = [r["max_rel_diff"] or math.nan for r in pts]
+        losses = [r["loss_diff"] or math.nan for r in pts]
+        ax_p.plot(steps, params, label=label)
+        ax_l.plot(steps, losses, ".", markersize=2, label=label)
     ax_p.axhline(tol, color="red", linestyle="--", label=f"--tol {tol:g}")
     ax_p.set(yscale="log", xlabel="step", ylabel="max relative parameter difference", title="parameters")
-    ax_l.set(yscale="log", xlabel="step", ylabel="|loss difference|", title="loss")
+    ax_l.set(yscale="log", xlabel="step", ylabel="|loss difference|", title="loss (steps with equal losses blank)")
     for ax in (ax_p, ax_l):
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
