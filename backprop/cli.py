@@ -309,6 +309,11 @@ def cmd_export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
 
 
 def main(argv: list[str] | None = None) -> int:
+    import numpy as np
+
+    # Non-finite values are detected and reported by the engines themselves (with where and
+    # what to do); NumPy's own RuntimeWarnings about them would only add noise before that.
+    np.seterr(all="ignore")
     parser = build_parser()
     args = parser.parse_args(argv)
     command = {"train": cmd_train, "evaluate": cmd_evaluate, "export": cmd_export}.get(args.command)

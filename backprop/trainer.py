@@ -258,7 +258,14 @@ class Trainer:
 
     def _finish_epoch(self) -> None:
         p = self.progress
-        test_loss, test_acc, _ = evaluate(self.engine, self.net, self.test_x, self.test_y)
+        try:
+            test_loss, test_acc, _ = evaluate(self.engine, self.net, self.test_x, self.test_y)
+        except FloatingPointError as error:  # the epoch's last step blew the parameters up
+            raise TrainingDiverged(
+                f"training diverged in epoch {p.epoch + 1}: evaluating its parameters gave {error}. Last "
+                f"finite training loss: {p.last_loss:.6g}. Try a smaller --lr (now {self.optimizer.lr:g}). "
+                f"The last good checkpoint ({self.checkpoint_path}) was left as it was."
+            ) from None
         row = {
             "epoch": p.epoch + 1,
             "train_loss": p.loss_sum / p.seen,

@@ -72,7 +72,9 @@ def load_dataset(dataset: str, data_dir: str, dtype: str = "float32", download: 
         train = cls(data_dir, train=True, download=download)
         test = cls(data_dir, train=False, download=download)
     except (RuntimeError, OSError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        # torchvision lists every mirror it tried; the last line holds the actual cause.
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        reason = lines[-1] if lines else type(error).__name__
         raise DataError(_offline_message(data_dir, dataset, reason)) from None
     if not present:
         check_raw_files(folder)  # what was just downloaded, checked like everything else
