@@ -118,3 +118,38 @@ def test_sgd_rejects_what_torch_rejects(engine):
                    {"nesterov": True}, {"nesterov": True, "momentum": 0.9, "dampening": 0.1}):
         with pytest.raises(ValueError):
             engine.SGD(net, **{"lr": 0.1, **kwargs})
+
+
+def test_adam_state_moves_between_engines_and_training_continues_alike():
+    """Two Adam steps in numpy_net, state into torch_net and autograd, a third step in each."""
+    import numpy_net
+    import torch_net
+
+    from .engines import Engine
+    from .strategies import AdamSpec, Batch, NetSpec
+
+    spec = NetSpec(sizes=(5, 4, 3), activation="tanh", init="he_normal", seed=2, dtype="float64")
+    adam = AdamSpec(kind="AdamW", lr=0.01, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.01, amsgrad=True)
+    rng = np.random.default_rng(0)
+    batches = [Batch(x=rng.standard_normal((6, 5)), y=rng.integers(0, 3, 6)) for _ in range(3)]
+    source = Engine(numpy_net)
+    net = spec.build(source)
+    opt = adam.build(source, net)
+    for batch in batches[:2]:
+        run_pass(source, net, spec, batch)
+        opt.step()
+    params, state = net.state_dict(), opt.state_dict()
+    assert state["step"] == 2 and sorted(state["state"]) == ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]
+    results = {}
+    for engine in (source, Engine(torch_net), ORACLE):
+        other = spec.build(engine)
+        other.load_state_dict(params)
+        other_opt = adam.build(engine, other)
+        other_opt.load_state_dict(state)
+        other_opt.zero_grad()
+        run_pass(engine, other, spec, batches[2])
+        other_opt.step()
+        results[engine.name] = other.state_dict()
+    for name, result in results.items():
+        for key, value in result.items():
+            np.testing.assert_allclose(value, results["numpy_net"][key], rtol=0, atol=1e-12, err_msg=f"{name} {key}")
