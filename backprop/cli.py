@@ -147,6 +147,8 @@ def train_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> T
             values[key] = getattr(args, flag)
     if args.epochs is not None:
         values["epochs"] = args.epochs
+    if values["optimizer"] != "sgd" and args.momentum is None:
+        values["momentum"] = 0.0  # the preset's SGD momentum means nothing to Adam
     config = TrainConfig(**values)
     if config.nesterov and config.momentum <= 0:
         parser.error("--nesterov needs a --momentum above 0")

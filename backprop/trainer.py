@@ -258,6 +258,7 @@ class Trainer:
 
     def _finish_epoch(self) -> None:
         p = self.progress
+        eval_started = time.perf_counter()
         try:
             test_loss, test_acc, _ = evaluate(self.engine, self.net, self.test_x, self.test_y)
         except FloatingPointError as error:  # the epoch's last step blew the parameters up
@@ -275,11 +276,12 @@ class Trainer:
             "seconds": p.seconds,
             "samples_per_s": p.seen / p.seconds if p.seconds else math.nan,
         }
+        eval_seconds = time.perf_counter() - eval_started
         p.history.append(row)
         self.log(
             f"epoch {row['epoch']:>2}/{self.config.epochs}  train loss {row['train_loss']:.4f} "
             f"acc {row['train_acc']:.4f}  |  test loss {row['test_loss']:.4f} acc {row['test_acc']:.4f}"
-            f"  |  {row['seconds']:.2f} s ({row['samples_per_s']:,.0f} samples/s)"
+            f"  |  {row['seconds']:.2f} s ({row['samples_per_s']:,.0f} samples/s) + eval {eval_seconds:.2f} s"
         )
         p.epoch += 1
         p.step = p.loss_sum = p.correct = p.seen = 0

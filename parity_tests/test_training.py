@@ -176,3 +176,14 @@ def test_backprop_engine_environment_variable_picks_the_engine(data_root, tmp_pa
     assert result.returncode == 0, result.stderr
     assert "autograd engine" in result.stdout
     assert load_checkpoint(os.path.join(out, "checkpoint.npz")).meta["engine"] == "autograd"
+
+
+def test_the_data_package_is_found_even_beside_a_users_own_data_folder(tmp_path):
+    """The default --data-dir is ./data: a dataset folder there must not shadow the package."""
+    (tmp_path / "data" / "MNIST" / "raw").mkdir(parents=True)
+    result = subprocess.run([sys.executable, "-m", "backprop", "train", "--help"], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    found = subprocess.run([sys.executable, "-c", "import data; print(data.__file__)"], capture_output=True,
+                           text=True, cwd=tmp_path, timeout=60)
+    assert found.stdout.strip() == os.path.join(ROOT, "data", "__init__.py")
