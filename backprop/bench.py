@@ -212,7 +212,7 @@ def plot(rows: list[dict], path: str) -> None:
 
 def run(args, parser) -> int:
     from .cli import _writable_dir_problem, check_device, fail
-    from .engines import ENGINES, load_engine
+    from .engines import ENGINES, denormals_flushed, load_engine
 
     for name in args.engines:
         if name not in ENGINES:
@@ -247,7 +247,8 @@ def run(args, parser) -> int:
     rows = []
     for workload in args.workloads:
         for batch in args.batch_sizes:
-            case = bench_case(engines, workload, batch, args, x, y)
+            with denormals_flushed():  # as `backprop train` runs
+                case = bench_case(engines, workload, batch, args, x, y)
             rows.extend(case)
             print(format_table(case).split("\n", 2)[-1] if rows != case else format_table(case), flush=True)
     os.makedirs(out, exist_ok=True)

@@ -99,7 +99,7 @@ def run(args, parser) -> int:
     from .checkpoint import atomic_write
     from .cli import _writable_dir_problem, fail
     from .config import PRESETS
-    from .engines import ENGINES, load_engine
+    from .engines import ENGINES, denormals_flushed, load_engine
     from .trainer import make_step
 
     if not 2 <= len(args.engines) <= 3 or len(set(args.engines)) != len(args.engines):
@@ -148,24 +148,25 @@ def run(args, parser) -> int:
 
     names = list(runs[0][1].state_dict())
     rows: list[dict] = []
-    for step in tqdm(range(total), disable=args.quiet, leave=False, unit="step"):
-        epoch, index = divmod(step, steps_per_epoch)
-        losses, states = [], []
-        for _engine, net, feeder, train_step in runs:
-            feeder.start_epoch(epoch)
-            loss, _ = train_step(*feeder.batch(index))
-            losses.append(loss)
-            states.append(net.state_dict())
-        for k in range(1, len(runs)):
-            per_param = divergence(states[0], states[k])
-            worst = max(per_param, key=lambda n: per_param[n][1])
-            row = {"step": step + 1, "engine": args.engines[k], "reference": args.engines[0],
-                   "loss": losses[k], "loss_diff": abs(losses[k] - losses[0]),
-                   "max_abs_diff": max(v[0] for v in per_param.values()),
-                   "max_rel_diff": per_param[worst][1], "worst_param": worst}
-            for name in names:
-                row[f"abs:{name}"], row[f"rel:{name}"] = per_param[name]
-            rows.append(row)
+    with denormals_flushed():  # as `backprop train` runs
+        for step in tqdm(range(total), disable=args.quiet, leave=False, unit="step"):
+            epoch, index = divmod(step, steps_per_epoch)
+            losses, states = [], []
+            for _engine, net, feeder, train_step in runs:
+                feeder.start_epoch(epoch)
+                loss, _ = train_step(*feeder.batch(index))
+                losses.append(loss)
+                states.append(net.state_dict())
+            for k in range(1, len(runs)):
+                per_param = divergence(states[0], states[k])
+                worst = max(per_param, key=lambda n: per_param[n][1])
+                row = {"step": step + 1, "engine": args.engines[k], "reference": args.engines[0],
+                       "loss": losses[k], "loss_diff": abs(losses[k] - losses[0]),
+                       "max_abs_diff": max(v[0] for v in per_param.values()),
+                       "max_rel_diff": per_param[worst][1], "worst_param": worst}
+                for name in names:
+                    row[f"abs:{name}"], row[f"rel:{name}"] = per_param[name]
+                rows.append(row)
 
     os.makedirs(out, exist_ok=True)
     buffer = io.StringIO()

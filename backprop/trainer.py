@@ -18,7 +18,7 @@ from data import BatchFeeder, Dataset
 
 from .checkpoint import Checkpoint, atomic_write, save_checkpoint
 from .config import TrainConfig
-from .engines import Engine
+from .engines import Engine, denormals_flushed
 from .schedules import epoch_learning_rates
 
 METRIC_COLUMNS = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds", "samples_per_s"]
@@ -190,8 +190,9 @@ class Trainer:
         except ValueError:  # not the main thread: Ctrl-C handling stays the caller's
             previous = None
         try:
-            while self.progress.epoch < self.config.epochs:
-                self._train_epoch()
+            with denormals_flushed():
+                while self.progress.epoch < self.config.epochs:
+                    self._train_epoch()
         finally:
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
