@@ -89,6 +89,17 @@ def _synthetic(dtype: str) -> tuple[np.ndarray, np.ndarray]:
     return x.astype(dtype, copy=False), rng.integers(0, 10, EPOCH_SAMPLES)
 
 
+def training_arrays(dataset: str | None, data_dir: str | None, dtype: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """(x, y, description): the real training split when a data dir is given, else synthetic."""
+    if data_dir:
+        from data import load_dataset
+
+        split = load_dataset(dataset or "mnist", data_dir, dtype=dtype)
+        return split.train_x, split.train_y, f"{split.name} from {data_dir}"
+    x, y = _synthetic(dtype)
+    return x, y, "synthetic inputs of MNIST shape (60000 x 784)"
+
+
 def _time(fn, steps: int, sync) -> float:
     """Seconds per call, over ``steps`` calls."""
     sync()
@@ -227,18 +238,12 @@ def run(args, parser) -> int:
     problem = _writable_dir_problem(out)
     if problem:
         parser.error(f"--out: {problem}")
-    if args.data_dir:
-        from data import DataError, load_dataset
+    from data import DataError
 
-        try:
-            dataset = load_dataset(args.dataset or "mnist", args.data_dir, dtype=args.dtype)
-        except DataError as error:
-            return fail(str(error))
-        x, y = dataset.train_x, dataset.train_y
-        source = f"{dataset.name} from {args.data_dir}"
-    else:
-        x, y = _synthetic(args.dtype)
-        source = "synthetic inputs of MNIST shape (60000 x 784)"
+    try:
+        x, y, source = training_arrays(args.dataset, args.data_dir, args.dtype)
+    except DataError as error:
+        return fail(str(error))
     engines = [load_engine(name, args.device) for name in args.engines]
     info = machine_info()
     print(f"bench: {', '.join(args.engines)} on {source}; {args.dtype}, {args.optimizer}; "

@@ -95,7 +95,7 @@ def plot(rows: list[dict], path: str, tol: float) -> None:
 def run(args, parser) -> int:
     from data import BatchFeeder
 
-    from .bench import _synthetic
+    from .bench import training_arrays
     from .checkpoint import atomic_write
     from .cli import _writable_dir_problem, fail
     from .config import PRESETS
@@ -119,16 +119,12 @@ def run(args, parser) -> int:
     optimizer = args.optimizer or preset["optimizer"]
     lr = args.lr if args.lr is not None else (preset["lr"] if optimizer == "sgd" else 1e-3)
     momentum = args.momentum if args.momentum is not None else (preset["momentum"] if optimizer == "sgd" else 0)
-    if args.data_dir:
-        from data import DataError, load_dataset
+    from data import DataError
 
-        try:
-            dataset = load_dataset(args.dataset or "mnist", args.data_dir, dtype=args.dtype)
-        except DataError as error:
-            return fail(str(error))
-        x, y = dataset.train_x, dataset.train_y
-    else:
-        x, y = _synthetic(args.dtype)
+    try:
+        x, y, _ = training_arrays(args.dataset, args.data_dir, args.dtype)
+    except DataError as error:
+        return fail(str(error))
     if args.limit:
         x, y = x[: args.limit], y[: args.limit]
     sizes = [784, *hidden, 10]

@@ -245,6 +245,15 @@ def test_bad_flags_are_usage_errors_before_any_data_is_read(flags, text, tmp_pat
     assert "Traceback" not in result.stderr
 
 
+def test_cuda_without_a_gpu_is_a_usage_error(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA; the error under test is for machines without it")
+    result = _cli("train", "--data-dir", str(tmp_path), "--engine", "torch", "--device", "cuda")
+    assert result.returncode == 2 and "CUDA is not available" in result.stderr
+
+
 def test_an_unknown_backprop_engine_variable_is_a_usage_error(tmp_path):
     result = _cli("train", "--data-dir", str(tmp_path), env={**os.environ, "BACKPROP_ENGINE": "jax"})
     assert result.returncode == 2 and "BACKPROP_ENGINE" in result.stderr

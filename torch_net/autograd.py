@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+from . import asarray, labels, to_numpy  # the same conversions as torch_net
 from .checks import (
     NonFiniteError,
     check_dtype_name,
@@ -262,18 +263,6 @@ class AdamW(Adam):
     def __init__(self, net: MLP, lr: float = 0.001, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.01, amsgrad: bool = False) -> None:
         super().__init__(net, lr, betas, eps, weight_decay, amsgrad)
-
-
-def asarray(array: np.ndarray, dtype: str = "float32", device: str = "cpu") -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(array, dtype=dtype)).to(device)
-
-
-def to_numpy(array: torch.Tensor) -> np.ndarray:
-    return array.detach().cpu().numpy()
-
-
-def labels(array: np.ndarray, device: str = "cpu") -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.int64)).to(device)
 
 
 __all__ = ["MLP", "NAME", "SGD", "Adam", "AdamW", "NonFiniteError", "SoftmaxCrossEntropy",
