@@ -12,7 +12,7 @@ import numpy as np
 
 
 class Layer:
-    """Base class: no parameters, identity-free interface."""
+    """Base class: no parameters."""
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError

@@ -3,7 +3,8 @@
 An engine is a Python module that provides:
 
 - ``MLP(sizes, activation=, init=, seed=, dtype=)`` with ``forward(x)``, ``backward(delta)``,
-  ``deltas()``, ``grads()``, ``state_dict()`` / ``load_state_dict(sd)`` (NumPy arrays, weights
+  ``deltas()``, ``grads()`` (the arrays the optimizer reads: the optimizer-only property writes
+  gradients into them), ``state_dict()`` / ``load_state_dict(sd)`` (NumPy arrays, weights
   (in, out), keys ``fc{i}.weight`` / ``fc{i}.bias``) and ``zero_grad()``;
 - ``SoftmaxCrossEntropy()`` with ``forward(logits, y) -> float`` and ``backward() -> dL/dlogits``;
 - ``SGD(net, lr=, momentum=, dampening=, nesterov=, weight_decay=)`` with ``step()``,
