@@ -204,6 +204,10 @@ def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     problem = _writable_dir_problem(out)
     if problem:
         parser.error(f"--out: {problem}")
+    existing = os.path.join(out, "checkpoint.npz")
+    if checkpoint is None and os.path.exists(existing):
+        parser.error(f"--out {out} already holds a run ({existing}); continue it with --resume {existing}, "
+                     "or choose another --out (nothing was overwritten)")
     data_dir = args.data_dir or "./data"
 
     from data import DataError, load_dataset

@@ -245,6 +245,16 @@ def test_bad_flags_are_usage_errors_before_any_data_is_read(flags, text, tmp_pat
     assert "Traceback" not in result.stderr
 
 
+def test_a_new_run_never_overwrites_an_existing_one(good_checkpoint, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    before = open(good_checkpoint, "rb").read()
+    (run / "checkpoint.npz").write_bytes(before)
+    result = _cli("train", "--data-dir", str(tmp_path / "nowhere"), "--out", str(run))
+    assert result.returncode == 2 and "already holds a run" in result.stderr and "--resume" in result.stderr
+    assert (run / "checkpoint.npz").read_bytes() == before
+
+
 def test_cuda_without_a_gpu_is_a_usage_error(tmp_path):
     import torch
 
