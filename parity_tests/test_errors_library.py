@@ -18,6 +18,9 @@ from torch_net import autograd
 
 PROJECT_ERRORS = (ValueError, TypeError, FloatingPointError)
 
+# NaN and Inf are fed in on purpose here; NumPy's RuntimeWarnings about them are expected noise.
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
+
 
 def _to_torch(array):
     return torch.from_numpy(np.array(array, copy=True)) if isinstance(array, np.ndarray) else array
