@@ -62,9 +62,7 @@ def check_batch_facts(
         )
 
 
-def check_label_facts(
-    shape: tuple[int, ...], kind: str, dtype: str, batch: int, classes: int
-) -> None:
+def check_label_facts(shape: tuple[int, ...], kind: str, dtype: str, batch: int) -> None:
     """y must be (batch,) integers; kind is 'int', 'bool' or 'float' (or anything else)."""
     if len(shape) != 1:
         raise ValueError(f"y: expected a 1-D array of {batch} labels, got shape {shape}")
@@ -74,7 +72,6 @@ def check_label_facts(
         raise ValueError(
             f"y: expected {batch} labels (one per row of logits), got {shape[0]}"
         )
-    del classes  # the range is checked by the caller, which can read the values
 
 
 def label_range_message(position: int, value: int, classes: int) -> str:
@@ -170,7 +167,7 @@ def check_labels(y: object, batch: int, classes: int) -> None:
     """y: (batch,) integer numpy array with values in [0, classes)."""
     check_type("y", y, np.ndarray, ARRAY_TYPE)
     if not (y.ndim == 1 and len(y) == batch and y.dtype.kind in "iu"):
-        check_label_facts(y.shape, _label_kind(y.dtype), y.dtype.name, batch, classes)
+        check_label_facts(y.shape, _label_kind(y.dtype), y.dtype.name, batch)
     # Viewed as unsigned, a negative label is huge: one max() checks both ends of the range.
     unsigned = y.view(f"u{y.dtype.itemsize}") if y.dtype.kind == "i" else y
     if unsigned.max() >= classes:

@@ -75,7 +75,7 @@ def check_label_shape(y: object, batch: int) -> torch.Tensor:
     check_type("y", y, torch.Tensor, ARRAY_TYPE)
     if y.dim() == 1 and len(y) == batch and y.dtype == torch.int64:
         return y
-    check_label_facts(tuple(y.shape), _label_kind(y.dtype), dtype_name(y.dtype), batch, 0)
+    check_label_facts(tuple(y.shape), _label_kind(y.dtype), dtype_name(y.dtype), batch)
     return y.long()
 
 
@@ -83,7 +83,7 @@ def check_labels(y: object, batch: int, classes: int) -> None:
     """y: (batch,) integer tensor with values in [0, classes)."""
     check_type("y", y, torch.Tensor, ARRAY_TYPE)
     if not (y.dim() == 1 and len(y) == batch and y.dtype in INT_DTYPES):
-        check_label_facts(tuple(y.shape), _label_kind(y.dtype), dtype_name(y.dtype), batch, classes)
+        check_label_facts(tuple(y.shape), _label_kind(y.dtype), dtype_name(y.dtype), batch)
     low, high = torch.aminmax(y)
     if low < 0 or high >= classes:
         outside = (y < 0) | (y >= classes)
