@@ -197,7 +197,7 @@ def format_table(rows: list[dict]) -> str:
 
 
 def plot(rows: list[dict], path: str) -> None:
-    from .plots import _pyplot, save_figure
+    from .plots import _pyplot, finish
 
     plt = _pyplot()
     workloads = list(dict.fromkeys(r["workload"] for r in rows))
@@ -214,11 +214,7 @@ def plot(rows: list[dict], path: str) -> None:
                     label=f"GEMM floor ({library})")
         ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="samples / s",
                title=f"{workload} network, {subset[0]['dtype']}")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, path)
-    plt.close(fig)
+    finish(fig, axes[0], path)
 
 
 def run(args, parser) -> int:

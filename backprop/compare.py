@@ -68,7 +68,7 @@ def add_parser(sub) -> None:
 
 
 def plot(rows: list[dict], path: str, tol: float) -> None:
-    from .plots import _pyplot, save_figure
+    from .plots import _pyplot, finish
 
     plt = _pyplot()
     fig, (ax_p, ax_l) = plt.subplots(1, 2, figsize=(11, 4))
@@ -84,12 +84,7 @@ def plot(rows: list[dict], path: str, tol: float) -> None:
     ax_p.axhline(tol, color="red", linestyle="--", label=f"--tol {tol:g}")
     ax_p.set(yscale="log", xlabel="step", ylabel="max relative parameter difference", title="parameters")
     ax_l.set(yscale="log", xlabel="step", ylabel="|loss difference|", title="loss (steps with equal losses blank)")
-    for ax in (ax_p, ax_l):
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, path)
-    plt.close(fig)
+    finish(fig, (ax_p, ax_l), path)
 
 
 def run(args, parser) -> int:

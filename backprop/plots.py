@@ -20,6 +20,17 @@ def save_figure(fig, path: str) -> None:
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
 
 
+def finish(fig, axes, path: str) -> None:
+    """Grid and legend on every axis, then write the figure atomically and free it."""
+    plt = _pyplot()
+    for ax in axes:
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)
+    plt.close(fig)
+
+
 def plot_curves(rows: list[dict], path: str, title: str = "") -> None:
     """Loss and accuracy per epoch, train vs test."""
     plt = _pyplot()
