@@ -130,21 +130,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Training flags that make up the run's configuration (resume must not change them).
-CONFIG_FLAGS = {
-    "hidden": "hidden", "activation": "activation", "init": "init", "dtype": "dtype", "seed": "seed",
-    "batch_size": "batch_size", "optimizer": "optimizer", "lr": "lr", "momentum": "momentum",
-    "nesterov": "nesterov", "weight_decay": "weight_decay", "lr_schedule": "lr_schedule",
-    "step_size": "step_size", "gamma": "gamma", "limit": "limit", "dataset": "dataset",
-}
+# Training flags (TrainConfig fields of the same name) that make up a run's configuration;
+# resume must not change them.
+CONFIG_FLAGS = (
+    "hidden", "activation", "init", "dtype", "seed", "batch_size", "optimizer", "lr", "momentum", "nesterov",
+    "weight_decay", "lr_schedule", "step_size", "gamma", "limit", "dataset",
+)
 
 
 def train_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> TrainConfig:
     preset = args.preset or "default"
     values = {**TrainConfig().__dict__, **PRESETS[preset], "preset": preset}
-    for flag, key in CONFIG_FLAGS.items():
+    for flag in CONFIG_FLAGS:
         if getattr(args, flag) is not None:
-            values[key] = getattr(args, flag)
+            values[flag] = getattr(args, flag)
     if args.epochs is not None:
         values["epochs"] = args.epochs
     if values["optimizer"] != "sgd" and args.momentum is None:
@@ -188,11 +187,11 @@ def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         except CheckpointError as error:
             return fail(str(error))
         config = TrainConfig.from_json(checkpoint.meta["config"])
-        for flag, key in CONFIG_FLAGS.items():
+        for flag in CONFIG_FLAGS:
             given = getattr(args, flag)
-            if given is not None and given != getattr(config, key):
+            if given is not None and given != getattr(config, flag):
                 parser.error(f"--{flag.replace('_', '-')} {given} conflicts with the checkpoint's "
-                             f"{getattr(config, key)}: a resumed run keeps its configuration")
+                             f"{getattr(config, flag)}: a resumed run keeps its configuration")
         if args.preset is not None:
             parser.error("--preset cannot be combined with --resume (the checkpoint holds the configuration)")
         if args.epochs is not None:

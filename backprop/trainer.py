@@ -10,7 +10,7 @@ import math
 import os
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -149,22 +149,14 @@ class Trainer:
     def _restore(self, checkpoint: Checkpoint) -> None:
         self.net.load_state_dict(checkpoint.params)
         self.optimizer.load_state_dict(checkpoint.optimizer)
-        p = checkpoint.meta["progress"]
-        self.progress = Progress(
-            epoch=p["epoch"], step=p["step"], global_step=p["global_step"], loss_sum=p["loss_sum"],
-            correct=p["correct"], seen=p["seen"], seconds=p["seconds"], last_loss=p["last_loss"],
-            history=list(checkpoint.meta.get("history", [])),
-        )
+        self.progress = Progress(**checkpoint.meta["progress"], history=list(checkpoint.meta.get("history", [])))
 
     def save(self) -> None:
         p = self.progress
         meta = {
             "engine": self.engine.name,
             "config": self.config.to_json(),
-            "progress": {
-                "epoch": p.epoch, "step": p.step, "global_step": p.global_step, "loss_sum": p.loss_sum,
-                "correct": p.correct, "seen": p.seen, "seconds": p.seconds, "last_loss": p.last_loss,
-            },
+            "progress": {k: v for k, v in asdict(p).items() if k != "history"},
             # The batch order of epoch e is default_rng([seed, epoch]).permutation(n): this
             # (with progress.step) is the data RNG's whole state.
             "rng": {"kind": "numpy.default_rng([seed, epoch]).permutation", "seed": self.config.seed,

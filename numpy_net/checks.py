@@ -89,6 +89,12 @@ def non_finite_message(name: str, row: int, column: int | None = None) -> str:
     return f"{name}: contains NaN or Inf (first at {where}){hint}"
 
 
+def check_choice(name: str, value: object, choices) -> None:
+    """value must be one of choices (an activation, an init): one wording in every engine."""
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
+
+
 def check_sizes(sizes: object) -> list[int]:
     """sizes: at least [in, out], every entry a positive int."""
     if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):

@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 
+from .checks import check_choice
+
 INITS = ("xavier_normal", "xavier_uniform", "he_normal", "torch_default")
 
 
@@ -39,8 +41,7 @@ def _draw_layer(
 
 def initial_parameters(sizes: list[int], init: str, seed: int) -> dict[str, np.ndarray]:
     """{"fc{i}.weight": (sizes[i], sizes[i+1]), "fc{i}.bias": (sizes[i+1],)} in float64, from one RNG."""
-    if init not in INITS:
-        raise ValueError(f"init: expected one of {', '.join(INITS)}, got {init!r}")
+    check_choice("init", init, INITS)
     rng = np.random.default_rng(seed)
     params: dict[str, np.ndarray] = {}
     for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):

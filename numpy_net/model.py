@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checks import check_dtype_name, check_features, check_finite_input, check_sizes, check_state_dict
+from .checks import check_choice, check_dtype_name, check_features, check_finite_input, check_sizes, check_state_dict
 from .init import initial_parameters
 from .layers import ACTIVATIONS, Layer, Linear
 
@@ -109,10 +109,7 @@ class MLP(Sequential):
         dtype: str = "float32",
     ) -> None:
         sizes = check_sizes(sizes)
-        if activation not in ACTIVATIONS:
-            raise ValueError(
-                f"activation: expected one of {', '.join(ACTIVATIONS)}, got {activation!r}"
-            )
+        check_choice("activation", activation, ACTIVATIONS)
         self.sizes = sizes
         self.activation = activation
         self.init = init
@@ -138,12 +135,3 @@ class MLP(Sequential):
             h = layer.forward(h)
         return h.copy()
 
-    def config(self) -> dict:
-        """What it takes to rebuild this network in any engine."""
-        return {
-            "sizes": self.sizes,
-            "activation": self.activation,
-            "init": self.init,
-            "seed": self.seed,
-            "dtype": self.dtype,
-        }

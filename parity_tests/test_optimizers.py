@@ -62,42 +62,35 @@ def _compare_trajectories(got, ref, spec, lr, name, param_atol=0.0):
 
 
 @st.composite
-def sgd_problems(draw, steps=(1, 1)):
-    spec = draw(net_specs(max_width=16))
-    n = draw(st.integers(*steps))
-    batch_list = [draw(batches(spec.sizes[0], spec.sizes[-1])) for _ in range(n)]
-    return spec, draw(sgd_specs()), batch_list
-
-
-@given(sgd_problems())
-def test_one_sgd_step_leaves_the_parameters_torch_optim_leaves(engine, problem):
-    """Every option combination of torch.optim.SGD (lr, momentum, dampening, nesterov, wd)."""
-    spec, opt_spec, batch_list = problem
-    note(f"engine={engine.name} spec={spec} sgd={opt_spec} batches={batch_list!r}")
-    ref = _train(ORACLE, spec, opt_spec, batch_list)
-    got = _train(engine, spec, opt_spec, batch_list)
-    _compare_trajectories(got, ref, spec, opt_spec.lr, engine.name)
-
-
-@given(sgd_problems(steps=(2, 5)))
-def test_sgd_trajectories_and_momentum_buffers_stay_in_agreement(engine, problem):
-    """Several steps: momentum buffers after the first step follow b = mu b + (1 - tau) g."""
-    spec, opt_spec, batch_list = problem
-    note(f"engine={engine.name} spec={spec} sgd={opt_spec} batches={batch_list!r}")
-    ref = _train(ORACLE, spec, opt_spec, batch_list)
-    got = _train(engine, spec, opt_spec, batch_list)
-    _compare_trajectories(got, ref, spec, opt_spec.lr, engine.name)
-
-
-@st.composite
-def adam_problems(draw, steps=(1, 4), dtype=None):
+def optimizer_problems(draw, optimizers, steps: tuple[int, int], dtype: str | None = None):
+    """(network, optimizer settings, a list of batches to take one step on each)."""
     spec = draw(net_specs(max_width=16, dtype=dtype))
     n = draw(st.integers(*steps))
     batch_list = [draw(batches(spec.sizes[0], spec.sizes[-1])) for _ in range(n)]
-    return spec, draw(adam_specs()), batch_list
+    return spec, draw(optimizers), batch_list
 
 
-@given(adam_problems(dtype="float64"))
+def _sgd_agrees_with_torch_optim(engine, problem) -> None:
+    spec, opt_spec, batch_list = problem
+    note(f"engine={engine.name} spec={spec} sgd={opt_spec} batches={batch_list!r}")
+    ref = _train(ORACLE, spec, opt_spec, batch_list)
+    got = _train(engine, spec, opt_spec, batch_list)
+    _compare_trajectories(got, ref, spec, opt_spec.lr, engine.name)
+
+
+@given(optimizer_problems(sgd_specs(), steps=(1, 1)))
+def test_one_sgd_step_leaves_the_parameters_torch_optim_leaves(engine, problem):
+    """Every option combination of torch.optim.SGD (lr, momentum, dampening, nesterov, wd)."""
+    _sgd_agrees_with_torch_optim(engine, problem)
+
+
+@given(optimizer_problems(sgd_specs(), steps=(2, 5)))
+def test_sgd_trajectories_and_momentum_buffers_stay_in_agreement(engine, problem):
+    """Several steps: momentum buffers after the first step follow b = mu b + (1 - tau) g."""
+    _sgd_agrees_with_torch_optim(engine, problem)
+
+
+@given(optimizer_problems(adam_specs(), steps=(1, 4), dtype="float64"))
 def test_adam_and_adamw_after_backprop_follow_torch_optim_step_by_step(engine, problem):
     """Backprop + torch.optim.Adam/AdamW (moments, bias correction, eps, coupled/decoupled wd,
     amsgrad), in float64. Adam divides each gradient by its own magnitude (+ eps), so where a

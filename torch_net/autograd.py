@@ -15,6 +15,7 @@ from torch.nn import functional
 from . import asarray, labels, to_numpy  # the same conversions as torch_net
 from .checks import (
     NonFiniteError,
+    check_choice,
     check_dtype_name,
     check_features,
     check_finite_input,
@@ -45,8 +46,7 @@ class MLP:
         keep_deltas: bool = True,
     ) -> None:
         sizes = check_sizes(sizes)
-        if activation not in _MODULES:
-            raise ValueError(f"activation: expected one of {', '.join(_MODULES)}, got {activation!r}")
+        check_choice("activation", activation, _MODULES)
         self.sizes, self.activation, self.init, self.seed = sizes, activation, init, seed
         self.dtype = check_dtype_name(dtype)
         self.device = torch.device(device)
@@ -136,11 +136,6 @@ class MLP:
     def zero_grad(self) -> None:
         self.module.zero_grad(set_to_none=True)
 
-    def config(self) -> dict:
-        return {
-            "sizes": self.sizes, "activation": self.activation, "init": self.init,
-            "seed": self.seed, "dtype": self.dtype,
-        }
 
 
 class SoftmaxCrossEntropy:

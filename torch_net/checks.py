@@ -10,6 +10,7 @@ from numpy_net.checks import (
     NonFiniteError,
     check_adam,
     check_batch_facts,
+    check_choice,
     check_dtype_name,
     check_label_facts,
     check_sgd,
@@ -26,7 +27,7 @@ FLOAT_DTYPES = (torch.float32, torch.float64)
 INT_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
 
 __all__ = [
-    "ARRAY_TYPE", "NonFiniteError", "check_adam", "check_device", "check_dtype_name",
+    "ARRAY_TYPE", "NonFiniteError", "check_adam", "check_choice", "check_device", "check_dtype_name",
     "check_features", "check_finite_input", "check_label_shape", "dtype_name",
     "check_labels", "check_logits", "check_sgd", "check_sizes", "check_state_dict", "raise_non_finite_logits",
     "type_name",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .checks import check_dtype_name, check_features, check_finite_input, check_sizes, check_state_dict
+from .checks import check_choice, check_dtype_name, check_features, check_finite_input, check_sizes, check_state_dict
 from .init import initial_parameters
 from .layers import ACTIVATIONS, Layer, Linear
 
@@ -110,10 +110,7 @@ class MLP(Sequential):
         device: str = "cpu",
     ) -> None:
         sizes = check_sizes(sizes)
-        if activation not in ACTIVATIONS:
-            raise ValueError(
-                f"activation: expected one of {', '.join(ACTIVATIONS)}, got {activation!r}"
-            )
+        check_choice("activation", activation, ACTIVATIONS)
         self.sizes = sizes
         self.activation = activation
         self.init = init
@@ -140,12 +137,3 @@ class MLP(Sequential):
             h = layer.forward(h)
         return h.clone()
 
-    def config(self) -> dict:
-        """What it takes to rebuild this network in any engine."""
-        return {
-            "sizes": self.sizes,
-            "activation": self.activation,
-            "init": self.init,
-            "seed": self.seed,
-            "dtype": self.dtype,
-        }
