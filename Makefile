@@ -7,19 +7,24 @@ STAMP := $(VENV)/.installed
 DATA ?= --dataset mnist --data-dir ./data
 ARGS ?=
 
-.PHONY: test thorough train lint bench clean
+.PHONY: test thorough harness train lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]' --config-settings editable_mode=compat
+	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# The parity harness (parity_tests/) and the application's own tests (tests/).
 test: $(STAMP)
-	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(PY) -m pytest -q parity_tests
+	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(PY) -m pytest -q parity_tests tests
 
 thorough: $(STAMP)
-	HYPOTHESIS_PROFILE=thorough $(PY) -m pytest -q parity_tests
+	HYPOTHESIS_PROFILE=thorough $(PY) -m pytest -q parity_tests tests
+
+# Only the parity properties, against ENGINE (a module path): make harness ENGINE=mypkg.my_engine
+harness: $(STAMP)
+	$(PY) -m pytest -q --pyargs parity_tests $(if $(ENGINE),--engine $(ENGINE))
 
 train: $(STAMP)
 	$(VENV)/bin/backprop train $(DATA) $(ARGS)
@@ -30,5 +35,8 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache

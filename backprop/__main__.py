@@ -1,3 +1,5 @@
+"""``python -m backprop``: the command line."""
+
 import sys
 
 from .cli import main

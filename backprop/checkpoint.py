@@ -1,4 +1,5 @@
-"""Checkpoints: one .npz of plain NumPy arrays plus JSON metadata, written atomically.
+"""Checkpoints: one .npz of plain NumPy arrays plus JSON metadata, written atomically, and
+validated in full when read, once, for every command that reads one.
 
 Keys: ``param/<name>`` (weights (in, out)), ``optim/<buffer>/<name>`` (optimizer state) and
 ``meta`` (UTF-8 JSON as uint8). Loaded with allow_pickle=False, so nothing in a file is ever
@@ -8,64 +9,81 @@ executed; any engine reads any engine's checkpoint.
 from __future__ import annotations
 
 import json
+import math
 import os
-import tempfile
 import zipfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 import numpy as np
 
+import engine_core
+
+from .config import TrainConfig
+from .fileio import atomic_write
+
 FORMAT = "backprop-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: config.t_max and the lr column; version 1 files are read as well
+READABLE_VERSIONS = (1, 2)
+# metrics.csv's columns, and the keys of every row of a checkpoint's history
+METRIC_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds", "samples_per_s"]
 
 
 class CheckpointError(Exception):
-    """A checkpoint that cannot be used, with a message naming the file and the problem."""
+    """A checkpoint that cannot be used; the message is one line naming the file and the problem."""
+
+
+@dataclass
+class Progress:
+    """Where a run stands; what a checkpoint needs beyond parameters and optimizer state."""
+
+    epoch: int = 0  # the epoch in progress (0-based) = epochs finished
+    step: int = 0  # batches of it already done
+    global_step: int = 0  # optimizer steps since the run began
+    loss_sum: float = 0.0  # sum of the loss over the epoch's samples so far
+    correct: int = 0
+    seen: int = 0
+    seconds: float = 0.0  # training time spent in this epoch so far
+    last_loss: float | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)  # one metrics row per finished epoch
 
 
 @dataclass
 class Checkpoint:
-    params: dict[str, np.ndarray]
-    optimizer: dict  # {"step", "lr", "state": {buffer: {name: array}}}
-    meta: dict
+    """A validated checkpoint: ``config`` and ``progress`` parsed, arrays consistent with them.
 
-
-def _fsync_dir(directory: str) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: str, write) -> None:
-    """Call write(file) on a temporary file beside ``path``, fsync it, then os.replace it in.
-
-    A crash at any instant leaves either the old file or the new one, never a torn one.
+    params: {"fc{i}.weight": (in, out), "fc{i}.bias": (out,)}; optimizer: {"step", "lr",
+    "state": {buffer: {name: array}}}; meta: the raw metadata (engine, config, progress, rng...).
     """
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(directory)
+
+    params: dict[str, np.ndarray]
+    optimizer: dict[str, Any]
+    meta: dict[str, Any]
+    config: TrainConfig
+    progress: Progress
+
+    @property
+    def engine(self) -> str:
+        """The NAME of the engine that wrote it."""
+        return str(self.meta["engine"])
 
 
-def save_checkpoint(path: str, params: dict[str, np.ndarray], optimizer: dict, meta: dict) -> None:
+def checkpoint_meta(config: TrainConfig, engine_name: str, progress: Progress, train_samples: int) -> dict[str, Any]:
+    """The metadata a run's checkpoint carries (save_checkpoint adds format, version, optimizer)."""
+    return {
+        "engine": engine_name,
+        "config": config.to_json(),
+        "progress": {k: v for k, v in asdict(progress).items() if k != "history"},
+        # The batch order of epoch e is default_rng([seed, epoch]).permutation(n): this
+        # (with progress.step) is the data RNG's whole state.
+        "rng": {"kind": "numpy.default_rng([seed, epoch]).permutation", "seed": config.seed,
+                "epoch": progress.epoch, "batches_done": progress.step, "train_samples": train_samples},
+        "history": progress.history,
+    }
+
+
+def save_checkpoint(path: str, params: dict[str, np.ndarray], optimizer: dict[str, Any], meta: dict[str, Any]) -> None:
+    """Write params, optimizer state and metadata to ``path`` atomically (see fileio.atomic_write)."""
     arrays = {f"param/{k}": np.asarray(v) for k, v in params.items()}
     for buffer, per_param in optimizer.get("state", {}).items():
         for name, value in per_param.items():
@@ -73,18 +91,50 @@ def save_checkpoint(path: str, params: dict[str, np.ndarray], optimizer: dict, m
     meta = {**meta, "format": FORMAT, "version": VERSION,
             "optimizer_step": int(optimizer.get("step", 0)), "optimizer_lr": float(optimizer.get("lr", 0.0))}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    atomic_write(path, lambda f: np.savez(f, **arrays))
+    atomic_write(path, lambda f: np.savez(f, allow_pickle=False, **arrays))
 
 
 def load_checkpoint(path: str) -> Checkpoint:
-    """Read and validate; every failure is a CheckpointError that names the file."""
+    """Read ``path`` and validate it in full: the file, every metadata field, and the arrays
+    against the architecture and optimizer the metadata names.
+
+    Raises CheckpointError, whose message is ``<path>: <reason>`` on one line, for anything
+    unusable: a missing, corrupt, truncated, pickled or foreign file; metadata missing a field
+    or holding an unknown value; arrays that contradict the metadata.
+    """
+    arrays = _read_arrays(path)
+    meta = _read_meta(path, arrays.pop("meta", None))
+    try:
+        config, progress = _check_meta(meta)
+        params, state = _split_arrays(arrays)
+        shapes = engine_core.parameter_shapes(config.sizes)
+        params = engine_core.check_model_state(shapes, params)
+        for name, value in params.items():
+            if value.dtype.name != config.dtype:
+                raise ValueError(f"parameter {name!r} is {value.dtype.name}, but config.dtype is {config.dtype}")
+        optimizer = {"step": meta["optimizer_step"], "lr": meta["optimizer_lr"], "state": state}
+        hyper = {"momentum": config.momentum} if config.optimizer == "sgd" else {"amsgrad": False}
+        optimizer = dict(engine_core.check_optimizer_state(config.optimizer, hyper, shapes, optimizer))
+        if optimizer["step"] != progress.global_step:
+            raise ValueError(f"optimizer step count {optimizer['step']} contradicts progress.global_step "
+                             f"{progress.global_step}")
+    except (ValueError, TypeError) as error:
+        raise CheckpointError(f"{path}: {_one_line(error)}") from None
+    return Checkpoint(params=params, optimizer=optimizer, meta=meta, config=config, progress=progress)
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
+
+
+def _read_arrays(path: str) -> dict[str, np.ndarray]:
     if not os.path.exists(path):
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
         with np.load(path, allow_pickle=False) as npz:
             if not isinstance(npz, np.lib.npyio.NpzFile):
                 raise CheckpointError(f"{path}: a bare .npy array, not a checkpoint (.npz)")
-            arrays = {key: npz[key] for key in npz.files}
+            return {key: npz[key] for key in npz.files}
     except CheckpointError:
         raise
     except ValueError as error:
@@ -93,21 +143,20 @@ def load_checkpoint(path: str) -> Checkpoint:
                 f"{path}: refused: it holds pickled Python objects, and checkpoints hold plain "
                 "numeric arrays only (nothing in it was executed)"
             ) from None
-        raise CheckpointError(f"{path}: not a readable checkpoint ({error})") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint ({_one_line(error)})") from None
     except (zipfile.BadZipFile, EOFError, OSError, KeyError, RuntimeError) as error:
         raise CheckpointError(
-            f"{path}: corrupt or truncated checkpoint ({type(error).__name__}: {error})"
+            f"{path}: corrupt or truncated checkpoint ({type(error).__name__}: {_one_line(error)})"
         ) from None
     except Exception as error:  # zlib.error and friends from a damaged member
-        raise CheckpointError(f"{path}: corrupt checkpoint ({type(error).__name__}: {error})") from None
+        raise CheckpointError(f"{path}: corrupt checkpoint ({type(error).__name__}: {_one_line(error)})") from None
 
-    if "meta" not in arrays:
+
+def _read_meta(path: str, raw: np.ndarray | None) -> dict[str, Any]:
+    if raw is None:
         raise CheckpointError(f"{path}: not a backprop checkpoint (no 'meta' entry)")
-    raw = arrays.pop("meta")
     if raw.dtype != np.uint8 or raw.ndim != 1:
-        raise CheckpointError(
-            f"{path}: 'meta' must be a 1-D uint8 array of JSON, got {raw.dtype} {raw.shape}"
-        )
+        raise CheckpointError(f"{path}: 'meta' must be a 1-D uint8 array of JSON, got {raw.dtype} {raw.shape}")
     try:
         meta = json.loads(raw.tobytes().decode())
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -115,56 +164,111 @@ def load_checkpoint(path: str) -> Checkpoint:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         found = meta.get("format") if isinstance(meta, dict) else meta
         raise CheckpointError(f"{path}: not a backprop checkpoint (metadata format {found!r})")
-    if meta.get("version") != VERSION:
+    if meta.get("version") not in READABLE_VERSIONS:
         raise CheckpointError(
-            f"{path}: checkpoint version {meta.get('version')!r}, this program reads {VERSION}"
+            f"{path}: checkpoint version {meta.get('version')!r}, this program reads "
+            f"{', '.join(map(str, READABLE_VERSIONS))}"
         )
+    return meta
 
+
+def _split_arrays(arrays: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
     params: dict[str, np.ndarray] = {}
     state: dict[str, dict[str, np.ndarray]] = {}
     for key, value in arrays.items():
         if value.dtype.kind != "f":
-            raise CheckpointError(
-                f"{path}: entry {key!r} has dtype {value.dtype}; expected floating point"
-            )
+            raise TypeError(f"entry {key!r} has dtype {value.dtype}; expected floating point")
         if not np.all(np.isfinite(value)):
-            raise CheckpointError(f"{path}: entry {key!r} contains NaN or Inf")
+            raise ValueError(f"entry {key!r} contains NaN or Inf")
         parts = key.split("/")
         if parts[0] == "param" and len(parts) == 2:
             params[parts[1]] = value
         elif parts[0] == "optim" and len(parts) == 3:
             state.setdefault(parts[1], {})[parts[2]] = value
         else:
-            raise CheckpointError(f"{path}: unexpected entry {key!r}")
-    _check_architecture(path, meta, params, state)
-    optimizer = {"step": int(meta.get("optimizer_step", 0)), "lr": float(meta.get("optimizer_lr", 0.0)),
-                 "state": state}
-    return Checkpoint(params=params, optimizer=optimizer, meta=meta)
+            raise ValueError(f"unexpected entry {key!r}")
+    return params, state
 
 
-def _check_architecture(path: str, meta: dict, params: dict, state: dict) -> None:
-    """The arrays must be exactly the network the metadata describes."""
-    try:
-        sizes = [int(s) for s in meta["config"]["sizes"]]
-    except (KeyError, TypeError, ValueError):
-        raise CheckpointError(f"{path}: metadata lacks the architecture (config.sizes)") from None
-    expected = {}
-    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        expected[f"fc{i}.weight"] = (fan_in, fan_out)
-        expected[f"fc{i}.bias"] = (fan_out,)
-    for name, shape in expected.items():
-        if name not in params:
-            raise CheckpointError(f"{path}: parameter {name!r} missing for sizes {sizes}")
-        if params[name].shape != shape:
-            raise CheckpointError(
-                f"{path}: parameter {name!r} has shape {params[name].shape}, sizes {sizes} need {shape}"
-            )
-    for name in params:
-        if name not in expected:
-            raise CheckpointError(f"{path}: parameter {name!r} does not belong to sizes {sizes}")
-    for buffer, per_param in state.items():
-        for name, shape in expected.items():
-            if name not in per_param or per_param[name].shape != shape:
-                raise CheckpointError(
-                    f"{path}: optimizer buffer {buffer!r} for {name!r} missing or misshapen"
-                )
+def _require(meta: dict[str, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:
+    if key not in meta:
+        raise ValueError(f"metadata field {key!r} missing")
+    value = meta[key]
+    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        raise TypeError(f"metadata field {key!r}: expected {what}, got {value!r}")
+    if not isinstance(value, kind):
+        raise TypeError(f"metadata field {key!r}: expected {what}, got {value!r}")
+    return value
+
+
+def _check_meta(meta: dict[str, Any]) -> tuple[TrainConfig, Progress]:
+    """Parse and cross-check the metadata; ValueError/TypeError naming the field otherwise."""
+    _require(meta, "engine", str, "the engine's name")
+    config_json = _require(meta, "config", dict, "an object")
+    if meta["version"] == 1 and "t_max" not in config_json:
+        # Version 1 had no t_max; its cosine period was the stored epochs.
+        config_json = {**config_json, "t_max": config_json.get("epochs")}
+    config = TrainConfig.from_json(config_json)
+    step = _require(meta, "optimizer_step", int, "an integer")
+    lr = _require(meta, "optimizer_lr", (int, float), "a number")
+    if step < 0 or not (math.isfinite(lr) and lr >= 0):
+        raise ValueError(f"metadata: optimizer_step {step} / optimizer_lr {lr} out of range")
+    rng = _require(meta, "rng", dict, "an object")
+    samples = rng.get("train_samples")
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise ValueError(f"rng.train_samples: expected a positive integer, got {samples!r}")
+    progress = _check_progress(_require(meta, "progress", dict, "an object"), config, samples)
+    history = _require(meta, "history", list, "a list of metric rows")
+    for index, row in enumerate(history):
+        _check_history_row(f"history[{index}]", row)
+    if len(history) != progress.epoch:
+        raise ValueError(f"history has {len(history)} rows but progress.epoch says {progress.epoch} epochs finished")
+    progress.history = list(history)
+    return config, progress
+
+
+_PROGRESS_INTS = ("epoch", "step", "global_step", "correct", "seen")
+
+
+def _check_progress(data: dict[str, Any], config: TrainConfig, train_samples: int) -> Progress:
+    names = [f.name for f in fields(Progress) if f.name != "history"]
+    for name in names:
+        if name not in data:
+            raise ValueError(f"progress.{name}: missing")
+    for name in data:
+        if name not in names:
+            raise ValueError(f"progress.{name}: unknown field")
+    for name in _PROGRESS_INTS:
+        value = data[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"progress.{name}: expected an integer >= 0, got {value!r}")
+    for name in ("loss_sum", "seconds", "last_loss"):
+        value = data[name]
+        if value is None and name == "last_loss":
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"progress.{name}: expected a finite number >= 0, got {value!r}")
+    progress = Progress(**data)
+    steps_per_epoch = -(-train_samples // config.batch_size)
+    if progress.step > steps_per_epoch:
+        raise ValueError(f"progress.step {progress.step} exceeds the {steps_per_epoch} batches of an epoch of "
+                         f"{train_samples} samples at config.batch_size {config.batch_size}")
+    if progress.epoch > config.epochs:
+        raise ValueError(f"progress.epoch {progress.epoch} exceeds config.epochs {config.epochs}")
+    if progress.correct > progress.seen or progress.seen > train_samples:
+        raise ValueError(f"progress: {progress.correct} correct of {progress.seen} seen "
+                         f"(of {train_samples} samples) is impossible")
+    return progress
+
+
+def _check_history_row(name: str, row: object) -> None:
+    if not isinstance(row, dict):
+        raise TypeError(f"{name}: expected an object of metrics, got {row!r}")
+    for column in METRIC_COLUMNS:
+        if column not in row:
+            if column == "lr":
+                continue  # version 1 rows have no lr
+            raise ValueError(f"{name}.{column}: missing")
+        value = row[column]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{name}.{column}: expected a number, got {value!r}")

@@ -1,10 +1,30 @@
-"""Training configuration and presets."""
+"""A run's configuration (TrainConfig), the presets, and every choice list the application offers.
+
+Names an engine must understand (activations, inits, dtypes, optimizers) come from engine_core;
+the application's own (datasets, schedules, presets) are defined beside what implements them
+and gathered here, so the command line, the checkpoint validator and the trainer share one list.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
-PRESETS: dict[str, dict] = {
+import engine_core
+
+from .datasets import DATASETS
+from .schedules import SCHEDULES
+
+ACTIVATION_NAMES: tuple[str, ...] = tuple(engine_core.ACTIVATION_NAMES)
+INIT_NAMES: tuple[str, ...] = tuple(engine_core.INITS)
+DTYPE_NAMES: tuple[str, ...] = tuple(engine_core.DTYPES)
+OPTIMIZER_NAMES: tuple[str, ...] = tuple(engine_core.OPTIMIZERS)
+DATASET_NAMES: tuple[str, ...] = tuple(DATASETS)
+SCHEDULE_NAMES: tuple[str, ...] = SCHEDULES
+IN_FEATURES, CLASSES = 784, 10  # 28x28 images, 10 classes
+
+PRESETS: dict[str, dict[str, Any]] = {
     # The original notebook's run, with correct gradients.
     "notebook": dict(hidden=[64, 64, 64, 64, 64], activation="identity", init="xavier_normal",
                      batch_size=32, lr=0.001, momentum=0.0, epochs=20, optimizer="sgd"),
@@ -13,11 +33,19 @@ PRESETS: dict[str, dict] = {
                     batch_size=64, lr=0.05, momentum=0.9, epochs=15, optimizer="sgd",
                     lr_schedule="cosine"),
 }
+PRESET_NAMES: tuple[str, ...] = tuple(PRESETS)
 
 
 @dataclass
 class TrainConfig:
-    """Everything that decides a run's numbers (and so is stored in every checkpoint)."""
+    """Everything that decides a run's numbers (and so is stored in every checkpoint).
+
+    epochs is how far the run trains (a resumed run may raise it); t_max is the period, in
+    epochs, of the cosine schedule, fixed when the run is created (default: epochs), so that
+    raising epochs on resume does not change the rates already scheduled. lr, momentum,
+    weight_decay, gamma and eps are torch.optim's hyper-parameters of the same names; limit
+    keeps only the first N training samples.
+    """
 
     dataset: str = "mnist"
     hidden: list[int] = field(default_factory=lambda: [256, 128])
@@ -39,25 +67,128 @@ class TrainConfig:
     gamma: float = 0.1
     limit: int | None = None
     preset: str = "default"
+    t_max: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.t_max is None:
+            self.t_max = self.epochs
 
     @property
     def sizes(self) -> list[int]:
-        return [784, *self.hidden, 10]
+        """[784, *hidden, 10]: the layer widths, input first."""
+        return [IN_FEATURES, *self.hidden, CLASSES]
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field, plus the derived ``sizes``."""
         out = asdict(self)
         out["betas"] = list(self.betas)
         out["sizes"] = self.sizes
         return out
 
     @classmethod
-    def from_json(cls, data: dict) -> TrainConfig:
-        names = {f.name for f in fields(cls)}
-        kwargs = {k: v for k, v in data.items() if k in names}
-        if "betas" in kwargs:
-            kwargs["betas"] = tuple(kwargs["betas"])
-        return cls(**kwargs)
+    def from_json(cls, data: object) -> TrainConfig:
+        """The config stored by to_json, validated in full.
 
-    def architecture(self) -> dict:
+        Every field must be present with the right type and a known value, and ``sizes`` (when
+        present) must agree with ``hidden``. Raises ValueError (a wrong or missing value) or
+        TypeError (a wrong type) whose message starts with ``config.<field>``.
+        """
+        if not isinstance(data, dict):
+            raise TypeError(f"config: expected a JSON object, got {type(data).__name__}")
+        names = [f.name for f in fields(cls)]
+        for name in names:
+            if name not in data:
+                raise ValueError(f"config.{name}: missing")
+        unknown = [k for k in data if k not in names and k != "sizes"]
+        if unknown:
+            raise ValueError(f"config.{unknown[0]}: unknown field")
+        for name, check in _FIELD_CHECKS.items():
+            check(f"config.{name}", data[name])
+        kwargs = {name: data[name] for name in names}
+        kwargs["betas"] = tuple(float(b) for b in data["betas"])
+        kwargs["hidden"] = list(data["hidden"])
+        for name in ("lr", "momentum", "weight_decay", "eps", "gamma"):
+            kwargs[name] = float(data[name])
+        config = cls(**kwargs)
+        if "sizes" in data and data["sizes"] != config.sizes:
+            raise ValueError(f"config.sizes: {data['sizes']} contradicts config.hidden {config.hidden} "
+                             f"(expected {config.sizes})")
+        return config
+
+    def architecture(self) -> dict[str, Any]:
+        """What decides the network's shape and first parameters (without the optimizer)."""
         return {"sizes": self.sizes, "activation": self.activation, "init": self.init,
                 "dtype": self.dtype}
+
+
+# -- field validators for TrainConfig.from_json: each raises naming the field ----------------
+def _int(name: str, value: object, minimum: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name}: expected an integer, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value}")
+
+
+def _number(name: str, value: object, minimum: float = 0.0, below: float | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name}: expected a number, got {value!r}")
+    if not (math.isfinite(value) and value >= minimum and (below is None or value < below)):
+        upper = f" and < {below:g}" if below is not None else ""
+        raise ValueError(f"{name}: expected a finite number >= {minimum:g}{upper}, got {value!r}")
+
+
+def _choice(choices: tuple[str, ...]):
+    def check(name: str, value: object) -> None:
+        if not isinstance(value, str) or value not in choices:
+            raise ValueError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
+
+    return check
+
+
+def _hidden(name: str, value: object) -> None:
+    if not isinstance(value, list):
+        raise TypeError(f"{name}: expected a list of widths, got {value!r}")
+    for width in value:
+        _int(name, width, minimum=1)
+
+
+def _betas(name: str, value: object) -> None:
+    if not isinstance(value, list) or len(value) != 2:
+        raise TypeError(f"{name}: expected two numbers [beta1, beta2], got {value!r}")
+    for beta in value:
+        _number(name, beta, 0.0, below=1.0)
+
+
+def _bool(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name}: expected true or false, got {value!r}")
+
+
+def _optional_positive(name: str, value: object) -> None:
+    if value is not None:
+        _int(name, value, minimum=1)
+
+
+_FIELD_CHECKS = {
+    "dataset": _choice(DATASET_NAMES),
+    "hidden": _hidden,
+    "activation": _choice(ACTIVATION_NAMES),
+    "init": _choice(INIT_NAMES),
+    "dtype": _choice(DTYPE_NAMES),
+    "seed": lambda n, v: _int(n, v),
+    "epochs": lambda n, v: _int(n, v, minimum=1),
+    "batch_size": lambda n, v: _int(n, v, minimum=1),
+    "optimizer": _choice(OPTIMIZER_NAMES),
+    "lr": _number,
+    "momentum": _number,
+    "nesterov": _bool,
+    "weight_decay": _number,
+    "betas": _betas,
+    "eps": _number,
+    "lr_schedule": _choice(SCHEDULE_NAMES),
+    "step_size": lambda n, v: _int(n, v, minimum=1),
+    "gamma": _number,
+    "limit": _optional_positive,
+    "preset": _choice(PRESET_NAMES),
+    "t_max": lambda n, v: _int(n, v, minimum=1),
+}

@@ -1,108 +1,201 @@
-"""The engine registry: what `--engine numpy|torch|autograd` means, imported lazily so that
-the numpy engine never imports torch itself."""
+"""Engines for the application: `--engine numpy|torch|autograd` or any module path, loaded and
+wrapped in one adapter, so that training, evaluation, bench and compare never ask which engine
+they drive. What an engine needs from the trainer it declares itself (engine_core.traits:
+ACCUMULATES_GRADIENTS, DEVICES, TRAINING_KWARGS); arrays move through its asarray / labels /
+to_numpy, or stay NumPy when it has none.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import re
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 
+import engine_core
+
+from .datasets import BatchFeeder
+
+# Short names for the engines in this repository; anything else is taken as a module path.
 ENGINES = {"numpy": "numpy_net", "torch": "torch_net", "autograd": "torch_net.autograd"}
-OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}
+_MODULE_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+
+class EngineError(ValueError):
+    """An engine that cannot be used (unknown, failing to import, incomplete, wrong device);
+    the message is one line naming it."""
 
 
 @dataclass
 class Engine:
-    """One engine module and how the trainer talks to it."""
+    """One engine module, its declared traits, the device it runs on, and how to talk to it.
 
-    name: str
+    spec: what the user named it (``numpy`` or ``mypkg.my_engine``: what --engine takes to
+    get it back); name: the engine's own NAME (stored in checkpoints).
+    """
+
+    spec: str
     module: ModuleType
+    traits: engine_core.Traits
     device: str = "cpu"
 
     @property
-    def uses_torch(self) -> bool:
-        return self.name != "numpy"
+    def name(self) -> str:
+        return self.traits.name
 
-    def build_net(self, sizes: list[int], activation: str, init: str, seed: int, dtype: str):
-        kwargs = {"activation": activation, "init": init, "seed": seed, "dtype": dtype}
-        if self.uses_torch:
-            kwargs["device"] = self.device
-        if self.name == "autograd":
-            kwargs["keep_deltas"] = False  # the trainer never reads them; retaining costs time
+    @property
+    def on_cpu(self) -> bool:
+        """Its arrays live in host memory (NumPy can see them without a copy)."""
+        return self.device == "cpu"
+
+    def _device_kwargs(self) -> dict[str, str]:
+        # On the CPU nothing is passed, so modules that know no devices work unchanged.
+        return {} if self.on_cpu else {"device": self.device}
+
+    # -- building ---------------------------------------------------------------------------
+    def build_net(self, sizes: list[int], activation: str, init: str, seed: int, dtype: str,
+                  training: bool = False) -> Any:
+        """The engine's MLP on this engine's device; ``training`` adds its TRAINING_KWARGS."""
+        kwargs: dict[str, Any] = {"activation": activation, "init": init, "seed": seed, "dtype": dtype,
+                                  **self._device_kwargs()}
+        if training:
+            kwargs.update(self.traits.training_kwargs)
         return self.module.MLP(sizes, **kwargs)
 
-    def build_optimizer(self, net, name: str, lr: float, momentum: float = 0.0,
-                        nesterov: bool = False, weight_decay: float = 0.0,
-                        betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
-        cls = getattr(self.module, OPTIMIZERS[name])
+    def has_optimizer(self, name: str) -> bool:
+        """Whether the module provides optimizer ``name`` (a key of engine_core.OPTIMIZERS)."""
+        return hasattr(self.module, engine_core.OPTIMIZERS[name])
+
+    def build_optimizer(self, net: Any, name: str, lr: float, momentum: float = 0.0, nesterov: bool = False,
+                        weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.999),
+                        eps: float = 1e-8) -> Any:
+        """``SGD(net, lr, momentum, nesterov, weight_decay)`` or ``Adam``/``AdamW(net, lr, betas,
+        eps, weight_decay)`` of this engine; EngineError when the module lacks that optimizer."""
+        if not self.has_optimizer(name):
+            raise EngineError(f"engine {self.spec!r} has no {engine_core.OPTIMIZERS[name]} (needed for "
+                              f"--optimizer {name})")
+        cls = getattr(self.module, engine_core.OPTIMIZERS[name])
         if name == "sgd":
             return cls(net, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
         return cls(net, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
 
-    def loss(self):
+    def loss(self) -> Any:
+        """A new SoftmaxCrossEntropy of this engine."""
         return self.module.SoftmaxCrossEntropy()
 
     # -- arrays -----------------------------------------------------------------------------
-    def convert(self, array: np.ndarray):
-        """A NumPy array as the engine's array, sharing memory on the CPU (no copy)."""
-        if not self.uses_torch:
-            return array
-        import torch
+    def asarray(self, array: np.ndarray, dtype: str) -> Any:
+        """A NumPy float array as the engine's array on its device (shares memory on the CPU when
+        the engine's asarray does)."""
+        if hasattr(self.module, "asarray"):
+            return self.module.asarray(array, dtype, **self._device_kwargs())
+        return np.asarray(array, dtype=dtype)
 
-        return torch.from_numpy(array)
+    def labels(self, array: np.ndarray) -> Any:
+        """NumPy integer labels as the engine's array on its device."""
+        if hasattr(self.module, "labels"):
+            return self.module.labels(array, **self._device_kwargs())
+        return np.asarray(array, dtype=np.int64)
 
-    def to_device(self):
-        """None on the CPU; on a GPU, the per-batch host-to-device copy."""
-        if not self.uses_torch or self.device == "cpu":
-            return None
-        device = self.device
-        return lambda t: t.to(device, non_blocking=True)
+    def to_numpy(self, array: Any) -> np.ndarray:
+        """The engine's array as NumPy (no copy on the CPU for the engines here)."""
+        if hasattr(self.module, "to_numpy"):
+            return np.asarray(self.module.to_numpy(array))
+        return np.asarray(array)
 
-    def to_numpy(self, array) -> np.ndarray:
-        return self.module.to_numpy(array)
+    def _conversion_shares_memory(self, dtype: str) -> bool:
+        x, y = np.zeros((2, 3), dtype), np.zeros(2, np.int64)
+        return bool(np.shares_memory(self.to_numpy(self.asarray(x, dtype)), x)
+                    and np.shares_memory(self.to_numpy(self.labels(y)), y))
 
-    def argmax_hits(self, logits, y) -> int:
+    def feeder(self, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> BatchFeeder:
+        """A BatchFeeder handing out this engine's arrays: views of its one buffer when the
+        engine's conversion shares memory (the CPU engines here), a conversion per batch otherwise
+        (a GPU, or an engine whose asarray copies)."""
+        dtype = x.dtype.name
+        return BatchFeeder(x, y, batch_size, seed, convert=lambda a: self.asarray(a, dtype), convert_labels=self.labels,
+                           per_batch=not self._conversion_shares_memory(dtype))
+
+    def argmax_hits(self, logits: Any, y: Any) -> int:
         """How many rows' largest logit is the label."""
-        if self.uses_torch:
-            if self.device != "cpu":
-                return int((logits.argmax(1) == y).sum())
-            # A CPU tensor is a NumPy array without a copy, and NumPy's small-array calls
-            # cost a fraction of torch's dispatch.
-            logits, y = logits.detach().numpy(), y.numpy()
-        return int(np.count_nonzero(logits.argmax(1) == y))
+        if self.on_cpu:
+            # A CPU array is a NumPy array without a copy, and NumPy's small-array calls cost a
+            # fraction of torch's dispatch.
+            return int(np.count_nonzero(self.to_numpy(logits).argmax(1) == self.to_numpy(y)))
+        return int((logits.argmax(1) == y).sum())
 
     def synchronize(self) -> None:
-        if self.uses_torch and self.device.startswith("cuda"):
+        """Wait for the device's queued work (timing); a no-op on the CPU."""
+        if self.device.startswith("cuda"):
             import torch
 
             torch.cuda.synchronize()
 
 
-@contextlib.contextmanager
-def denormals_flushed():
-    """Inside: floats below 1.2e-38 (float32) count as zero on this thread, for every engine alike.
+def load_engine(spec: str, device: str = "cpu") -> Engine:
+    """The engine ``spec`` names (numpy, torch, autograd, or a module path) on ``device``.
 
-    x86 handles such denormal numbers in microcode, ~100x slower; Adam's moments of units that
-    stopped receiving gradient decay through that range and slowed a NumPy epoch 2x. torch's
-    switch sets the CPU flags (FTZ/DAZ) of the calling thread, which NumPy's loops share. Values
-    that small are below every tolerance in the parity suite. The default (off) is restored after.
+    Raises EngineError naming ``spec`` when it is no known name and no importable module, when
+    importing it fails, when it lacks MLP, SoftmaxCrossEntropy or SGD, or when ``device`` is not
+    among the DEVICES it declares.
     """
+    module_name = ENGINES.get(spec, spec)
+    if not _MODULE_PATH.fullmatch(module_name):
+        raise EngineError(f"unknown engine {spec!r}: expected {', '.join(ENGINES)} or a module path "
+                          "such as mypkg.my_engine")
     try:
-        import torch
-    except ImportError:
-        yield
-        return
-    torch.set_flush_denormal(True)
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name and (module_name == error.name or module_name.startswith(error.name + ".")):
+            raise EngineError(f"unknown engine {spec!r}: not one of {', '.join(ENGINES)}, and no module "
+                              f"named {error.name!r} can be imported") from None
+        raise EngineError(f"engine {spec!r}: importing {module_name} failed ({error})") from None
+    except Exception as error:  # the module's own code failed: report it, whatever it was
+        raise EngineError(f"engine {spec!r}: importing {module_name} failed "
+                          f"({type(error).__name__}: {' '.join(str(error).split())})") from None
     try:
-        yield
-    finally:
-        torch.set_flush_denormal(False)
+        engine_core.check_engine_module(module)
+    except AttributeError as error:
+        raise EngineError(str(error)) from None
+    traits = engine_core.traits(module)
+    if device.split(":")[0] not in traits.devices:
+        raise EngineError(f"engine {spec!r} runs on {', '.join(traits.devices)} (its DEVICES), not {device}")
+    return Engine(spec, module, traits, device)
 
 
-def load_engine(name: str, device: str = "cpu") -> Engine:
-    if name not in ENGINES:
-        raise ValueError(f"engine: expected one of {', '.join(ENGINES)}, got {name!r}")
-    return Engine(name, importlib.import_module(ENGINES[name]), device)
+@contextlib.contextmanager
+def training_numerics() -> Iterator[None]:
+    """Inside: NumPy's overflow/invalid warnings off, and denormal floats flushed to zero.
+
+    Warnings: the engines check for NaN/Inf themselves and raise NonFiniteError saying where,
+    so NumPy's RuntimeWarnings about the same values would only be noise before that; outside
+    training loops they stay on. Denormals (below 1.2e-38 in float32): x86 handles them in
+    microcode, ~100x slower; Adam's moments of units that stopped receiving gradient decay
+    through that range and slowed a NumPy epoch 2x. torch's switch sets the CPU flags (FTZ/DAZ)
+    of the calling thread, which NumPy's loops share; values that small are below every
+    tolerance in the parity suite. Both are restored on exit.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        try:
+            import torch
+        except ImportError:
+            yield
+            return
+        torch.set_flush_denormal(True)
+        try:
+            yield
+        finally:
+            torch.set_flush_denormal(False)
+
+
+def inference_mode() -> contextlib.AbstractContextManager[Any]:
+    """A context for forward-only passes: torch's no_grad when torch is loaded (so autograd
+    engines record no graph), nothing otherwise (it changes nothing for other engines)."""
+    torch = sys.modules.get("torch")
+    return torch.no_grad() if torch is not None else contextlib.nullcontext()

@@ -1,43 +1,50 @@
-"""Export a checkpoint as a plain torch.nn.Sequential state dict (weights (out, in))."""
+"""Export a checkpoint as a plain torch.nn.Sequential state dict (weights (out, in)), built on the
+autograd oracle's own torch.nn module, so the keys and the rebuild code are whatever that module is."""
 
 from __future__ import annotations
 
-from .checkpoint import Checkpoint, atomic_write
+from typing import Any
 
-MODULES = {"identity": "nn.Identity()", "relu": "nn.ReLU()", "sigmoid": "nn.Sigmoid()", "tanh": "nn.Tanh()"}
+from .checkpoint import Checkpoint
+from .fileio import atomic_write
 
 
-def sequential_state_dict(checkpoint: Checkpoint) -> dict:
-    """{"0.weight": (out, in), "0.bias", "2.weight", ...}: Linear i sits at index 2 i."""
+def oracle_module(checkpoint: Checkpoint) -> Any:
+    """The checkpoint's network as torch.nn.Sequential(Linear, activation, ..., Linear), on the CPU.
+
+    Built by torch_net.autograd.MLP from the checkpoint's config and loaded with its parameters
+    (which that MLP checks key by key).
+    """
+    from torch_net import autograd  # imports torch: only when exporting
+
+    config = checkpoint.config
+    net = autograd.MLP(config.sizes, activation=config.activation, init=config.init, seed=config.seed,
+                       dtype=config.dtype)
+    net.load_state_dict(checkpoint.params)
+    return net.module
+
+
+def rebuild_code(module: Any) -> str:
+    """Python lines that rebuild ``module`` (a Sequential of torch.nn layers) and load the file
+    at PATH into it, spelled from the module's children and its parameters' dtype."""
     import torch
 
-    sizes = checkpoint.meta["config"]["sizes"]
-    state = {}
-    for i in range(len(sizes) - 1):
-        state[f"{2 * i}.weight"] = torch.from_numpy(checkpoint.params[f"fc{i}.weight"].T.copy())
-        state[f"{2 * i}.bias"] = torch.from_numpy(checkpoint.params[f"fc{i}.bias"].copy())
-    return state
-
-
-def rebuild_code(checkpoint: Checkpoint) -> str:
-    config = checkpoint.meta["config"]
-    sizes, act = config["sizes"], MODULES[config["activation"]]
-    parts = []
-    for i in range(len(sizes) - 1):
-        if i:
-            parts.append(act)
-        parts.append(f"nn.Linear({sizes[i]}, {sizes[i + 1]})")
-    dtype = "" if config["dtype"] == "float32" else ".double()"
+    layers = ", ".join(f"nn.{child!r}" for child in module.children())
+    dtype = next(module.parameters()).dtype
+    cast = "" if dtype == torch.get_default_dtype() else f".to({dtype})"
     return (
         "  import torch; from torch import nn\n"
-        f"  model = nn.Sequential({', '.join(parts)}){dtype}\n"
+        f"  model = nn.Sequential({layers}){cast}\n"
         "  model.load_state_dict(torch.load(PATH, weights_only=True))"
     )
 
 
 def export_torch(checkpoint: Checkpoint, path: str) -> str:
+    """Write the checkpoint's network as a torch.nn.Sequential state dict to ``path`` (atomically,
+    readable by ``torch.load(path, weights_only=True)``); returns the code that rebuilds it."""
     import torch
 
-    state = sequential_state_dict(checkpoint)
+    module = oracle_module(checkpoint)
+    state = {name: tensor.detach().clone() for name, tensor in module.state_dict().items()}
     atomic_write(path, lambda f: torch.save(state, f))
-    return rebuild_code(checkpoint)
+    return rebuild_code(module)

@@ -3,7 +3,10 @@ library and shapes as the engines run them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -35,34 +38,44 @@ def training_gemms(sizes: list[int], batch: int) -> list[Gemm]:
 
 
 def step_flops(sizes: list[int], batch: int) -> int:
+    """Floating-point operations of one training step's GEMMs (2 m k n each)."""
     return sum(g.flops for g in training_gemms(sizes, batch))
 
 
-def make_floor(library: str, sizes: list[int], batch: int, dtype: str, device: str = "cpu"):
+def make_floor(library: str, sizes: list[int], batch: int, dtype: str, device: str = "cpu") -> Callable[[], None]:
     """A closure running exactly training_gemms() once, with preallocated operands laid out
-    as the engines hold them (transposes as views), results into preallocated outputs."""
+    as the engines hold them (transposes as views), results into preallocated outputs.
+
+    library: "numpy" (np.matmul) or "torch" (torch.mm on ``device``); dtype: "float32"/"float64".
+    """
     gemms = training_gemms(sizes, batch)
     if library == "numpy":
-        import numpy as np
+        return _numpy_floor(gemms, dtype)
+    return _torch_floor(gemms, dtype, device)
 
-        ops = []
-        for g in gemms:
-            if "x^T" in g.what:  # x (B, in) viewed as x^T
-                a = np.ones((g.k, g.m), dtype).T
-                b = np.ones((g.k, g.n), dtype)
-            elif "W^T" in g.what:  # W (in, out) viewed as W^T
-                a = np.ones((g.m, g.k), dtype)
-                b = np.ones((g.n, g.k), dtype).T
-            else:
-                a, b = np.ones((g.m, g.k), dtype), np.ones((g.k, g.n), dtype)
-            ops.append((a, b, np.empty((g.m, g.n), dtype)))
-        matmul = np.matmul
 
-        def run() -> None:
-            for a, b, out in ops:
-                matmul(a, b, out=out)
+def _numpy_floor(gemms: list[Gemm], dtype: str) -> Callable[[], None]:
+    ops = []
+    for g in gemms:
+        if "x^T" in g.what:  # x (B, in) viewed as x^T
+            a = np.ones((g.k, g.m), dtype).T
+            b = np.ones((g.k, g.n), dtype)
+        elif "W^T" in g.what:  # W (in, out) viewed as W^T
+            a = np.ones((g.m, g.k), dtype)
+            b = np.ones((g.n, g.k), dtype).T
+        else:
+            a, b = np.ones((g.m, g.k), dtype), np.ones((g.k, g.n), dtype)
+        ops.append((a, b, np.empty((g.m, g.n), dtype)))
+    matmul = np.matmul
 
-        return run
+    def run() -> None:
+        for a, b, out in ops:
+            matmul(a, b, out=out)
+
+    return run
+
+
+def _torch_floor(gemms: list[Gemm], dtype: str, device: str) -> Callable[[], None]:
     import torch
 
     kind = getattr(torch, dtype)

@@ -3,24 +3,32 @@
     import numpy_net as E
     net = E.MLP([784, 64, 10], activation="relu", seed=0)
     loss = E.SoftmaxCrossEntropy().forward(net.forward(x), y)
+
+The contract it shares with torch_net (names, checks, state formats) is engine_core's.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .checks import NonFiniteError
-from .init import INITS, initial_parameters
+from engine_core.errors import NonFiniteError
+from engine_core.init import initial_parameters
+from engine_core.naming import INITS
+
 from .layers import ACTIVATIONS, Identity, Layer, Linear, ReLU, Sigmoid, Tanh
 from .losses import SoftmaxCrossEntropy
 from .model import MLP, Sequential
 from .optim import SGD, Adam, AdamW, Optimizer
 
+# What a trainer needs to know (engine_core.protocol.Traits).
 NAME = "numpy"
+ACCUMULATES_GRADIENTS = False
+DEVICES: tuple[str, ...] = ("cpu",)
+TRAINING_KWARGS: dict[str, object] = {}
 
 
 def asarray(array: np.ndarray, dtype: str = "float32") -> np.ndarray:
-    """A NumPy array (any array-like) as this engine's array type, in ``dtype``."""
+    """A NumPy array (any array-like) as this engine's array type, in ``dtype`` (no copy if it already is)."""
     return np.asarray(array, dtype=dtype)
 
 
@@ -30,12 +38,12 @@ def to_numpy(array: np.ndarray) -> np.ndarray:
 
 
 def labels(array: np.ndarray) -> np.ndarray:
-    """Integer class labels as this engine wants them (int64)."""
+    """Integer class labels as this engine wants them (int64; no copy if they already are)."""
     return np.asarray(array, dtype=np.int64)
 
 
 __all__ = [
-    "ACTIVATIONS", "INITS", "MLP", "NAME", "SGD", "Adam", "AdamW", "Identity", "Layer",
-    "Linear", "NonFiniteError", "Optimizer", "ReLU", "Sequential", "Sigmoid",
+    "ACCUMULATES_GRADIENTS", "ACTIVATIONS", "DEVICES", "INITS", "MLP", "NAME", "SGD", "TRAINING_KWARGS", "Adam",
+    "AdamW", "Identity", "Layer", "Linear", "NonFiniteError", "Optimizer", "ReLU", "Sequential", "Sigmoid",
     "SoftmaxCrossEntropy", "Tanh", "asarray", "initial_parameters", "labels", "to_numpy",
 ]

@@ -21,9 +21,14 @@ class SoftmaxCrossEntropy:
         self.y: np.ndarray | None = None
 
     def forward(self, logits: np.ndarray, y: np.ndarray) -> float:
-        check_logits(logits)
+        """The mean loss (a Python float) for logits (B, C) float32/float64 and labels y (B,)
+        of any integer dtype and byte order, values in [0, C).
+
+        Raises TypeError/ValueError for bad arrays and NonFiniteError for NaN/Inf logits.
+        """
+        logits = check_logits(logits)
         batch, classes = logits.shape
-        check_labels(y, batch, classes)
+        y = check_labels(y, batch, classes)
         if self.probs is None or self.probs.shape != logits.shape or self.probs.dtype != logits.dtype:
             self.probs = np.empty_like(logits)
             self._delta = np.empty_like(logits)
@@ -58,4 +63,6 @@ class SoftmaxCrossEntropy:
 
     def softmax(self) -> np.ndarray:
         """softmax(z) of the last forward, (B, C)."""
+        if self.probs is None:
+            raise RuntimeError("SoftmaxCrossEntropy.softmax() called before forward()")
         return self.probs

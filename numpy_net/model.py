@@ -1,104 +1,51 @@
 """Sequential and MLP for the NumPy engine.
 
 Sequential stores every parameter (and every gradient) as a view into one flat array, so an
-optimizer updates the whole network with a handful of vectorised operations.
+optimizer updates the whole network with a handful of vectorised operations. The bookkeeping
+(naming, packing, state dicts) is engine_core.SequentialBase's; here are its array primitives.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from .checks import check_choice, check_dtype_name, check_features, check_finite_input, check_sizes, check_state_dict
-from .init import initial_parameters
+from engine_core.bookkeeping import SequentialBase
+from engine_core.checks import check_choice, check_dtype_name, check_sizes
+from engine_core.init import initial_parameters
+from engine_core.naming import ACTIVATION_NAMES, INITS
+
+from .checks import check_finite_input
 from .layers import ACTIVATIONS, Layer, Linear
 
 
-class Sequential(Layer):
-    """layers[-1](...layers[0](x)); backward runs them in reverse."""
+class Sequential(SequentialBase[np.ndarray], Layer):
+    """layers[-1](...layers[0](x)); backward runs them in reverse. Parameters fc0.weight, ..."""
 
-    def __init__(self, *layers: Layer) -> None:
-        self.layers = list(layers)
-        self.linears = [layer for layer in self.layers if isinstance(layer, Linear)]
-        self._pack()
+    def _flat_zeros(self, total: int, like: np.ndarray) -> np.ndarray:
+        return np.zeros(total, like.dtype)
 
-    # -- parameters ---------------------------------------------------------------------
-    def _named(self) -> list[tuple[str, Layer, str]]:
-        return [
-            (f"fc{i}.{attr}", linear, attr)
-            for i, linear in enumerate(self.linears)
-            for attr in ("weight", "bias")
-        ]
+    def _flat_view(self, flat: np.ndarray, offset: int, shape: tuple[int, ...]) -> np.ndarray:
+        size = int(np.prod(shape, dtype=np.int64))
+        return flat[offset : offset + size].reshape(shape)
 
-    def _pack(self) -> None:
-        """Move every parameter and gradient into views of two flat arrays."""
-        named = self._named()
-        if not named:
-            self.flat_parameters = np.zeros(0)
-            self.flat_gradients = np.zeros(0)
-            return
-        dtype = named[0][1].weight.dtype
-        total = sum(getattr(layer, attr).size for _, layer, attr in named)
-        self.flat_parameters = np.zeros(total, dtype)
-        self.flat_gradients = np.zeros(total, dtype)
-        offset = 0
-        for _, layer, attr in named:
-            value = getattr(layer, attr)
-            size, shape = value.size, value.shape
-            view = self.flat_parameters[offset : offset + size].reshape(shape)
-            view[...] = value
-            setattr(layer, attr, view)
-            grad_attr = "grad_" + attr
-            setattr(layer, grad_attr, self.flat_gradients[offset : offset + size].reshape(shape))
-            offset += size
+    def _copy_in(self, target: np.ndarray, value: Any) -> None:
+        target[...] = value
 
-    def parameters(self) -> dict[str, np.ndarray]:
-        """{"fc0.weight": (in, out), "fc0.bias": (out,), ...}: the live arrays."""
-        return {name: getattr(layer, attr) for name, layer, attr in self._named()}
+    def _numpy_copy(self, value: np.ndarray) -> np.ndarray:
+        return value.copy()
 
-    def gradients(self) -> dict[str, np.ndarray]:
-        return {name: getattr(layer, "grad_" + attr) for name, layer, attr in self._named()}
-
-    def grads(self) -> dict[str, np.ndarray]:
-        """dL/dparameter of the last backward, same keys as state_dict()."""
-        return self.gradients()
-
-    def deltas(self) -> list[np.ndarray]:
-        """dL/dz for each Linear's output z (its pre-activation), first layer first."""
-        return [linear.delta for linear in self.linears]
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        """Copies of the parameters as NumPy arrays, weights (in, out)."""
-        return {name: value.copy() for name, value in self.parameters().items()}
-
-    def load_state_dict(self, state: dict) -> None:
-        """Copy values in (any engine's arrays); all-or-nothing: everything is checked first."""
-        params = self.parameters()
-        arrays = check_state_dict({k: v.shape for k, v in params.items()}, state)
-        for name, value in arrays.items():
-            # float64 -> float32 rounds to nearest (a cross-dtype load); same dtype is exact.
-            params[name][...] = value
-
-    def zero_grad(self) -> None:
-        self.flat_gradients[...] = 0
-
-    # -- computation --------------------------------------------------------------------
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        for layer in self.layers:
-            x = layer.forward(x)
-        return x
-
-    def backward(self, delta: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
-        """Fills every gradient; returns dL/dx (None with input_grad=False)."""
-        first = self.layers[0]
-        for layer in reversed(self.layers[1:]):
-            delta = layer.backward(delta)
-        if isinstance(first, Linear):
-            return first.backward(delta, input_grad=input_grad)
-        return first.backward(delta)
+    def _zero(self, array: np.ndarray) -> None:
+        array[...] = 0
 
 
 class MLP(Sequential):
-    """Linear, activation, ..., Linear for sizes [in, h1, ..., out]; no activation after the last."""
+    """Linear, activation, ..., Linear for sizes [in, h1, ..., out]; no activation after the last.
+
+    Parameters start from engine_core.initial_parameters(sizes, init, seed), so every engine
+    starts from the same bits. Raises TypeError/ValueError for bad sizes, names or dtype.
+    """
 
     def __init__(
         self,
@@ -109,13 +56,13 @@ class MLP(Sequential):
         dtype: str = "float32",
     ) -> None:
         sizes = check_sizes(sizes)
-        check_choice("activation", activation, ACTIVATIONS)
+        check_choice("activation", activation, ACTIVATION_NAMES)
+        check_choice("init", init, INITS)
         self.sizes = sizes
         self.activation = activation
         self.init = init
         self.seed = seed
         self.dtype = check_dtype_name(dtype)
-        self._np_dtype = np.dtype(self.dtype)
         layers: list[Layer] = []
         for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             if i:
@@ -126,12 +73,13 @@ class MLP(Sequential):
         self.load_state_dict(initial_parameters(sizes, init, seed))
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        """logits (B, out) for x (B, in); a fresh array (internal buffers are reused)."""
-        check_features(x, self.sizes[0], self._np_dtype)
+        """logits (B, out) for x (B, in); a fresh array (internal buffers are reused).
+
+        Raises TypeError/ValueError for a bad x, NonFiniteError for NaN/Inf in x.
+        """
         layers = self.layers
-        h = layers[0].forward(x)
-        check_finite_input(x, h)
+        h = layers[0].forward(x)  # checks x's type, shape and dtype
+        check_finite_input(layers[0].x, h)  # type: ignore[attr-defined]
         for layer in layers[1:]:
             h = layer.forward(h)
         return h.copy()
-

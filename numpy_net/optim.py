@@ -1,83 +1,43 @@
-"""Optimizers of the NumPy engine, following torch.optim's documented update rules.
+"""Optimizers of the NumPy engine, following torch.optim's documented update rules
+(torch.optim.SGD, torch.optim.Adam and torch.optim.AdamW documentation pages).
 
 They update the network's one flat parameter array with a few whole-array operations
-(see Sequential), so a step costs the same number of NumPy calls for any depth.
+(see Sequential), so a step costs the same number of NumPy calls for any depth. State
+save/load and its validation are engine_core.OptimizerBase's.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from .checks import as_numpy, check_adam, check_sgd
+from engine_core.bookkeeping import OptimizerBase
+from engine_core.checks import check_adam, check_sgd
+
 from .model import Sequential
 
 
-class Optimizer:
+class Optimizer(OptimizerBase[np.ndarray]):
     """Holds the flat parameter/gradient arrays of ``net`` and per-parameter state."""
 
-    state_names: tuple[str, ...] = ()
-
     def __init__(self, net: Sequential, lr: float) -> None:
-        self.net = net
-        self.lr = float(lr)
-        self.params = net.flat_parameters
-        self.grad = net.flat_gradients
+        super().__init__(net, lr)
         self._scratch = np.empty_like(self.params)
-        self.step_count = 0
-        self.buffers: dict[str, np.ndarray] = {}  # state name -> flat array like params
 
-    def zero_grad(self) -> None:
-        self.grad[...] = 0
+    def _flat_copy(self, arrays: list[np.ndarray]) -> np.ndarray:
+        # float64 state into a float32 optimizer rounds to nearest, as the parameters do.
+        return np.concatenate([a.reshape(-1) for a in arrays]).astype(self.params.dtype, copy=False)
 
-    def _split(self, flat: np.ndarray) -> dict[str, np.ndarray]:
-        """Copies of a flat array cut into the network's named parameter shapes."""
-        out, offset = {}, 0
-        for name, value in self.net.parameters().items():
-            out[name] = flat[offset : offset + value.size].reshape(value.shape).copy()
-            offset += value.size
-        return out
-
-    def state_dict(self) -> dict:
-        """{"step": int, "lr": float, "state": {state_name: {param_name: array}}}."""
-        return {
-            "step": self.step_count,
-            "lr": self.lr,
-            "state": {name: self._split(buf) for name, buf in self.buffers.items()},
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        """Restore buffers from any engine's optimizer state_dict (all-or-nothing)."""
-        params = self.net.parameters()
-        buffers = {}
-        for buf_name, per_param in state.get("state", {}).items():
-            if buf_name not in self.state_names:
-                raise ValueError(
-                    f"optimizer state: unexpected buffer {buf_name!r} for {type(self).__name__} "
-                    f"(expected {list(self.state_names)})"
-                )
-            flat = np.empty_like(self.params)
-            offset = 0
-            for name, value in params.items():
-                if name not in per_param:
-                    raise ValueError(f"optimizer state {buf_name!r}: missing key {name!r}")
-                got = as_numpy(per_param[name], f"optimizer state {buf_name}[{name!r}]")
-                if got.shape != value.shape:
-                    raise ValueError(
-                        f"optimizer state {buf_name}[{name!r}]: expected shape {value.shape}, got {got.shape}"
-                    )
-                flat[offset : offset + value.size] = got.reshape(-1)
-                offset += value.size
-            buffers[buf_name] = flat
-        self.buffers = buffers
-        self.step_count = int(state.get("step", 0))
-        self.lr = float(state.get("lr", self.lr))
+    def _numpy_copy(self, value: np.ndarray) -> np.ndarray:
+        return value.copy()
 
 
 class SGD(Optimizer):
     """torch.optim.SGD: g = grad + wd p; b = mu b + (1 - tau) g (b = g at first); g = g + mu b
-    (nesterov) or b; p = p - lr g."""
+    (nesterov) or b; p = p - lr g. Raises ValueError for settings torch refuses."""
 
-    state_names = ("momentum_buffer",)
+    kind = "sgd"
 
     def __init__(
         self,
@@ -94,7 +54,10 @@ class SGD(Optimizer):
         self.dampening = float(dampening)
         self.nesterov = bool(nesterov)
         self.weight_decay = float(weight_decay)
-        self._scratch2 = np.empty_like(self.params) if momentum else None
+        self._scratch2 = np.empty_like(self.params)
+
+    def hyper_parameters(self) -> dict[str, Any]:
+        return {"momentum": self.momentum}
 
     def step(self) -> None:
         p, g, tmp = self.params, self.grad, self._scratch
@@ -127,9 +90,10 @@ class SGD(Optimizer):
 
 class Adam(Optimizer):
     """torch.optim.Adam: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p -= lr m/(1-b1^t) /
-    (sqrt(v/(1-b2^t)) + eps); weight decay added to g (coupled); amsgrad keeps max v."""
+    (sqrt(v/(1-b2^t)) + eps); weight decay added to g (coupled); amsgrad keeps max v.
+    Raises ValueError for settings torch refuses."""
 
-    state_names = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    kind = "adam"
     decoupled = False
 
     def __init__(
@@ -148,6 +112,9 @@ class Adam(Optimizer):
         self.weight_decay = float(weight_decay)
         self.amsgrad = bool(amsgrad)
         self._scratch2 = np.empty_like(self.params)
+
+    def hyper_parameters(self) -> dict[str, Any]:
+        return {"amsgrad": self.amsgrad}
 
     def step(self) -> None:
         p, g, tmp, tmp2 = self.params, self.grad, self._scratch, self._scratch2
@@ -200,6 +167,7 @@ class Adam(Optimizer):
 class AdamW(Adam):
     """torch.optim.AdamW: Adam with decoupled weight decay p = p (1 - lr wd) (default wd 0.01)."""
 
+    kind = "adamw"
     decoupled = True
 
     def __init__(

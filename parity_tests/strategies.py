@@ -9,7 +9,7 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from numpy_net import ACTIVATIONS, INITS
+from engine_core.naming import ACTIVATION_NAMES, INITS
 
 DTYPES = ("float32", "float64")
 
@@ -72,7 +72,7 @@ class AdamSpec:
 
 @st.composite
 def net_specs(draw, max_layers: int = 4, max_width: int = 32, dtype: str | None = None,
-              activations=tuple(ACTIVATIONS)) -> NetSpec:
+              activations=ACTIVATION_NAMES) -> NetSpec:
     layers = draw(st.integers(1, max_layers))
     sizes = tuple(draw(st.lists(st.integers(1, max_width), min_size=layers + 1, max_size=layers + 1)))
     return NetSpec(

@@ -34,21 +34,3 @@ def test_float64_engines_agree_to_1e_10(engine, problem):
     spec, batch = problem
     ref, pre = _oracle_pass(spec, batch)
     compare_passes(run_pass(engine, spec.build(engine), spec, batch), ref, spec, pre, engine.name)
-
-
-@given(problems())
-def test_numpy_and_torch_engines_agree_with_each_other(problem):
-    """numpy_net vs torch_net directly (not only each against autograd)."""
-    import numpy_net
-    import torch_net
-
-    from .engines import Engine
-
-    spec, batch = problem
-    numpy_engine, torch_engine = Engine(numpy_net), Engine(torch_net)
-    ref_net = spec.build(ORACLE)
-    run_pass(ORACLE, ref_net, spec, batch)
-    pre = [ORACLE.to_numpy(z) for z in ref_net.pre_activations()]
-    a = run_pass(numpy_engine, spec.build(numpy_engine), spec, batch)
-    b = run_pass(torch_engine, spec.build(torch_engine), spec, batch)
-    compare_passes(a, b, spec, pre, "numpy_net vs torch_net")

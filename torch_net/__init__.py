@@ -5,6 +5,7 @@
     loss = E.SoftmaxCrossEntropy().forward(net.forward(x), y)
 
 torch_net.autograd holds the independent oracle: the same network as torch.nn + torch.optim.
+The contract it shares with numpy_net (names, checks, state formats) is engine_core's.
 """
 
 from __future__ import annotations
@@ -12,19 +13,27 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .checks import NonFiniteError
-from .init import INITS, initial_parameters
+from engine_core.checks import native
+from engine_core.errors import NonFiniteError
+from engine_core.init import initial_parameters
+from engine_core.naming import INITS
+
 from .layers import ACTIVATIONS, Identity, Layer, Linear, ReLU, Sigmoid, Tanh
 from .losses import SoftmaxCrossEntropy
 from .model import MLP, Sequential
 from .optim import SGD, Adam, AdamW, Optimizer
 
+# What a trainer needs to know (engine_core.protocol.Traits).
 NAME = "torch"
+ACCUMULATES_GRADIENTS = False
+DEVICES: tuple[str, ...] = ("cpu", "cuda")
+TRAINING_KWARGS: dict[str, object] = {}
 
 
-def asarray(array: np.ndarray, dtype: str = "float32", device: str = "cpu") -> torch.Tensor:
-    """A NumPy array as this engine's tensor, in ``dtype``; shares memory when no cast is needed."""
-    return torch.from_numpy(np.ascontiguousarray(array, dtype=dtype)).to(device)
+def asarray(array: np.ndarray, dtype: str = "float32", device: str | torch.device = "cpu") -> torch.Tensor:
+    """A NumPy array as this engine's tensor, in ``dtype``; shares memory when no cast or copy
+    is needed (a C-contiguous, native-byte-order array of that dtype, on the CPU)."""
+    return torch.from_numpy(np.ascontiguousarray(native(np.asarray(array)), dtype=dtype)).to(device)
 
 
 def to_numpy(array: torch.Tensor) -> np.ndarray:
@@ -32,13 +41,13 @@ def to_numpy(array: torch.Tensor) -> np.ndarray:
     return array.detach().cpu().numpy()
 
 
-def labels(array: np.ndarray, device: str = "cpu") -> torch.Tensor:
-    """Integer class labels as this engine wants them (int64)."""
-    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.int64)).to(device)
+def labels(array: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
+    """Integer class labels as this engine wants them (int64; shares memory when they already are)."""
+    return torch.from_numpy(np.ascontiguousarray(native(np.asarray(array)), dtype=np.int64)).to(device)
 
 
 __all__ = [
-    "ACTIVATIONS", "INITS", "MLP", "NAME", "SGD", "Adam", "AdamW", "Identity", "Layer",
-    "Linear", "NonFiniteError", "Optimizer", "ReLU", "Sequential", "Sigmoid",
+    "ACCUMULATES_GRADIENTS", "ACTIVATIONS", "DEVICES", "INITS", "MLP", "NAME", "SGD", "TRAINING_KWARGS", "Adam",
+    "AdamW", "Identity", "Layer", "Linear", "NonFiniteError", "Optimizer", "ReLU", "Sequential", "Sigmoid",
     "SoftmaxCrossEntropy", "Tanh", "asarray", "initial_parameters", "labels", "to_numpy",
 ]

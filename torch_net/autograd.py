@@ -1,39 +1,68 @@
 """The oracle: the same network as torch.nn.Linear layers + torch.optim, differentiated by
-autograd. Same interface as numpy_net/torch_net, so tests and the CLI can swap it in.
+autograd. Same interface as numpy_net/torch_net (engine_core.protocol), so tests and the CLI
+can swap it in, and the same checks and messages (engine_core.checks).
 
-Nothing here is hand-written math: every derivative comes from loss.backward()'s graph.
-Weights are (out, in) inside nn.Linear and converted to the engines' (in, out) at the edges.
+Nothing here is hand-written math: every derivative comes from autograd's graph. Weights are
+(out, in) inside nn.Linear and converted to the engines' (in, out) at the edges.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional
 
-from . import asarray, labels, to_numpy  # the same conversions as torch_net
-from .checks import (
-    NonFiniteError,
+from engine_core.checks import (
+    check_adam,
     check_choice,
     check_dtype_name,
+    check_model_state,
+    check_optimizer_state,
+    check_sgd,
+    check_sizes,
+)
+from engine_core.errors import NonFiniteError, backward_before_forward_message
+from engine_core.formats import ModelState, OptimizerState
+from engine_core.init import initial_parameters
+from engine_core.naming import ACTIVATION_NAMES, INITS, linear_name
+
+from . import asarray, labels, to_numpy  # the same conversions as torch_net
+from .checks import (
+    check_delta,
     check_features,
     check_finite_input,
     check_labels,
     check_logits,
-    check_sizes,
-    check_state_dict,
     raise_non_finite_logits,
+    shape_of,
 )
-from .init import initial_parameters
 
+# What a trainer needs to know (engine_core.protocol.Traits): autograd adds into .grad, and
+# retaining every pre-activation's gradient (for deltas()) is work a training step never reads.
 NAME = "autograd"
+ACCUMULATES_GRADIENTS = True
+DEVICES: tuple[str, ...] = ("cpu", "cuda")
+TRAINING_KWARGS: dict[str, object] = {"keep_deltas": False}
 
-_MODULES = {"identity": nn.Identity, "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
+_MODULES: dict[str, type[nn.Module]] = {
+    "identity": nn.Identity, "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh,
+}
+assert tuple(_MODULES) == ACTIVATION_NAMES
+
+
+def _engine_layout(name: str, value: torch.Tensor) -> torch.Tensor:
+    """nn.Linear's (out, in) weight as the engines' (in, out); biases unchanged."""
+    return value.t() if name.endswith("weight") else value
 
 
 class MLP:
-    """nn.Sequential(Linear, act, ..., Linear); ``keep_deltas`` retains dL/dz of every Linear."""
+    """nn.Sequential(Linear, act, ..., Linear); ``keep_deltas`` retains dL/dz of every Linear.
+
+    Raises TypeError/ValueError for bad sizes, names or dtype, as the engines do.
+    """
 
     def __init__(
         self,
@@ -42,11 +71,12 @@ class MLP:
         init: str = "xavier_normal",
         seed: int = 0,
         dtype: str = "float32",
-        device: str = "cpu",
+        device: str | torch.device = "cpu",
         keep_deltas: bool = True,
     ) -> None:
         sizes = check_sizes(sizes)
-        check_choice("activation", activation, _MODULES)
+        check_choice("activation", activation, ACTIVATION_NAMES)
+        check_choice("init", init, INITS)
         self.sizes, self.activation, self.init, self.seed = sizes, activation, init, seed
         self.dtype = check_dtype_name(dtype)
         self.device = torch.device(device)
@@ -63,16 +93,30 @@ class MLP:
         self._logits: torch.Tensor | None = None
         self.load_state_dict(initial_parameters(sizes, init, seed))
 
+    def __repr__(self) -> str:
+        return repr(self.module)
+
+    def _last_layer(self) -> str:
+        """How the engines name their last Linear in messages."""
+        last = self.linears[-1]
+        index = len(self.linears) - 1
+        return f"{linear_name(index)} Linear(in_features={last.in_features}, out_features={last.out_features})"
+
     def named_parameters(self) -> dict[str, nn.Parameter]:
         """Engine names -> nn.Parameter (weights in torch's (out, in) layout)."""
         return {
-            f"fc{i}.{attr}": getattr(linear, attr)
+            f"{linear_name(i)}.{attr}": getattr(linear, attr)
             for i, linear in enumerate(self.linears)
             for attr in ("weight", "bias")
         }
 
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """Parameter name -> shape in the engines' layout, in state-dict order."""
+        return {name: tuple(_engine_layout(name, p).shape) for name, p in self.named_parameters().items()}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_features(x, self.sizes[0], getattr(torch, self.dtype), self.device)
+        """logits (B, out) for x (B, in); TypeError/ValueError/NonFiniteError as the engines."""
+        x = check_features(x, self.sizes[0], getattr(torch, self.dtype), self.device)
         self._pre = []
         if self.keep_deltas:
             x = x.detach().requires_grad_(True)
@@ -89,16 +133,22 @@ class MLP:
         return h
 
     def backward(self, delta: torch.Tensor, input_grad: bool = True) -> torch.Tensor | None:
-        """Autograd pushes delta = dL/dlogits through the recorded graph."""
+        """Autograd pushes delta = dL/dlogits through the recorded graph; returns dL/dx."""
+        logits = self._logits
+        if logits is None:
+            raise RuntimeError(backward_before_forward_message(
+                self._last_layer(), shape_of(delta), f"(batch, {self.sizes[-1]})"))
+        delta = check_delta(self._last_layer(), delta, tuple(logits.shape), logits.dtype)
         # The loss's autograd.grad already filled the retained logits.grad once; start clean.
-        self._logits.grad = None
-        self._logits.backward(delta)
+        logits.grad = None
+        logits.backward(delta)
         if input_grad and self._x is not None and self._x.requires_grad:
             return self._x.grad
         return None
 
     def deltas(self) -> list[torch.Tensor]:
-        return [z.grad for z in self._pre]
+        """dL/dz of every Linear in the last backward (needs keep_deltas)."""
+        return [z.grad for z in self._pre]  # type: ignore[misc]
 
     def pre_activations(self) -> list[torch.Tensor]:
         """z = x W + b of every Linear in the last forward (needs keep_deltas)."""
@@ -109,41 +159,43 @@ class MLP:
         out = {}
         for name, param in self.named_parameters().items():
             grad = param.grad if param.grad is not None else torch.zeros_like(param)
-            out[name] = grad.t() if name.endswith("weight") else grad
+            out[name] = _engine_layout(name, grad)
         return out
 
     def parameters(self) -> dict[str, torch.Tensor]:
-        return {
-            name: (p.detach().t() if name.endswith("weight") else p.detach())
-            for name, p in self.named_parameters().items()
-        }
+        """Parameters in the engines' layout (views of the nn.Linear parameters)."""
+        return {name: _engine_layout(name, p.detach()) for name, p in self.named_parameters().items()}
 
-    def state_dict(self) -> dict[str, np.ndarray]:
+    def state_dict(self) -> ModelState:
+        """NumPy copies in the engines' layout ((in, out) weights)."""
         return {name: value.cpu().numpy().copy() for name, value in self.parameters().items()}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: ModelState) -> None:
+        """Any engine's state dict, checked key by key first (all-or-nothing)."""
         params = self.named_parameters()
-        expected = {
-            name: (tuple(p.shape[::-1]) if name.endswith("weight") else tuple(p.shape))
-            for name, p in params.items()
-        }
-        arrays = check_state_dict(expected, state)
+        arrays = check_model_state(self.shapes(), state)
         with torch.no_grad():
             for name, value in arrays.items():
-                value = torch.from_numpy(np.ascontiguousarray(value))
-                params[name].copy_(value.t() if name.endswith("weight") else value)
+                tensor = torch.from_numpy(np.ascontiguousarray(value))
+                params[name].copy_(_engine_layout(name, tensor))
 
     def zero_grad(self) -> None:
         self.module.zero_grad(set_to_none=True)
 
 
-
 class SoftmaxCrossEntropy:
     """torch.nn.functional.cross_entropy (mean); backward() = autograd's dL/dlogits."""
 
+    def __init__(self) -> None:
+        self.logits: torch.Tensor | None = None
+        self.loss: torch.Tensor | None = None
+
     def forward(self, logits: torch.Tensor, y: torch.Tensor) -> float:
-        check_logits(logits)
-        check_labels(y, logits.shape[0], logits.shape[1])
+        """The mean loss for logits (B, C) and labels of any integer dtype; errors as the engines."""
+        logits = check_logits(logits)
+        y = check_labels(y, logits.shape[0], logits.shape[1])  # int64, as cross_entropy wants
+        if not logits.requires_grad:  # logits from elsewhere: differentiate the loss w.r.t. them
+            logits = logits.detach().requires_grad_(True)
         self.logits = logits
         self.loss = functional.cross_entropy(logits, y)
         value = float(self.loss.detach())
@@ -152,21 +204,36 @@ class SoftmaxCrossEntropy:
         return value
 
     def backward(self) -> torch.Tensor:
+        """dL/dlogits (B, C) by autograd."""
+        if self.loss is None or self.logits is None:
+            raise RuntimeError("SoftmaxCrossEntropy.backward() called before forward()")
         (delta,) = torch.autograd.grad(self.loss, self.logits, retain_graph=True)
         return delta
 
     def softmax(self) -> torch.Tensor:
+        """softmax(z) of the last forward, (B, C)."""
+        if self.logits is None:
+            raise RuntimeError("SoftmaxCrossEntropy.softmax() called before forward()")
         return torch.softmax(self.logits.detach(), dim=1)
 
 
 class _Optimizer:
-    """A torch.optim optimizer over MLP's parameters, with the engines' state_dict format."""
+    """A torch.optim optimizer over MLP's parameters, with the engines' state_dict format and
+    the engines' validation of it (engine_core.checks.check_optimizer_state)."""
 
-    state_names: tuple[str, ...] = ()
+    kind = ""
 
     def __init__(self, net: MLP, optimizer: torch.optim.Optimizer) -> None:
         self.net = net
         self.optimizer = optimizer
+        self._steps = 0
+
+    def hyper_parameters(self) -> dict[str, Any]:
+        group = self.optimizer.param_groups[0]
+        return {"momentum": group.get("momentum", 0.0), "amsgrad": group.get("amsgrad", False)}
+
+    def __repr__(self) -> str:
+        return repr(self.optimizer)
 
     @property
     def lr(self) -> float:
@@ -188,71 +255,66 @@ class _Optimizer:
     def zero_grad(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> OptimizerState:
+        """{"step", "lr", "state": {buffer: {parameter: (in, out)-layout NumPy copy}}}."""
         state: dict[str, dict[str, np.ndarray]] = {}
         for name, param in self.net.named_parameters().items():
-            for buf_name, value in self.optimizer.state.get(param, {}).items():
-                if buf_name not in self.state_names or value is None:
+            for buffer, value in self.optimizer.state.get(param, {}).items():
+                if buffer == "step" or value is None:
                     continue
-                value = value.detach()
-                state.setdefault(buf_name, {})[name] = (
-                    value.t() if name.endswith("weight") else value
-                ).cpu().numpy().copy()
+                state.setdefault(buffer, {})[name] = _engine_layout(name, value.detach()).cpu().numpy().copy()
         return {"step": self._steps, "lr": self.lr, "state": state}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: OptimizerState) -> None:
+        """Any engine's optimizer state, validated in full first (all-or-nothing)."""
+        valid = check_optimizer_state(self.kind, self.hyper_parameters(), self.net.shapes(), state)
         params = self.net.named_parameters()
-        for buf_name in state.get("state", {}):
-            if buf_name not in self.state_names:
-                raise ValueError(
-                    f"optimizer state: unexpected buffer {buf_name!r} for {type(self).__name__} "
-                    f"(expected {list(self.state_names)})"
-                )
-        self._steps = int(state.get("step", 0))
-        self.lr = float(state.get("lr", self.lr))
-        for buf_name, per_param in state.get("state", {}).items():
+        self.optimizer.state.clear()
+        for buffer, per_param in valid["state"].items():
             for name, param in params.items():
-                value = torch.as_tensor(np.asarray(per_param[name]), device=param.device).to(param.dtype)
-                value = value.t().contiguous() if name.endswith("weight") else value
-                self.optimizer.state[param][buf_name] = value
-        self._after_load()
-
-    def _after_load(self) -> None:
-        pass
+                value = torch.from_numpy(np.ascontiguousarray(per_param[name])).to(param.dtype)
+                self.optimizer.state[param][buffer] = _engine_layout(name, value).contiguous().to(param.device)
+        self._steps = valid["step"]
+        self.lr = valid["lr"]
+        if valid["step"] and self.kind != "sgd":
+            # torch's Adam keeps its step count per parameter, as a float32 tensor.
+            for param in params.values():
+                self.optimizer.state[param]["step"] = torch.tensor(float(valid["step"]))
 
 
 class SGD(_Optimizer):
-    state_names = ("momentum_buffer",)
+    """torch.optim.SGD itself."""
+
+    kind = "sgd"
 
     def __init__(self, net: MLP, lr: float = 0.01, momentum: float = 0.0, dampening: float = 0.0,
                  nesterov: bool = False, weight_decay: float = 0.0) -> None:
+        check_sgd(lr, momentum, dampening, nesterov, weight_decay)
         super().__init__(net, torch.optim.SGD(
             list(net.named_parameters().values()), lr=lr, momentum=momentum, dampening=dampening,
             nesterov=nesterov, weight_decay=weight_decay,
         ))
-        self._steps = 0
 
 
 class Adam(_Optimizer):
-    state_names = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
-    _torch_class = torch.optim.Adam
+    """torch.optim.Adam itself."""
+
+    kind = "adam"
+    _torch_class: Any = torch.optim.Adam  # AdamW overrides it
 
     def __init__(self, net: MLP, lr: float = 0.001, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False) -> None:
+        check_adam(lr, betas, eps, weight_decay)
         super().__init__(net, self._torch_class(
             list(net.named_parameters().values()), lr=lr, betas=betas, eps=eps,
             weight_decay=weight_decay, amsgrad=amsgrad,
         ))
-        self._steps = 0
-
-    def _after_load(self) -> None:
-        # torch's Adam keeps its step count per parameter, as a float32 tensor.
-        for param in self.net.named_parameters().values():
-            if param in self.optimizer.state:
-                self.optimizer.state[param]["step"] = torch.tensor(float(self._steps))
 
 
 class AdamW(Adam):
+    """torch.optim.AdamW itself (default weight_decay 0.01)."""
+
+    kind = "adamw"
     _torch_class = torch.optim.AdamW
 
     def __init__(self, net: MLP, lr: float = 0.001, betas: tuple[float, float] = (0.9, 0.999),
@@ -260,5 +322,5 @@ class AdamW(Adam):
         super().__init__(net, lr, betas, eps, weight_decay, amsgrad)
 
 
-__all__ = ["MLP", "NAME", "SGD", "Adam", "AdamW", "NonFiniteError", "SoftmaxCrossEntropy",
-           "asarray", "labels", "to_numpy"]
+__all__ = ["ACCUMULATES_GRADIENTS", "DEVICES", "MLP", "NAME", "SGD", "TRAINING_KWARGS", "Adam", "AdamW",
+           "NonFiniteError", "SoftmaxCrossEntropy", "asarray", "labels", "to_numpy"]

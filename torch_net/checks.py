@@ -1,4 +1,6 @@
-"""Argument checks on torch tensors, worded exactly as numpy_net's (same builders)."""
+"""The torch engine's tensor-typed input checks: numpy_net/checks.py on tensors. They gather a
+tensor's facts and hand them to engine_core.checks, so every engine says the same words.
+"""
 
 from __future__ import annotations
 
@@ -6,53 +8,53 @@ import math
 
 import torch
 
-from numpy_net.checks import (
+from engine_core.checks import check_batch_facts, check_label_facts, check_logits_facts, check_type, shape_of
+from engine_core.errors import (
+    LOSS_OVERFLOW_MESSAGE,
     NonFiniteError,
-    check_adam,
-    check_batch_facts,
-    check_choice,
-    check_dtype_name,
-    check_label_facts,
-    check_sgd,
-    check_sizes,
-    check_state_dict,
-    check_type,
+    delta_dtype_message,
+    delta_shape_message,
     label_range_message,
     non_finite_message,
-    type_name,
 )
 
 ARRAY_TYPE = "torch.Tensor"
-FLOAT_DTYPES = (torch.float32, torch.float64)
 INT_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
 
 __all__ = [
-    "ARRAY_TYPE", "NonFiniteError", "check_adam", "check_choice", "check_device", "check_dtype_name",
-    "check_features", "check_finite_input", "check_label_shape", "dtype_name",
-    "check_labels", "check_logits", "check_sgd", "check_sizes", "check_state_dict", "raise_non_finite_logits",
-    "type_name",
+    "ARRAY_TYPE", "check_delta", "check_device", "check_features", "check_finite_input", "check_label_shape",
+    "check_labels", "check_logits", "dtype_name", "raise_non_finite_logits",
 ]
 
 
 def dtype_name(dtype: torch.dtype) -> str:
+    """'float32' for torch.float32."""
     return str(dtype).replace("torch.", "")
 
 
 def check_device(name: str, tensor: torch.Tensor, device: torch.device) -> None:
+    """ValueError unless the tensor lives on ``device``."""
     if tensor.device != device:
-        raise ValueError(
-            f"{name}: expected a tensor on {device} (the network's device), got one on {tensor.device}"
-        )
+        raise ValueError(f"{name}: expected a tensor on {device} (the network's device), got one on {tensor.device}")
 
 
-def check_features(x: object, in_features: int, net_dtype: torch.dtype, device: torch.device) -> None:
-    """x: (batch, in_features) tensor of the network's dtype and device (finiteness: check_finite_input)."""
+def check_features(x: object, in_features: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """x: (batch >= 1, in_features) tensor of ``dtype`` on ``device``.
+
+    Raises TypeError (not a tensor, another dtype) or ValueError (rank, width, empty batch,
+    device). Finiteness is checked after the first layer (check_finite_input).
+    """
+    if x.__class__ is torch.Tensor:
+        shape = x.shape  # type: ignore[attr-defined]
+        if len(shape) == 2 and shape[1] == in_features and shape[0] > 0 and x.dtype == dtype:  # type: ignore[attr-defined]
+            if x.device != device:  # type: ignore[attr-defined]
+                check_device("x", x, device)  # type: ignore[arg-type]
+            return x  # type: ignore[return-value]
     check_type("x", x, torch.Tensor, ARRAY_TYPE)
-    shape = x.shape
-    if not (len(shape) == 2 and shape[1] == in_features and shape[0] > 0 and x.dtype == net_dtype):
-        check_batch_facts("x", tuple(shape), dtype_name(x.dtype), in_features, dtype_name(net_dtype))
-    if x.device != device:
-        check_device("x", x, device)
+    tensor: torch.Tensor = x  # type: ignore[assignment]
+    check_batch_facts("x", shape_of(tensor), dtype_name(tensor.dtype), in_features, dtype_name(dtype))
+    check_device("x", tensor, device)
+    return tensor
 
 
 def check_finite_input(x: torch.Tensor, first_output: torch.Tensor) -> None:
@@ -74,39 +76,53 @@ def check_label_shape(y: object, batch: int) -> torch.Tensor:
     """y: (batch,) integer tensor, returned as int64 (torch's index type; a copy only if it
     was another integer type). The value range is left to the caller (gather checks it)."""
     check_type("y", y, torch.Tensor, ARRAY_TYPE)
-    if y.dim() == 1 and len(y) == batch and y.dtype == torch.int64:
-        return y
-    check_label_facts(tuple(y.shape), _label_kind(y.dtype), dtype_name(y.dtype), batch)
-    return y.long()
+    labels: torch.Tensor = y  # type: ignore[assignment]
+    if labels.dim() == 1 and len(labels) == batch and labels.dtype == torch.int64:
+        return labels
+    check_label_facts(shape_of(labels), _label_kind(labels.dtype), dtype_name(labels.dtype), batch)
+    return labels.long()
 
 
-def check_labels(y: object, batch: int, classes: int) -> None:
-    """y: (batch,) integer tensor with values in [0, classes)."""
-    check_type("y", y, torch.Tensor, ARRAY_TYPE)
-    if not (y.dim() == 1 and len(y) == batch and y.dtype in INT_DTYPES):
-        check_label_facts(tuple(y.shape), _label_kind(y.dtype), dtype_name(y.dtype), batch)
-    low, high = torch.aminmax(y)
+def check_labels(y: object, batch: int, classes: int) -> torch.Tensor:
+    """y: (batch,) integer tensor with values in [0, classes); returned as int64.
+
+    Raises TypeError (not integers) or ValueError (shape, range)."""
+    labels = check_label_shape(y, batch)
+    low, high = torch.aminmax(labels)
     if low < 0 or high >= classes:
-        outside = (y < 0) | (y >= classes)
+        outside = (labels < 0) | (labels >= classes)
         position = int(torch.nonzero(outside)[0][0])
-        raise ValueError(label_range_message(position, int(y[position]), classes))
+        raise ValueError(label_range_message(position, int(labels[position]), classes))
+    return labels
 
 
-def check_logits(logits: object) -> None:
+def check_logits(logits: object) -> torch.Tensor:
+    """logits: non-empty (batch, classes) float32/float64 tensor."""
     check_type("logits", logits, torch.Tensor, ARRAY_TYPE)
-    shape = tuple(logits.shape)
-    if len(shape) != 2 or shape[0] == 0 or shape[1] == 0:
-        raise ValueError(f"logits: expected a non-empty 2-D (batch, classes) array, got shape {shape}")
-    if logits.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"logits: expected dtype float32 or float64, got {dtype_name(logits.dtype)}")
+    tensor: torch.Tensor = logits  # type: ignore[assignment]
+    check_logits_facts(shape_of(tensor), dtype_name(tensor.dtype))
+    return tensor
+
+
+def check_delta(layer: str, delta: object, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """delta: a tensor of the last forward output's shape and dtype.
+
+    Raises TypeError (type, dtype) or ValueError (shape), naming the layer.
+    """
+    if delta.__class__ is torch.Tensor and delta.shape == shape and delta.dtype == dtype:  # type: ignore[attr-defined]
+        return delta  # type: ignore[return-value]
+    check_type(f"{layer}: delta", delta, torch.Tensor, ARRAY_TYPE)
+    tensor: torch.Tensor = delta  # type: ignore[assignment]
+    if shape_of(tensor) != tuple(shape):
+        raise ValueError(delta_shape_message(layer, tuple(shape), shape_of(tensor)))
+    if tensor.dtype != dtype:
+        raise TypeError(delta_dtype_message(layer, dtype_name(dtype), dtype_name(tensor.dtype)))
+    return tensor
 
 
 def raise_non_finite_logits(logits: torch.Tensor) -> None:
+    """Raise NonFiniteError naming the first NaN/Inf logit, or the loss's overflow."""
     bad = torch.nonzero(~torch.isfinite(logits))
     if len(bad):
         raise NonFiniteError(non_finite_message("logits", int(bad[0][0]), int(bad[0][1])))
-    raise NonFiniteError(
-        "loss: overflowed to Inf although the logits are finite (logits beyond the dtype's "
-        "range after shifting); try a smaller learning rate"
-    )
-
+    raise NonFiniteError(LOSS_OVERFLOW_MESSAGE)

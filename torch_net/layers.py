@@ -1,30 +1,24 @@
 """Layers of the torch engine: numpy_net.layers line for line, on tensors, no autograd.
 
 Nothing here sets requires_grad, so torch records no graph; every derivative is ours.
-Outputs live in reused buffers, valid until the layer runs again (clone to keep).
+Outputs live in reused buffers, valid until the layer runs again (clone to keep). A layer
+keeps a reference to its forward's input (or output) until backward: overwrite that tensor
+in between and backward differentiates the new contents.
 """
 
 from __future__ import annotations
 
 import torch
 
+from engine_core.bookkeeping import LayerBase
+from engine_core.checks import shape_of
+from engine_core.errors import backward_before_forward_message
 
-class Layer:
-    """Base class: no parameters."""
+from .checks import check_delta, check_features
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
 
-    def backward(self, delta: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def parameters(self) -> dict[str, torch.Tensor]:
-        """Name -> parameter tensor (updated in place by optimizers)."""
-        return {}
-
-    def gradients(self) -> dict[str, torch.Tensor]:
-        """Name -> gradient tensor, same names and shapes as parameters()."""
-        return {}
+class Layer(LayerBase[torch.Tensor]):
+    """Base class of the torch engine's layers (bookkeeping in engine_core.LayerBase)."""
 
     def _buffer(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
         """A reusable tensor of this shape, reallocated only when the shape changes."""
@@ -38,10 +32,13 @@ class Layer:
 
 
 class Linear(Layer):
-    """z = x @ weight + bias; x (B, in), weight (in, out), bias (out,), z (B, out)."""
+    """z = x @ weight + bias; x (B, in), weight (in, out), bias (out,), z (B, out).
+
+    Backward: grad_weight = x^T delta, grad_bias = sum_b delta, dL/dx = delta weight^T.
+    """
 
     def __init__(
-        self, in_features: int, out_features: int, dtype: str = "float32", device: str = "cpu"
+        self, in_features: int, out_features: int, dtype: str = "float32", device: str | torch.device = "cpu"
     ) -> None:
         self.in_features = in_features
         self.out_features = out_features
@@ -52,10 +49,15 @@ class Linear(Layer):
         self.grad_bias = torch.zeros_like(self.bias)
         self.x: torch.Tensor | None = None  # input of the last forward, for grad_weight
         self.delta: torch.Tensor | None = None  # dL/dz of the last backward
-        self._weight_t: torch.Tensor | None = None  # a view, so it follows in-place updates
-        self._weight_t_of: torch.Tensor | None = None
+        self._weight_t = self.weight.t()  # a view, so it follows in-place updates
+        self._weight_t_of = self.weight  # the tensor it views (packing rebinds weight)
+
+    def __repr__(self) -> str:
+        return f"Linear(in_features={self.in_features}, out_features={self.out_features})"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """z (B, out) for x (B, in) of the layer's dtype and device; TypeError/ValueError otherwise."""
+        x = check_features(x, self.in_features, self.weight.dtype, self.weight.device)
         z = self._buffer("_z", (x.shape[0], self.out_features), self.weight)
         torch.addmm(self.bias, x, self.weight, out=z)
         self.x = x
@@ -65,14 +67,20 @@ class Linear(Layer):
         """grad_weight = x^T delta (in, out); grad_bias = sum_b delta (out,); returns delta W^T (B, in).
 
         ``input_grad=False`` skips dL/dx, which a training step never needs for the first layer.
+        Raises RuntimeError before any forward, ValueError/TypeError for a delta that is not
+        (B, out) of the layer's dtype; a refused call changes no gradient.
         """
+        if self.x is None:
+            raise RuntimeError(backward_before_forward_message(
+                self.describe(), shape_of(delta), f"(batch, {self.out_features})"))
+        delta = check_delta(self.describe(), delta, (self.x.shape[0], self.out_features), self.weight.dtype)
         self.delta = delta
         torch.mm(self.x.t(), delta, out=self.grad_weight)
         torch.sum(delta, dim=0, out=self.grad_bias)
         if not input_grad:
             return None
         dx = self._buffer("_dx", (delta.shape[0], self.in_features), delta)
-        if self._weight_t_of is not self.weight:  # first use, or the weight was rebound (packing)
+        if self._weight_t_of is not self.weight:  # the weight was rebound (packing)
             self._weight_t, self._weight_t_of = self.weight.t(), self.weight
         return torch.mm(delta, self._weight_t, out=dx)
 
@@ -89,18 +97,29 @@ class Activation(Layer):
 
     def __init__(self, inplace: bool = False) -> None:
         self.inplace = inplace
+        self.a: torch.Tensor | None = None  # the last forward's output (what backward needs)
 
     def _out(self, name: str, like: torch.Tensor) -> torch.Tensor:
         return like if self.inplace else self._buffer(name, tuple(like.shape), like)
+
+    def _check_delta(self, delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(delta, a): RuntimeError before any forward, ValueError/TypeError for a delta unlike a."""
+        a = self.a
+        if a is None:
+            raise RuntimeError(backward_before_forward_message(
+                self.describe(), shape_of(delta), "(the shape of the forward's input)"))
+        return check_delta(self.describe(), delta, tuple(a.shape), a.dtype), a
 
 
 class Identity(Activation):
     """a = z; da/dz = 1."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.a = x
         return x
 
     def backward(self, delta: torch.Tensor) -> torch.Tensor:
+        delta, _ = self._check_delta(delta)
         return delta
 
 
@@ -113,8 +132,9 @@ class ReLU(Activation):
         return a
 
     def backward(self, delta: torch.Tensor) -> torch.Tensor:
+        delta, a = self._check_delta(delta)
         dz = self._out("_dz", delta)
-        torch.mul(delta, self.a > 0, out=dz)
+        torch.mul(delta, a > 0, out=dz)
         return dz
 
 
@@ -127,10 +147,11 @@ class Sigmoid(Activation):
         return a
 
     def backward(self, delta: torch.Tensor) -> torch.Tensor:
-        slope = self._buffer("_slope", tuple(self.a.shape), self.a)
-        torch.mul(self.a, -1, out=slope)
+        delta, a = self._check_delta(delta)
+        slope = self._buffer("_slope", tuple(a.shape), a)
+        torch.mul(a, -1, out=slope)
         slope += 1
-        slope *= self.a
+        slope *= a
         dz = self._out("_dz", delta)
         return torch.mul(delta, slope, out=dz)
 
@@ -144,8 +165,9 @@ class Tanh(Activation):
         return a
 
     def backward(self, delta: torch.Tensor) -> torch.Tensor:
-        slope = self._buffer("_slope", tuple(self.a.shape), self.a)
-        torch.mul(self.a, self.a, out=slope)
+        delta, a = self._check_delta(delta)
+        slope = self._buffer("_slope", tuple(a.shape), a)
+        torch.mul(a, a, out=slope)
         slope.neg_().add_(1)
         dz = self._out("_dz", delta)
         return torch.mul(delta, slope, out=dz)

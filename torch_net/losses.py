@@ -21,7 +21,12 @@ class SoftmaxCrossEntropy:
         self.y: torch.Tensor | None = None
 
     def forward(self, logits: torch.Tensor, y: torch.Tensor) -> float:
-        check_logits(logits)
+        """The mean loss (a Python float) for logits (B, C) float32/float64 and labels y (B,)
+        of any integer dtype, values in [0, C).
+
+        Raises TypeError/ValueError for bad tensors and NonFiniteError for NaN/Inf logits.
+        """
+        logits = check_logits(logits)
         batch, classes = logits.shape
         y = check_label_shape(y, batch)
         if (
@@ -64,4 +69,6 @@ class SoftmaxCrossEntropy:
 
     def softmax(self) -> torch.Tensor:
         """softmax(z) of the last forward, (B, C)."""
+        if self.probs is None:
+            raise RuntimeError("SoftmaxCrossEntropy.softmax() called before forward()")
         return self.probs

@@ -1,85 +1,41 @@
 """Optimizers of the torch engine, following torch.optim's documented update rules
-(numpy_net.optim on tensors: one flat tensor, a few whole-tensor operations per step)."""
+(torch.optim.SGD, Adam and AdamW documentation pages): numpy_net.optim on tensors, one flat
+tensor, a few whole-tensor operations per step. State save/load is engine_core.OptimizerBase's."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import torch
 
-from .checks import check_adam, check_sgd
+from engine_core.bookkeeping import OptimizerBase
+from engine_core.checks import check_adam, check_sgd
+
 from .model import Sequential
 
 
-class Optimizer:
+class Optimizer(OptimizerBase[torch.Tensor]):
     """Holds the flat parameter/gradient tensors of ``net`` and per-parameter state."""
 
-    state_names: tuple[str, ...] = ()
-
     def __init__(self, net: Sequential, lr: float) -> None:
-        self.net = net
-        self.lr = float(lr)
-        self.params = net.flat_parameters
-        self.grad = net.flat_gradients
+        super().__init__(net, lr)
         self._scratch = torch.empty_like(self.params)
-        self.step_count = 0
-        self.buffers: dict[str, torch.Tensor] = {}  # state name -> flat tensor like params
 
-    def zero_grad(self) -> None:
-        self.grad.zero_()
+    def _flat_copy(self, arrays: list[np.ndarray]) -> torch.Tensor:
+        flat = np.concatenate([a.reshape(-1) for a in arrays])
+        # float64 state into a float32 optimizer rounds to nearest, as the parameters do.
+        return torch.from_numpy(flat).to(dtype=self.params.dtype, device=self.params.device)
 
-    def _split(self, flat: torch.Tensor) -> dict[str, np.ndarray]:
-        """Copies of a flat tensor cut into the network's named parameter shapes, as NumPy."""
-        out, offset = {}, 0
-        for name, value in self.net.parameters().items():
-            size = value.numel()
-            out[name] = flat[offset : offset + size].view(value.shape).cpu().numpy().copy()
-            offset += size
-        return out
-
-    def state_dict(self) -> dict:
-        """{"step": int, "lr": float, "state": {state_name: {param_name: array}}}."""
-        return {
-            "step": self.step_count,
-            "lr": self.lr,
-            "state": {name: self._split(buf) for name, buf in self.buffers.items()},
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        """Restore buffers from any engine's optimizer state_dict (all-or-nothing)."""
-        params = self.net.parameters()
-        buffers = {}
-        for buf_name, per_param in state.get("state", {}).items():
-            if buf_name not in self.state_names:
-                raise ValueError(
-                    f"optimizer state: unexpected buffer {buf_name!r} for {type(self).__name__} "
-                    f"(expected {list(self.state_names)})"
-                )
-            flat = torch.empty_like(self.params)
-            offset = 0
-            for name, value in params.items():
-                if name not in per_param:
-                    raise ValueError(f"optimizer state {buf_name!r}: missing key {name!r}")
-                got = per_param[name]
-                got = got.detach() if isinstance(got, torch.Tensor) else torch.as_tensor(np.asarray(got))
-                if tuple(got.shape) != tuple(value.shape):
-                    raise ValueError(
-                        f"optimizer state {buf_name}[{name!r}]: expected shape {tuple(value.shape)}, "
-                        f"got {tuple(got.shape)}"
-                    )
-                size = value.numel()
-                flat[offset : offset + size].copy_(got.reshape(-1))
-                offset += size
-            buffers[buf_name] = flat
-        self.buffers = buffers
-        self.step_count = int(state.get("step", 0))
-        self.lr = float(state.get("lr", self.lr))
+    def _numpy_copy(self, value: torch.Tensor) -> np.ndarray:
+        return value.detach().cpu().numpy().copy()
 
 
 class SGD(Optimizer):
     """torch.optim.SGD: g = grad + wd p; b = mu b + (1 - tau) g (b = g at first); g = g + mu b
-    (nesterov) or b; p = p - lr g."""
+    (nesterov) or b; p = p - lr g. Raises ValueError for settings torch refuses."""
 
-    state_names = ("momentum_buffer",)
+    kind = "sgd"
 
     def __init__(
         self,
@@ -96,6 +52,9 @@ class SGD(Optimizer):
         self.dampening = float(dampening)
         self.nesterov = bool(nesterov)
         self.weight_decay = float(weight_decay)
+
+    def hyper_parameters(self) -> dict[str, Any]:
+        return {"momentum": self.momentum}
 
     @torch.no_grad()
     def step(self) -> None:
@@ -120,9 +79,10 @@ class SGD(Optimizer):
 
 class Adam(Optimizer):
     """torch.optim.Adam: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p -= lr m/(1-b1^t) /
-    (sqrt(v/(1-b2^t)) + eps); weight decay added to g (coupled); amsgrad keeps max v."""
+    (sqrt(v/(1-b2^t)) + eps); weight decay added to g (coupled); amsgrad keeps max v.
+    Raises ValueError for settings torch refuses."""
 
-    state_names = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    kind = "adam"
     decoupled = False
 
     def __init__(
@@ -141,6 +101,9 @@ class Adam(Optimizer):
         self.weight_decay = float(weight_decay)
         self.amsgrad = bool(amsgrad)
         self._scratch2 = torch.empty_like(self.params)
+
+    def hyper_parameters(self) -> dict[str, Any]:
+        return {"amsgrad": self.amsgrad}
 
     @torch.no_grad()
     def step(self) -> None:
@@ -175,6 +138,7 @@ class Adam(Optimizer):
 class AdamW(Adam):
     """torch.optim.AdamW: Adam with decoupled weight decay p = p (1 - lr wd) (default wd 0.01)."""
 
+    kind = "adamw"
     decoupled = True
 
     def __init__(

@@ -5,16 +5,16 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from backprop.compare import divergence, first_exceeding
+from backprop.benchmark import BenchSettings, bench_case, floor_library, format_table
+from backprop.engines import load_engine
 from backprop.floor import make_floor, step_flops, training_gemms
+from backprop.lockstep import LockstepSettings, divergence, first_exceeding, run_lockstep, summary
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from .helpers import run_cli
 
 
 def test_the_floor_counts_three_gemms_per_layer_but_the_first_layers_input_gradient():
@@ -60,8 +60,34 @@ def test_first_exceeding_finds_the_first_step_over_tolerance():
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "backprop", *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=600)
+    return run_cli(*args, timeout=600)
+
+
+def test_bench_case_measures_every_engine_from_plain_settings():
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((64, 784)).astype(np.float32), rng.integers(0, 10, 64)
+    engines = [load_engine("numpy"), load_engine("autograd")]
+    assert [floor_library(e) for e in engines] == ["numpy", "torch"]
+    rows = bench_case(engines, "notebook", 16, BenchSettings(steps=2, repeats=1, warmup=1), x, y)
+    assert [r["engine"] for r in rows] == ["numpy", "autograd"]
+    assert all(r["steps_timed"] == 2 and r["s_per_epoch"] > 0 and 0 < r["feed_fraction"] for r in rows)
+    table = format_table(rows).splitlines()
+    assert table[0].split()[:3] == ["workload", "batch", "engine"] and len(table) == 4
+    assert len(format_table(rows, header=False).splitlines()) == 2
+
+
+def test_lockstep_engines_in_float64_stay_together_and_the_summary_says_so():
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((40, 784)), rng.integers(0, 10, 40)
+    settings = LockstepSettings(sizes=[784, 6, 10], activation="tanh", init="xavier_normal", dtype="float64",
+                                batch_size=16, seed=2, optimizer="sgd", lr=0.05, momentum=0.9, steps=5)
+    engines = [load_engine("numpy"), load_engine("torch"), load_engine("autograd")]
+    rows = run_lockstep(engines, x, y, settings)
+    assert [(r["step"], r["engine"]) for r in rows[:4]] == [(1, "torch"), (1, "autograd"),
+                                                             (2, "torch"), (2, "autograd")]
+    assert len(rows) == 10 and max(r["max_rel_diff"] for r in rows) < 1e-12
+    lines, exceeded = summary(rows, "torch", "numpy", 1e-9)
+    assert not exceeded and lines[1] == "  within --tol 1e-09 for all 5 steps"
 
 
 def test_compare_exits_non_zero_when_the_tolerance_is_exceeded(data_root, tmp_path):

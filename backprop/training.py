@@ -1,29 +1,31 @@
-"""The engine-agnostic training loop: the same code drives numpy_net, torch_net and autograd."""
+"""The engine-agnostic training loop: the same code drives numpy_net, torch_net, autograd and
+any module that speaks the engine protocol."""
 
 from __future__ import annotations
 
-import contextlib
 import csv
+import dataclasses
+import inspect
 import io
 import json
 import math
 import os
 import signal
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-from data import BatchFeeder, Dataset
-
-from .checkpoint import Checkpoint, atomic_write, save_checkpoint
+from .checkpoint import METRIC_COLUMNS, Checkpoint, Progress, checkpoint_meta, save_checkpoint
 from .config import TrainConfig
-from .engines import Engine, denormals_flushed
+from .datasets import Dataset
+from .engines import Engine, inference_mode, training_numerics
+from .fileio import atomic_write_text
+from .plots import plot_curves
 from .schedules import epoch_learning_rates
 
-METRIC_COLUMNS = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds", "samples_per_s"]
-EXIT_DIVERGED = 3
-EXIT_INTERRUPTED = 130
+StepFunction = Callable[[Any, Any], tuple[float, int]]
 
 
 class TrainingDiverged(Exception):
@@ -34,87 +36,92 @@ class TrainingInterrupted(Exception):
     """SIGINT: a checkpoint of the last completed step was written."""
 
 
-@dataclass
-class Progress:
-    """Where a run stands; what a checkpoint needs beyond parameters and optimizer state."""
-
-    epoch: int = 0  # the epoch in progress (0-based)
-    step: int = 0  # batches of it already done
-    global_step: int = 0
-    loss_sum: float = 0.0  # sum over the epoch's samples so far
-    correct: int = 0
-    seen: int = 0
-    seconds: float = 0.0  # training time spent in this epoch so far
-    last_loss: float | None = None
-    history: list[dict] = field(default_factory=list)
+def _accepts(function: Callable[..., Any], parameter: str) -> bool:
+    try:
+        return parameter in inspect.signature(function).parameters
+    except (TypeError, ValueError):  # builtins without a signature
+        return False
 
 
-def make_step(engine: Engine, net, optimizer, loss_fn):
-    """One training step as a closure: (x, y) -> (mean loss, correct predictions).
+def make_step(engine: Engine, net: Any, optimizer: Any, loss_fn: Any) -> StepFunction:
+    """One training step as a closure: (x, y) in the engine's arrays -> (mean loss, correct predictions).
 
-    The trainer and `backprop bench` both run exactly this.
+    The trainer, `backprop bench` and `backprop compare` all run exactly this. An engine that
+    declares ACCUMULATES_GRADIENTS gets optimizer.zero_grad() before every backward; a backward
+    that takes ``input_grad`` is told that dL/dx is not needed.
     """
     forward, loss_forward, loss_backward = net.forward, loss_fn.forward, loss_fn.backward
-    backward, step, hits = net.backward, optimizer.step, engine.argmax_hits
-    if engine.name == "autograd":  # autograd accumulates into .grad; our engines overwrite
+    step, hits = optimizer.step, engine.argmax_hits
+    backward = net.backward
+    if _accepts(backward, "input_grad"):
+        def backward(delta: Any, _backward: Callable[..., Any] = net.backward) -> Any:
+            return _backward(delta, input_grad=False)
+
+    if engine.traits.accumulates_gradients:
         zero_grad = optimizer.zero_grad
 
-        def train_step(x, y):
+        def accumulating_step(x: Any, y: Any) -> tuple[float, int]:
             logits = forward(x)
             loss = loss_forward(logits, y)
             zero_grad()
-            backward(loss_backward(), input_grad=False)
+            backward(loss_backward())
             step()
             return loss, hits(logits, y)
 
-        return train_step
+        return accumulating_step
 
-    def train_step(x, y):
+    def train_step(x: Any, y: Any) -> tuple[float, int]:
         logits = forward(x)
         loss = loss_forward(logits, y)
-        backward(loss_backward(), input_grad=False)
+        backward(loss_backward())
         step()
         return loss, hits(logits, y)
 
     return train_step
 
 
-def evaluate(engine: Engine, net, x: np.ndarray, y: np.ndarray, chunk: int = 10_000):
-    """(mean loss, accuracy, predictions) over a whole split, forward only, in chunks."""
+def evaluate(engine: Engine, net: Any, x: np.ndarray, y: np.ndarray,
+             chunk: int = 10_000) -> tuple[float, float, np.ndarray]:
+    """(mean loss, accuracy in [0, 1], predictions (N,) int64) over a whole split, forward only.
+
+    x: (N, F) in the net's dtype, y: (N,) labels; fed in chunks of ``chunk`` rows. Raises the
+    engine's NonFiniteError (a FloatingPointError) when the logits are not finite.
+    """
     loss_fn = engine.loss()
     total, predictions = 0.0, np.empty(len(y), np.int64)
-    context = contextlib.nullcontext()
-    if engine.uses_torch:
-        import torch
-
-        context = torch.no_grad()
-    with context:
+    dtype = x.dtype.name
+    with inference_mode():
         for start in range(0, len(y), chunk):
             xs = np.ascontiguousarray(x[start : start + chunk])
-            ys = y[start : start + chunk]
-            xb = engine.convert(xs)
-            yb = engine.convert(np.ascontiguousarray(ys))
-            move = engine.to_device()
-            if move is not None:
-                xb, yb = move(xb), move(yb)
-            logits = net.forward(xb)
-            total += loss_fn.forward(logits, yb) * len(ys)
-            predictions[start : start + len(ys)] = engine.to_numpy(logits.argmax(1))
+            ys = np.ascontiguousarray(y[start : start + chunk])
+            logits = net.forward(engine.asarray(xs, dtype))
+            total += loss_fn.forward(logits, engine.labels(ys)) * len(ys)
+            predictions[start : start + len(ys)] = engine.to_numpy(logits).argmax(1)
     return total / len(y), float(np.mean(predictions == y)), predictions
 
 
-def write_metrics(path: str, rows: list[dict]) -> None:
+def metrics_csv(rows: list[dict[str, Any]]) -> str:
+    """metrics.csv's text: METRIC_COLUMNS, one row per epoch (a missing lr, from a version 1
+    checkpoint, is left empty)."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, lineterminator="\n", restval="", extrasaction="ignore")
     writer.writeheader()
-    for row in rows:
-        writer.writerow({k: row[k] for k in METRIC_COLUMNS})
-    atomic_write(path, lambda f: f.write(buffer.getvalue().encode()))
+    writer.writerows(rows)
+    return buffer.getvalue()
 
 
 class Trainer:
+    """Trains ``config``'s network with ``engine`` on ``dataset``, writing into ``out_dir``:
+    config.json, metrics.csv, curves.png and checkpoint.npz after every epoch.
+
+    ``resume`` continues a validated checkpoint's exact trajectory (any engine's). Raises
+    ValueError when the checkpoint cannot continue on this data (another number of training
+    samples), and the engine's errors when its state does not load.
+    """
+
     def __init__(self, config: TrainConfig, engine: Engine, dataset: Dataset, out_dir: str,
-                 quiet: bool = False, resume: Checkpoint | None = None, log=print) -> None:
+                 quiet: bool = False, resume: Checkpoint | None = None,
+                 log: Callable[[str], object] = print) -> None:
         self.config = config
         self.engine = engine
         self.out_dir = out_dir
@@ -125,17 +132,16 @@ class Trainer:
             train_x, train_y = train_x[: config.limit], train_y[: config.limit]
         self.test_x, self.test_y = dataset.test_x, dataset.test_y
         self.train_x, self.train_y = train_x, train_y
-        self.net = engine.build_net(config.sizes, config.activation, config.init, config.seed, config.dtype)
+        self.net = engine.build_net(config.sizes, config.activation, config.init, config.seed, config.dtype,
+                                    training=True)
         self.optimizer = engine.build_optimizer(
             self.net, config.optimizer, config.lr, momentum=config.momentum, nesterov=config.nesterov,
             weight_decay=config.weight_decay, betas=config.betas, eps=config.eps,
         )
         self.loss_fn = engine.loss()
-        self.feeder = BatchFeeder(train_x, train_y, config.batch_size, config.seed,
-                                  convert=engine.convert, convert_labels=engine.convert,
-                                  to_device=engine.to_device())
+        self.feeder = engine.feeder(train_x, train_y, config.batch_size, config.seed)
         self.rates = epoch_learning_rates(config.lr_schedule, config.lr, config.epochs,
-                                          config.step_size, config.gamma)
+                                          config.step_size, config.gamma, t_max=config.t_max)
         self.progress = Progress()
         if resume is not None:
             self._restore(resume)
@@ -147,42 +153,41 @@ class Trainer:
         return os.path.join(self.out_dir, "checkpoint.npz")
 
     def _restore(self, checkpoint: Checkpoint) -> None:
+        samples = checkpoint.meta["rng"]["train_samples"]
+        if samples != len(self.train_y):
+            raise ValueError(f"it was trained on {samples} samples, and this data has {len(self.train_y)} "
+                             "(another --data-dir or dataset?): the batch order would differ")
         self.net.load_state_dict(checkpoint.params)
         self.optimizer.load_state_dict(checkpoint.optimizer)
-        self.progress = Progress(**checkpoint.meta["progress"], history=list(checkpoint.meta.get("history", [])))
+        self.progress = dataclasses.replace(checkpoint.progress, history=list(checkpoint.progress.history))
 
     def save(self) -> None:
-        p = self.progress
-        meta = {
-            "engine": self.engine.name,
-            "config": self.config.to_json(),
-            "progress": {k: v for k, v in asdict(p).items() if k != "history"},
-            # The batch order of epoch e is default_rng([seed, epoch]).permutation(n): this
-            # (with progress.step) is the data RNG's whole state.
-            "rng": {"kind": "numpy.default_rng([seed, epoch]).permutation", "seed": self.config.seed,
-                    "epoch": p.epoch, "batches_done": p.step, "train_samples": len(self.train_y)},
-            "history": p.history,
-        }
+        """Write checkpoint.npz (atomically) from the current parameters, optimizer and progress."""
+        meta = checkpoint_meta(self.config, self.engine.name, self.progress, len(self.train_y))
         save_checkpoint(self.checkpoint_path, self.net.state_dict(), self.optimizer.state_dict(), meta)
 
     # -- the loop ---------------------------------------------------------------------------
-    def _on_sigint(self, signum, frame) -> None:
+    def _on_sigint(self, signum: int, frame: object) -> None:
         if self._stop_requested:  # a second Ctrl-C: stop now, the checkpoint on disk stays intact
             raise KeyboardInterrupt
         self._stop_requested = True
 
-    def run(self) -> list[dict]:
+    def run(self) -> list[dict[str, Any]]:
+        """Train until config.epochs; returns the metrics rows (one per finished epoch).
+
+        Raises TrainingDiverged on a non-finite loss (the last checkpoint is left as it was) and
+        TrainingInterrupted after a Ctrl-C (a checkpoint of the last completed step was written).
+        """
         os.makedirs(self.out_dir, exist_ok=True)
-        with open(os.path.join(self.out_dir, "config.json"), "w") as f:
-            json.dump({**self.config.to_json(), "engine": self.engine.name,
-                       "device": self.engine.device}, f, indent=2)
+        atomic_write_text(os.path.join(self.out_dir, "config.json"), json.dumps(
+            {**self.config.to_json(), "engine": self.engine.name, "device": self.engine.device}, indent=2))
         previous = signal.getsignal(signal.SIGINT)
         try:
             signal.signal(signal.SIGINT, self._on_sigint)
         except ValueError:  # not the main thread: Ctrl-C handling stays the caller's
             previous = None
         try:
-            with denormals_flushed():
+            with training_numerics():
                 while self.progress.epoch < self.config.epochs:
                     self._train_epoch()
         finally:
@@ -255,13 +260,15 @@ class Trainer:
         try:
             test_loss, test_acc, _ = evaluate(self.engine, self.net, self.test_x, self.test_y)
         except FloatingPointError as error:  # the epoch's last step blew the parameters up
+            last = f"{p.last_loss:.6g}" if p.last_loss is not None else "none"
             raise TrainingDiverged(
                 f"training diverged in epoch {p.epoch + 1}: evaluating its parameters gave {error}. Last "
-                f"finite training loss: {p.last_loss:.6g}. Try a smaller --lr (now {self.optimizer.lr:g}). "
+                f"finite training loss: {last}. Try a smaller --lr (now {self.optimizer.lr:g}). "
                 f"The last good checkpoint ({self.checkpoint_path}) was left as it was."
             ) from None
         row = {
             "epoch": p.epoch + 1,
+            "lr": self.rates[p.epoch],
             "train_loss": p.loss_sum / p.seen,
             "train_acc": p.correct / p.seen,
             "test_loss": test_loss,
@@ -272,16 +279,14 @@ class Trainer:
         eval_seconds = time.perf_counter() - eval_started
         p.history.append(row)
         self.log(
-            f"epoch {row['epoch']:>2}/{self.config.epochs}  train loss {row['train_loss']:.4f} "
+            f"epoch {row['epoch']:>2}/{self.config.epochs}  lr {row['lr']:.4g}  train loss {row['train_loss']:.4f} "
             f"acc {row['train_acc']:.4f}  |  test loss {row['test_loss']:.4f} acc {row['test_acc']:.4f}"
             f"  |  {row['seconds']:.2f} s ({row['samples_per_s']:,.0f} samples/s) + eval {eval_seconds:.2f} s"
         )
         p.epoch += 1
-        p.step = p.loss_sum = p.correct = p.seen = 0
-        p.seconds = 0.0
+        p.step = p.correct = p.seen = 0
+        p.loss_sum = p.seconds = 0.0
         self.save()
-        write_metrics(os.path.join(self.out_dir, "metrics.csv"), p.history)
-        from .plots import plot_curves
-
+        atomic_write_text(os.path.join(self.out_dir, "metrics.csv"), metrics_csv(p.history))
         plot_curves(p.history, os.path.join(self.out_dir, "curves.png"),
                     title=f"{self.config.dataset}, {self.engine.name} engine")

@@ -1,4 +1,5 @@
-"""Small MNIST-format datasets written as real IDX files, for tests that go through torchvision."""
+"""Small MNIST-format datasets written as real files (IDX, or torchvision's legacy .pt), for tests
+that go through torchvision."""
 
 from __future__ import annotations
 
@@ -6,9 +7,7 @@ import os
 
 import numpy as np
 
-from data import write_idx
-from data.idx import RAW_FILES
-from data.mnist import DATASETS
+from backprop.datasets import DATASETS, LEGACY_FILES, RAW_FILES, processed_dir, write_idx
 
 
 def synthetic_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -33,4 +32,19 @@ def write_dataset(root: str, dataset: str = "fashion-mnist", n_train: int = 256,
     write_idx(os.path.join(folder, RAW_FILES["train_labels"]), train_labels)
     write_idx(os.path.join(folder, RAW_FILES["test_images"]), test_images)
     write_idx(os.path.join(folder, RAW_FILES["test_labels"]), test_labels)
+    return folder
+
+
+def write_legacy_dataset(root: str, dataset: str = "mnist", n_train: int = 40, n_test: int = 10,
+                         seed: int = 0) -> str:
+    """Write root/<Dataset>/processed/training.pt and test.pt as torchvision < 0.9 did:
+    torch.save((images uint8 (N, 28, 28), labels int64 (N,)), path). Returns that folder."""
+    import torch
+
+    folder = processed_dir(root, dataset)
+    os.makedirs(folder, exist_ok=True)
+    for split, n, offset in (("train", n_train, 0), ("test", n_test, 1)):
+        images, labels = synthetic_images(n, seed + offset)
+        torch.save((torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))),
+                   os.path.join(folder, LEGACY_FILES[split]))
     return folder

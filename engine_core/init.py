@@ -1,7 +1,7 @@
 """Initial parameters, drawn once in NumPy so that every engine starts from the same bits.
 
-Both engines call :func:`initial_parameters`; torch_net converts the arrays it returns.
-Weights are laid out (in, out) (y = x @ W + b), so fan_in = in and fan_out = out.
+Every engine (and the oracle) loads what :func:`initial_parameters` returns; weights are laid
+out (in, out) (z = x @ W + b), so fan_in = in and fan_out = out.
 """
 
 from __future__ import annotations
@@ -10,9 +10,8 @@ import math
 
 import numpy as np
 
-from .checks import check_choice
-
-INITS = ("xavier_normal", "xavier_uniform", "he_normal", "torch_default")
+from .checks import check_choice, check_sizes
+from .naming import INITS, linear_name
 
 
 def _draw_layer(
@@ -35,15 +34,24 @@ def _draw_layer(
         weight = rng.uniform(-bound, bound, shape)
         bias = rng.uniform(-bound, bound, fan_out)
     else:
-        raise ValueError(f"init: expected one of {', '.join(INITS)}, got {init!r}")
+        check_choice("init", init, INITS)
+        raise AssertionError("unreachable")
     return weight, bias
 
 
 def initial_parameters(sizes: list[int], init: str, seed: int) -> dict[str, np.ndarray]:
-    """{"fc{i}.weight": (sizes[i], sizes[i+1]), "fc{i}.bias": (sizes[i+1],)} in float64, from one RNG."""
+    """{"fc{i}.weight": (sizes[i], sizes[i+1]), "fc{i}.bias": (sizes[i+1],)} in float64, from one
+    ``np.random.default_rng(seed)``, layer after layer. Raises ValueError for an unknown init.
+
+    Formulas: xavier_normal N(0, 2/(fan_in+fan_out)); xavier_uniform U(+-sqrt(6/(fan_in+fan_out)));
+    he_normal N(0, 2/fan_in); torch_default is nn.Linear.reset_parameters (torch.nn.Linear
+    documentation): weight and bias U(+-1/sqrt(fan_in)).
+    """
+    sizes = check_sizes(sizes)
     check_choice("init", init, INITS)
     rng = np.random.default_rng(seed)
     params: dict[str, np.ndarray] = {}
     for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        params[f"fc{i}.weight"], params[f"fc{i}.bias"] = _draw_layer(rng, init, fan_in, fan_out)
+        name = linear_name(i)
+        params[f"{name}.weight"], params[f"{name}.bias"] = _draw_layer(rng, init, fan_in, fan_out)
     return params

@@ -9,8 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from data import DataError, load_dataset
-from data.idx import RAW_FILES
+from backprop.datasets import RAW_FILES, DataError, load_dataset, write_idx
 
 from .datasets import write_dataset
 
@@ -44,8 +43,6 @@ def test_a_wrong_magic_number_is_named(tmp_path):
 
 def test_image_and_label_counts_must_match(tmp_path):
     folder = _raw(str(tmp_path))
-    from data import write_idx
-
     write_idx(_path(folder, "train_labels"), np.zeros(29, np.uint8))
     with pytest.raises(DataError, match=r"holds 30 images but train-labels-idx1-ubyte holds 29 labels"):
         load_dataset("fashion-mnist", str(tmp_path))
@@ -53,8 +50,6 @@ def test_image_and_label_counts_must_match(tmp_path):
 
 def test_labels_above_nine_are_named_with_their_position(tmp_path):
     folder = _raw(str(tmp_path))
-    from data import write_idx
-
     labels = np.zeros(10, np.uint8)
     labels[7] = 12
     write_idx(_path(folder, "test_labels"), labels)
@@ -71,8 +66,6 @@ def test_a_directory_with_only_some_of_the_files_says_which_are_missing(tmp_path
 
 def test_images_of_the_wrong_size_are_named(tmp_path):
     folder = _raw(str(tmp_path))
-    from data import write_idx
-
     write_idx(_path(folder, "train_images"), np.zeros((30, 14, 14), np.uint8))
     with pytest.raises(DataError, match=r"images of 14x14 pixels, expected 28x28"):
         load_dataset("fashion-mnist", str(tmp_path))

@@ -123,12 +123,15 @@ def test_invalid_hyper_parameters_follow_torchs_rules(module):
         with pytest.raises(ValueError, match=word):
             module.SGD(net, **{"lr": 0.1, **kwargs})
         params = [torch.zeros(1, requires_grad=True)]
-        with pytest.raises(ValueError):  # torch itself agrees that this is invalid
+        with pytest.raises(ValueError, match=word):  # torch itself agrees, in the same words
             torch.optim.SGD(params, **{"lr": 0.1, **kwargs})
-    for kwargs in [{"lr": -1}, {"eps": -1}, {"betas": (1.0, 0.9)}, {"betas": (0.9, -0.1)}, {"weight_decay": -1}]:
-        with pytest.raises(ValueError):
+    for kwargs, word in [({"lr": -1}, "Invalid learning rate: -1"), ({"eps": -1}, "Invalid epsilon value: -1"),
+                         ({"betas": (1.0, 0.9)}, "Invalid beta parameter at index 0: 1.0"),
+                         ({"betas": (0.9, -0.1)}, "Invalid beta parameter at index 1: -0.1"),
+                         ({"weight_decay": -1}, "Invalid weight_decay value: -1")]:
+        with pytest.raises(ValueError, match=re.escape(word)):
             module.Adam(net, **kwargs)
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=re.escape(word)):  # torch's own words
             torch.optim.Adam([torch.zeros(1, requires_grad=True)], **kwargs)
     with pytest.raises(ValueError, match="activation"):
         module.MLP([3, 2, 2], activation="gelu")

@@ -19,23 +19,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from backprop.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from backprop.config import TrainConfig
+from backprop.datasets import load_dataset
 from backprop.engines import load_engine
-from backprop.trainer import Trainer, TrainingDiverged
-from data import load_dataset
+from backprop.training import Trainer, TrainingDiverged
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from .datasets import write_dataset
+from .helpers import ROOT, run_cli, small_config, write_checkpoint
 
-
-def _cli(*args, **kwargs):
-    return subprocess.run([sys.executable, "-m", "backprop", *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=300, **kwargs)
+_config = small_config
 
 
-def _config(**overrides):
-    base = dict(dataset="fashion-mnist", hidden=[8], activation="relu", init="xavier_normal", batch_size=16,
-                lr=0.05, momentum=0.9, epochs=2, seed=1)
-    return TrainConfig(**{**base, **overrides})
+def _cli(*args, env=None):
+    return run_cli(*args, env=env)
 
 
 # -- divergence ------------------------------------------------------------------------------
@@ -63,19 +58,35 @@ def test_the_cli_exits_3_on_divergence(data_root, tmp_path):
     assert result.returncode == 3, result.stderr
     assert "training diverged" in result.stderr and "smaller --lr" in result.stderr
     assert "Traceback" not in result.stderr
+    # NumPy's own overflow warnings are silenced inside the training loop (the engine reports it).
+    assert "RuntimeWarning" not in result.stderr
+
+
+def test_the_command_line_leaves_numpys_error_handling_as_it_found_it(data_root, tmp_path):
+    from backprop.cli import main
+
+    before = np.geterr()
+    status = main(["train", "--data-dir", data_root, "--dataset", "fashion-mnist", "--epochs", "1", "--limit", "32",
+                   "--hidden", "4", "--out", str(tmp_path / "run"), "--quiet"])
+    assert status == 0
+    assert np.geterr() == before
 
 
 # -- atomic checkpoints ----------------------------------------------------------------------
 WRITER = """
 import sys, numpy as np
-from backprop.checkpoint import save_checkpoint
+from backprop.checkpoint import Progress, checkpoint_meta, save_checkpoint
+from backprop.config import TrainConfig
 path = sys.argv[1]
+config = TrainConfig(hidden=[300], dtype="float64")
 i = 0
 print("ready", flush=True)
 while True:
-    value = np.full((300, 300), float(i % 2))
-    save_checkpoint(path, {"fc0.weight": value, "fc0.bias": np.full(300, float(i % 2))}, {"state": {}},
-                    {"config": {"sizes": [300, 300]}, "marker": i % 2})
+    v = float(i % 2)
+    params = {"fc0.weight": np.full((784, 300), v), "fc0.bias": np.full(300, v),
+              "fc1.weight": np.full((300, 10), v), "fc1.bias": np.full(10, v)}
+    meta = {**checkpoint_meta(config, "numpy", Progress(), 1000), "marker": i % 2}
+    save_checkpoint(path, params, {"step": 0, "lr": 0.05, "state": {}}, meta)
     i += 1
 """
 
@@ -131,10 +142,7 @@ def test_ctrl_c_saves_the_last_step_exits_130_and_the_resumed_run_matches(data_r
 @pytest.fixture
 def good_checkpoint(tmp_path):
     path = str(tmp_path / "good.npz")
-    config = _config()
-    net = load_engine("numpy").build_net(config.sizes, "relu", "xavier_normal", 0, "float32")
-    save_checkpoint(path, net.state_dict(), {"state": {}}, {"config": config.to_json(), "engine": "numpy",
-                                                            "progress": {}})
+    write_checkpoint(path, _config())
     return path
 
 
@@ -172,7 +180,7 @@ def test_a_checkpoint_of_another_architecture_is_refused(good_checkpoint, tmp_pa
     params["fc0.weight"] = np.zeros((784, 9), np.float32)
     bad = str(tmp_path / "other.npz")
     save_checkpoint(bad, params, {"state": {}}, checkpoint.meta)
-    with pytest.raises(CheckpointError, match=r"'fc0.weight' has shape \(784, 9\)"):
+    with pytest.raises(CheckpointError, match=r"other.npz: .*'fc0.weight'.*\(784, 8\).*\(784, 9\)"):
         load_checkpoint(bad)
 
 
@@ -225,7 +233,9 @@ def test_metadata_that_is_not_json_is_refused(tmp_path):
 
 # -- bad flags: usage errors, exit 2, before any data is read --------------------------------
 @pytest.mark.parametrize("flags, text", [
-    (["--engine", "jax"], "invalid choice: 'jax'"),
+    (["--engine", "jax"], "argument --engine: unknown engine 'jax'"),
+    (["--engine", "json"], "'json' has no MLP"),
+    (["--engine", "no/such"], "unknown engine 'no/such'"),
     (["--dataset", "cifar"], "invalid choice: 'cifar'"),
     (["--activation", "gelu"], "invalid choice: 'gelu'"),
     (["--batch-size", "0"], "expected a positive integer (>= 1), got 0"),
@@ -235,7 +245,8 @@ def test_metadata_that_is_not_json_is_refused(tmp_path):
     (["--hidden", "64,x"], "comma-separated positive widths"),
     (["--nesterov", "--momentum", "0"], "--nesterov needs a --momentum above 0"),
     (["--out", "/dev/null/run"], "--out: /dev/null is not a directory"),
-    (["--engine", "numpy", "--device", "cuda"], "needs a torch engine"),
+    (["--engine", "numpy", "--device", "cuda"], "engine 'numpy' runs on cpu (its DEVICES), not cuda"),
+    (["--seed", "-1"], "expected an integer >= 0, got -1"),
 ])
 def test_bad_flags_are_usage_errors_before_any_data_is_read(flags, text, tmp_path):
     # The data dir does not exist: had it been read, the exit would be 1 with a data message.
@@ -265,5 +276,133 @@ def test_cuda_without_a_gpu_is_a_usage_error(tmp_path):
 
 
 def test_an_unknown_backprop_engine_variable_is_a_usage_error(tmp_path):
-    result = _cli("train", "--data-dir", str(tmp_path), env={**os.environ, "BACKPROP_ENGINE": "jax"})
+    result = _cli("train", "--data-dir", str(tmp_path), env={"BACKPROP_ENGINE": "jax"})
     assert result.returncode == 2 and "BACKPROP_ENGINE" in result.stderr
+
+
+# -- checkpoints validated once, for every command (field case 5) ----------------------------
+def _commands(path: str, tmp_path) -> list[list[str]]:
+    return [["train", "--resume", path, "--data-dir", str(tmp_path / "nowhere")],
+            ["evaluate", path, "--data-dir", str(tmp_path / "nowhere")],
+            ["export", path, "--to", str(tmp_path / "model.pt")]]
+
+
+def _assert_every_command_refuses(path: str, tmp_path, words: str) -> None:
+    for command in _commands(path, tmp_path):
+        result = _cli(*command)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 1, (command, result.stderr)
+        assert len(lines) == 1 and lines[0].startswith(f"backprop: error: {path}: "), (command, result.stderr)
+        assert words in lines[0], (command, lines[0])
+    assert not os.path.exists(tmp_path / "model.pt")
+
+
+@pytest.mark.parametrize("changes, words", [
+    (dict(config_changes={"activation": "swish"}), "config.activation: expected one of identity, relu"),
+    (dict(config_changes={"init": None}), "config.init: missing"),
+    # The metadata says 9 hidden units; the arrays hold 8.
+    (dict(config_changes={"hidden": [9], "sizes": [784, 9, 10]}), "'fc0.weight'"),
+], ids=["unknown-activation", "missing-field", "contradicts-the-arrays"])
+def test_train_evaluate_and_export_refuse_bad_metadata_with_one_line_and_exit_1(changes, words, tmp_path):
+    path = str(tmp_path / "bad.npz")
+    write_checkpoint(path, **changes)
+    _assert_every_command_refuses(path, tmp_path, words)
+
+
+def test_train_evaluate_and_export_refuse_bad_optimizer_state(tmp_path):
+    """A step count that says SGD with momentum has stepped, but no momentum buffer."""
+    path = str(tmp_path / "bad.npz")
+    meta = write_checkpoint(path)
+    checkpoint_progress = {**meta["progress"], "global_step": 3}
+    params = load_checkpoint(path).params
+    save_checkpoint(path, params, {"step": 3, "lr": 0.05, "state": {}}, {**meta, "progress": checkpoint_progress})
+    _assert_every_command_refuses(path, tmp_path, "momentum_buffer")
+
+
+@pytest.mark.parametrize("changes, words", [
+    (dict(config_changes={"optimizer": "rmsprop"}), "config.optimizer: expected one of sgd, adam, adamw"),
+    (dict(config_changes={"dtype": "float16"}), "config.dtype"),
+    (dict(config_changes={"dataset": "cifar"}), "config.dataset"),
+    (dict(config_changes={"lr_schedule": "linear"}), "config.lr_schedule"),
+    (dict(config_changes={"batch_size": 0}), "config.batch_size: expected an integer >= 1"),
+    (dict(config_changes={"epochs": "3"}), "config.epochs: expected an integer"),
+    (dict(config_changes={"nesterov": 1}), "config.nesterov"),
+    (dict(config_changes={"lr": float("nan")}), "config.lr"),
+    (dict(config_changes={"betas": [0.9]}), "config.betas"),
+    (dict(config_changes={"hidden": [8, 0]}), "config.hidden"),
+    (dict(config_changes={"t_max": None}), "config.t_max: missing"),
+    (dict(config_changes={"sizes": [784, 5, 10]}), "config.sizes"),
+    (dict(config_changes={"surprise": 1}), "config.surprise: unknown field"),
+    (dict(config_changes={"dtype": "float64"}), "is float32, but config.dtype is float64"),
+    (dict(meta_changes={"config": None}), "'config' missing"),
+    (dict(meta_changes={"engine": None}), "'engine' missing"),
+    (dict(meta_changes={"progress": None}), "'progress' missing"),
+    (dict(meta_changes={"history": None}), "'history' missing"),
+    (dict(meta_changes={"rng": {"train_samples": 0}}), "rng.train_samples"),
+    (dict(meta_changes={"progress": {"epoch": 0}}), "progress.step: missing"),
+    (dict(meta_changes={"history": [{"epoch": 1}]}), "history[0].train_loss: missing"),
+])
+def test_every_metadata_field_is_checked(changes, words, tmp_path):
+    path = str(tmp_path / "bad.npz")
+    write_checkpoint(path, **changes)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and words in message and "\n" not in message, message
+
+
+def test_progress_that_contradicts_the_run_is_refused(tmp_path):
+    path = str(tmp_path / "bad.npz")
+    meta = write_checkpoint(path, train_samples=64)  # batch 16: 4 batches an epoch
+    progress = {**meta["progress"], "step": 5}
+    write_checkpoint(path, train_samples=64, meta_changes={"progress": progress})
+    with pytest.raises(CheckpointError, match=r"progress.step 5 exceeds the 4 batches"):
+        load_checkpoint(path)
+    write_checkpoint(path, meta_changes={"progress": {**meta["progress"], "global_step": 2}})
+    with pytest.raises(CheckpointError, match=r"optimizer step count 0 contradicts progress.global_step 2"):
+        load_checkpoint(path)
+    write_checkpoint(path, meta_changes={"progress": {**meta["progress"], "epoch": 1}})
+    with pytest.raises(CheckpointError, match=r"history has 0 rows but progress.epoch says 1"):
+        load_checkpoint(path)
+
+
+def test_a_checkpoint_of_the_previous_version_still_loads(tmp_path):
+    """Version 1 had no t_max (its cosine period was the stored epochs) and no lr in the history."""
+    path = str(tmp_path / "v1.npz")
+    meta = write_checkpoint(path, config_changes={"t_max": None})
+    raw = dict(np.load(path))
+    stored = json.loads(raw["meta"].tobytes())
+    stored["version"] = 1
+    raw["meta"] = np.frombuffer(json.dumps(stored).encode(), np.uint8)
+    np.savez(path, **raw)
+    config = load_checkpoint(path).config
+    assert config.t_max == meta["config"]["epochs"] == config.epochs
+
+
+def test_resuming_on_data_of_another_size_is_refused(data_root, tmp_path):
+    out = str(tmp_path / "run")
+    first = _cli("train", "--data-dir", data_root, "--dataset", "fashion-mnist", "--hidden", "4",
+                 "--epochs", "1", "--out", out, "--quiet")
+    assert first.returncode == 0, first.stderr
+    other = str(tmp_path / "other")
+    write_dataset(other, "fashion-mnist", n_train=30, n_test=10)
+    result = _cli("train", "--resume", os.path.join(out, "checkpoint.npz"), "--data-dir", other, "--epochs", "2")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "cannot resume: it was trained on 256 samples, and this data has 30" in result.stderr
+
+
+# -- engines named on the command line --------------------------------------------------------
+def test_compare_and_bench_refuse_an_unknown_engine_with_a_usage_error(tmp_path):
+    for command in (["compare", "--engines", "numpy,jax"], ["bench", "--engines", "numpy,json"]):
+        result = _cli(*command, "--out", str(tmp_path / "out"))
+        assert result.returncode == 2, result.stderr
+        assert "argument --engines:" in result.stderr and ("'jax'" in result.stderr or "'json'" in result.stderr)
+        assert "Traceback" not in result.stderr
+
+
+def test_an_engine_module_that_fails_to_import_is_a_usage_error_naming_it(tmp_path):
+    (tmp_path / "broken_engine.py").write_text("raise RuntimeError('half-written engine')\n")
+    result = _cli("evaluate", str(tmp_path / "c.npz"), "--engine", "broken_engine",
+                  env={"PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 2, result.stderr
+    assert "engine 'broken_engine': importing broken_engine failed (RuntimeError: half-written engine)" in result.stderr

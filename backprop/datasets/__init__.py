@@ -1,0 +1,25 @@
+"""MNIST-format data for the trainer: read once by torchvision (from ``<data_dir>/<Dataset>/raw/``
+or the legacy ``processed/``), normalised once, fed in batches by indexing a seeded permutation.
+
+The default data directory is ``./data`` (the notebook's ``root='./data'``), a plain folder.
+"""
+
+from .batches import BatchFeeder, epoch_order
+from .idx import RAW_FILES, DataError, check_raw_files, write_idx
+from .mnist import (
+    DATASETS,
+    LEGACY_FILES,
+    Dataset,
+    load_dataset,
+    normalise,
+    processed_dir,
+    raw_dir,
+    synthetic_training_set,
+    training_arrays,
+)
+
+__all__ = [
+    "DATASETS", "LEGACY_FILES", "RAW_FILES", "BatchFeeder", "DataError", "Dataset", "check_raw_files",
+    "epoch_order", "load_dataset", "normalise", "processed_dir", "raw_dir", "synthetic_training_set",
+    "training_arrays", "write_idx",
+]

@@ -1,0 +1,39 @@
+"""engine_core: the contract every engine builds on, stated once (imports NumPy only).
+
+- naming: activation/init/dtype/optimizer names, parameter keys and shapes
+- errors: NonFiniteError and the builder of every message a user can cause
+- checks: every validator (sizes, choices, dtypes, hyper-parameters, model and optimizer state)
+- init: initial parameters, drawn once in NumPy for every engine
+- formats: the state formats (TypedDicts)
+- bookkeeping: base classes for parameter packing and optimizer state save/load
+- protocol: the engine protocol (typing.Protocol) and an engine's declared traits
+
+numpy_net and torch_net hold only what is worth reading side by side: the layers', the loss's
+and the optimizers' math, buffer allocation and the array-typed input checks.
+"""
+
+from .bookkeeping import LayerBase, OptimizerBase, SequentialBase
+from .checks import (
+    check_adam,
+    check_choice,
+    check_dtype_name,
+    check_model_state,
+    check_optimizer_state,
+    check_sgd,
+    check_sizes,
+    expected_buffers,
+    native,
+)
+from .errors import NonFiniteError
+from .formats import ModelState, OptimizerState
+from .init import initial_parameters
+from .naming import ACTIVATION_NAMES, DTYPES, INITS, OPTIMIZER_BUFFERS, OPTIMIZERS, linear_name, parameter_shapes
+from .protocol import Loss, Model, Optimizer, Traits, check_engine_module, traits
+
+__all__ = [
+    "ACTIVATION_NAMES", "DTYPES", "INITS", "OPTIMIZERS", "OPTIMIZER_BUFFERS", "LayerBase", "Loss", "Model",
+    "ModelState", "NonFiniteError", "Optimizer", "OptimizerBase", "OptimizerState", "SequentialBase", "Traits",
+    "check_adam", "check_choice", "check_dtype_name", "check_engine_module", "check_model_state",
+    "check_optimizer_state", "check_sgd", "check_sizes", "expected_buffers", "initial_parameters", "linear_name",
+    "native", "parameter_shapes", "traits",
+]

@@ -1,0 +1,271 @@
+"""Every validator, stated once. Each takes plain Python facts or NumPy state arrays, so both
+engines and the oracle call the same code and refuse the same inputs with the same words.
+
+Array-typed checks (is x a numpy.ndarray / a torch.Tensor?) stay in each engine's checks.py;
+they gather the facts and hand them to the functions here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from .errors import type_name
+from .formats import OptimizerState
+from .naming import DTYPES, OPTIMIZER_BUFFERS, OPTIMIZERS
+
+# Second moments are averages of squares: a negative one would make sqrt(v) NaN.
+NON_NEGATIVE_BUFFERS = ("exp_avg_sq", "max_exp_avg_sq")
+
+
+def check_type(name: str, value: object, expected_cls: type | tuple[type, ...], expected_name: str) -> None:
+    """TypeError naming ``name`` unless value is an instance of expected_cls."""
+    if not isinstance(value, expected_cls):
+        raise TypeError(f"{name}: expected a {expected_name}, got {type_name(value)}")
+
+
+def check_dtype_name(dtype: object) -> str:
+    """'float32' / np.float32 / np.dtype('>f4') / torch.float32 -> 'float32'; ValueError otherwise."""
+    if isinstance(dtype, str):
+        name = dtype
+    else:
+        try:
+            name = np.dtype(dtype).name  # type: ignore[call-overload]
+        except TypeError:
+            name = str(dtype)
+    name = str(name).replace("torch.", "")
+    if name not in DTYPES:
+        raise ValueError(f"dtype: expected one of {', '.join(DTYPES)}, got {dtype!r}")
+    return name
+
+
+def check_choice(name: str, value: object, choices: Iterable[str]) -> None:
+    """ValueError naming ``name`` unless value is one of choices (an activation, an init, ...)."""
+    choices = tuple(choices)
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
+
+
+def check_sizes(sizes: object) -> list[int]:
+    """sizes: at least [in, out], every entry a positive int. Returns them as a list of ints.
+
+    Raises TypeError for a non-list or a non-int entry, ValueError for fewer than 2 or a width < 1.
+    """
+    if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Iterable):
+        raise TypeError(f"sizes: expected a list of layer widths, got {type_name(sizes)}")
+    widths = list(sizes)
+    if len(widths) < 2:
+        raise ValueError(f"sizes: expected at least [in, out], got {widths}")
+    for i, size in enumerate(widths):
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
+            raise TypeError(f"sizes[{i}]: expected a positive int, got {size!r}")
+        if size <= 0:
+            raise ValueError(f"sizes[{i}]: expected a positive width, got {size}")
+    return [int(s) for s in widths]
+
+
+def check_batch_facts(name: str, shape: tuple[int, ...], dtype: str, in_features: int, net_dtype: str) -> None:
+    """x must be (batch >= 1, in_features) in the network's dtype; ValueError/TypeError otherwise."""
+    if len(shape) != 2:
+        raise ValueError(f"{name}: expected a 2-D array of shape (batch, {in_features}), got shape {shape}")
+    if shape[1] != in_features:
+        raise ValueError(f"{name}: expected shape (batch, {in_features}), got {shape}")
+    if shape[0] == 0:
+        raise ValueError(f"{name}: empty batch (shape {shape}); pass at least one row")
+    if dtype != net_dtype:
+        raise TypeError(f"{name}: expected dtype {net_dtype} (the network's dtype), got {dtype}; convert it first")
+
+
+def check_label_facts(shape: tuple[int, ...], kind: str, dtype: str, batch: int) -> None:
+    """y must be (batch,) integers; kind is 'int', 'bool', 'float' (or anything else)."""
+    if len(shape) != 1:
+        raise ValueError(f"y: expected a 1-D array of {batch} labels, got shape {shape}")
+    if kind != "int":
+        raise TypeError(f"y: expected integer class labels, got dtype {dtype}")
+    if shape[0] != batch:
+        raise ValueError(f"y: expected {batch} labels (one per row of logits), got {shape[0]}")
+
+
+def check_logits_facts(shape: tuple[int, ...], dtype: str) -> None:
+    """logits must be a non-empty (batch, classes) float32/float64 array."""
+    if len(shape) != 2 or shape[0] == 0 or shape[1] == 0:
+        raise ValueError(f"logits: expected a non-empty 2-D (batch, classes) array, got shape {shape}")
+    if dtype not in DTYPES:
+        raise TypeError(f"logits: expected dtype float32 or float64, got {dtype}")
+
+
+def check_sgd(lr: float, momentum: float, dampening: float, nesterov: bool, weight_decay: float) -> None:
+    """torch.optim.SGD's own rules, with its wording (torch.optim.SGD documentation)."""
+    if lr < 0.0:
+        raise ValueError(f"Invalid learning rate: {lr}")
+    if momentum < 0.0:
+        raise ValueError(f"Invalid momentum value: {momentum}")
+    if weight_decay < 0.0:
+        raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+    if nesterov and (momentum <= 0 or dampening != 0):
+        raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+
+
+def check_adam(lr: float, betas: tuple[float, float], eps: float, weight_decay: float) -> None:
+    """torch.optim.Adam's own rules, with its wording (torch.optim.Adam documentation)."""
+    if lr < 0.0:
+        raise ValueError(f"Invalid learning rate: {lr}")
+    if eps < 0.0:
+        raise ValueError(f"Invalid epsilon value: {eps}")
+    if not 0.0 <= betas[0] < 1.0:
+        raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
+    if not 0.0 <= betas[1] < 1.0:
+        raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
+    if weight_decay < 0.0:
+        raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+
+
+def as_numpy(value: object, name: str) -> np.ndarray:
+    """A NumPy array in native byte order from a NumPy array or a tensor (.detach().cpu().numpy())."""
+    if isinstance(value, np.ndarray):
+        array = value
+    elif hasattr(value, "detach") and hasattr(value, "cpu"):
+        array = value.detach().cpu().numpy()
+    else:
+        raise TypeError(f"{name}: expected an array, got {type_name(value)}")
+    return native(array)
+
+
+def shape_of(array: object) -> tuple[int, ...]:
+    """The shape of an array-like as a tuple of ints, for messages (() for anything without one)."""
+    return tuple(int(n) for n in getattr(array, "shape", ()))
+
+
+def native(array: np.ndarray) -> np.ndarray:
+    """The array in this machine's byte order (the same object when it already is).
+
+    np.fromfile and IDX-style readers give big-endian arrays; NumPy computes with them, but
+    torch.from_numpy refuses them and a dtype comparison would call '>f4' and '<f4' different.
+    """
+    if array.dtype.isnative:
+        return array
+    return array.astype(array.dtype.newbyteorder("="))
+
+
+def _float_array(value: object, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    array = as_numpy(value, name)
+    if array.dtype.kind != "f":
+        raise TypeError(f"{name}: expected a floating-point array, got dtype {array.dtype}")
+    if tuple(array.shape) != tuple(shape):
+        raise ValueError(f"{name}: expected shape {tuple(shape)}, got {tuple(array.shape)}")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name}: contains NaN or Inf")
+    return array
+
+
+def _check_keys(name: str, expected: Iterable[str], given: Iterable[Any], what: str = "key") -> None:
+    expected, given = list(expected), list(given)
+    missing = [k for k in expected if k not in given]
+    extra = [k for k in given if k not in expected]
+    if missing:
+        raise ValueError(f"{name}: missing {what} {missing[0]!r} (expected {what}s {expected})")
+    if extra:
+        raise ValueError(f"{name}: unexpected {what} {extra[0]!r} (expected {what}s {expected})")
+
+
+def check_model_state(expected: Mapping[str, tuple[int, ...]], state: object) -> dict[str, np.ndarray]:
+    """A model state dict: exactly the keys of ``expected``, each a finite float array of that shape.
+
+    Returns the values as NumPy arrays in native byte order. Raises TypeError/ValueError naming
+    the key before anything is copied anywhere, so a failed load leaves the network untouched.
+    """
+    if not isinstance(state, Mapping):
+        raise TypeError(f"state_dict: expected a dict, got {type_name(state)}")
+    _check_keys("state_dict", expected, state)
+    return {name: _float_array(state[name], f"state_dict[{name!r}]", shape) for name, shape in expected.items()}
+
+
+def expected_buffers(optimizer: str, hyper: Mapping[str, Any], step: int) -> tuple[str, ...]:
+    """The buffers torch.optim holds after ``step`` steps of ``optimizer`` with these settings.
+
+    SGD keeps momentum_buffer once it has stepped with a momentum; Adam/AdamW keep exp_avg and
+    exp_avg_sq once they have stepped, and max_exp_avg_sq too with amsgrad. Before the first
+    step there are none.
+    """
+    if step == 0:
+        return ()
+    if optimizer == "sgd":
+        return ("momentum_buffer",) if hyper.get("momentum", 0.0) else ()
+    names = ("exp_avg", "exp_avg_sq")
+    return (*names, "max_exp_avg_sq") if hyper.get("amsgrad", False) else names
+
+
+def check_optimizer_state(
+    optimizer: str, hyper: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]], state: object
+) -> OptimizerState:
+    """Validate a whole optimizer state dict before anything is loaded (all-or-nothing).
+
+    ``optimizer`` is "sgd", "adam" or "adamw"; ``hyper`` holds the settings that decide which
+    buffers exist ("momentum" for SGD, "amsgrad" for Adam/AdamW); ``shapes`` are the network's
+    parameter shapes. The state must be {"step": int >= 0, "lr": float >= 0, "state":
+    {buffer: {parameter: array}}} with exactly the buffers that ``step`` steps of this optimizer
+    leave (see expected_buffers: a step count that contradicts the buffers is refused), each
+    buffer holding every parameter, each a finite float array of the parameter's shape, second
+    moments >= 0. Loading Adam state saved without amsgrad into an amsgrad optimizer is refused
+    (torch would accept it and fail at the next step with KeyError 'max_exp_avg_sq').
+
+    Returns the validated state with NumPy arrays in native byte order. Raises TypeError for a
+    wrong type and ValueError for a wrong value, naming the buffer and the parameter.
+    """
+    check_choice("optimizer", optimizer, OPTIMIZERS)
+    label = f"optimizer state ({OPTIMIZERS[optimizer]})"
+    if not isinstance(state, Mapping):
+        raise TypeError(f"{label}: expected a dict, got {type_name(state)}")
+    _check_keys(label, ("step", "lr", "state"), state)
+    step = state["step"]
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
+        raise TypeError(f"{label}: 'step' must be an int, got {step!r}")
+    if step < 0:
+        raise ValueError(f"{label}: 'step' must be >= 0, got {step}")
+    lr = state["lr"]
+    if isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{label}: 'lr' must be a number, got {lr!r}")
+    if not (math.isfinite(lr) and lr >= 0):
+        raise ValueError(f"{label}: 'lr' must be a finite number >= 0, got {lr}")
+    buffers = state["state"]
+    if not isinstance(buffers, Mapping):
+        raise TypeError(f"{label}: 'state' must be a dict of buffers, got {type_name(buffers)}")
+    known = OPTIMIZER_BUFFERS[optimizer]
+    for name in buffers:
+        if name not in known:
+            raise ValueError(f"{label}: unexpected buffer {name!r} (this optimizer keeps {list(known)})")
+    wanted = expected_buffers(optimizer, hyper, int(step))
+    for name in wanted:
+        if name not in buffers:
+            why = (
+                "the optimizer has amsgrad=True, and this state was saved without it"
+                if name == "max_exp_avg_sq"
+                else f"after {int(step)} steps this optimizer holds it"
+            )
+            raise ValueError(f"{label}: missing buffer {name!r} ({why})")
+    for name in buffers:
+        if name not in wanted:
+            why = (
+                "the state says no step was taken yet" if step == 0
+                else "this optimizer has amsgrad=False" if name == "max_exp_avg_sq"
+                else "this optimizer has momentum=0"
+            )
+            raise ValueError(f"{label}: unexpected buffer {name!r} at step {int(step)} ({why})")
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for name in wanted:
+        per_param = buffers[name]
+        if not isinstance(per_param, Mapping):
+            raise TypeError(f"{label}: buffer {name!r} must be a dict of arrays, got {type_name(per_param)}")
+        _check_keys(f"{label}: buffer {name!r}", shapes, per_param, what="parameter")
+        arrays = {}
+        for param, shape in shapes.items():
+            where = f"{label}: {name}[{param!r}]"
+            array = _float_array(per_param[param], where, shape)
+            if name in NON_NEGATIVE_BUFFERS and (array < 0).any():
+                raise ValueError(f"{where}: a second moment must be >= 0, got {float(array.min())}")
+            arrays[param] = array
+        out[name] = arrays
+    return {"step": int(step), "lr": float(lr), "state": out}

@@ -1,0 +1,76 @@
+"""The parity harness as a pytest plugin (registered through the ``pytest11`` entry point, so it
+is active wherever this package is installed): hypothesis profiles and the ``--engine`` option.
+
+    pytest --pyargs parity_tests --engine mypkg.my_engine       # from any directory
+    pytest parity_tests --engine numpy_net --engine torch_net   # in the checkout (the default)
+
+HYPOTHESIS_PROFILE=ci (default; derandomized, 100 examples a property) or thorough (1000).
+Every test that takes the ``engine`` fixture runs once per ``--engine`` module, against
+torch autograd (torch_net.autograd) as the oracle.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, Verbosity, settings
+
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    deadline=None,
+    max_examples=100,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(
+    "thorough",
+    deadline=None,
+    max_examples=1000,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile("debug", parent=settings.get_profile("ci"), verbosity=Verbosity.verbose)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+DEFAULT_ENGINES = ["numpy_net", "torch_net"]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """--engine MODULE (repeatable): the engine modules the parity properties check."""
+    parser.addoption(
+        "--engine",
+        action="append",
+        default=None,
+        metavar="MODULE",
+        help="import path of an engine module to check against torch autograd (repeatable); "
+        f"default: {' and '.join(DEFAULT_ENGINES)}",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Import every --engine module up front: one that cannot be imported, or lacks what the
+    protocol requires, is a usage error naming it (exit status 4), not a test failure."""
+    from .engines import load_engine
+
+    for name in config.getoption("engine") or []:
+        try:
+            load_engine(name)
+        except (ImportError, AttributeError) as error:
+            raise pytest.UsageError(f"--engine {name}: {error}") from None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize every test that takes ``engine`` over the --engine modules."""
+    if "engine" in metafunc.fixturenames:
+        names = metafunc.config.getoption("engine") or DEFAULT_ENGINES
+        metafunc.parametrize("engine", names, indirect=True, ids=names, scope="session")
+
+
+@pytest.fixture(scope="session")
+def engine(request: pytest.FixtureRequest):
+    """The engine module named by --engine, wrapped in parity_tests.engines.Engine."""
+    from .engines import load_engine
+
+    return load_engine(request.param)

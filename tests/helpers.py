@@ -1,0 +1,55 @@
+"""Shared by the application's tests: running the CLI, and checkpoints valid in every field."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Any
+
+import numpy as np
+
+from backprop.checkpoint import Progress, checkpoint_meta, save_checkpoint
+from backprop.config import TrainConfig
+from backprop.engines import load_engine
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: str = ROOT,
+            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``python -m backprop ARGS`` in a fresh process; env is added to the current environment."""
+    return subprocess.run([sys.executable, "-m", "backprop", *args], capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+def small_config(**overrides: Any) -> TrainConfig:
+    """A Fashion-MNIST config with one small hidden layer."""
+    base: dict[str, Any] = dict(dataset="fashion-mnist", hidden=[8], activation="relu", init="xavier_normal",
+                                batch_size=16, lr=0.05, momentum=0.9, epochs=2, seed=1)
+    return TrainConfig(**{**base, **overrides})
+
+
+def write_checkpoint(path: str, config: TrainConfig | None = None, train_samples: int = 256,
+                     params: dict[str, np.ndarray] | None = None, meta_changes: dict[str, Any] | None = None,
+                     config_changes: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write a checkpoint of an untrained network that load_checkpoint accepts, unless the
+    ``*_changes`` (merged into the metadata / its config; a value of None deletes the key) make
+    it invalid on purpose. Returns the metadata written."""
+    config = config or small_config()
+    if params is None:
+        net = load_engine("numpy").build_net(config.sizes, config.activation, config.init, config.seed, config.dtype)
+        params = net.state_dict()
+    meta = checkpoint_meta(config, "numpy", Progress(), train_samples)
+    for key, value in (config_changes or {}).items():
+        if value is None:
+            del meta["config"][key]
+        else:
+            meta["config"][key] = value
+    for key, value in (meta_changes or {}).items():
+        if value is None:
+            del meta[key]
+        else:
+            meta[key] = value
+    save_checkpoint(path, params, {"step": 0, "lr": config.lr, "state": {}}, meta)
+    return meta

@@ -1,0 +1,116 @@
+"""The parity suite as a harness for any engine: the --engine option, a run from outside the
+checkout against a third-party module, and rejection reports a person can act on."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from parity_tests.compare import Mismatch, compare_passes, run_pass
+from parity_tests.engines import load_engine, oracle
+from parity_tests.strategies import Batch, NetSpec
+
+pytest_plugins = ["pytester"]
+
+NOTEBOOK = "parity_tests.fixtures.notebook_engine"
+
+MYMOD = "from numpy_net import *  # noqa: F403\n"
+# A copy of numpy_net whose last bias gradient is 0.1% too large.
+MYMOD_OFF = '''
+import numpy_net
+from numpy_net import *  # noqa: F403
+
+
+class MLP(numpy_net.MLP):
+    def backward(self, delta, input_grad=True):
+        dx = super().backward(delta, input_grad=input_grad)
+        last = f"fc{len(self.sizes) - 2}.bias"
+        self.grads()[last][...] *= 1.001
+        return dx
+'''
+
+
+@pytest.fixture
+def outside(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """A temporary directory outside the checkout holding mymod.py and mymod_off.py, on PYTHONPATH."""
+    pytester.makepyfile(mymod=MYMOD, mymod_off=MYMOD_OFF)
+    monkeypatch.setenv("PYTHONPATH", str(pytester.path))
+    monkeypatch.setenv("HYPOTHESIS_PROFILE", "ci")
+    pytester.syspathinsert()
+    return pytester
+
+
+def test_the_engine_option_runs_engine_tests_once_per_module(outside: pytest.Pytester):
+    outside.makepyfile(test_probe="def test_probe(engine):\n    assert engine.MLP([3, 2]).forward\n")
+    result = outside.runpytest_subprocess("-v", "-p", "no:cacheprovider", "--engine", "mymod", "--engine", "numpy_net")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*test_probe?mymod? PASSED*", "*test_probe?numpy_net? PASSED*"])
+
+
+def test_without_the_option_the_projects_engines_are_tested(outside: pytest.Pytester):
+    outside.makepyfile(test_probe="def test_probe(engine):\n    pass\n")
+    result = outside.runpytest_subprocess("-v", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*test_probe?numpy_net? PASSED*", "*test_probe?torch_net? PASSED*"])
+
+
+@pytest.mark.parametrize("name, words", [("no_such_module_xyz", "No module named"),
+                                          ("json", "has no MLP, SoftmaxCrossEntropy, SGD")])
+def test_a_module_that_is_no_engine_is_a_usage_error_naming_it(outside: pytest.Pytester, name, words):
+    outside.makepyfile(test_probe="def test_probe(engine):\n    pass\n")
+    result = outside.runpytest_subprocess("-p", "no:cacheprovider", "--engine", name)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*--engine {name}: *{words}*"])
+
+
+def test_the_installed_harness_passes_a_module_that_re_exports_numpy_net(outside: pytest.Pytester):
+    result = outside.runpytest_subprocess("--pyargs", "parity_tests", "--engine", "mymod", "-p", "no:cacheprovider")
+    outcomes = result.parseoutcomes()
+    assert result.ret == pytest.ExitCode.OK and "failed" not in outcomes, result.stdout.str()[-3000:]
+    assert outcomes["passed"] >= 30
+    result = outside.runpytest_subprocess("--pyargs", "parity_tests", "--engine", "mymod", "-p", "no:cacheprovider",
+                                          "--collect-only", "-q")
+    ids = [line for line in result.stdout.lines if "::" in line]
+    assert ids and all("[mymod" in line or "[" not in line or "mymod" in line for line in ids)
+    assert not any("numpy_net" in line or "torch_net" in line for line in ids)  # only the named engine
+
+
+def test_the_harness_rejects_a_last_bias_gradient_off_by_a_tenth_of_a_percent(outside: pytest.Pytester):
+    result = outside.runpytest_subprocess("--pyargs", "parity_tests.test_gradients", "--engine", "mymod_off",
+                                          "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    out = result.stdout.str()
+    assert "grads['fc" in out and ".bias'] differs" in out and "NetSpec(" in out, out[-3000:]
+
+
+def test_the_harness_rejects_the_notebook_engine_naming_the_bias_gradient(outside: pytest.Pytester):
+    result = outside.runpytest_subprocess(
+        "--pyargs", "parity_tests.test_gradients", "-k", "test_logits_loss_deltas_and_gradients_equal_autograds",
+        "--engine", NOTEBOOK, "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    out = result.stdout.str()
+    # Which property, which parameter, expected vs got, and the smallest network that shows it.
+    assert "test_logits_loss_deltas_and_gradients_equal_autograds" in out
+    assert "grads['fc0.bias'] differs" in out and "expected" in out and "got" in out
+    assert "NetSpec(sizes=(1, " in out and "Batch(" in out
+
+
+def test_the_harness_reports_the_first_step_a_trajectory_left_tolerance(outside: pytest.Pytester):
+    result = outside.runpytest_subprocess(
+        "--pyargs", "parity_tests.test_optimizers", "-k", "test_sgd_trajectories", "--engine", NOTEBOOK,
+        "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    out = result.stdout.str()
+    assert "first step out of tolerance: " in out and "SGDSpec(" in out
+
+
+def test_the_harness_finds_the_activation_derivative_taken_from_the_next_layer():
+    """With the bias bug out of the way (batch of one), the deltas give the second bug away."""
+    spec = NetSpec(sizes=(3, 4, 4, 2), activation="tanh", init="xavier_normal", seed=1, dtype="float64")
+    batch = Batch(x=np.array([[0.5, -1.0, 2.0]]), y=np.array([1]))
+    ref_engine, engine = oracle(), load_engine(NOTEBOOK)
+    ref_net = spec.build(ref_engine)
+    ref = run_pass(ref_engine, ref_net, spec, batch)
+    pre = [ref_engine.to_numpy(z) for z in ref_net.pre_activations()]
+    with pytest.raises(Mismatch, match=r"deltas\[0\] \(dL/dz of fc0\) differs"):
+        compare_passes(run_pass(engine, spec.build(engine), spec, batch), ref, spec, pre, NOTEBOOK)
