@@ -27,9 +27,13 @@ class LayerBase(Generic[A]):
     A layer keeps a reference to its forward's input (or output) until the next forward:
     a caller that overwrites that array in between gets the gradient of the new contents.
     ``label`` names the layer in error messages (a Sequential sets it to the layer's place).
+    ``training`` selects train-mode behaviour (batch statistics, dropout masks) as in torch;
+    ``accepts_input_grad`` marks layers whose backward can skip dL/dx (``input_grad=False``).
     """
 
     label: str = ""
+    training: bool = True
+    accepts_input_grad: bool = False
 
     def forward(self, x: A) -> A:
         raise NotImplementedError
@@ -45,6 +49,19 @@ class LayerBase(Generic[A]):
         """Name -> gradient array, same names and shapes as parameters()."""
         return {}
 
+    def buffers(self) -> dict[str, A]:
+        """Name -> saved state that is not trained (batch norm's running statistics)."""
+        return {}
+
+    def train(self, mode: bool = True) -> LayerBase[A]:
+        """Train mode (mode=True) or eval mode, as torch.nn.Module.train; returns self."""
+        self.training = mode
+        return self
+
+    def eval(self) -> LayerBase[A]:
+        """Eval mode: running statistics instead of batch statistics, no dropout; returns self."""
+        return self.train(False)
+
     def describe(self) -> str:
         """'fc1 Linear(in_features=64, out_features=10)': the label and the layer, for messages."""
         return f"{self.label} {self!r}".strip()
@@ -56,22 +73,35 @@ class LayerBase(Generic[A]):
 class SequentialBase(LayerBase[A]):
     """layers[-1](...layers[0](x)); backward runs them in reverse.
 
-    Parameters are named by engine_core.naming: the i-th layer that has parameters is
-    ``fc{i}``. Engines implement the array hooks below.
+    State-dict keys follow torch.nn.Sequential: ``"{index}.weight"``, ``"{index}.running_mean"``
+    (index: the layer's position), parameters then buffers, layer after layer; MLP overrides
+    the prefix to ``fc{i}`` (engine_core.naming). Parameters and gradients are packed into views
+    of two flat arrays; buffers stay the layers' own. Engines implement the array hooks below.
     """
 
     def __init__(self, *layers: LayerBase[A]) -> None:
         self.layers = list(layers)
-        self.linears = [layer for layer in self.layers if layer.parameters()]
+        self.training = True
+        stateful = [(index, layer) for index, layer in enumerate(self.layers) if layer.parameters() or layer.buffers()]
+        self._stateful = [(self._prefix(index, order), layer) for order, (index, layer) in enumerate(stateful)]
         for index, layer in enumerate(self.layers):
             layer.label = f"layers[{index}]"
-        for index, layer in enumerate(self.linears):
-            layer.label = linear_name(index)
+        for prefix, layer in self._stateful:
+            layer.label = self._label(prefix, layer)
+        # Layers that record dL/d(their output): Linear (and Conv2d), whose deltas() are the backprop deltas.
+        self.linears = [layer for layer in self.layers if hasattr(layer, "delta")]
         self._pack()
 
+    def _prefix(self, index: int, order: int) -> str:
+        """The state-dict prefix of the order-th layer with state, at position index: torch's index."""
+        return str(index)
+
+    def _label(self, prefix: str, layer: LayerBase[A]) -> str:
+        return layer.label
+
     # -- hooks: the engine's array primitives ------------------------------------------------
-    def _flat_zeros(self, total: int, like: A) -> A:
-        """A zero 1-D array of ``total`` elements, with like's dtype (and device)."""
+    def _flat_zeros(self, total: int, like: A | None) -> A:
+        """A zero 1-D array of ``total`` elements, with like's dtype (and device); float32 without one."""
         raise NotImplementedError
 
     def _flat_view(self, flat: A, offset: int, shape: tuple[int, ...]) -> A:
@@ -91,18 +121,12 @@ class SequentialBase(LayerBase[A]):
 
     # -- bookkeeping ----------------------------------------------------------------------------
     def _named(self) -> list[tuple[str, LayerBase[A], str]]:
-        return [
-            (f"{layer.label}.{attr}", layer, attr)
-            for layer in self.linears
-            for attr in layer.parameters()
-        ]
+        return [(f"{prefix}.{attr}", layer, attr) for prefix, layer in self._stateful for attr in layer.parameters()]
 
     def _pack(self) -> None:
         """Move every parameter and gradient into views of two flat arrays."""
         named = self._named()
-        if not named:
-            raise ValueError("Sequential: expected at least one layer with parameters")
-        first = getattr(named[0][1], named[0][2])
+        first = getattr(named[0][1], named[0][2]) if named else None  # None: no parameters at all
         shapes = [tuple(getattr(layer, attr).shape) for _, layer, attr in named]
         total = sum(int(np.prod(shape, dtype=np.int64)) for shape in shapes)
         self.flat_parameters = self._flat_zeros(total, first)
@@ -123,6 +147,12 @@ class SequentialBase(LayerBase[A]):
         """dL/dparameter of the last backward, same keys and shapes as parameters()."""
         return {name: getattr(layer, "grad_" + attr) for name, layer, attr in self._named()}
 
+    def buffers(self) -> dict[str, A]:
+        """{"1.running_mean": ..., ...}: the live buffers of every layer."""
+        return {
+            f"{prefix}.{name}": value for prefix, layer in self._stateful for name, value in layer.buffers().items()
+        }
+
     def grads(self) -> dict[str, A]:
         """dL/dparameter of the last backward: the very arrays the optimizer reads."""
         return self.gradients()
@@ -131,13 +161,21 @@ class SequentialBase(LayerBase[A]):
         """dL/dz for each Linear's output z (its pre-activation), first layer first."""
         return [layer.delta for layer in self.linears]  # type: ignore[attr-defined]
 
+    def _state(self) -> dict[str, A]:
+        """Parameters then buffers, layer after layer (torch's state_dict order)."""
+        state: dict[str, A] = {}
+        for prefix, layer in self._stateful:
+            for name, value in {**layer.parameters(), **layer.buffers()}.items():
+                state[f"{prefix}.{name}"] = value
+        return state
+
     def shapes(self) -> dict[str, tuple[int, ...]]:
-        """Parameter name -> shape, in state-dict order."""
-        return {name: tuple(value.shape) for name, value in self.parameters().items()}  # type: ignore[attr-defined]
+        """State-dict key -> shape, in state-dict order."""
+        return {name: tuple(value.shape) for name, value in self._state().items()}  # type: ignore[attr-defined]
 
     def state_dict(self) -> ModelState:
-        """Copies of the parameters as NumPy arrays, weights (in, out)."""
-        return {name: self._numpy_copy(value) for name, value in self.parameters().items()}
+        """Copies of the parameters and buffers as NumPy arrays (Linear weights (in, out))."""
+        return {name: self._numpy_copy(value) for name, value in self._state().items()}
 
     def load_state_dict(self, state: ModelState) -> None:
         """Copy values in (any engine's arrays); all-or-nothing: everything is checked first.
@@ -145,14 +183,21 @@ class SequentialBase(LayerBase[A]):
         Raises TypeError/ValueError naming the key (missing, extra, wrong shape, not floating
         point, NaN/Inf). A float64 value loaded into float32 rounds to nearest.
         """
-        params = self.parameters()
+        targets = self._state()
         arrays = check_model_state(self.shapes(), state)
         for name, value in arrays.items():
-            self._copy_in(params[name], value)
+            self._copy_in(targets[name], value)
 
     def zero_grad(self) -> None:
         """Set every gradient to 0 (the engines overwrite gradients anyway; for the protocol)."""
         self._zero(self.flat_gradients)
+
+    def train(self, mode: bool = True) -> SequentialBase[A]:
+        """Train (or eval) mode for every layer, as torch.nn.Module.train; returns self."""
+        self.training = mode
+        for layer in self.layers:
+            layer.train(mode)
+        return self
 
     # -- computation ----------------------------------------------------------------------------
     def forward(self, x: A) -> A:
@@ -166,13 +211,24 @@ class SequentialBase(LayerBase[A]):
         first = self.layers[0]
         for layer in reversed(self.layers[1:]):
             delta = layer.backward(delta)  # type: ignore[assignment]
-        if first in self.linears:
+        if first.accepts_input_grad:
             return first.backward(delta, input_grad=input_grad)  # type: ignore[call-arg]
         return first.backward(delta)
 
     def __repr__(self) -> str:
         inner = "\n".join(f"  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
         return f"{type(self).__name__}(\n{inner}\n)"
+
+
+class FcNaming:
+    """Mixin for MLPs: the k-th layer with parameters is ``fc{k}`` (engine_core.naming), in the
+    state dict and in messages, as the original notebook's model named them."""
+
+    def _prefix(self, index: int, order: int) -> str:
+        return linear_name(order)
+
+    def _label(self, prefix: str, layer: LayerBase[Any]) -> str:
+        return prefix
 
 
 class OptimizerBase(Generic[A]):

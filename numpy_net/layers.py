@@ -38,11 +38,14 @@ class Linear(Layer):
     Backward: grad_weight = x^T delta, grad_bias = sum_b delta, dL/dx = delta weight^T.
     """
 
-    def __init__(self, in_features: int, out_features: int, dtype: str = "float32") -> None:
+    accepts_input_grad = True
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype: str = "float32") -> None:
         self.in_features = in_features
         self.out_features = out_features
+        self.has_bias = bool(bias)
         self.weight = np.zeros((in_features, out_features), dtype)
-        self.bias = np.zeros(out_features, dtype)
+        self.bias = np.zeros(out_features, dtype)  # stays 0 and untrained with bias=False
         self.grad_weight = np.zeros_like(self.weight)
         self.grad_bias = np.zeros_like(self.bias)
         self.x: np.ndarray | None = None  # input of the last forward, for grad_weight
@@ -50,14 +53,16 @@ class Linear(Layer):
         self._ones = np.ones(0, dtype)
 
     def __repr__(self) -> str:
-        return f"Linear(in_features={self.in_features}, out_features={self.out_features})"
+        extra = "" if self.has_bias else ", bias=False"
+        return f"Linear(in_features={self.in_features}, out_features={self.out_features}{extra})"
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """z (B, out) for x (B, in) of the layer's dtype; TypeError/ValueError otherwise."""
         x = check_features(x, self.in_features, self.weight.dtype)
         z = self._buffer("_z", (x.shape[0], self.out_features), self.weight.dtype)
         np.matmul(x, self.weight, out=z)
-        z += self.bias
+        if self.has_bias:
+            z += self.bias
         self.x = x
         return z
 
@@ -74,8 +79,9 @@ class Linear(Layer):
         delta = check_delta(self.describe(), delta, (self.x.shape[0], self.out_features), self.weight.dtype)
         self.delta = delta
         np.matmul(self.x.T, delta, out=self.grad_weight)
-        ones = self._ones if len(self._ones) == len(delta) else self._make_ones(delta)
-        np.matmul(ones, delta, out=self.grad_bias)  # sum over the batch, as one BLAS gemv
+        if self.has_bias:
+            ones = self._ones if len(self._ones) == len(delta) else self._make_ones(delta)
+            np.matmul(ones, delta, out=self.grad_bias)  # sum over the batch, as one BLAS gemv
         if not input_grad:
             return None
         dx = self._buffer("_dx", (delta.shape[0], self.in_features), delta.dtype)
@@ -86,10 +92,10 @@ class Linear(Layer):
         return self._ones
 
     def parameters(self) -> dict[str, np.ndarray]:
-        return {"weight": self.weight, "bias": self.bias}
+        return {"weight": self.weight, "bias": self.bias} if self.has_bias else {"weight": self.weight}
 
     def gradients(self) -> dict[str, np.ndarray]:
-        return {"weight": self.grad_weight, "bias": self.grad_bias}
+        return {"weight": self.grad_weight, "bias": self.grad_bias} if self.has_bias else {"weight": self.grad_weight}
 
 
 class Activation(Layer):

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from engine_core.bookkeeping import SequentialBase
+from engine_core.bookkeeping import FcNaming, SequentialBase
 from engine_core.checks import check_choice, check_dtype_name, check_sizes
 from engine_core.init import initial_parameters
 from engine_core.naming import ACTIVATION_NAMES, INITS
@@ -23,8 +23,8 @@ from .layers import ACTIVATIONS, Layer, Linear
 class Sequential(SequentialBase[np.ndarray], Layer):
     """layers[-1](...layers[0](x)); backward runs them in reverse. Parameters fc0.weight, ..."""
 
-    def _flat_zeros(self, total: int, like: np.ndarray) -> np.ndarray:
-        return np.zeros(total, like.dtype)
+    def _flat_zeros(self, total: int, like: np.ndarray | None) -> np.ndarray:
+        return np.zeros(total, np.float32 if like is None else like.dtype)
 
     def _flat_view(self, flat: np.ndarray, offset: int, shape: tuple[int, ...]) -> np.ndarray:
         size = int(np.prod(shape, dtype=np.int64))
@@ -40,7 +40,7 @@ class Sequential(SequentialBase[np.ndarray], Layer):
         array[...] = 0
 
 
-class MLP(Sequential):
+class MLP(FcNaming, Sequential):
     """Linear, activation, ..., Linear for sizes [in, h1, ..., out]; no activation after the last.
 
     Parameters start from engine_core.initial_parameters(sizes, init, seed), so every engine
@@ -68,7 +68,7 @@ class MLP(Sequential):
             if i:
                 # In place is safe: the activation only ever sees the Linear's own buffers.
                 layers.append(ACTIVATIONS[activation](inplace=True))
-            layers.append(Linear(fan_in, fan_out, self.dtype))
+            layers.append(Linear(fan_in, fan_out, dtype=self.dtype))
         super().__init__(*layers)
         self.load_state_dict(initial_parameters(sizes, init, seed))
 

@@ -59,15 +59,18 @@ class Mismatch(AssertionError):
     pass
 
 
-def check_close(what: str, got, want, scale: float, dtype: str, context: str = "", atol: float = 0.0) -> None:
-    """Raise a Mismatch naming the quantity, the worst element, expected vs got and the bound."""
+def check_close(what: str, got, want, scale: float, dtype: str, context: str = "", atol: float = 0.0,
+                rtol: float | None = None) -> None:
+    """Raise a Mismatch naming the quantity, the worst element, expected vs got and the bound
+    |got - want| <= rtol * scale + atol (rtol: RTOL[dtype] unless given)."""
+    rtol = RTOL[dtype] if rtol is None else rtol
     got = np.asarray(got, dtype=np.float64)
     want = np.asarray(want, dtype=np.float64)
     if got.shape != want.shape:
         raise Mismatch(f"{what}: shape {got.shape}, expected {want.shape}. {context}")
     if not np.all(np.isfinite(got)):
         raise Mismatch(f"{what}: got non-finite values {got}. {context}")
-    bound = RTOL[dtype] * scale + atol
+    bound = rtol * scale + atol
     if got.size == 0:
         return
     err = np.abs(got - want)
@@ -76,7 +79,7 @@ def check_close(what: str, got, want, scale: float, dtype: str, context: str = "
         raise Mismatch(
             f"{what} differs at index {tuple(int(i) for i in worst)}: expected {want[worst]!r}, "
             f"got {got[worst]!r}; |diff| = {err[worst]:.3e} > {bound:.3e} "
-            f"(rtol {RTOL[dtype]:g} x scale {scale:.3e}{f' + {atol:.3e}' if atol else ''}, {dtype}). {context}"
+            f"(rtol {rtol:g} x scale {scale:.3e}{f' + {atol:.3e}' if atol else ''}, {dtype}). {context}"
         )
 
 

@@ -157,7 +157,7 @@ def test_a_delta_of_another_batch_size_is_refused_and_changes_no_gradient(subjec
 @pytest.mark.parametrize("layer", ["Linear", *ACTIVATION_NAMES])
 def test_every_layer_checks_its_own_backward(module, layer):
     engine = Engine(module)
-    instance = module.Linear(4, 3, "float64") if layer == "Linear" else module.ACTIVATIONS[layer]()
+    instance = module.Linear(4, 3, dtype="float64") if layer == "Linear" else module.ACTIVATIONS[layer]()
     with pytest.raises(RuntimeError, match="backward\\(\\) called before forward\\(\\)"):
         instance.backward(engine.asarray(np.zeros((2, 3)), "float64"))
     instance.forward(engine.asarray(np.zeros((2, 4 if layer == "Linear" else 3)), "float64"))

@@ -23,6 +23,7 @@ from engine_core.checks import (
     check_optimizer_state,
     check_sgd,
     check_sizes,
+    check_type,
 )
 from engine_core.errors import NonFiniteError, backward_before_forward_message
 from engine_core.formats import ModelState, OptimizerState
@@ -181,6 +182,163 @@ class MLP:
 
     def zero_grad(self) -> None:
         self.module.zero_grad(set_to_none=True)
+
+
+class Layer:
+    """An oracle layer: a torch.nn module behind the engines' layer constructor, so that
+    engine_core.specs.build(autograd, specs) builds the same stack as in any engine.
+
+    ``transposed`` names the parameters torch stores as the transpose of the engines' layout
+    (Linear's weight). Every derivative comes from autograd; nothing here is hand-written math.
+    """
+
+    transposed: tuple[str, ...] = ()
+    records_delta = False  # whether the engines' layer of this kind records dL/d(output)
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """Parameters then buffers (torch's names; num_batches_tracked is not part of the format)."""
+        out: dict[str, torch.Tensor] = dict(self.module.named_parameters(recurse=False))
+        out.update({k: v for k, v in self.module.named_buffers(recurse=False) if k != "num_batches_tracked"})
+        return out
+
+    def __repr__(self) -> str:
+        return repr(self.module)
+
+
+def _kind(dtype: str) -> torch.dtype:
+    return getattr(torch, check_dtype_name(dtype))
+
+
+class Linear(Layer):
+    """torch.nn.Linear (weight (out, in) inside; (in, out) at the edges)."""
+
+    transposed = ("weight",)
+    records_delta = True
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype: str = "float32",
+                 device: str | torch.device = "cpu") -> None:
+        super().__init__(nn.Linear(in_features, out_features, bias=bias, dtype=_kind(dtype), device=device))
+
+
+class Identity(Layer):
+    """torch.nn.Identity."""
+
+    def __init__(self) -> None:
+        super().__init__(nn.Identity())
+
+
+class ReLU(Layer):
+    """torch.nn.ReLU."""
+
+    def __init__(self) -> None:
+        super().__init__(nn.ReLU())
+
+
+class Sigmoid(Layer):
+    """torch.nn.Sigmoid."""
+
+    def __init__(self) -> None:
+        super().__init__(nn.Sigmoid())
+
+
+class Tanh(Layer):
+    """torch.nn.Tanh."""
+
+    def __init__(self) -> None:
+        super().__init__(nn.Tanh())
+
+
+class Sequential:
+    """torch.nn.Sequential of oracle layers, behind the engines' Sequential interface: state-dict
+    keys "{index}.{name}" in the engines' layout, train()/eval(), deltas() of the layers that
+    record them (keep_deltas), gradients by autograd."""
+
+    def __init__(self, *layers: Layer, keep_deltas: bool = True) -> None:
+        self.layers = list(layers)
+        self.module = nn.Sequential(*[layer.module for layer in self.layers])
+        self.keep_deltas = keep_deltas
+        self._x: torch.Tensor | None = None
+        self._out: torch.Tensor | None = None
+        self._pre: list[torch.Tensor] = []
+
+    def __repr__(self) -> str:
+        return repr(self.module)
+
+    def train(self, mode: bool = True) -> Sequential:
+        self.module.train(mode)
+        return self
+
+    def eval(self) -> Sequential:
+        return self.train(False)
+
+    def _entries(self) -> list[tuple[str, Layer, str, torch.Tensor]]:
+        return [(f"{index}.{name}", layer, name, value)
+                for index, layer in enumerate(self.layers) for name, value in layer.state().items()]
+
+    @staticmethod
+    def _edge(layer: Layer, name: str, value: torch.Tensor) -> torch.Tensor:
+        return value.t() if name in layer.transposed else value
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {key: tuple(self._edge(layer, name, value).shape) for key, layer, name, value in self._entries()}
+
+    def state_dict(self) -> ModelState:
+        return {key: self._edge(layer, name, value.detach()).cpu().numpy().copy()
+                for key, layer, name, value in self._entries()}
+
+    def load_state_dict(self, state: ModelState) -> None:
+        arrays = check_model_state(self.shapes(), state)
+        with torch.no_grad():
+            for key, layer, name, value in self._entries():
+                tensor = torch.from_numpy(np.ascontiguousarray(arrays[key]))
+                value.copy_(self._edge(layer, name, tensor))
+
+    def named_parameters(self) -> dict[str, nn.Parameter]:
+        """State keys -> nn.Parameter (torch's layout), trainable parameters only."""
+        return {key: value for key, _, _, value in self._entries() if isinstance(value, nn.Parameter)}
+
+    def grads(self) -> dict[str, torch.Tensor]:
+        out = {}
+        for key, layer, name, value in self._entries():
+            if isinstance(value, nn.Parameter):
+                grad = value.grad if value.grad is not None else torch.zeros_like(value)
+                out[key] = self._edge(layer, name, grad)
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The stack's output; x must be a tensor (shapes are checked by torch itself)."""
+        check_type("x", x, torch.Tensor, "torch.Tensor")
+        x = x.detach().requires_grad_(True)
+        self._x, self._pre = x, []
+        h = x
+        for layer in self.layers:
+            h = layer.module(h)
+            if self.keep_deltas and layer.records_delta and h.requires_grad:
+                h.retain_grad()
+                self._pre.append(h)
+        self._out = h
+        return h
+
+    def backward(self, delta: torch.Tensor, input_grad: bool = True) -> torch.Tensor | None:
+        out = self._out
+        if out is None:
+            raise RuntimeError(backward_before_forward_message(
+                f"layers[{len(self.layers) - 1}] {self.layers[-1]!r}", shape_of(delta), "(the output's shape)"))
+        delta = check_delta(f"layers[{len(self.layers) - 1}] {self.layers[-1]!r}", delta, tuple(out.shape), out.dtype)
+        out.grad = None
+        out.backward(delta, retain_graph=True)
+        return self._x.grad if input_grad and self._x is not None else None
+
+    def deltas(self) -> list[torch.Tensor]:
+        return [z.grad for z in self._pre]  # type: ignore[misc]
+
+    def zero_grad(self) -> None:
+        self.module.zero_grad(set_to_none=True)
+        if self._x is not None:
+            self._x.grad = None
 
 
 class SoftmaxCrossEntropy:

@@ -37,14 +37,18 @@ class Linear(Layer):
     Backward: grad_weight = x^T delta, grad_bias = sum_b delta, dL/dx = delta weight^T.
     """
 
+    accepts_input_grad = True
+
     def __init__(
-        self, in_features: int, out_features: int, dtype: str = "float32", device: str | torch.device = "cpu"
+        self, in_features: int, out_features: int, bias: bool = True, dtype: str = "float32",
+        device: str | torch.device = "cpu",
     ) -> None:
         self.in_features = in_features
         self.out_features = out_features
+        self.has_bias = bool(bias)
         kind = getattr(torch, dtype)
         self.weight = torch.zeros((in_features, out_features), dtype=kind, device=device)
-        self.bias = torch.zeros(out_features, dtype=kind, device=device)
+        self.bias = torch.zeros(out_features, dtype=kind, device=device)  # stays 0 and untrained with bias=False
         self.grad_weight = torch.zeros_like(self.weight)
         self.grad_bias = torch.zeros_like(self.bias)
         self.x: torch.Tensor | None = None  # input of the last forward, for grad_weight
@@ -53,13 +57,17 @@ class Linear(Layer):
         self._weight_t_of = self.weight  # the tensor it views (packing rebinds weight)
 
     def __repr__(self) -> str:
-        return f"Linear(in_features={self.in_features}, out_features={self.out_features})"
+        extra = "" if self.has_bias else ", bias=False"
+        return f"Linear(in_features={self.in_features}, out_features={self.out_features}{extra})"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """z (B, out) for x (B, in) of the layer's dtype and device; TypeError/ValueError otherwise."""
         x = check_features(x, self.in_features, self.weight.dtype, self.weight.device)
         z = self._buffer("_z", (x.shape[0], self.out_features), self.weight)
-        torch.addmm(self.bias, x, self.weight, out=z)
+        if self.has_bias:
+            torch.addmm(self.bias, x, self.weight, out=z)
+        else:
+            torch.mm(x, self.weight, out=z)
         self.x = x
         return z
 
@@ -76,7 +84,8 @@ class Linear(Layer):
         delta = check_delta(self.describe(), delta, (self.x.shape[0], self.out_features), self.weight.dtype)
         self.delta = delta
         torch.mm(self.x.t(), delta, out=self.grad_weight)
-        torch.sum(delta, dim=0, out=self.grad_bias)
+        if self.has_bias:
+            torch.sum(delta, dim=0, out=self.grad_bias)
         if not input_grad:
             return None
         dx = self._buffer("_dx", (delta.shape[0], self.in_features), delta)
@@ -85,10 +94,10 @@ class Linear(Layer):
         return torch.mm(delta, self._weight_t, out=dx)
 
     def parameters(self) -> dict[str, torch.Tensor]:
-        return {"weight": self.weight, "bias": self.bias}
+        return {"weight": self.weight, "bias": self.bias} if self.has_bias else {"weight": self.weight}
 
     def gradients(self) -> dict[str, torch.Tensor]:
-        return {"weight": self.grad_weight, "bias": self.grad_bias}
+        return {"weight": self.grad_weight, "bias": self.grad_bias} if self.has_bias else {"weight": self.grad_weight}
 
 
 class Activation(Layer):

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine_core.bookkeeping import SequentialBase
+from engine_core.bookkeeping import FcNaming, SequentialBase
 from engine_core.checks import check_choice, check_dtype_name, check_sizes
 from engine_core.init import initial_parameters
 from engine_core.naming import ACTIVATION_NAMES, INITS
@@ -24,7 +24,9 @@ from .layers import ACTIVATIONS, Layer, Linear
 class Sequential(SequentialBase[torch.Tensor], Layer):
     """layers[-1](...layers[0](x)); backward runs them in reverse. Parameters fc0.weight, ..."""
 
-    def _flat_zeros(self, total: int, like: torch.Tensor) -> torch.Tensor:
+    def _flat_zeros(self, total: int, like: torch.Tensor | None) -> torch.Tensor:
+        if like is None:
+            return torch.zeros(total)
         return torch.zeros(total, dtype=like.dtype, device=like.device)
 
     def _flat_view(self, flat: torch.Tensor, offset: int, shape: tuple[int, ...]) -> torch.Tensor:
@@ -44,7 +46,7 @@ class Sequential(SequentialBase[torch.Tensor], Layer):
         array.zero_()
 
 
-class MLP(Sequential):
+class MLP(FcNaming, Sequential):
     """Linear, activation, ..., Linear for sizes [in, h1, ..., out]; no activation after the last.
 
     Parameters start from engine_core.initial_parameters(sizes, init, seed), so every engine
@@ -74,7 +76,7 @@ class MLP(Sequential):
             if i:
                 # In place is safe: the activation only ever sees the Linear's own buffers.
                 layers.append(ACTIVATIONS[activation](inplace=True))
-            layers.append(Linear(fan_in, fan_out, self.dtype, self.device))
+            layers.append(Linear(fan_in, fan_out, dtype=self.dtype, device=self.device))
         super().__init__(*layers)
         self.load_state_dict(initial_parameters(sizes, init, seed))
 

@@ -1,0 +1,144 @@
+"""The layer catalog (catalog.py) against the oracle, layer by layer: forward, dL/dx, every
+parameter gradient and the running statistics, in both dtypes and in train and eval mode;
+central finite differences in float64; and no layer modifies the caller's arrays.
+
+A layer the engine under test does not provide is reported as skipped, with its name.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, note, settings
+from hypothesis import strategies as st
+
+from engine_core.specs import build
+
+from .catalog import CATALOG, LayerCase, layer_cases
+from .compare import check_close, max_abs
+from .engines import Engine, oracle
+
+ORACLE = oracle()
+KINDS = list(CATALOG)
+
+
+def _require(engine: Engine, case_kind: str) -> None:
+    """Skip (with the class name) when the engine lacks the layer or a Sequential to hold it."""
+    from engine_core.specs import KINDS as SPEC_KINDS
+
+    name = SPEC_KINDS[case_kind][0]
+    for needed in (name, "Sequential"):
+        if not engine.has(needed):
+            pytest.skip(f"{engine.name} has no {needed} (layer {case_kind!r} is optional in the protocol)")
+
+
+def _run(engine: Engine, case: LayerCase, x: np.ndarray | None = None) -> dict:
+    """Forward x (case.x by default) and backward case.delta through a one-layer stack."""
+    net = build(engine.module, [case.spec], case.dtype, seed=case.seed)
+    net.train(case.training)
+    xs = engine.asarray(case.x if x is None else x, case.dtype)
+    out = net.forward(xs)
+    result = {"out": engine.to_numpy(out).astype(np.float64)}
+    dx = net.backward(engine.asarray(case.delta, case.dtype))
+    result["dx"] = engine.to_numpy(dx).astype(np.float64)
+    result["grads"] = {k: engine.to_numpy(v).astype(np.float64) for k, v in net.grads().items()}
+    result["state"] = {k: np.asarray(v, np.float64) for k, v in net.state_dict().items()}
+    return result
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@given(data=st.data())
+def test_every_layer_matches_the_oracle_forward_backward_and_state(engine, kind, data):
+    """Output, dL/dx, parameter gradients and buffers (running statistics) agree with torch
+    autograd: normwise rtol 1e-10 in float64, the entry's argued rtol in float32."""
+    _require(engine, kind)
+    entry = CATALOG[kind]
+    case = data.draw(layer_cases(entry))
+    note(f"engine={engine.name} case={case!r}")
+    got, want = _run(engine, case), _run(ORACLE, case)
+    rtol = 1e-10 if case.dtype == "float64" else entry.rtol32
+    scale_out = max(max_abs([want["out"], case.x]), 1e-300)
+    what = f"{engine.name}: {case.spec!r} ({'train' if case.training else 'eval'}, {case.dtype})"
+    _close(f"{what}: output", got["out"], want["out"], scale_out, rtol)
+    scale_back = max(max_abs([want["dx"], case.delta, *want["grads"].values()]), 1e-300)
+    _close(f"{what}: dL/dx", got["dx"], want["dx"], scale_back, rtol)
+    assert sorted(got["grads"]) == sorted(want["grads"]), f"{what}: gradient keys"
+    for key in want["grads"]:
+        _close(f"{what}: grads[{key!r}]", got["grads"][key], want["grads"][key], scale_back, rtol)
+    assert list(got["state"]) == list(want["state"]), f"{what}: state keys {list(got['state'])}"
+    for key in want["state"]:
+        _close(f"{what}: state[{key!r}]", got["state"][key], want["state"][key],
+               max(max_abs([want["state"][key], case.x]), 1e-300), rtol)
+
+
+def _close(what: str, got: np.ndarray, want: np.ndarray, scale: float, rtol: float) -> None:
+    check_close(what, got, want, scale, "float64", rtol=rtol)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@settings(max_examples=25)
+@given(data=st.data())
+def test_every_layer_matches_central_finite_differences(engine, kind, data):
+    """float64, no torch: L = sum(output * delta); dL/dx and every parameter gradient agree with
+    (L(v + h) - L(v - h)) / 2h at random coordinates within 1e-6 of max(1, |analytic|).
+
+    Where the central difference misses, a coordinate whose two one-sided differences disagree
+    by at least as much sits on a kink (ReLU at 0, a max-pool tie): no derivative exists there
+    (smooth functions' one-sided differences differ by only h |f''|), so it is passed over."""
+    _require(engine, kind)
+    case = data.draw(layer_cases(CATALOG[kind], dtype="float64"))
+    note(f"engine={engine.name} case={case!r}")
+    h = 1e-6
+    net = build(engine.module, [case.spec], "float64", seed=case.seed)
+    net.train(case.training)
+    state = net.state_dict()
+
+    def loss(x: np.ndarray, params: dict) -> float:
+        net.load_state_dict(params)
+        out = engine.to_numpy(net.forward(engine.asarray(x, "float64")))
+        return float(np.sum(out * case.delta))
+
+    loss(case.x, state)
+    dx = engine.to_numpy(net.backward(engine.asarray(case.delta, "float64"))).copy()
+    grads = {k: engine.to_numpy(v).copy() for k, v in net.grads().items()}
+    rng = np.random.default_rng(case.seed)
+    targets = [("x", None, dx)] + [(k, k, g) for k, g in grads.items()]
+    for name, key, analytic in targets:
+        if analytic.size == 0:
+            continue
+        for flat in rng.choice(analytic.size, size=min(4, analytic.size), replace=False):
+            index = np.unravel_index(int(flat), analytic.shape)
+            up_x, down_x = case.x.copy(), case.x.copy()
+            up_p, down_p = {k: v.copy() for k, v in state.items()}, {k: v.copy() for k, v in state.items()}
+            if key is None:
+                up_x[index] += h
+                down_x[index] -= h
+            else:
+                up_p[key][index] += h
+                down_p[key][index] -= h
+            up, down, centre = loss(up_x, up_p), loss(down_x, down_p), loss(case.x, state)
+            numeric = (up - down) / (2 * h)
+            exact = float(analytic[index])
+            error = abs(numeric - exact)
+            if error > 1e-6 * max(1.0, abs(exact)) and abs((up - centre) / h - (centre - down) / h) >= error:
+                continue  # a kink: no derivative here
+            assert error <= 1e-6 * max(1.0, abs(exact)), (
+                f"{engine.name}: {case.spec!r}: d L / d {name}{list(index)}: finite difference {numeric!r}, "
+                f"analytic {exact!r}")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@settings(max_examples=20)
+@given(data=st.data())
+def test_no_layer_modifies_the_callers_input_or_delta(engine, kind, data):
+    """numpy-ml's and MyGrad's check: forward and backward leave x and delta as they were."""
+    _require(engine, kind)
+    case = data.draw(layer_cases(CATALOG[kind]))
+    net = build(engine.module, [case.spec], case.dtype, seed=case.seed)
+    net.train(case.training)
+    x, delta = engine.asarray(case.x, case.dtype), engine.asarray(case.delta, case.dtype)
+    x_before, delta_before = engine.to_numpy(x).copy(), engine.to_numpy(delta).copy()
+    net.forward(x)
+    net.backward(delta)
+    assert np.array_equal(engine.to_numpy(x), x_before), f"{case.spec!r} modified its input"
+    assert np.array_equal(engine.to_numpy(delta), delta_before), f"{case.spec!r} modified the delta"
