@@ -15,12 +15,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# The parity harness (parity_tests/) and the application's own tests (tests/).
+# The parity harness (parity_tests/) and the application's own tests (tests/), spread over the
+# machine's cores by pytest-xdist (most CLI tests wait on a subprocess importing torch).
+JOBS ?= auto
 test: $(STAMP)
-	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(PY) -m pytest -q parity_tests tests
+	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(PY) -m pytest -q -n $(JOBS) parity_tests tests
 
 thorough: $(STAMP)
-	HYPOTHESIS_PROFILE=thorough $(PY) -m pytest -q parity_tests tests
+	HYPOTHESIS_PROFILE=thorough $(PY) -m pytest -q -n $(JOBS) parity_tests tests
 
 # Only the parity properties, against ENGINE (a module path): make harness ENGINE=mypkg.my_engine
 harness: $(STAMP)

@@ -22,7 +22,7 @@ try:  # optional: reports BLAS thread pools when installed
 except ImportError:
     threadpool_info = None
 
-from .config import CLASSES, IN_FEATURES, PRESETS
+from .config import CLASSES, IN_FEATURES, PRESETS, default_lr
 from .engines import Engine
 from .floor import make_floor, step_flops
 from .training import make_step
@@ -32,6 +32,8 @@ WORKLOADS: dict[str, dict[str, Any]] = {
 }
 # An engine's step is compared with the GEMMs of the library its arrays belong to.
 NUMPY_FLOOR, TORCH_FLOOR = "numpy", "torch"
+# Below these, medians are of too little to mean much on a shared machine (noise_warning).
+MIN_STEPS, MIN_REPEATS = 50, 3
 
 
 @dataclass(frozen=True)
@@ -39,8 +41,9 @@ class BenchSettings:
     """How to time one case.
 
     dtype: "float32"/"float64"; optimizer: a key of engine_core.OPTIMIZERS (SGD runs at the
-    workload's lr, Adam/AdamW at 1e-3); steps: timed steps per repeat (None: ``epochs`` of an
-    epoch, or a quarter epoch when both are None); repeats: timed rounds (medians reported);
+    workload's lr, Adam/AdamW at torch's default, 1e-3: config.default_lr); steps: timed steps
+    per repeat (None: ``epochs`` of an epoch, or a quarter epoch when both are None); repeats:
+    timed rounds (medians reported);
     warmup: untimed steps first; device: where the torch floor runs.
     """
 
@@ -111,9 +114,12 @@ def bench_case(engines: list[Engine], workload: str, batch: int, settings: Bench
 
     x: (N, 784) in settings.dtype, y: (N,) labels. Returns one row per engine: seconds per epoch
     (of N samples), samples/s, the floor's seconds per epoch, the ratio, the share of a step spent
-    feeding, GFLOP/s. Raises KeyError for an unknown workload.
+    feeding, GFLOP/s. Raises KeyError for an unknown workload, ValueError for a batch larger than
+    the data (it would be timed as a smaller one).
     """
     spec = WORKLOADS[workload]
+    if batch > len(y):
+        raise ValueError(f"batch size {batch} is larger than the {len(y)} samples")
     sizes = [IN_FEATURES, *spec["hidden"], CLASSES]
     steps_per_epoch = -(-len(y) // batch)
     if settings.steps:
@@ -123,7 +129,7 @@ def bench_case(engines: list[Engine], workload: str, batch: int, settings: Bench
     else:
         steps = max(10, steps_per_epoch // 4)
     full = (len(y) // batch) or 1  # time only full batches
-    lr = spec["lr"] if settings.optimizer == "sgd" else 1e-3
+    lr = default_lr(workload, settings.optimizer)
     runners = {}
     for engine in engines:
         net = engine.build_net(sizes, spec["activation"], spec["init"], 0, settings.dtype, training=True)
@@ -196,3 +202,20 @@ def format_table(rows: list[dict[str, Any]], header: bool = True) -> str:
         )
     return "\n".join(lines)
 
+
+def noise_warning(rows: list[dict[str, Any]]) -> str | None:
+    """A warning when the rows were timed over too few steps or repeats to be more than noise
+    (fewer than MIN_STEPS steps per repeat, or fewer than MIN_REPEATS repeats); None otherwise."""
+    if not rows:
+        return None
+    steps = min(r["steps_timed"] for r in rows)
+    repeats = min(r["repeats"] for r in rows)
+    problems = []
+    if steps < MIN_STEPS:
+        problems.append(f"{steps} timed steps per repeat (use --steps {MIN_STEPS} or more; the default is a quarter "
+                        "epoch)")
+    if repeats < MIN_REPEATS:
+        problems.append(f"{repeats} repeats (use --repeats {MIN_REPEATS} or more)")
+    if not problems:
+        return None
+    return f"only {' and '.join(problems)}: timings this short are mostly noise, compare them with care"

@@ -25,8 +25,11 @@ from .fileio import atomic_write
 FORMAT = "backprop-checkpoint"
 VERSION = 2  # 2: config.t_max and the lr column; version 1 files are read as well
 READABLE_VERSIONS = (1, 2)
-# metrics.csv's columns, and the keys of every row of a checkpoint's history
+# The keys every row of a checkpoint's history has (rows may also name the "engine" that trained
+# the epoch); metrics.csv has these columns and the engine.
 METRIC_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds", "samples_per_s"]
+CSV_COLUMNS = [*METRIC_COLUMNS, "engine"]
+CHECKPOINT_NAME = "checkpoint.npz"  # in a run directory
 
 
 class CheckpointError(Exception):
@@ -67,10 +70,30 @@ class Checkpoint:
         """The NAME of the engine that wrote it."""
         return str(self.meta["engine"])
 
+    @property
+    def data_dir(self) -> str | None:
+        """The data directory the run read its data from (absolute), None in files that predate it."""
+        value = self.meta.get("data_dir")
+        return value if isinstance(value, str) else None
 
-def checkpoint_meta(config: TrainConfig, engine_name: str, progress: Progress, train_samples: int) -> dict[str, Any]:
-    """The metadata a run's checkpoint carries (save_checkpoint adds format, version, optimizer)."""
+    @property
+    def engines(self) -> list[str]:
+        """The engines that trained the run's finished epochs, in order, each named once
+        (files that predate the record name only the writer)."""
+        names = [row.get("engine") for row in self.progress.history]
+        return list(dict.fromkeys(n for n in names if isinstance(n, str))) or [self.engine]
+
+
+def checkpoint_meta(config: TrainConfig, engine_name: str, progress: Progress, train_samples: int,
+                    data_dir: str | None = None) -> dict[str, Any]:
+    """The metadata a run's checkpoint carries (save_checkpoint adds format, version, optimizer).
+
+    ``data_dir``: where the run's data came from, stored absolute so that a resumed run or an
+    evaluation finds it again from any working directory.
+    """
+    meta: dict[str, Any] = {} if data_dir is None else {"data_dir": os.path.abspath(data_dir)}
     return {
+        **meta,
         "engine": engine_name,
         "config": config.to_json(),
         "progress": {k: v for k, v in asdict(progress).items() if k != "history"},
@@ -94,14 +117,50 @@ def save_checkpoint(path: str, params: dict[str, np.ndarray], optimizer: dict[st
     atomic_write(path, lambda f: np.savez(f, allow_pickle=False, **arrays))
 
 
+def checkpoint_path(path: str) -> str:
+    """The checkpoint file ``path`` names: ``path`` itself, or ``path/checkpoint.npz`` when it is a
+    run directory. Raises CheckpointError (one line naming ``path``) when it names nothing
+    readable: missing (saying which part of it is missing), a directory without a checkpoint, or
+    not a regular file."""
+    if os.path.isdir(path):
+        inside = os.path.join(path, CHECKPOINT_NAME)
+        if os.path.isfile(inside):
+            return inside
+        try:
+            runs = sorted(entry.path for entry in os.scandir(path)
+                          if entry.is_dir() and os.path.isfile(os.path.join(entry.path, CHECKPOINT_NAME)))
+        except OSError:
+            runs = []
+        found = f"; it holds run directories such as {', '.join(runs[-3:])}" if runs else ""
+        raise CheckpointError(f"{path}: a directory without {CHECKPOINT_NAME} (give a run directory or a "
+                              f"checkpoint file){found}")
+    if not os.path.exists(path):
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            missing = parent
+            while not os.path.exists(os.path.dirname(missing)) and os.path.dirname(missing) != missing:
+                missing = os.path.dirname(missing)
+            what = "is not a directory" if os.path.exists(missing) else "does not exist"
+            raise CheckpointError(f"{path}: no such checkpoint file ({missing} {what})")
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: not a regular file (a checkpoint is a .npz file)")
+    if not os.access(path, os.R_OK):
+        raise CheckpointError(f"{path}: not readable (permission denied)")
+    return path
+
+
 def load_checkpoint(path: str) -> Checkpoint:
-    """Read ``path`` and validate it in full: the file, every metadata field, and the arrays
-    against the architecture and optimizer the metadata names.
+    """Read ``path`` (a checkpoint file, or a run directory holding checkpoint.npz) and validate
+    it in full: the file, every metadata field, and the arrays against the architecture and
+    optimizer the metadata names.
 
     Raises CheckpointError, whose message is ``<path>: <reason>`` on one line, for anything
-    unusable: a missing, corrupt, truncated, pickled or foreign file; metadata missing a field
-    or holding an unknown value; arrays that contradict the metadata.
+    unusable: a missing, corrupt, truncated, pickled or foreign file, a directory without a
+    checkpoint; metadata missing a field or holding an unknown value; arrays that contradict the
+    metadata.
     """
+    path = checkpoint_path(path)
     arrays = _read_arrays(path)
     meta = _read_meta(path, arrays.pop("meta", None))
     try:
@@ -127,9 +186,33 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split())
 
 
+# The first bytes of files that are often passed by mistake, and what they are.
+_MAGIC = {b"\x89PNG": "a PNG image", b"\x1f\x8b": "a gzip file", b"{": "JSON text",
+          b"\x00\x00\x08": "an IDX data file", b"%PDF": "a PDF document"}
+_PICKLED = "refused: it holds pickled Python objects, and checkpoints hold plain numeric arrays only " \
+           "(nothing in it was executed)"
+
+
+def _sniff(path: str) -> None:
+    """Refuse, by its first bytes, a file that is not a .npz (zip) archive, saying what it is."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as error:
+        raise CheckpointError(f"{path}: cannot read it ({error.strerror or error})") from None
+    if head.startswith(b"PK"):
+        return
+    if head.startswith(b"\x80"):  # pickle protocol 2 and later
+        raise CheckpointError(f"{path}: {_PICKLED}")
+    if head.startswith(b"\x93NUMPY"):
+        raise CheckpointError(f"{path}: a bare .npy array, not a checkpoint (.npz)")
+    kind = next((what for magic, what in _MAGIC.items() if head.startswith(magic)), None)
+    found = f": it is {kind}" if kind else (": the file is empty" if not head else "")
+    raise CheckpointError(f"{path}: not a checkpoint (a checkpoint is a .npz archive){found}")
+
+
 def _read_arrays(path: str) -> dict[str, np.ndarray]:
-    if not os.path.exists(path):
-        raise CheckpointError(f"{path}: no such checkpoint file")
+    _sniff(path)
     try:
         with np.load(path, allow_pickle=False) as npz:
             if not isinstance(npz, np.lib.npyio.NpzFile):
@@ -139,10 +222,7 @@ def _read_arrays(path: str) -> dict[str, np.ndarray]:
         raise
     except ValueError as error:
         if "pickle" in str(error) or "Object arrays" in str(error):
-            raise CheckpointError(
-                f"{path}: refused: it holds pickled Python objects, and checkpoints hold plain "
-                "numeric arrays only (nothing in it was executed)"
-            ) from None
+            raise CheckpointError(f"{path}: {_PICKLED}") from None
         raise CheckpointError(f"{path}: not a readable checkpoint ({_one_line(error)})") from None
     except (zipfile.BadZipFile, EOFError, OSError, KeyError, RuntimeError) as error:
         raise CheckpointError(
@@ -204,6 +284,8 @@ def _require(meta: dict[str, Any], key: str, kind: type | tuple[type, ...], what
 def _check_meta(meta: dict[str, Any]) -> tuple[TrainConfig, Progress]:
     """Parse and cross-check the metadata; ValueError/TypeError naming the field otherwise."""
     _require(meta, "engine", str, "the engine's name")
+    if "data_dir" in meta:
+        _require(meta, "data_dir", str, "a directory path")
     config_json = _require(meta, "config", dict, "an object")
     if meta["version"] == 1 and "t_max" not in config_json:
         # Version 1 had no t_max; its cosine period was the stored epochs.
@@ -272,3 +354,5 @@ def _check_history_row(name: str, row: object) -> None:
         value = row[column]
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise TypeError(f"{name}.{column}: expected a number, got {value!r}")
+    if "engine" in row and not isinstance(row["engine"], str):
+        raise TypeError(f"{name}.engine: expected an engine's name, got {row['engine']!r}")

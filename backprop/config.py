@@ -34,6 +34,92 @@ PRESETS: dict[str, dict[str, Any]] = {
                     lr_schedule="cosine"),
 }
 PRESET_NAMES: tuple[str, ...] = tuple(PRESETS)
+DEFAULT_PRESET = "default"
+
+# torch.optim's own defaults for the hyper-parameters the command line offers (torch 2.x: every
+# optimizer's lr is 1e-3, AdamW decays weights by 1e-2; tests/test_cli_defaults.py checks them
+# against the installed torch). A preset's lr and momentum belong to the preset's own optimizer.
+OPTIMIZER_DEFAULTS: dict[str, dict[str, float]] = {
+    "sgd": {"lr": 1e-3, "momentum": 0.0, "weight_decay": 0.0},
+    "adam": {"lr": 1e-3, "weight_decay": 0.0},
+    "adamw": {"lr": 1e-3, "weight_decay": 1e-2},
+}
+
+
+class ConfigError(ValueError):
+    """Flags that make no sense together; the message names the flag (``--nesterov ...``)."""
+
+
+def default_lr(preset: str, optimizer: str) -> float:
+    """The learning rate a run gets without --lr: the preset's when ``optimizer`` is the preset's
+    own, otherwise torch.optim's default for ``optimizer`` (so ``--optimizer adam`` alone trains
+    at Adam's 1e-3, not at an SGD preset's 0.05)."""
+    values = PRESETS[preset]
+    if optimizer == values["optimizer"]:
+        return float(values["lr"])
+    return OPTIMIZER_DEFAULTS[optimizer]["lr"]
+
+
+def default_momentum(preset: str, optimizer: str) -> float:
+    """SGD's momentum without --momentum: the preset's when it is an SGD preset, else 0 (and 0
+    for optimizers without momentum)."""
+    values = PRESETS[preset]
+    if optimizer == "sgd" and values["optimizer"] == "sgd":
+        return float(values.get("momentum", 0.0))
+    return 0.0
+
+
+def new_config(preset: str | None = None, **flags: Any) -> TrainConfig:
+    """A new run's configuration: ``preset`` (default "default"), overridden by ``flags`` (the
+    TrainConfig fields, plus ``epochs``; None means "not given").
+
+    Defaults that depend on the choice: lr and momentum are the preset's for the preset's own
+    optimizer and torch.optim's defaults for another (see default_lr); weight_decay is torch's
+    for the optimizer (0, AdamW 0.01). Raises ConfigError naming the flag for combinations that
+    make no sense: --momentum/--nesterov with Adam, --nesterov without momentum, --step-size or
+    --gamma without the step schedule, --activation without hidden layers, a --batch-size
+    larger than --limit.
+    """
+    name = preset or DEFAULT_PRESET
+    given = {k: v for k, v in flags.items() if v is not None}
+    unknown = set(given) - {f.name for f in fields(TrainConfig)}
+    if unknown:
+        raise TypeError(f"new_config: unknown fields {sorted(unknown)}")
+    values: dict[str, Any] = {**TrainConfig().__dict__, **PRESETS[name], "preset": name}
+    values.update(given)
+    optimizer = values["optimizer"]
+    if optimizer != "sgd":
+        if given.get("nesterov"):
+            raise ConfigError(f"--nesterov applies to --optimizer sgd only: Nesterov momentum is an option of "
+                              f"SGD, and {optimizer} has none")
+        if given.get("momentum"):
+            raise ConfigError(f"--momentum applies to --optimizer sgd only: {optimizer} has no momentum setting "
+                              "(its betas play that part)")
+    if "lr" not in given:
+        values["lr"] = default_lr(name, optimizer)
+    if "momentum" not in given:
+        values["momentum"] = default_momentum(name, optimizer)
+    if "weight_decay" not in given:
+        values["weight_decay"] = OPTIMIZER_DEFAULTS[optimizer]["weight_decay"]
+    if values["nesterov"] and values["momentum"] <= 0:
+        source = "--momentum 0" if "momentum" in given else f"the {name} preset's momentum 0"
+        raise ConfigError(f"--nesterov needs a momentum above 0 ({source}): add e.g. --momentum 0.9")
+    if values["lr_schedule"] != "step":
+        stray = [flag for flag in ("step_size", "gamma") if flag in given]
+        if stray:
+            source = "--lr-schedule" if "lr_schedule" in given else f"the {name} preset's schedule"
+            raise ConfigError(f"--{stray[0].replace('_', '-')} applies to --lr-schedule step, and this run's "
+                              f"schedule is {values['lr_schedule']} ({source})")
+    if not values["hidden"] and "activation" in given:
+        raise ConfigError(f"--activation {given['activation']}: a network without hidden layers (--hidden none) "
+                          "has no activation")
+    limit, batch = values["limit"], values["batch_size"]
+    if limit is not None and batch > limit:
+        source = "--batch-size" if "batch_size" in given else f"the {name} preset's batch size"
+        raise ConfigError(f"--batch-size {batch} ({source}) is larger than --limit {limit}: every epoch would be "
+                          f"one short batch of {limit}; give --batch-size {limit} or less")
+    values["t_max"] = values["epochs"]  # the cosine period is fixed now, at creation
+    return TrainConfig(**values)
 
 
 @dataclass
@@ -114,6 +200,23 @@ class TrainConfig:
             raise ValueError(f"config.sizes: {data['sizes']} contradicts config.hidden {config.hidden} "
                              f"(expected {config.sizes})")
         return config
+
+    def network_summary(self) -> str:
+        """``784-256-128-10 relu`` (an activation is named only when there are hidden layers:
+        ``784-10, no hidden layer``)."""
+        widths = "-".join(map(str, self.sizes))
+        return f"{widths} {self.activation}" if self.hidden else f"{widths}, no hidden layer"
+
+    def optimizer_summary(self) -> str:
+        """``sgd lr 0.05 momentum 0.9, cosine schedule``: the optimizer as it trains."""
+        parts = [f"{self.optimizer} lr {self.lr:g}"]
+        if self.optimizer == "sgd" and self.momentum:
+            parts.append(f"momentum {self.momentum:g}" + (" nesterov" if self.nesterov else ""))
+        if self.weight_decay:
+            parts.append(f"weight decay {self.weight_decay:g}")
+        schedule = {"constant": "constant lr", "cosine": "cosine schedule",
+                    "step": f"step schedule (x{self.gamma:g} every {self.step_size} epochs)"}[self.lr_schedule]
+        return " ".join(parts) + f", {schedule}"
 
     def architecture(self) -> dict[str, Any]:
         """What decides the network's shape and first parameters (without the optimizer)."""

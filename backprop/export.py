@@ -24,27 +24,32 @@ def oracle_module(checkpoint: Checkpoint) -> Any:
     return net.module
 
 
-def rebuild_code(module: Any) -> str:
-    """Python lines that rebuild ``module`` (a Sequential of torch.nn layers) and load the file
-    at PATH into it, spelled from the module's children and its parameters' dtype."""
+def rebuild_code(module: Any, load_path: str = "PATH") -> str:
+    """Python lines (unindented: they run as pasted) that rebuild ``module`` (a Sequential of
+    torch.nn layers) and load the file at
+    ``load_path`` into it (written as a Python string literal; the default leaves the placeholder
+    PATH), spelled from the module's children and its parameters' dtype."""
     import torch
 
     layers = ", ".join(f"nn.{child!r}" for child in module.children())
     dtype = next(module.parameters()).dtype
     cast = "" if dtype == torch.get_default_dtype() else f".to({dtype})"
+    where = "PATH" if load_path == "PATH" else repr(load_path)
     return (
-        "  import torch; from torch import nn\n"
-        f"  model = nn.Sequential({layers}){cast}\n"
-        "  model.load_state_dict(torch.load(PATH, weights_only=True))"
+        "import torch\n"
+        "from torch import nn\n"
+        f"model = nn.Sequential({layers}){cast}\n"
+        f"model.load_state_dict(torch.load({where}, weights_only=True))"
     )
 
 
-def export_torch(checkpoint: Checkpoint, path: str) -> str:
+def export_torch(checkpoint: Checkpoint, path: str, load_path: str | None = None) -> str:
     """Write the checkpoint's network as a torch.nn.Sequential state dict to ``path`` (atomically,
-    readable by ``torch.load(path, weights_only=True)``); returns the code that rebuilds it."""
+    readable by ``torch.load(path, weights_only=True)``); returns the code that rebuilds it and
+    loads ``load_path`` (default ``path``), ready to run."""
     import torch
 
     module = oracle_module(checkpoint)
     state = {name: tensor.detach().clone() for name, tensor in module.state_dict().items()}
     atomic_write(path, lambda f: torch.save(state, f))
-    return rebuild_code(module)
+    return rebuild_code(module, path if load_path is None else load_path)

@@ -27,29 +27,65 @@ def fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
+def current_umask() -> int:
+    """The process's umask (read from /proc where it is shown, else set and restored at once)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # the only portable way to read it: set it, and put it back at once
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode a new file gets from open(): 0o666 less the umask (0o644 under umask 022)."""
+    return 0o666 & ~current_umask()
+
+
 def atomic_write(path: str, write: Callable[[BinaryIO], object]) -> None:
     """Call ``write(file)`` on a temporary binary file beside ``path``, fsync it, then
     ``os.replace`` it in and fsync the directory.
 
-    A crash at any instant leaves either the old file or the new one, never a torn one. Any
-    exception from ``write`` (or a signal) removes the temporary file and propagates unchanged;
-    an OSError is raised when the directory is not writable.
+    A crash at any instant leaves either the old file or the new one, never a torn one. The file
+    gets the mode any new file gets (0o666 less the umask; mkstemp alone would make it 0o600).
+    Any exception from ``write`` (or a signal) removes the temporary file and propagates
+    unchanged, except an OSError, which is raised again naming ``path`` (never the temporary
+    file): a missing or unwritable directory, a full disk.
     """
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
     try:
+        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    except OSError as error:
+        raise _naming(error, path) from None
+    try:
+        os.chmod(tmp, file_mode())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(error, OSError):
+            raise _naming(error, path) from None
         raise
     fsync_dir(directory)
+
+
+def _naming(error: OSError, path: str) -> OSError:
+    """The same error (errno, message, subclass), about ``path``."""
+    if error.errno is None:
+        named = OSError(str(error))
+        named.filename = path
+        return named
+    return OSError(error.errno, error.strerror or str(error), path)
 
 
 def atomic_write_text(path: str, text: str) -> None:

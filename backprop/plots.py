@@ -38,27 +38,39 @@ def finish(fig: Any, axes: Iterable[Any], path: str) -> None:
 
 
 def plot_curves(rows: list[dict[str, Any]], path: str, title: str = "") -> None:
-    """Loss and accuracy per epoch, train vs test (rows: metrics.csv's)."""
+    """Loss and accuracy per epoch, train vs test (rows: metrics.csv's), on integer epoch ticks."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     epochs = [r["epoch"] for r in rows]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4.3))
     for key in ("train", "test"):
         ax_loss.plot(epochs, [r[f"{key}_loss"] for r in rows], marker="o", label=key)
         ax_acc.plot(epochs, [r[f"{key}_acc"] for r in rows], marker="o", label=key)
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if len(epochs) == 1:
+            ax.set_xlim(epochs[0] - 1, epochs[0] + 1)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, fontsize=10)
     finish(fig, (ax_loss, ax_acc), path)
 
 
-def plot_confusion(matrix: np.ndarray, path: str, title: str = "") -> None:
-    """A (10, 10) count matrix, rows the true class, columns the predicted one."""
+def plot_confusion(matrix: np.ndarray, path: str, title: str = "", classes: list[str] | None = None) -> None:
+    """A (k, k) count matrix, rows the true class, columns the predicted one, labelled with the
+    ``classes`` names (default 0..k-1) and a colour bar of image counts."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 5.5))
+    names = classes if classes is not None else [str(i) for i in range(len(matrix))]
+    fig, ax = plt.subplots(figsize=(7.5, 6.5))
     image = ax.imshow(matrix, cmap="Blues")
-    fig.colorbar(image, ax=ax)
-    ax.set(xlabel="predicted", ylabel="true", xticks=range(10), yticks=range(10), title=title)
+    bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    bar.set_label("test images")
+    ticks = range(len(names))
+    ax.set_xticks(ticks, names, rotation=45, ha="right", rotation_mode="anchor")
+    ax.set_yticks(ticks, names)
+    ax.set(xlabel="predicted class", ylabel="true class", title=title)
     threshold = matrix.max() / 2 if matrix.size else 0
     for (i, j), count in np.ndenumerate(matrix):
         ax.text(j, i, str(count), ha="center", va="center", fontsize=7,
@@ -68,9 +80,12 @@ def plot_confusion(matrix: np.ndarray, path: str, title: str = "") -> None:
     plt.close(fig)
 
 
-def plot_bench(rows: list[dict[str, Any]], path: str) -> None:
-    """Samples/s against batch size per engine, one panel per workload, GEMM floors dashed."""
+def plot_bench(rows: list[dict[str, Any]], path: str, title: str = "") -> None:
+    """Samples/s against batch size per engine, one panel per workload, GEMM floors dashed; the
+    x axis is ticked at exactly the batch sizes that were run."""
     plt = _pyplot()
+    from matplotlib.ticker import NullLocator
+
     workloads = list(dict.fromkeys(r["workload"] for r in rows))
     fig, axes = plt.subplots(1, len(workloads), figsize=(6 * len(workloads), 4.5), squeeze=False)
     for ax, workload in zip(axes[0], workloads):
@@ -83,15 +98,24 @@ def plot_bench(rows: list[dict[str, Any]], path: str) -> None:
             xs = sorted(floor)
             ax.plot(xs, [floor[b]["floor_samples_per_s"] for b in xs], linestyle="--",
                     label=f"GEMM floor ({library})")
+        batches = sorted({r["batch_size"] for r in subset})
         ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="samples / s",
                title=f"{workload} network, {subset[0]['dtype']}")
+        ax.set_xticks(batches, [str(b) for b in batches])
+        ax.xaxis.set_minor_locator(NullLocator())
+        if len(batches) == 1:
+            ax.set_xlim(batches[0] / 2, batches[0] * 2)
+    if title:
+        fig.suptitle(title, fontsize=10)
     finish(fig, axes[0], path)
 
 
-def plot_divergence(rows: list[dict[str, Any]], path: str, tol: float) -> None:
+def plot_divergence(rows: list[dict[str, Any]], path: str, tol: float, title: str = "") -> None:
     """compare's rows: the worst relative parameter difference and the loss difference per step."""
     plt = _pyplot()
-    fig, (ax_p, ax_l) = plt.subplots(1, 2, figsize=(11, 4))
+    from matplotlib.ticker import MaxNLocator
+
+    fig, (ax_p, ax_l) = plt.subplots(1, 2, figsize=(11, 4.3))
     for engine in dict.fromkeys(r["engine"] for r in rows):
         pts = [r for r in rows if r["engine"] == engine]
         steps = [r["step"] for r in pts]
@@ -99,9 +123,13 @@ def plot_divergence(rows: list[dict[str, Any]], path: str, tol: float) -> None:
         # Exact agreement (0) has no place on a log axis: those steps are left blank.
         params = [r["max_rel_diff"] or math.nan for r in pts]
         losses = [r["loss_diff"] or math.nan for r in pts]
-        ax_p.plot(steps, params, label=label)
-        ax_l.plot(steps, losses, ".", markersize=2, label=label)
+        ax_p.plot(steps, params, marker="." if len(steps) < 50 else None, label=label)
+        ax_l.plot(steps, losses, ".", markersize=2 if len(steps) >= 50 else 5, label=label)
     ax_p.axhline(tol, color="red", linestyle="--", label=f"--tol {tol:g}")
     ax_p.set(yscale="log", xlabel="step", ylabel="max relative parameter difference", title="parameters")
     ax_l.set(yscale="log", xlabel="step", ylabel="|loss difference|", title="loss (steps with equal losses blank)")
+    for ax in (ax_p, ax_l):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if title:
+        fig.suptitle(title, fontsize=10)
     finish(fig, (ax_p, ax_l), path)

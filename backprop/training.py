@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoint import METRIC_COLUMNS, Checkpoint, Progress, checkpoint_meta, save_checkpoint
+from .checkpoint import CHECKPOINT_NAME, CSV_COLUMNS, Checkpoint, Progress, checkpoint_meta, save_checkpoint
 from .config import TrainConfig
 from .datasets import Dataset
 from .engines import Engine, inference_mode, training_numerics
@@ -29,7 +29,12 @@ StepFunction = Callable[[Any, Any], tuple[float, int]]
 
 
 class TrainingDiverged(Exception):
-    """The loss became NaN or Inf; the message says where and what to try."""
+    """The loss became NaN or Inf; the message says where, and ``lr`` is the learning rate it
+    happened at (what to lower)."""
+
+    def __init__(self, message: str, lr: float) -> None:
+        super().__init__(message)
+        self.lr = lr
 
 
 class TrainingInterrupted(Exception):
@@ -101,32 +106,56 @@ def evaluate(engine: Engine, net: Any, x: np.ndarray, y: np.ndarray,
 
 
 def metrics_csv(rows: list[dict[str, Any]]) -> str:
-    """metrics.csv's text: METRIC_COLUMNS, one row per epoch (a missing lr, from a version 1
-    checkpoint, is left empty)."""
+    """metrics.csv's text: CSV_COLUMNS (the metrics and the engine), one row per epoch (a value a
+    row lacks, like the lr of a version 1 checkpoint, is left empty)."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, lineterminator="\n", restval="", extrasaction="ignore")
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n", restval="", extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
+
+
+def curves_title(config: TrainConfig, engines: list[str], dataset: str) -> str:
+    """curves.png's title: dataset, preset, network, the engine of each epoch (``engines``, in
+    epoch order; a resumed run that changed engine names which trained what), optimizer and
+    learning rate."""
+    spans: list[list[Any]] = []  # [engine, first epoch, last epoch]
+    for epoch, name in enumerate(engines, start=1):
+        if spans and spans[-1][0] == name:
+            spans[-1][2] = epoch
+        else:
+            spans.append([name, epoch, epoch])
+    if len(spans) <= 1:
+        engine_text = f"{engines[0] if engines else '?'} engine"
+    else:
+        parts = [f"{name} (epoch {a})" if a == b else f"{name} (epochs {a}-{b})" for name, a, b in spans]
+        engine_text = f"engines {' then '.join(parts)}: resumed with another engine"
+    limit = f", first {config.limit} samples" if config.limit else ""
+    return (f"{dataset}{limit}, {config.preset} preset: {config.network_summary()}, {engine_text}\n"
+            f"{config.optimizer_summary()}, batch {config.batch_size}")
 
 
 class Trainer:
     """Trains ``config``'s network with ``engine`` on ``dataset``, writing into ``out_dir``:
     config.json, metrics.csv, curves.png and checkpoint.npz after every epoch.
 
-    ``resume`` continues a validated checkpoint's exact trajectory (any engine's). Raises
-    ValueError when the checkpoint cannot continue on this data (another number of training
-    samples), and the engine's errors when its state does not load.
+    ``resume`` continues a validated checkpoint's exact trajectory (any engine's). ``data_dir``
+    (where ``dataset`` was read from) is recorded in config.json and the checkpoint, so that a
+    resumed run and an evaluation find the data again. Progress bars go to stderr when it is a
+    terminal (never with ``quiet``). Raises ValueError when the checkpoint cannot continue on this
+    data (another number of training samples), and the engine's errors when its state does not load.
     """
 
     def __init__(self, config: TrainConfig, engine: Engine, dataset: Dataset, out_dir: str,
                  quiet: bool = False, resume: Checkpoint | None = None,
-                 log: Callable[[str], object] = print) -> None:
+                 log: Callable[[str], object] = print, data_dir: str | None = None) -> None:
         self.config = config
         self.engine = engine
         self.out_dir = out_dir
         self.quiet = quiet
         self.log = log
+        self.data_dir = data_dir
+        self.dataset_name = dataset.name
         train_x, train_y = dataset.train_x, dataset.train_y
         if config.limit is not None:
             train_x, train_y = train_x[: config.limit], train_y[: config.limit]
@@ -150,7 +179,8 @@ class Trainer:
     # -- checkpoints ------------------------------------------------------------------------
     @property
     def checkpoint_path(self) -> str:
-        return os.path.join(self.out_dir, "checkpoint.npz")
+        """``<out_dir>/checkpoint.npz``."""
+        return os.path.join(self.out_dir, CHECKPOINT_NAME)
 
     def _restore(self, checkpoint: Checkpoint) -> None:
         samples = checkpoint.meta["rng"]["train_samples"]
@@ -159,11 +189,13 @@ class Trainer:
                              "(another --data-dir or dataset?): the batch order would differ")
         self.net.load_state_dict(checkpoint.params)
         self.optimizer.load_state_dict(checkpoint.optimizer)
-        self.progress = dataclasses.replace(checkpoint.progress, history=list(checkpoint.progress.history))
+        # Rows from files that predate the engine column: the engine that wrote the file is the best record.
+        history = [{"engine": checkpoint.engine, **row} for row in checkpoint.progress.history]
+        self.progress = dataclasses.replace(checkpoint.progress, history=history)
 
     def save(self) -> None:
         """Write checkpoint.npz (atomically) from the current parameters, optimizer and progress."""
-        meta = checkpoint_meta(self.config, self.engine.name, self.progress, len(self.train_y))
+        meta = checkpoint_meta(self.config, self.engine.name, self.progress, len(self.train_y), self.data_dir)
         save_checkpoint(self.checkpoint_path, self.net.state_dict(), self.optimizer.state_dict(), meta)
 
     # -- the loop ---------------------------------------------------------------------------
@@ -179,8 +211,10 @@ class Trainer:
         TrainingInterrupted after a Ctrl-C (a checkpoint of the last completed step was written).
         """
         os.makedirs(self.out_dir, exist_ok=True)
+        data_dir = {} if self.data_dir is None else {"data_dir": os.path.abspath(self.data_dir)}
         atomic_write_text(os.path.join(self.out_dir, "config.json"), json.dumps(
-            {**self.config.to_json(), "engine": self.engine.name, "device": self.engine.device}, indent=2))
+            {**self.config.to_json(), "engine": self.engine.name, "device": self.engine.device, **data_dir},
+            indent=2) + "\n")
         previous = signal.getsignal(signal.SIGINT)
         try:
             signal.signal(signal.SIGINT, self._on_sigint)
@@ -204,8 +238,10 @@ class Trainer:
         feeder.start_epoch(p.epoch)
         steps = feeder.steps_per_epoch
         train_step = make_step(engine, net, opt, loss_fn)
+        # disable=None: tqdm shows the bar only when stderr is a terminal (not in a pipe or a log file).
         bar = tqdm(total=steps, initial=p.step, desc=f"epoch {p.epoch + 1}/{cfg.epochs}", unit="batch",
-                   disable=self.quiet, leave=False, dynamic_ncols=True)
+                   disable=True if self.quiet else None, leave=False, dynamic_ncols=True)
+        show = not bar.disable
         next_refresh = 0.0
         engine.synchronize()
         started = time.perf_counter()
@@ -215,7 +251,7 @@ class Trainer:
                 try:
                     loss, hits = train_step(xb, yb)
                 except FloatingPointError as error:
-                    raise TrainingDiverged(self._divergence_message(error)) from None
+                    raise TrainingDiverged(self._divergence_message(error), self.optimizer.lr) from None
                 n = len(yb)
                 p.loss_sum += loss * n
                 p.correct += hits
@@ -223,7 +259,7 @@ class Trainer:
                 p.step += 1
                 p.global_step += 1
                 p.last_loss = loss
-                if not self.quiet:
+                if show:
                     bar.update(1)
                     now = time.perf_counter()
                     if now >= next_refresh:
@@ -250,9 +286,14 @@ class Trainer:
         last = f"{p.last_loss:.6g}" if p.last_loss is not None else "none yet"
         return (
             f"training diverged at step {p.global_step + 1} (epoch {p.epoch + 1}, batch {p.step + 1}): "
-            f"{error}. Last finite loss: {last}. Try a smaller --lr (now {self.optimizer.lr:g}). "
-            f"The last good checkpoint ({self.checkpoint_path}) was left as it was."
+            f"{error}. Last finite loss: {last}; learning rate {self.optimizer.lr:g}: try a smaller one. "
+            f"{self._checkpoint_note()}"
         )
+
+    def _checkpoint_note(self) -> str:
+        if os.path.exists(self.checkpoint_path):
+            return f"The last good checkpoint ({self.checkpoint_path}) was left as it was."
+        return "No checkpoint had been written yet."
 
     def _finish_epoch(self) -> None:
         p = self.progress
@@ -263,8 +304,8 @@ class Trainer:
             last = f"{p.last_loss:.6g}" if p.last_loss is not None else "none"
             raise TrainingDiverged(
                 f"training diverged in epoch {p.epoch + 1}: evaluating its parameters gave {error}. Last "
-                f"finite training loss: {last}. Try a smaller --lr (now {self.optimizer.lr:g}). "
-                f"The last good checkpoint ({self.checkpoint_path}) was left as it was."
+                f"finite training loss: {last}; learning rate {self.optimizer.lr:g}: try a smaller one. "
+                f"{self._checkpoint_note()}", self.optimizer.lr
             ) from None
         row = {
             "epoch": p.epoch + 1,
@@ -275,18 +316,21 @@ class Trainer:
             "test_acc": test_acc,
             "seconds": p.seconds,
             "samples_per_s": p.seen / p.seconds if p.seconds else math.nan,
+            "engine": self.engine.name,
         }
         eval_seconds = time.perf_counter() - eval_started
         p.history.append(row)
+        p.epoch += 1
+        p.step = p.correct = p.seen = 0
+        p.loss_sum = p.seconds = 0.0
+        # Files first, then the line: a reader that went away (`| head`) cannot cost the epoch.
+        self.save()
+        atomic_write_text(os.path.join(self.out_dir, "metrics.csv"), metrics_csv(p.history))
+        engines = [str(r.get("engine", self.engine.name)) for r in p.history]
+        plot_curves(p.history, os.path.join(self.out_dir, "curves.png"),
+                    title=curves_title(self.config, engines, self.dataset_name))
         self.log(
             f"epoch {row['epoch']:>2}/{self.config.epochs}  lr {row['lr']:.4g}  train loss {row['train_loss']:.4f} "
             f"acc {row['train_acc']:.4f}  |  test loss {row['test_loss']:.4f} acc {row['test_acc']:.4f}"
             f"  |  {row['seconds']:.2f} s ({row['samples_per_s']:,.0f} samples/s) + eval {eval_seconds:.2f} s"
         )
-        p.epoch += 1
-        p.step = p.correct = p.seen = 0
-        p.loss_sum = p.seconds = 0.0
-        self.save()
-        atomic_write_text(os.path.join(self.out_dir, "metrics.csv"), metrics_csv(p.history))
-        plot_curves(p.history, os.path.join(self.out_dir, "curves.png"),
-                    title=f"{self.config.dataset}, {self.engine.name} engine")

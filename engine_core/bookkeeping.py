@@ -13,7 +13,8 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
-from .checks import check_model_state, check_optimizer_state
+from .checks import check_model_state, check_optimizer_state, dtype_name_of, shape_of
+from .errors import backward_before_forward_message
 from .formats import ModelState, OptimizerState
 from .naming import linear_name
 
@@ -82,6 +83,9 @@ class SequentialBase(LayerBase[A]):
     def __init__(self, *layers: LayerBase[A]) -> None:
         self.layers = list(layers)
         self.training = True
+        # False until a forward completes, and again after a refused one: backward then has
+        # nothing consistent to differentiate (layers may hold parts of the refused batch).
+        self.forward_done = False
         stateful = [(index, layer) for index, layer in enumerate(self.layers) if layer.parameters() or layer.buffers()]
         self._stateful = [(self._prefix(index, order), layer) for order, (index, layer) in enumerate(stateful)]
         for index, layer in enumerate(self.layers):
@@ -184,7 +188,8 @@ class SequentialBase(LayerBase[A]):
         point, NaN/Inf). A float64 value loaded into float32 rounds to nearest.
         """
         targets = self._state()
-        arrays = check_model_state(self.shapes(), state)
+        dtype = dtype_name_of(next(iter(targets.values()))) if targets else None
+        arrays = check_model_state(self.shapes(), state, dtype)
         for name, value in arrays.items():
             self._copy_in(targets[name], value)
 
@@ -201,13 +206,24 @@ class SequentialBase(LayerBase[A]):
 
     # -- computation ----------------------------------------------------------------------------
     def forward(self, x: A) -> A:
+        self.forward_done = False
         for layer in self.layers:
             x = layer.forward(x)
+        self.forward_done = True
         return x
+
+    def check_forward_done(self, delta: object) -> None:
+        """RuntimeError unless the last forward completed (none ran, or it was refused)."""
+        if not self.forward_done:
+            last = self.layers[-1]
+            raise RuntimeError(backward_before_forward_message(
+                last.describe(), shape_of(delta), "(the shape of the last forward's output)"))
 
     def backward(self, delta: A, input_grad: bool = True) -> A | None:
         """Fills every gradient; returns dL/dx (None with input_grad=False, which spares the
-        first layer's input gradient that a training step never needs)."""
+        first layer's input gradient that a training step never needs). RuntimeError when no
+        forward completed since the last refused one."""
+        self.check_forward_done(delta)
         first = self.layers[0]
         for layer in reversed(self.layers[1:]):
             delta = layer.backward(delta)  # type: ignore[assignment]
@@ -296,7 +312,8 @@ class OptimizerBase(Generic[A]):
         Everything is validated first (engine_core.checks.check_optimizer_state); on any
         TypeError/ValueError nothing is modified.
         """
-        valid = check_optimizer_state(self.kind, self.hyper_parameters(), self.net.shapes(), state)
+        shapes = {name: tuple(value.shape) for name, value in self.net.parameters().items()}  # type: ignore[attr-defined]
+        valid = check_optimizer_state(self.kind, self.hyper_parameters(), shapes, state, dtype_name_of(self.params))
         buffers = {name: self._flat_copy(list(per.values())) for name, per in valid["state"].items()}
         self.buffers = buffers
         self.step_count = valid["step"]

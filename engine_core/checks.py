@@ -110,33 +110,80 @@ def check_sgd(lr: float, momentum: float, dampening: float, nesterov: bool, weig
 
 
 def check_adam(lr: float, betas: tuple[float, float], eps: float, weight_decay: float) -> None:
-    """torch.optim.Adam's own rules, with its wording (torch.optim.Adam documentation)."""
-    if lr < 0.0:
+    """torch.optim.Adam's own rules, with its wording (torch.optim.Adam documentation): written
+    as ``not 0.0 <= value``, as torch does, so NaN is refused too."""
+    if not 0.0 <= lr:
         raise ValueError(f"Invalid learning rate: {lr}")
-    if eps < 0.0:
+    if not 0.0 <= eps:
         raise ValueError(f"Invalid epsilon value: {eps}")
     if not 0.0 <= betas[0] < 1.0:
         raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
     if not 0.0 <= betas[1] < 1.0:
         raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
-    if weight_decay < 0.0:
+    if not 0.0 <= weight_decay:
         raise ValueError(f"Invalid weight_decay value: {weight_decay}")
 
 
+def check_seed(seed: object) -> int:
+    """A seed for np.random.default_rng: an int >= 0 (bool and None refused: a run must be
+    reproducible). Raises TypeError or ValueError naming the seed."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed: expected an int >= 0, got {type_name(seed)} {seed!r}")
+    if seed < 0:
+        raise ValueError(f"seed: expected an int >= 0, got {seed}")
+    return int(seed)
+
+
+def check_label_values(array: object) -> np.ndarray:
+    """Class labels as int64 (native byte order), refusing what a cast would hide: non-integer
+    dtypes (floats would be truncated, bools and strings are no labels) and values beyond int64.
+
+    Raises TypeError for the dtype, ValueError naming the first value that does not fit.
+    """
+    labels = native(np.asarray(array))
+    if labels.dtype.kind not in "iu":
+        raise TypeError(f"y: expected integer class labels, got dtype {labels.dtype}")
+    if labels.dtype.kind == "u" and labels.dtype.itemsize == 8 and labels.size:
+        too_big = labels > np.iinfo(np.int64).max
+        if too_big.any():
+            position = int(np.argmax(too_big))
+            raise ValueError(f"y: label {int(labels.flat[position])} at position {position} does not fit int64")
+    return labels.astype(np.int64, copy=False)
+
+
 def as_numpy(value: object, name: str) -> np.ndarray:
-    """A NumPy array in native byte order from a NumPy array or a tensor (.detach().cpu().numpy())."""
+    """A NumPy array in native byte order from a NumPy array or a tensor (.detach().cpu().numpy()).
+
+    Raises TypeError for anything else, or a tensor NumPy cannot hold (bfloat16, a meta tensor).
+    """
     if isinstance(value, np.ndarray):
         array = value
     elif hasattr(value, "detach") and hasattr(value, "cpu"):
-        array = value.detach().cpu().numpy()
+        try:
+            array = value.detach().cpu().numpy()  # type: ignore[attr-defined]
+        except (TypeError, RuntimeError, NotImplementedError) as error:
+            dtype = getattr(value, "dtype", "?")
+            raise TypeError(f"{name}: a tensor of dtype {dtype} NumPy cannot hold ({type(error).__name__}); "
+                            "expected float32 or float64 values") from None
     else:
         raise TypeError(f"{name}: expected an array, got {type_name(value)}")
     return native(array)
 
 
 def shape_of(array: object) -> tuple[int, ...]:
-    """The shape of an array-like as a tuple of ints, for messages (() for anything without one)."""
-    return tuple(int(n) for n in getattr(array, "shape", ()))
+    """The shape of an array-like as a tuple of ints, for messages (np.shape of a nested list)."""
+    shape = getattr(array, "shape", None)
+    if shape is None:
+        try:
+            shape = np.shape(array)  # type: ignore[arg-type,call-overload]
+        except (ValueError, TypeError):
+            shape = ()
+    return tuple(int(n) for n in shape)
+
+
+def dtype_name_of(array: object) -> str:
+    """'float32' for a NumPy array or a tensor of that dtype."""
+    return str(getattr(array, "dtype", "")).replace("torch.", "")
 
 
 def native(array: np.ndarray) -> np.ndarray:
@@ -150,14 +197,25 @@ def native(array: np.ndarray) -> np.ndarray:
     return array.astype(array.dtype.newbyteorder("="))
 
 
-def _float_array(value: object, name: str, shape: tuple[int, ...]) -> np.ndarray:
+STATE_DTYPES = ("float16", "float32", "float64")  # what every engine (NumPy and torch) can hold
+
+
+def _float_array(value: object, name: str, shape: tuple[int, ...], dtype: str | None = None) -> np.ndarray:
+    """A finite float16/32/64 array of ``shape`` whose values also stay finite in ``dtype``
+    (the network's, where it is cast), returned as a NumPy array in native byte order."""
     array = as_numpy(value, name)
     if array.dtype.kind != "f":
         raise TypeError(f"{name}: expected a floating-point array, got dtype {array.dtype}")
+    if array.dtype.name not in STATE_DTYPES:
+        raise TypeError(f"{name}: expected dtype {', '.join(STATE_DTYPES)}, got {array.dtype}")
     if tuple(array.shape) != tuple(shape):
         raise ValueError(f"{name}: expected shape {tuple(shape)}, got {tuple(array.shape)}")
     if not np.isfinite(array).all():
         raise ValueError(f"{name}: contains NaN or Inf")
+    if dtype is not None and array.size:
+        largest = float(np.abs(array).max())
+        if largest > float(np.finfo(dtype).max):
+            raise ValueError(f"{name}: holds {largest:g}, beyond {dtype}'s range (the network's dtype)")
     return array
 
 
@@ -171,8 +229,10 @@ def _check_keys(name: str, expected: Iterable[str], given: Iterable[Any], what: 
         raise ValueError(f"{name}: unexpected {what} {extra[0]!r} (expected {what}s {expected})")
 
 
-def check_model_state(expected: Mapping[str, tuple[int, ...]], state: object) -> dict[str, np.ndarray]:
-    """A model state dict: exactly the keys of ``expected``, each a finite float array of that shape.
+def check_model_state(expected: Mapping[str, tuple[int, ...]], state: object,
+                      dtype: str | None = None) -> dict[str, np.ndarray]:
+    """A model state dict: exactly the keys of ``expected``, each a finite float16/32/64 array of
+    that shape whose values stay finite in ``dtype`` (the network's) when given.
 
     Returns the values as NumPy arrays in native byte order. Raises TypeError/ValueError naming
     the key before anything is copied anywhere, so a failed load leaves the network untouched.
@@ -180,7 +240,8 @@ def check_model_state(expected: Mapping[str, tuple[int, ...]], state: object) ->
     if not isinstance(state, Mapping):
         raise TypeError(f"state_dict: expected a dict, got {type_name(state)}")
     _check_keys("state_dict", expected, state)
-    return {name: _float_array(state[name], f"state_dict[{name!r}]", shape) for name, shape in expected.items()}
+    return {name: _float_array(state[name], f"state_dict[{name!r}]", shape, dtype)
+            for name, shape in expected.items()}
 
 
 def expected_buffers(optimizer: str, hyper: Mapping[str, Any], step: int) -> tuple[str, ...]:
@@ -199,7 +260,8 @@ def expected_buffers(optimizer: str, hyper: Mapping[str, Any], step: int) -> tup
 
 
 def check_optimizer_state(
-    optimizer: str, hyper: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]], state: object
+    optimizer: str, hyper: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]], state: object,
+    dtype: str | None = None,
 ) -> OptimizerState:
     """Validate a whole optimizer state dict before anything is loaded (all-or-nothing).
 
@@ -209,7 +271,8 @@ def check_optimizer_state(
     {buffer: {parameter: array}}} with exactly the buffers that ``step`` steps of this optimizer
     leave (see expected_buffers: a step count that contradicts the buffers is refused), each
     buffer holding every parameter, each a finite float array of the parameter's shape, second
-    moments >= 0. Loading Adam state saved without amsgrad into an amsgrad optimizer is refused
+    moments >= 0, values finite in ``dtype`` (the parameters', when given). Loading Adam state
+    saved without amsgrad into an amsgrad optimizer is refused
     (torch would accept it and fail at the next step with KeyError 'max_exp_avg_sq').
 
     Returns the validated state with NumPy arrays in native byte order. Raises TypeError for a
@@ -228,8 +291,13 @@ def check_optimizer_state(
     lr = state["lr"]
     if isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating, np.integer)):
         raise TypeError(f"{label}: 'lr' must be a number, got {lr!r}")
-    if not (math.isfinite(lr) and lr >= 0):
-        raise ValueError(f"{label}: 'lr' must be a finite number >= 0, got {lr}")
+    try:
+        finite = math.isfinite(lr) and lr >= 0
+    except OverflowError:  # an int beyond any float
+        finite = False
+    if not finite:
+        shown = repr(lr) if len(repr(lr)) <= 40 else repr(lr)[:37] + "..."
+        raise ValueError(f"{label}: 'lr' must be a finite number >= 0, got {shown}")
     buffers = state["state"]
     if not isinstance(buffers, Mapping):
         raise TypeError(f"{label}: 'state' must be a dict of buffers, got {type_name(buffers)}")
@@ -263,7 +331,7 @@ def check_optimizer_state(
         arrays = {}
         for param, shape in shapes.items():
             where = f"{label}: {name}[{param!r}]"
-            array = _float_array(per_param[param], where, shape)
+            array = _float_array(per_param[param], where, shape, dtype)
             if name in NON_NEGATIVE_BUFFERS and (array < 0).any():
                 raise ValueError(f"{where}: a second moment must be >= 0, got {float(array.min())}")
             arrays[param] = array

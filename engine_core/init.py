@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from .checks import check_choice, check_sizes
+from .checks import check_choice, check_seed, check_sizes
 from .naming import INITS, linear_name
 
 
@@ -41,7 +41,8 @@ def _draw_layer(
 
 def initial_parameters(sizes: list[int], init: str, seed: int) -> dict[str, np.ndarray]:
     """{"fc{i}.weight": (sizes[i], sizes[i+1]), "fc{i}.bias": (sizes[i+1],)} in float64, from one
-    ``np.random.default_rng(seed)``, layer after layer. Raises ValueError for an unknown init.
+    ``np.random.default_rng(seed)``, layer after layer. Raises ValueError for an unknown init,
+    TypeError/ValueError for a seed that is not an int >= 0.
 
     Formulas: xavier_normal N(0, 2/(fan_in+fan_out)); xavier_uniform U(+-sqrt(6/(fan_in+fan_out)));
     he_normal N(0, 2/fan_in); torch_default is nn.Linear.reset_parameters (torch.nn.Linear
@@ -49,7 +50,7 @@ def initial_parameters(sizes: list[int], init: str, seed: int) -> dict[str, np.n
     """
     sizes = check_sizes(sizes)
     check_choice("init", init, INITS)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     params: dict[str, np.ndarray] = {}
     for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         name = linear_name(i)

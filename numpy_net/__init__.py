@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine_core.checks import check_label_values
 from engine_core.errors import NonFiniteError
 from engine_core.init import initial_parameters
 from engine_core.naming import INITS
 
-from .layers import ACTIVATIONS, Identity, Layer, Linear, ReLU, Sigmoid, Tanh
+from .conv import AvgPool2d, Conv2d, Flatten, MaxPool2d
+from .layers import ACTIVATIONS, GELU, Identity, Layer, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
 from .losses import SoftmaxCrossEntropy
 from .model import MLP, Sequential
+from .normalization import BatchNorm1d, BatchNorm2d, Dropout
 from .optim import SGD, Adam, AdamW, Optimizer
 
 # What a trainer needs to know (engine_core.protocol.Traits).
@@ -38,12 +41,17 @@ def to_numpy(array: np.ndarray) -> np.ndarray:
 
 
 def labels(array: np.ndarray) -> np.ndarray:
-    """Integer class labels as this engine wants them (int64; no copy if they already are)."""
-    return np.asarray(array, dtype=np.int64)
+    """Integer class labels as this engine wants them (int64; no copy if they already are).
+
+    Raises TypeError for non-integer labels (a cast would truncate floats) and ValueError for a
+    value beyond int64 (engine_core.checks.check_label_values)."""
+    return check_label_values(array)
 
 
 __all__ = [
     "ACCUMULATES_GRADIENTS", "ACTIVATIONS", "DEVICES", "INITS", "MLP", "NAME", "SGD", "TRAINING_KWARGS", "Adam",
-    "AdamW", "Identity", "Layer", "Linear", "NonFiniteError", "Optimizer", "ReLU", "Sequential", "Sigmoid",
+    "AdamW", "BatchNorm1d", "BatchNorm2d", "Dropout", "GELU", "Identity", "Layer", "LeakyReLU", "Linear",
+    "NonFiniteError", "Optimizer", "ReLU", "Sequential", "Sigmoid",
     "SoftmaxCrossEntropy", "Tanh", "asarray", "initial_parameters", "labels", "to_numpy",
+    "AvgPool2d", "Conv2d", "Flatten", "MaxPool2d",
 ]

@@ -10,11 +10,14 @@ differentiates the new contents.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from engine_core.bookkeeping import LayerBase
-from engine_core.checks import shape_of
+from engine_core.checks import check_type, native, shape_of
 from engine_core.errors import backward_before_forward_message
+from engine_core.layer_checks import check_approximate, check_negative_slope
 
 from .checks import check_delta, check_features
 
@@ -109,6 +112,16 @@ class Activation(Layer):
     def _out(self, name: str, like: np.ndarray) -> np.ndarray:
         return like if self.inplace else self._buffer(name, like.shape, like.dtype)
 
+    def _input(self, x: object) -> np.ndarray:
+        """x as a float np.ndarray in native byte order; TypeError naming the layer otherwise."""
+        if x.__class__ is np.ndarray and x.dtype.isnative and x.dtype.kind == "f":  # type: ignore[attr-defined]
+            return x  # type: ignore[return-value]
+        check_type(f"{self.describe()}: x", x, np.ndarray, "numpy.ndarray")
+        array = native(x)  # type: ignore[arg-type]
+        if array.dtype.kind != "f":
+            raise TypeError(f"{self.describe()}: x: expected a floating-point array, got dtype {array.dtype}")
+        return array
+
     def _check_delta(self, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(delta, a): RuntimeError before any forward, ValueError/TypeError for a delta unlike a."""
         a = self.a
@@ -122,6 +135,7 @@ class Identity(Activation):
     """a = z; da/dz = 1."""
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        x = self._input(x)
         self.a = x
         return x
 
@@ -134,6 +148,7 @@ class ReLU(Activation):
     """a = max(z, 0); da/dz = 1 where z > 0 else 0 (torch's convention at 0)."""
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        x = self._input(x)
         a = np.maximum(x, 0, out=self._out("_a", x))
         self.a = a  # a > 0 exactly where z > 0, so the output is enough for backward
         return a
@@ -150,6 +165,7 @@ class Sigmoid(Activation):
     """a = 1 / (1 + exp(-z)); da/dz = a (1 - a)."""
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        x = self._input(x)
         a = self._out("_a", x)
         np.negative(x, out=a)
         # exp(-z) overflows to Inf for z below about -88 (float32) / -745 (float64), and 1/Inf
@@ -174,6 +190,7 @@ class Tanh(Activation):
     """a = tanh(z); da/dz = 1 - a^2."""
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        x = self._input(x)
         a = np.tanh(x, out=self._out("_a", x))
         self.a = a
         return a
@@ -185,6 +202,126 @@ class Tanh(Activation):
         np.subtract(1, slope, out=slope)
         dz = self._out("_dz", delta)
         return np.multiply(delta, slope, out=dz)
+
+
+class LeakyReLU(Activation):
+    """a = z where z > 0 else negative_slope * z; da/dz = 1 where z > 0 else negative_slope
+    (torch's convention at 0). Any finite slope: 0 is ReLU, 1 the identity.
+
+    The derivative is kept from the forward (it cannot be read off the output when the slope
+    is <= 0). Raises TypeError/ValueError for a slope that is not a finite number.
+    """
+
+    def __init__(self, negative_slope: float = 0.01, inplace: bool = False) -> None:
+        super().__init__(inplace)
+        self.negative_slope = check_negative_slope(negative_slope)
+        self.slope: np.ndarray | None = None  # da/dz of the last forward
+
+    def __repr__(self) -> str:
+        return f"LeakyReLU(negative_slope={self.negative_slope})"
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        x = self._input(x)
+        slope = self._buffer("_slope", x.shape, x.dtype)
+        np.less_equal(x, 0, out=slope)
+        slope *= self.negative_slope  # the slope where z <= 0, else 0
+        slope += np.greater(x, 0, out=self._buffer("_pos", x.shape, x.dtype))  # + 1 where z > 0 (exact: a term is 0)
+        a = np.multiply(x, slope, out=self._out("_a", x))  # after the slope: in place, a overwrites x
+        self.a, self.slope = a, slope
+        return a
+
+    def backward(self, delta: np.ndarray) -> np.ndarray:
+        delta, _ = self._check_delta(delta)
+        assert self.slope is not None  # _check_delta saw a forward
+        return np.multiply(delta, self.slope, out=self._out("_dz", delta))
+
+
+def _erf() -> Callable[..., np.ndarray]:
+    """scipy.special.erf (NumPy has none), imported when first needed so that importing numpy_net
+    stays fast; accurate to a few ulp in float64."""
+    from scipy.special import erf
+
+    return erf  # type: ignore[no-any-return]
+
+
+class GELU(Activation):
+    """a = z Phi(z), Phi(z) = (1 + erf(z / sqrt 2)) / 2 the standard normal CDF;
+    da/dz = Phi(z) + z phi(z), phi(z) = exp(-z^2 / 2) / sqrt(2 pi).
+
+    approximate="tanh": a = z (1 + t) / 2 with t = tanh(k (z + c z^3)), k = sqrt(2/pi), c = 0.044715;
+    da/dz = (1 + t) / 2 + z (1 - t^2) k (1 + 3 c z^2) / 2 (torch.nn.GELU's two forms).
+    Raises ValueError for another ``approximate``.
+    """
+
+    SQRT_HALF = 0.7071067811865476  # 1 / sqrt(2)
+    INV_SQRT_2PI = 0.3989422804014327  # 1 / sqrt(2 pi)
+    K = 0.7978845608028654  # sqrt(2 / pi)
+    C = 0.044715
+
+    def __init__(self, approximate: str = "none", inplace: bool = False) -> None:
+        super().__init__(inplace)
+        self.approximate = check_approximate(approximate)
+        self._erf = _erf() if self.approximate == "none" else None
+        self.z: np.ndarray | None = None  # the last forward's input (a copy when in place)
+        self.cdf: np.ndarray | None = None  # Phi(z); for the tanh form, t
+
+    def __repr__(self) -> str:
+        return f"GELU(approximate={self.approximate!r})"
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        x = self._input(x)
+        if self.inplace:  # a overwrites x: keep z for backward
+            z = self._buffer("_z", x.shape, x.dtype)
+            np.copyto(z, x)
+        else:
+            z = x
+        cdf = self._buffer("_cdf", x.shape, x.dtype)
+        a = self._out("_a", x)
+        if self._erf is not None:  # Phi(z) = (1 + erf(z / sqrt 2)) / 2
+            np.multiply(z, self.SQRT_HALF, out=cdf)
+            self._erf(cdf, out=cdf)
+            cdf += 1
+            cdf *= 0.5
+            np.multiply(z, cdf, out=a)
+        else:  # t = tanh(k z (1 + c z^2)); a = z (1 + t) / 2
+            t = cdf  # the tanh form keeps t in this buffer
+            np.multiply(z, z, out=t)
+            t *= self.C
+            t += 1
+            t *= z
+            t *= self.K
+            np.tanh(t, out=t)
+            np.add(t, 1, out=a)
+            a *= z
+            a *= 0.5
+        self.a, self.z, self.cdf = a, z, cdf
+        return a
+
+    def backward(self, delta: np.ndarray) -> np.ndarray:
+        delta, _ = self._check_delta(delta)
+        z, cdf = self.z, self.cdf
+        assert z is not None and cdf is not None  # _check_delta saw a forward
+        slope = self._buffer("_slope", z.shape, z.dtype)
+        np.multiply(z, z, out=slope)
+        if self._erf is not None:  # Phi(z) + z phi(z)
+            slope *= -0.5
+            np.exp(slope, out=slope)
+            slope *= self.INV_SQRT_2PI
+            slope *= z
+            slope += cdf
+        else:  # (1 + t) / 2 + z (1 - t^2) k (1 + 3 c z^2) / 2
+            slope *= 3 * self.C
+            slope += 1
+            slope *= z
+            slope *= 0.5 * self.K
+            t, tmp = cdf, self._buffer("_tmp", z.shape, z.dtype)
+            np.multiply(t, t, out=tmp)
+            np.subtract(1, tmp, out=tmp)
+            slope *= tmp
+            np.add(t, 1, out=tmp)
+            tmp *= 0.5
+            slope += tmp
+        return np.multiply(delta, slope, out=self._out("_dz", delta))
 
 
 ACTIVATIONS: dict[str, type[Activation]] = {

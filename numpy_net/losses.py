@@ -39,12 +39,15 @@ class SoftmaxCrossEntropy:
         # The row maxima, read at the argmax: NumPy's argmax over short rows is ~4x faster than
         # its max (a NaN anywhere in a row is that row's argmax, so NaN still propagates).
         top = logits[rows, logits.argmax(axis=1)]
-        np.subtract(logits, top[:, None], out=shifted)
-        picked = shifted[rows, y]  # z_y - max, before shifted becomes exp(shifted)
-        np.exp(shifted, out=shifted)
-        total = np.matmul(shifted, self._ones)[:, None]  # row sums as one BLAS gemv
-        loss = float(np.log(total).sum() - picked.sum()) / batch
-        shifted /= total  # now softmax(z)
+        # Logits beyond the dtype's range after the shift overflow here; the loss then comes out
+        # non-finite and raise_non_finite_logits says so: NumPy's own warning would come first.
+        with np.errstate(over="ignore", invalid="ignore"):
+            np.subtract(logits, top[:, None], out=shifted)
+            picked = shifted[rows, y]  # z_y - max, before shifted becomes exp(shifted)
+            np.exp(shifted, out=shifted)
+            total = np.matmul(shifted, self._ones)[:, None]  # row sums as one BLAS gemv
+            loss = float(np.log(total).sum() - picked.sum()) / batch
+            shifted /= total  # now softmax(z)
         self.y = y
         if not math.isfinite(loss):
             raise_non_finite_logits(logits)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from engine_core.bookkeeping import FcNaming, SequentialBase
-from engine_core.checks import check_choice, check_dtype_name, check_sizes
+from engine_core.checks import check_choice, check_dtype_name, check_seed, check_sizes
 from engine_core.init import initial_parameters
 from engine_core.naming import ACTIVATION_NAMES, INITS
 
@@ -61,7 +61,7 @@ class MLP(FcNaming, Sequential):
         self.sizes = sizes
         self.activation = activation
         self.init = init
-        self.seed = seed
+        self.seed = check_seed(seed)
         self.dtype = check_dtype_name(dtype)
         layers: list[Layer] = []
         for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -77,9 +77,11 @@ class MLP(FcNaming, Sequential):
 
         Raises TypeError/ValueError for a bad x, NonFiniteError for NaN/Inf in x.
         """
+        self.forward_done = False
         layers = self.layers
         h = layers[0].forward(x)  # checks x's type, shape and dtype
         check_finite_input(layers[0].x, h)  # type: ignore[attr-defined]
         for layer in layers[1:]:
             h = layer.forward(h)
+        self.forward_done = True
         return h.copy()

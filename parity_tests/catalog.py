@@ -14,13 +14,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from engine_core.naming import DTYPES
-from engine_core.specs import LayerSpec, output_shape
+from engine_core.specs import LayerSpec, build, output_shape, pair
+
+from . import profile  # noqa: F401  (the harness's hypothesis settings)
 
 
 @dataclass(frozen=True)
@@ -34,12 +38,16 @@ class LayerCase:
     seed: int
     x: np.ndarray = field(repr=False, compare=False)
     delta: np.ndarray = field(repr=False, compare=False)
+    # The one-layer stack's starting state where the entry draws one (state-dict keys "0.weight", ...);
+    # empty: engine_core.specs.initial_state(seed).
+    state: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     def __repr__(self) -> str:
         with np.printoptions(precision=17, threshold=100_000):
+            state = "".join(f", {k!r}: np.array({v.tolist()})" for k, v in self.state.items())
             return (f"LayerCase(spec={self.spec!r}, input_shape={self.input_shape}, dtype={self.dtype!r}, "
                     f"training={self.training}, seed={self.seed}, x=np.array({self.x.tolist()}), "
-                    f"delta=np.array({self.delta.tolist()}))")
+                    f"delta=np.array({self.delta.tolist()})" + (f", state={{{state[2:]}}})" if state else ")"))
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,9 @@ class Entry:
     rtol32: float = 2e-4
     bound: float = 4.0  # inputs drawn from [-bound, bound]
     modes: tuple[bool, ...] = (True,)  # training flags to try (layers that differ get (True, False))
+    # Optional: reworks the drawn x (e.g. near-constant channels), and draws a starting state.
+    inputs: Callable[[st.DrawFn, LayerSpec, np.ndarray], np.ndarray] | None = None
+    state: Callable[[st.DrawFn, LayerSpec], dict[str, np.ndarray]] | None = None
 
 
 def _elements(bound: float) -> st.SearchStrategy[float]:
@@ -62,15 +73,27 @@ def layer_cases(draw: st.DrawFn, entry: Entry, dtype: str | None = None) -> Laye
     """A LayerCase for ``entry``: its spec and input shape, then x and delta of the right shapes."""
     spec, shape = entry.draw(draw)
     out = output_shape(spec, shape)
+    x = draw(arrays(np.float64, shape, elements=_elements(entry.bound)))
     return LayerCase(
         spec=spec,
         input_shape=shape,
         dtype=dtype or draw(st.sampled_from(DTYPES)),
         training=draw(st.sampled_from(entry.modes)),
         seed=draw(st.integers(0, 2**32 - 1)),
-        x=draw(arrays(np.float64, shape, elements=_elements(entry.bound))),
+        x=entry.inputs(draw, spec, x) if entry.inputs else x,
         delta=draw(arrays(np.float64, out, elements=_elements(1.0))),
+        state=entry.state(draw, spec) if entry.state else {},
     )
+
+
+def build_case(module: ModuleType, case: LayerCase) -> Any:
+    """The case's one-layer Sequential in ``module``'s engine: engine_core.specs.build, then the
+    case's drawn state (if any), in the case's train/eval mode."""
+    net = build(module, [case.spec], case.dtype, seed=case.seed)
+    if case.state:
+        net.load_state_dict({**net.state_dict(), **case.state})
+    net.train(case.training)
+    return net
 
 
 # -- the entries ------------------------------------------------------------------------------------
@@ -90,14 +113,144 @@ def _elementwise(kind: str, **args_strategies: st.SearchStrategy) -> Callable:
     return draw_case
 
 
+def _batchnorm(kind: str) -> Callable:
+    """BatchNorm1d (B, C) or BatchNorm2d (B, C, H, W) with more than one value per channel
+    (n = B or B*H*W >= 2: train mode refuses n = 1, as torch does), eps from torch's 1e-5 up."""
+
+    def draw_case(draw: st.DrawFn) -> tuple[LayerSpec, tuple[int, ...]]:
+        channels = draw(st.integers(1, 4))
+        args = {"num_features": channels, "eps": draw(st.sampled_from([1e-5, 1e-3, 0.1])),
+                "momentum": draw(st.sampled_from([0.1, 0.0, 1.0]) | st.floats(0.0, 1.0))}
+        if kind == "batchnorm1d":
+            return LayerSpec(kind, args), (draw(st.integers(2, 8)), channels)
+        height, width = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+        batch = draw(st.integers(1 if height * width > 1 else 2, 3))
+        return LayerSpec(kind, args), (batch, channels, height, width)
+
+    return draw_case
+
+
+def _near_constant_channel(draw: st.DrawFn, spec: LayerSpec, x: np.ndarray) -> np.ndarray:
+    """Sometimes one channel becomes level + spread * noise: exactly constant (spread 0, var 0) or
+    nearly (var <= 1e-6, below eps), where 1/sqrt(var + eps) amplifies rounding the most."""
+    if not draw(st.booleans()):
+        return x
+    channel = draw(st.integers(0, spec.args["num_features"] - 1))
+    level, spread = draw(_elements(4.0)), draw(st.sampled_from([0.0, 1e-6, 1e-3]))
+    x = x.copy()
+    x[:, channel] = level + spread * x[:, channel] / 4.0
+    return x
+
+
+def _batchnorm_state(draw: st.DrawFn, spec: LayerSpec) -> dict[str, np.ndarray]:
+    """weight and bias of either sign (0 included), running statistics away from their start
+    (running_var in [0.1, 4]), so eval mode and the weight's place in dL/dx are tested."""
+    shape = (spec.args["num_features"],)
+
+    def vector(low: float, high: float) -> np.ndarray:
+        return draw(arrays(np.float64, shape, elements=st.floats(low, high, allow_subnormal=False)))
+
+    return {"0.weight": vector(-2.0, 2.0), "0.bias": vector(-2.0, 2.0),
+            "0.running_mean": vector(-2.0, 2.0), "0.running_var": vector(0.1, 4.0)}
+
+
+def _ints_or_pairs(low: int, high: int) -> st.SearchStrategy:
+    """torch's int-or-(height, width) convention: an int (what shrinking prefers) or a pair."""
+    return st.integers(low, high) | st.tuples(st.integers(low, high), st.integers(low, high))
+
+
+def _conv2d(draw: st.DrawFn) -> tuple[LayerSpec, tuple[int, ...]]:
+    """Conv2d: 1-4 channels in and out, kernel 1-4, stride 1-3, padding 0-2 (ints or pairs, so
+    rectangular kernels and unequal strides/paddings too), with or without bias; input
+    (1-4, C_in, H, W) with H, W <= 9 and at least one window in the padded input."""
+    c_in, c_out = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    kernel, stride, padding = draw(_ints_or_pairs(1, 4)), draw(_ints_or_pairs(1, 3)), draw(_ints_or_pairs(0, 2))
+    (kh, kw), (ph, pw) = pair(kernel), pair(padding)
+    height, width = draw(st.integers(max(1, kh - 2 * ph), 9)), draw(st.integers(max(1, kw - 2 * pw), 9))
+    spec = LayerSpec("conv2d", {"in_channels": c_in, "out_channels": c_out, "kernel_size": kernel,
+                                "stride": stride, "padding": padding, "bias": draw(st.booleans())})
+    return spec, (draw(st.integers(1, 4)), c_in, height, width)
+
+
+def _pool2d(kind: str) -> Callable:
+    """MaxPool2d/AvgPool2d: kernel 1-3, stride None (= the kernel), or 1-3 (overlapping windows,
+    gaps between windows); input (1-4, 1-4, H, W) with kernel <= H, W <= 9."""
+
+    def draw_case(draw: st.DrawFn) -> tuple[LayerSpec, tuple[int, ...]]:
+        kernel, stride = draw(_ints_or_pairs(1, 3)), draw(st.none() | _ints_or_pairs(1, 3))
+        kh, kw = pair(kernel)
+        shape = (draw(st.integers(1, 4)), draw(st.integers(1, 4)), draw(st.integers(kh, 9)), draw(st.integers(kw, 9)))
+        return LayerSpec(kind, {"kernel_size": kernel, "stride": stride}), shape
+
+    return draw_case
+
+
+def _ties(draw: st.DrawFn, spec: LayerSpec, x: np.ndarray) -> np.ndarray:
+    """Max-pool inputs with ties: x as drawn, rounded to the five values -2..2, or rounded and
+    clipped at 0 (a ReLU's output: whole windows of zeros). A tie's gradient goes to the first
+    maximum in row-major order, torch's choice; the finite differences pass over ties (kinks)."""
+    form = draw(st.sampled_from(["as drawn", "five values", "after relu"]))
+    if form == "as drawn":
+        return x
+    rounded = np.round(x / 2.0)
+    return rounded if form == "five values" else np.maximum(rounded, 0.0)
+
+
+def _flatten(draw: st.DrawFn) -> tuple[LayerSpec, tuple[int, ...]]:
+    rank = draw(st.integers(2, 4))
+    return LayerSpec("flatten"), tuple(draw(st.lists(st.integers(1, 5), min_size=rank, max_size=rank)))
+
+
 CATALOG: dict[str, Entry] = {
     # float32: one dot product of <= 12 terms per output, rounded independently by each library
     # (different BLAS kernels): <= 12 u of the scale, far inside 2e-4.
     "linear": Entry("linear", _linear),
+    # float32, conv2d: an output is a dot product of C_in kh kw <= 64 products, an input gradient
+    # one of <= C_out kh kw = 64, a weight gradient a sum over B H_out W_out <= 4 * 13 * 13 = 676
+    # products (kernel 1, padding 2). torch's kernels and BLAS sum in different orders, so the
+    # engines round independently; a sum of n products errs by about sqrt(n) u (u = 6e-8) of the
+    # sum of |terms| (at most n u), and for random-sign terms that sum of |terms| is sqrt(n) times
+    # the result: n u = 4e-5 of the largest gradient at n = 676; 2e-4 leaves a 5x margin (measured:
+    # below 2e-6). A padding or stride bug errs by O(1) of the scale.
+    "conv2d": Entry("conv2d", _conv2d),
+    # Pooling: a max is exact (the same element in every engine; ties as torch breaks them) and
+    # its dL/dx adds <= 9 deltas where windows overlap; an average sums <= 9 values in torch's
+    # row-major order and divides by kh kw: a few u, far inside 2e-4. Flattening is exact.
+    "maxpool2d": Entry("maxpool2d", _pool2d("maxpool2d"), inputs=_ties),
+    "avgpool2d": Entry("avgpool2d", _pool2d("avgpool2d")),
+    "flatten": Entry("flatten", _flatten),
     "identity": Entry("identity", _elementwise("identity")),
     # Saturating inputs (|z| up to 30) are where sigmoid/tanh derivatives underflow; float32's
     # exp/tanh differ between libraries by a few ulp, inside 2e-4 of the scale.
     "relu": Entry("relu", _elementwise("relu"), bound=30.0),
     "sigmoid": Entry("sigmoid", _elementwise("sigmoid"), bound=30.0),
     "tanh": Entry("tanh", _elementwise("tanh"), bound=30.0),
+    # Any finite slope (torch accepts any float): 0 is ReLU, 1 the identity, negative ones flip
+    # the negative half. One multiplication by 1 or by the slope rounded to the dtype: exact up
+    # to that rounding in every engine.
+    "leakyrelu": Entry("leakyrelu", _elementwise(
+        "leakyrelu", negative_slope=st.sampled_from([0.01, 0.0, 1.0, -0.5, 0.2, 5.0]) | st.floats(-3.0, 3.0)),
+        bound=30.0),
+    # Both forms; |z| up to 30 saturates erf/tanh (a -> 0 or z, da/dz -> 0 or 1). float32 erf,
+    # exp and tanh differ between libraries by a few ulp, inside 2e-4 of the scale.
+    "gelu": Entry("gelu", _elementwise("gelu", approximate=st.sampled_from(["none", "tanh"])), bound=30.0),
+    # The same NumPy-drawn mask from the same seed in every engine, times the same rounded
+    # 1/(1 - p): bit-identical in practice. p = 1 drops everything; eval mode is the identity.
+    "dropout": Entry("dropout", _elementwise(
+        "dropout", p=st.sampled_from([0.0, 0.2, 0.5, 0.9, 1.0]), seed=st.integers(0, 2**32 - 1)),
+        modes=(True, False)),
+    # float32 rtol 1e-3. The libraries sum the batch mean differently (torch in double or float
+    # accumulators, NumPy pairwise in float32): means of a channel at level |c| <= 4 differ by a
+    # few ulp, k u |c| with k <= 4. xhat = (x - mean) / sqrt(var + eps) carries that difference
+    # times 1/sqrt(var + eps), which for a (near-)constant channel (var <= 1e-6 < eps) is up to
+    # 1/sqrt(1e-5) = 316; y = weight xhat + bias, |weight| <= 2, and grads["weight"] =
+    # sum(dy xhat) (the shift is common to the channel: sum(dy) times it, and sum(dy) is
+    # grads["bias"], inside the scale) inherit it: k u |c| |weight| 316 / |c| <= 4 * 6e-8 * 2 *
+    # 316 = 1.5e-4 of the scale (observed: 7.5e-5 over 4,000 drawn cases). 1e-3 leaves a 6x
+    # margin; the bug it is there to catch, a term of dL/dx dropped, errs by O(1) of the scale.
+    # In float64 the same amplification leaves ~1e-13, far inside 1e-10.
+    "batchnorm1d": Entry("batchnorm1d", _batchnorm("batchnorm1d"), rtol32=1e-3, modes=(True, False),
+                         inputs=_near_constant_channel, state=_batchnorm_state),
+    "batchnorm2d": Entry("batchnorm2d", _batchnorm("batchnorm2d"), rtol32=1e-3, modes=(True, False),
+                         inputs=_near_constant_channel, state=_batchnorm_state),
 }

@@ -11,8 +11,6 @@ torch autograd (torch_net.autograd) as the oracle.
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from hypothesis import HealthCheck, Verbosity, settings
 
@@ -32,7 +30,9 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.register_profile("debug", parent=settings.get_profile("ci"), verbosity=Verbosity.verbose)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+# The profile is loaded when the parity properties are collected (parity_tests/__init__.py), not
+# here: this plugin is active in every pytest run of an environment that has the package, and
+# must not change other projects' hypothesis settings.
 
 DEFAULT_ENGINES = ["numpy_net", "torch_net"]
 
@@ -57,20 +57,24 @@ def pytest_configure(config: pytest.Config) -> None:
     for name in config.getoption("engine") or []:
         try:
             load_engine(name)
-        except (ImportError, AttributeError) as error:
-            raise pytest.UsageError(f"--engine {name}: {error}") from None
+        except Exception as error:  # any failure while importing a user's module is a usage error
+            raise pytest.UsageError(f"--engine {name}: {type(error).__name__}: {error}") from None
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Parametrize every test that takes ``engine`` over the --engine modules."""
-    if "engine" in metafunc.fixturenames:
+    """Parametrize every test that takes this plugin's ``engine`` fixture over the --engine
+    modules (a project's own fixture named ``engine`` overrides it and is left alone)."""
+    definitions = metafunc._arg2fixturedefs.get("engine", ())  # pytest's resolved fixtures
+    if definitions and definitions[-1].func is _engine:
         names = metafunc.config.getoption("engine") or DEFAULT_ENGINES
         metafunc.parametrize("engine", names, indirect=True, ids=names, scope="session")
 
 
-@pytest.fixture(scope="session")
-def engine(request: pytest.FixtureRequest):
+def _engine(request: pytest.FixtureRequest):
     """The engine module named by --engine, wrapped in parity_tests.engines.Engine."""
     from .engines import load_engine
 
     return load_engine(request.param)
+
+
+engine = pytest.fixture(scope="session", name="engine")(_engine)

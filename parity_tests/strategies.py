@@ -11,6 +11,8 @@ from hypothesis.extra.numpy import arrays
 
 from engine_core.naming import ACTIVATION_NAMES, INITS
 
+from . import profile  # noqa: F401  (the harness's hypothesis settings)
+
 DTYPES = ("float32", "float64")
 
 

@@ -1,22 +1,16 @@
 """Fixtures for the application's tests.
 
-The hypothesis profiles (HYPOTHESIS_PROFILE=ci, thorough) are the parity harness's, registered by
-its pytest plugin (parity_tests.plugin, active through the pytest11 entry point wherever the
-package is installed); a checkout that is not installed gets them by importing that module.
+The hypothesis profiles (HYPOTHESIS_PROFILE=ci, thorough) are the parity harness's: importing
+parity_tests.profile registers them and loads the one $HYPOTHESIS_PROFILE names (default ci).
 """
 
 from __future__ import annotations
 
 import pytest
-from hypothesis import settings
-from hypothesis.errors import InvalidArgument
+
+import parity_tests.profile  # noqa: F401  (registers the profiles, loads $HYPOTHESIS_PROFILE, default ci)
 
 from .datasets import write_dataset
-
-try:
-    settings.get_profile("ci")
-except InvalidArgument:
-    import parity_tests.plugin  # noqa: F401  (registers and loads the profiles as a side effect)
 
 
 @pytest.fixture

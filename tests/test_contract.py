@@ -4,6 +4,7 @@ the oracle's interface, and sigmoid's overflow. Each case failed on the previous
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import warnings
@@ -267,3 +268,183 @@ def test_the_core_imports_no_torch_and_torch_net_imports_no_numpy_net():
 @pytest.mark.parametrize("module", [numpy_net, torch_net], ids=["numpy_net", "torch_net"])
 def test_every_engine_builds_every_activation_the_core_names(module):
     assert tuple(module.ACTIVATIONS) == ACTIVATION_NAMES
+
+
+# -- found by review: each a kind of fault, checked in every engine ------------------------------
+def _trained_pass(subject: Engine, batch: int = 5):
+    net = subject.MLP([3, 4, 2], seed=0, dtype="float64")
+    x, y = _batch3(subject, batch)
+    loss = subject.SoftmaxCrossEntropy()
+    loss.forward(net.forward(x), y)
+    return net, loss.backward()
+
+
+def _batch3(subject: Engine, batch: int):
+    rng = np.random.default_rng(7)
+    return subject.asarray(rng.standard_normal((batch, 3)), "float64"), subject.labels(rng.integers(0, 2, batch))
+
+
+@pytest.mark.parametrize("subject", ENGINES, ids=IDS)
+def test_forward_without_gradients_works_in_every_engine(subject):
+    net = subject.MLP([3, 4, 2], seed=0, dtype="float64")
+    x, _ = _batch3(subject, 5)
+    with torch.no_grad():
+        inside = subject.to_numpy(net.forward(x)).copy()
+    with torch.inference_mode():
+        assert np.array_equal(subject.to_numpy(net.forward(x)), inside)
+
+
+@pytest.mark.parametrize("subject", ENGINES, ids=IDS)
+def test_a_second_backward_on_one_forward_gives_the_same_input_gradient(subject):
+    net, delta = _trained_pass(subject)
+    first = subject.to_numpy(net.backward(delta)).copy()
+    assert np.array_equal(subject.to_numpy(net.backward(delta)), first)
+
+
+@pytest.mark.parametrize("subject", ENGINES, ids=IDS)
+def test_a_refused_forward_leaves_nothing_to_differentiate_and_no_gradient_changes(subject):
+    net, delta = _trained_pass(subject)
+    net.backward(delta)
+    grads = {k: subject.to_numpy(v).copy() for k, v in net.grads().items()}
+    bad = np.zeros((5, 3))
+    bad[1, 2] = np.nan
+    with pytest.raises(FloatingPointError):
+        net.forward(subject.asarray(bad, "float64"))
+    with pytest.raises(RuntimeError, match=r"backward\(\) called before forward\(\)"):
+        net.backward(delta)
+    for key, value in net.grads().items():
+        assert np.array_equal(subject.to_numpy(value), grads[key]), key
+
+
+@pytest.mark.parametrize("module", [numpy_net, torch_net], ids=["numpy_net", "torch_net"])
+@pytest.mark.parametrize("layer", ACTIVATION_NAMES)
+def test_activations_take_any_float_input_and_name_a_wrong_one(module, layer):
+    engine = Engine(module)
+    x = np.linspace(-3, 3, 15).reshape(5, 3)
+    xs = x.astype(">f8") if module is numpy_net else engine.asarray(x, "float64").requires_grad_(True)
+    instance = module.ACTIVATIONS[layer]()
+    instance.forward(xs)
+    dx = instance.backward(engine.asarray(np.ones((5, 3)), "float64"))
+    reference = module.ACTIVATIONS[layer]()
+    reference.forward(engine.asarray(x, "float64"))
+    assert np.array_equal(engine.to_numpy(dx), engine.to_numpy(reference.backward(engine.asarray(np.ones((5, 3)),
+                                                                                               "float64"))))
+    with pytest.raises(TypeError, match="x: expected a"):
+        module.ACTIVATIONS[layer]().forward([[1.0, 2.0]])
+
+
+@pytest.mark.parametrize("value, kind, words", [
+    (np.zeros(2, np.longdouble), "TypeError", "expected dtype float16, float32, float64"),
+    (np.full(2, 1e300), "ValueError", "beyond float32's range"),
+    (torch.zeros(2, dtype=torch.bfloat16), "TypeError", "NumPy cannot hold"),
+])
+def test_state_values_no_engine_can_hold_are_refused_alike_before_anything_is_copied(value, kind, words):
+    outcomes = []
+    for subject in ENGINES:
+        net = subject.MLP([3, 4, 2], seed=0)
+        before = net.state_dict()
+        state = dict(before)
+        state["fc1.bias"] = value
+        outcome = _outcome(lambda net=net, state=state: net.load_state_dict(state))
+        assert outcome[0] == kind and words in outcome[1], (subject.name, outcome)
+        assert all(np.array_equal(v, net.state_dict()[k]) for k, v in before.items())
+        outcomes.append(outcome)
+    assert outcomes[0] == outcomes[1] == outcomes[2]
+
+
+@pytest.mark.parametrize("mutate, words", [
+    (lambda s: s["state"]["exp_avg"].__setitem__("fc0.bias", np.full(4, 1e300)), "beyond float32's range"),
+    (lambda s: s.__setitem__("lr", 10**400), "'lr' must be a finite number"),
+    (lambda s: s["state"]["exp_avg"].__setitem__("fc0.bias", np.zeros(4, np.longdouble)), "expected dtype"),
+])
+def test_optimizer_values_no_engine_can_hold_are_refused_alike(mutate, words):
+    outcomes = []
+    for subject in ENGINES:
+        net = subject.MLP([5, 4, 3], seed=0)
+        opt = subject.Adam(net)
+        _, source = _adam_after_one_step(subject)
+        state = source.state_dict()
+        mutate(state)
+        outcome = _outcome(lambda opt=opt, state=state: opt.load_state_dict(state))
+        assert outcome[0] in ("TypeError", "ValueError") and words in outcome[1], (subject.name, outcome)
+        assert opt.state_dict()["state"] == {}
+        outcomes.append(outcome)
+    assert outcomes[0] == outcomes[1] == outcomes[2]
+
+
+@pytest.mark.parametrize("subject", ENGINES, ids=IDS)
+def test_a_loaded_optimizer_state_never_shares_memory_with_the_callers_arrays(subject):
+    net, opt = _adam_after_one_step(subject)
+    state = opt.state_dict()
+    kept = {b: {k: v.copy() for k, v in per.items()} for b, per in state["state"].items()}
+    opt.load_state_dict(state)
+    x, y = _batch(subject)
+    loss = subject.SoftmaxCrossEntropy()
+    loss.forward(net.forward(x), y)
+    opt.zero_grad()
+    net.backward(loss.backward())
+    opt.step()
+    for buffer, per in kept.items():
+        for key, value in per.items():
+            assert np.array_equal(state["state"][buffer][key], value), (buffer, key)
+
+
+@pytest.mark.parametrize("subject", ENGINES, ids=IDS)
+@pytest.mark.parametrize("setting", ["lr", "eps", "weight_decay"])
+def test_adam_refuses_nan_settings_as_torch_does(subject, setting):
+    with pytest.raises(ValueError, match="Invalid"):
+        torch.optim.Adam([torch.zeros(1, requires_grad=True)], **{setting: float("nan")})
+    with pytest.raises(ValueError, match="Invalid"):
+        subject.Adam(subject.MLP([3, 2]), **{setting: float("nan")})
+
+
+def test_torch_net_takes_tensors_that_require_grad_and_records_no_graph():
+    x = torch.ones(5, 3, dtype=torch.float64, requires_grad=True)
+    net = torch_net.MLP([3, 2], dtype="float64")
+    logits = net.forward(x)
+    loss = torch_net.SoftmaxCrossEntropy()
+    loss.forward(logits * 1.0, torch.zeros(5, dtype=torch.int64))
+    dx = net.backward(loss.backward().requires_grad_(True))
+    assert not logits.requires_grad and not dx.requires_grad
+
+
+@pytest.mark.parametrize("subject", ENGINES, ids=IDS)
+@pytest.mark.parametrize("labels, kind, words", [
+    (np.array([0.0, 1.7]), TypeError, "expected integer class labels, got dtype float64"),
+    (np.array([True, False]), TypeError, "got dtype bool"),
+    (np.array(["1", "2"]), TypeError, "expected integer class labels"),
+    (np.array([0, 2, 1, 2**64 - 1], np.uint64), ValueError, "label 18446744073709551615 at position 3"),
+])
+def test_labels_refuses_what_a_cast_would_hide(subject, labels, kind, words):
+    with pytest.raises(kind, match=re.escape(words)):
+        subject.labels(labels)
+
+
+@pytest.mark.parametrize("subject", ENGINES, ids=IDS)
+@pytest.mark.parametrize("seed, kind", [(-1, ValueError), (1.5, TypeError), ("a", TypeError), (None, TypeError),
+                                        (True, TypeError)])
+def test_a_seed_that_is_not_an_int_from_zero_up_is_refused(subject, seed, kind):
+    with pytest.raises(kind, match="seed: expected an int >= 0"):
+        subject.MLP([3, 2], seed=seed)
+
+
+def test_extreme_finite_logits_raise_without_a_numpy_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(FloatingPointError, match="loss: overflowed"):
+            numpy_net.SoftmaxCrossEntropy().forward(np.array([[-3e38, 3e38]], np.float32), np.array([0]))
+
+
+def test_torch_net_never_aliases_a_read_only_array():
+    array = np.arange(6.0).reshape(2, 3)
+    array.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tensor = torch_net.asarray(array, "float64")
+    tensor += 1
+    assert array[0, 0] == 0.0
+
+
+def test_the_shape_of_a_list_delta_is_named():
+    with pytest.raises(RuntimeError, match=r"got a delta of shape \(5, 2\)"):
+        numpy_net.MLP([3, 2]).backward([[1.0, 1.0]] * 5)

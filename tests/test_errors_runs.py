@@ -47,7 +47,8 @@ def test_a_nan_loss_stops_the_run_with_where_and_what_to_try_and_keeps_the_last_
         trainer.run()
     message = str(info.value)
     assert "diverged at step 17 (epoch 2, batch 1)" in message
-    assert "Last finite loss:" in message and "smaller --lr" in message
+    assert "Last finite loss:" in message and "try a smaller one" in message
+    assert info.value.lr == trainer.optimizer.lr
     assert open(trainer.checkpoint_path, "rb").read() == before
 
 
@@ -56,7 +57,7 @@ def test_the_cli_exits_3_on_divergence(data_root, tmp_path):
     result = _cli("train", "--data-dir", data_root, "--dataset", "fashion-mnist", "--hidden", "16,16",
                   "--activation", "identity", "--lr", "10", "--epochs", "2", "--out", str(tmp_path / "r"), "--quiet")
     assert result.returncode == 3, result.stderr
-    assert "training diverged" in result.stderr and "smaller --lr" in result.stderr
+    assert "training diverged" in result.stderr and "with a smaller learning rate: " in result.stderr
     assert "Traceback" not in result.stderr
     # NumPy's own overflow warnings are silenced inside the training loop (the engine reports it).
     assert "RuntimeWarning" not in result.stderr
@@ -67,7 +68,7 @@ def test_the_command_line_leaves_numpys_error_handling_as_it_found_it(data_root,
 
     before = np.geterr()
     status = main(["train", "--data-dir", data_root, "--dataset", "fashion-mnist", "--epochs", "1", "--limit", "32",
-                   "--hidden", "4", "--out", str(tmp_path / "run"), "--quiet"])
+                   "--batch-size", "16", "--hidden", "4", "--out", str(tmp_path / "run"), "--quiet"])
     assert status == 0
     assert np.geterr() == before
 
@@ -124,13 +125,16 @@ def test_ctrl_c_saves_the_last_step_exits_130_and_the_resumed_run_matches(data_r
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
-    assert "resume with: backprop train --resume" in stderr and "Traceback" not in stderr
+    assert "resume with: " in stderr and " train --resume " in stderr and "Traceback" not in stderr
     checkpoint = load_checkpoint(os.path.join(interrupted, "checkpoint.npz"))
     progress = checkpoint.meta["progress"]
     assert progress["epoch"] == 1 and 0 < progress["step"] < 256, progress  # mid-epoch 2
 
-    resumed = _cli("train", "--resume", os.path.join(interrupted, "checkpoint.npz"), "--data-dir", data_root, "--quiet")
-    assert resumed.returncode == 0, resumed.stderr
+    # The printed hint, run verbatim through the shell: the run remembers its --data-dir (case 1).
+    hint = [line for line in stderr.splitlines() if line.startswith("resume with: ")][-1][len("resume with: "):]
+    assert "--data-dir" not in hint
+    resumed = subprocess.run(hint + " --quiet", shell=True, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, (hint, resumed.stderr)
     straight = str(tmp_path / "straight")
     assert _cli("train", *common, "--out", straight).returncode == 0
     a = load_checkpoint(os.path.join(interrupted, "checkpoint.npz")).params
@@ -243,7 +247,9 @@ def test_metadata_that_is_not_json_is_refused(tmp_path):
     (["--limit", "0"], "expected a positive integer (>= 1), got 0"),
     (["--lr", "-1"], "expected a finite number >= 0"),
     (["--hidden", "64,x"], "comma-separated positive widths"),
-    (["--nesterov", "--momentum", "0"], "--nesterov needs a --momentum above 0"),
+    (["--nesterov", "--momentum", "0"], "--nesterov needs a momentum above 0 (--momentum 0)"),
+    (["--optimizer", "adam", "--nesterov"], "--nesterov applies to --optimizer sgd only"),
+    (["--limit", "10"], "--batch-size 64 (the default preset's batch size) is larger than --limit 10"),
     (["--out", "/dev/null/run"], "--out: /dev/null is not a directory"),
     (["--engine", "numpy", "--device", "cuda"], "engine 'numpy' runs on cpu (its DEVICES), not cuda"),
     (["--seed", "-1"], "expected an integer >= 0, got -1"),

@@ -114,3 +114,58 @@ def test_the_harness_finds_the_activation_derivative_taken_from_the_next_layer()
     pre = [ref_engine.to_numpy(z) for z in ref_net.pre_activations()]
     with pytest.raises(Mismatch, match=r"deltas\[0\] \(dL/dz of fc0\) differs"):
         compare_passes(run_pass(engine, spec.build(engine), spec, batch), ref, spec, pre, NOTEBOOK)
+
+
+def test_the_harness_rejects_a_convolution_whose_backward_ignores_the_stride(outside: pytest.Pytester):
+    """parity_tests.fixtures.conv_stride_engine: col2im as if the stride were 1. The report names
+    the layer with its stride, the quantity, and hypothesis's smallest failing LayerCase."""
+    result = outside.runpytest_subprocess(
+        "--pyargs", "parity_tests.test_layers", "-k", "conv2d", "--engine", "parity_tests.fixtures.conv_stride_engine",
+        "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    out = result.stdout.str()
+    assert "test_every_layer_matches_the_oracle_forward_backward_and_state" in out, out[-3000:]
+    assert "Conv2d(in_channels=1, out_channels=1, kernel_size=1, stride=2" in out, out[-3000:]
+    assert "dL/dx differs" in out and "expected" in out and "got" in out, out[-3000:]
+    assert "case=LayerCase(spec=Conv2d(" in out, out[-3000:]
+    result.assert_outcomes(failed=2, passed=1)  # oracle and finite differences fail; nothing is mutated
+
+
+def test_the_plugin_leaves_other_projects_alone(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
+    """Installed, the plugin is active in every pytest run: a project's own `engine` fixture and
+    its hypothesis settings must stay as they are."""
+    monkeypatch.delenv("HYPOTHESIS_PROFILE", raising=False)
+    pytester.makeconftest("import pytest\n\n@pytest.fixture\ndef engine():\n    return 'sqlite://'\n")
+    pytester.makepyfile(test_other=(
+        "from hypothesis import settings\n\n"
+        "def test_db(engine):\n    assert engine == 'sqlite://'\n\n"
+        "def test_settings():\n    assert settings.default.derandomize is False\n"))
+    result = pytester.runpytest_subprocess("-v", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*test_db PASSED*"])
+
+
+def test_an_engine_module_that_fails_on_import_is_a_usage_error(outside: pytest.Pytester):
+    outside.makepyfile(importboom="raise RuntimeError('boom at import')\n",
+                       test_probe="def test_probe(engine):\n    pass\n")
+    result = outside.runpytest_subprocess("-p", "no:cacheprovider", "--engine", "importboom")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--engine importboom: RuntimeError: boom at import*"])
+
+
+def test_the_harness_rejects_a_batch_norm_whose_backward_drops_the_batch_means_term(outside: pytest.Pytester):
+    """parity_tests.fixtures.batchnorm_engine: train-mode dL/dx without -sum(dy), as if the batch
+    mean were a constant. The report names the layer, the quantity and hypothesis's smallest
+    failing LayerCase: a batch of two in one channel. ("-k batchnorm" alone would select every
+    test, the engine's name holding the word.)"""
+    result = outside.runpytest_subprocess(
+        "--pyargs", "parity_tests.test_layers", "-k", "batchnorm1d or batchnorm2d",
+        "--engine", "parity_tests.fixtures.batchnorm_engine", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    out = result.stdout.str()
+    assert "test_every_layer_matches_the_oracle_forward_backward_and_state" in out, out[-3000:]
+    assert "BatchNorm1d(num_features=1, eps=1e-05, momentum=0.1) (train, float32): dL/dx differs" in out, out[-3000:]
+    assert "BatchNorm2d(num_features=1, eps=1e-05, momentum=0.1) (train, float32): dL/dx differs" in out, out[-3000:]
+    assert "expected" in out and "got" in out, out[-3000:]
+    assert "case=LayerCase(spec=BatchNorm1d(num_features=1, eps=1e-05, momentum=0.1), input_shape=(2, 1)" in out
+    result.assert_outcomes(failed=4, passed=2)  # oracle and finite differences, 1d and 2d; nothing is mutated

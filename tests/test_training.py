@@ -126,7 +126,8 @@ def test_cli_trains_evaluates_and_exports_end_to_end(data_root, tmp_path):
     with open(os.path.join(out, "metrics.csv")) as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds",
-                             "samples_per_s"]
+                             "samples_per_s", "engine"]
+    assert [r["engine"] for r in rows] == ["numpy", "numpy"]
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert float(rows[1]["train_acc"]) > 0.5  # the synthetic classes are easy
     assert json.load(open(os.path.join(out, "config.json")))["limit"] == 200
@@ -167,13 +168,15 @@ def test_cli_resumes_a_numpy_run_with_the_torch_engine(data_root, tmp_path):
     assert second.returncode == 0, second.stderr
     assert "written by the numpy engine" in second.stdout and "epoch  2/2" in second.stdout
     with open(os.path.join(out, "metrics.csv")) as f:
-        assert len(list(csv.DictReader(f))) == 2
+        assert [row["engine"] for row in csv.DictReader(f)] == ["numpy", "torch"]  # which engine trained each epoch
+    assert load_checkpoint(out).engines == ["numpy", "torch"]  # what curves.png's title names
 
 
 def test_backprop_engine_environment_variable_picks_the_engine(data_root, tmp_path):
     out = str(tmp_path / "run")
     result = _cli("train", "--dataset", "fashion-mnist", "--data-dir", data_root, "--epochs", "1",
-                  "--limit", "50", "--hidden", "4", "--out", out, "--quiet", env={"BACKPROP_ENGINE": "autograd"})
+                  "--limit", "50", "--batch-size", "10", "--hidden", "4", "--out", out, "--quiet",
+                  env={"BACKPROP_ENGINE": "autograd"})
     assert result.returncode == 0, result.stderr
     assert "autograd engine" in result.stdout
     assert load_checkpoint(os.path.join(out, "checkpoint.npz")).meta["engine"] == "autograd"
@@ -329,9 +332,17 @@ def test_export_prints_code_that_rebuilds_the_network_and_loads_the_file(activat
     write_checkpoint(path, config)
     result = _cli("export", path, "--to", model_path)
     assert result.returncode == 0, result.stderr
-    code = textwrap.dedent(result.stdout.split("load it with\n", 1)[1]).replace("PATH", repr(model_path))
+    # The printed lines run as they are, from any directory.
+    code = result.stdout.split("these Python lines load it:\n", 1)[1]
     namespace: dict = {}
-    exec(code, namespace)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    cwd = os.getcwd()
+    os.chdir(elsewhere)
+    try:
+        exec(code, namespace)
+    finally:
+        os.chdir(cwd)
     model = namespace["model"]
     layer = {"tanh": "Tanh", "identity": "Identity", "sigmoid": "Sigmoid"}[activation]
     assert [type(m).__name__ for m in model] == ["Linear", layer, "Linear", layer, "Linear"]

@@ -13,14 +13,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from engine_core.checks import native
+from engine_core.checks import check_label_values, native
 from engine_core.errors import NonFiniteError
 from engine_core.init import initial_parameters
 from engine_core.naming import INITS
 
-from .layers import ACTIVATIONS, Identity, Layer, Linear, ReLU, Sigmoid, Tanh
+from .conv import AvgPool2d, Conv2d, Flatten, MaxPool2d
+from .layers import ACTIVATIONS, GELU, Identity, Layer, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
 from .losses import SoftmaxCrossEntropy
 from .model import MLP, Sequential
+from .normalization import BatchNorm1d, BatchNorm2d, Dropout
 from .optim import SGD, Adam, AdamW, Optimizer
 
 # What a trainer needs to know (engine_core.protocol.Traits).
@@ -32,8 +34,11 @@ TRAINING_KWARGS: dict[str, object] = {}
 
 def asarray(array: np.ndarray, dtype: str = "float32", device: str | torch.device = "cpu") -> torch.Tensor:
     """A NumPy array as this engine's tensor, in ``dtype``; shares memory when no cast or copy
-    is needed (a C-contiguous, native-byte-order array of that dtype, on the CPU)."""
-    return torch.from_numpy(np.ascontiguousarray(native(np.asarray(array)), dtype=dtype)).to(device)
+    is needed (a C-contiguous, writeable, native-byte-order array of that dtype, on the CPU)."""
+    converted = np.ascontiguousarray(native(np.asarray(array)), dtype=dtype)
+    if not converted.flags.writeable:  # torch tensors are writeable: never alias read-only memory
+        converted = converted.copy()
+    return torch.from_numpy(converted).to(device)
 
 
 def to_numpy(array: torch.Tensor) -> np.ndarray:
@@ -42,12 +47,20 @@ def to_numpy(array: torch.Tensor) -> np.ndarray:
 
 
 def labels(array: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
-    """Integer class labels as this engine wants them (int64; shares memory when they already are)."""
-    return torch.from_numpy(np.ascontiguousarray(native(np.asarray(array)), dtype=np.int64)).to(device)
+    """Integer class labels as this engine wants them (int64; shares memory when they already are).
+
+    Raises TypeError for non-integer labels (a cast would truncate floats) and ValueError for a
+    value beyond int64 (engine_core.checks.check_label_values)."""
+    converted = np.ascontiguousarray(check_label_values(array))
+    if not converted.flags.writeable:
+        converted = converted.copy()
+    return torch.from_numpy(converted).to(device)
 
 
 __all__ = [
     "ACCUMULATES_GRADIENTS", "ACTIVATIONS", "DEVICES", "INITS", "MLP", "NAME", "SGD", "TRAINING_KWARGS", "Adam",
-    "AdamW", "Identity", "Layer", "Linear", "NonFiniteError", "Optimizer", "ReLU", "Sequential", "Sigmoid",
+    "AdamW", "BatchNorm1d", "BatchNorm2d", "Dropout", "GELU", "Identity", "Layer", "LeakyReLU", "Linear",
+    "NonFiniteError", "Optimizer", "ReLU", "Sequential", "Sigmoid",
     "SoftmaxCrossEntropy", "Tanh", "asarray", "initial_parameters", "labels", "to_numpy",
+    "AvgPool2d", "Conv2d", "Flatten", "MaxPool2d",
 ]

@@ -21,13 +21,22 @@ from engine_core.checks import (
     check_dtype_name,
     check_model_state,
     check_optimizer_state,
+    check_seed,
     check_sgd,
     check_sizes,
     check_type,
 )
+from engine_core.conv_checks import check_conv_args, check_pool_args
 from engine_core.errors import NonFiniteError, backward_before_forward_message
 from engine_core.formats import ModelState, OptimizerState
 from engine_core.init import initial_parameters
+from engine_core.layer_checks import (
+    DropoutMasks,
+    check_approximate,
+    check_batchnorm_args,
+    check_dropout_p,
+    check_negative_slope,
+)
 from engine_core.naming import ACTIVATION_NAMES, INITS, linear_name
 
 from . import asarray, labels, to_numpy  # the same conversions as torch_net
@@ -55,8 +64,9 @@ assert tuple(_MODULES) == ACTIVATION_NAMES
 
 
 def _engine_layout(name: str, value: torch.Tensor) -> torch.Tensor:
-    """nn.Linear's (out, in) weight as the engines' (in, out); biases unchanged."""
-    return value.t() if name.endswith("weight") else value
+    """nn.Linear's (out, in) weight as the engines' (in, out); biases, and weights of other ranks
+    (Conv2d's (C_out, C_in, kH, kW), batch norm's (C,)), unchanged."""
+    return value.t() if name.endswith("weight") and value.dim() == 2 else value
 
 
 class MLP:
@@ -78,7 +88,7 @@ class MLP:
         sizes = check_sizes(sizes)
         check_choice("activation", activation, ACTIVATION_NAMES)
         check_choice("init", init, INITS)
-        self.sizes, self.activation, self.init, self.seed = sizes, activation, init, seed
+        self.sizes, self.activation, self.init, self.seed = sizes, activation, init, check_seed(seed)
         self.dtype = check_dtype_name(dtype)
         self.device = torch.device(device)
         self.keep_deltas = keep_deltas
@@ -116,10 +126,16 @@ class MLP:
         return {name: tuple(_engine_layout(name, p).shape) for name, p in self.named_parameters().items()}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """logits (B, out) for x (B, in); TypeError/ValueError/NonFiniteError as the engines."""
+        """logits (B, out) for x (B, in); TypeError/ValueError/NonFiniteError as the engines.
+
+        Under torch.no_grad() (evaluation) no graph is recorded and nothing is retained; a
+        refused forward leaves nothing to differentiate, as in the engines.
+        """
+        self._logits = None
         x = check_features(x, self.sizes[0], getattr(torch, self.dtype), self.device)
         self._pre = []
-        if self.keep_deltas:
+        record = self.keep_deltas and torch.is_grad_enabled()
+        if record:
             x = x.detach().requires_grad_(True)
         self._x = x
         h = x
@@ -127,7 +143,7 @@ class MLP:
             h = module(h)
             if index == 0:
                 check_finite_input(x, h.detach())
-            if self.keep_deltas and isinstance(module, nn.Linear):
+            if record and isinstance(module, nn.Linear):
                 h.retain_grad()  # dL/dz of this Linear, the engines' delta
                 self._pre.append(h)
         self._logits = h
@@ -140,9 +156,20 @@ class MLP:
             raise RuntimeError(backward_before_forward_message(
                 self._last_layer(), shape_of(delta), f"(batch, {self.sizes[-1]})"))
         delta = check_delta(self._last_layer(), delta, tuple(logits.shape), logits.dtype)
+        if not logits.requires_grad:
+            raise RuntimeError(f"{self._last_layer()}: the last forward recorded no graph (it ran under "
+                               "torch.no_grad()); run forward with gradients enabled first")
+        if input_grad and not self.keep_deltas:
+            raise RuntimeError("MLP(keep_deltas=False) records no graph back to x, so dL/dx is unavailable; "
+                               "construct it with keep_deltas=True or call backward(delta, input_grad=False)")
         # The loss's autograd.grad already filled the retained logits.grad once; start clean.
+        # retain_graph: the engines allow backward twice on one forward, so the oracle does too.
         logits.grad = None
-        logits.backward(delta)
+        if self._x is not None:
+            self._x.grad = None
+        for z in self._pre:
+            z.grad = None
+        logits.backward(delta, retain_graph=True)
         if input_grad and self._x is not None and self._x.requires_grad:
             return self._x.grad
         return None
@@ -174,11 +201,15 @@ class MLP:
     def load_state_dict(self, state: ModelState) -> None:
         """Any engine's state dict, checked key by key first (all-or-nothing)."""
         params = self.named_parameters()
-        arrays = check_model_state(self.shapes(), state)
+        arrays = check_model_state(self.shapes(), state, self.dtype)
         with torch.no_grad():
             for name, value in arrays.items():
                 tensor = torch.from_numpy(np.ascontiguousarray(value))
                 params[name].copy_(_engine_layout(name, tensor))
+
+    def to_engine_layout(self, name: str, value: torch.Tensor) -> torch.Tensor:
+        """A parameter-shaped tensor of ``name`` in torch's layout, as the engines lay it out."""
+        return _engine_layout(name, value)
 
     def zero_grad(self) -> None:
         self.module.zero_grad(set_to_none=True)
@@ -251,6 +282,114 @@ class Tanh(Layer):
         super().__init__(nn.Tanh())
 
 
+class Conv2d(Layer):
+    """torch.nn.Conv2d (weight (C_out, C_in, kH, kW), bias (C_out,): the engines' layout too)."""
+
+    records_delta = True
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
+                 stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] = 0, bias: bool = True,
+                 dtype: str = "float32", device: str | torch.device = "cpu") -> None:
+        in_channels, out_channels, kernel, step, pad = check_conv_args(
+            in_channels, out_channels, kernel_size, stride, padding)
+        super().__init__(nn.Conv2d(in_channels, out_channels, kernel, stride=step, padding=pad, bias=bias,
+                                   dtype=_kind(dtype), device=device))
+
+
+class MaxPool2d(Layer):
+    """torch.nn.MaxPool2d (stride None: the kernel size)."""
+
+    def __init__(self, kernel_size: int | tuple[int, int], stride: int | tuple[int, int] | None = None) -> None:
+        kernel, step = check_pool_args(kernel_size, stride)
+        super().__init__(nn.MaxPool2d(kernel, step))
+
+
+class AvgPool2d(Layer):
+    """torch.nn.AvgPool2d (stride None: the kernel size; no padding)."""
+
+    def __init__(self, kernel_size: int | tuple[int, int], stride: int | tuple[int, int] | None = None) -> None:
+        kernel, step = check_pool_args(kernel_size, stride)
+        super().__init__(nn.AvgPool2d(kernel, step))
+
+
+class Flatten(Layer):
+    """torch.nn.Flatten ((B, ...) to (B, prod(...)))."""
+
+    def __init__(self) -> None:
+        super().__init__(nn.Flatten())
+
+
+class LeakyReLU(Layer):
+    """torch.nn.LeakyReLU."""
+
+    def __init__(self, negative_slope: float = 0.01) -> None:
+        super().__init__(nn.LeakyReLU(check_negative_slope(negative_slope)))
+
+
+class GELU(Layer):
+    """torch.nn.GELU (approximate "none": the erf form; "tanh")."""
+
+    def __init__(self, approximate: str = "none") -> None:
+        super().__init__(nn.GELU(approximate=check_approximate(approximate)))
+
+
+class BatchNorm1d(Layer):
+    """torch.nn.BatchNorm1d: weight, bias; running_mean, running_var (its num_batches_tracked,
+    which a numeric momentum never reads, is outside the state format)."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, dtype: str = "float32",
+                 device: str | torch.device = "cpu") -> None:
+        num_features, eps, momentum = check_batchnorm_args(num_features, eps, momentum)
+        super().__init__(nn.BatchNorm1d(num_features, eps=eps, momentum=momentum, dtype=_kind(dtype), device=device))
+
+
+class BatchNorm2d(Layer):
+    """torch.nn.BatchNorm2d, as BatchNorm1d."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, dtype: str = "float32",
+                 device: str | torch.device = "cpu") -> None:
+        num_features, eps, momentum = check_batchnorm_args(num_features, eps, momentum)
+        super().__init__(nn.BatchNorm2d(num_features, eps=eps, momentum=momentum, dtype=_kind(dtype), device=device))
+
+
+class NumpyMaskDropout(nn.Module):
+    """Inverted dropout with the engines' masks: keep = rng.random(x.shape) >= p from
+    np.random.default_rng(seed) (engine_core.layer_checks.DropoutMasks), y = x * keep / (1 - p)
+    in train mode, y = x in eval mode; autograd differentiates the multiplication.
+    (torch.nn.Dropout draws from torch's generator, which no NumPy engine can reproduce.)"""
+
+    def __init__(self, p: float, seed: int) -> None:
+        super().__init__()
+        self.p, self.seed = p, seed
+        self.masks = DropoutMasks(seed)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, seed={self.seed}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return x
+        keep = torch.from_numpy(self.masks.keep(tuple(x.shape), self.p))
+        mask = keep.to(dtype=x.dtype, device=x.device).mul_(0.0 if self.p == 1.0 else 1.0 / (1.0 - self.p))
+        return x * mask
+
+
+class Dropout(Layer):
+    """NumpyMaskDropout: the same masks as the engines' Dropout from the same seed, and the same
+    rng_state() / set_rng_state(state)."""
+
+    def __init__(self, p: float = 0.5, seed: int = 0) -> None:
+        module = NumpyMaskDropout(check_dropout_p(p), seed)
+        super().__init__(module)
+        self.masks = module.masks
+
+    def rng_state(self) -> dict:
+        return self.masks.state()
+
+    def set_rng_state(self, state: dict) -> None:
+        self.masks.set_state(repr(self), state)
+
+
 class Sequential:
     """torch.nn.Sequential of oracle layers, behind the engines' Sequential interface: state-dict
     keys "{index}.{name}" in the engines' layout, train()/eval(), deltas() of the layers that
@@ -290,11 +429,18 @@ class Sequential:
                 for key, layer, name, value in self._entries()}
 
     def load_state_dict(self, state: ModelState) -> None:
-        arrays = check_model_state(self.shapes(), state)
+        entries = self._entries()
+        dtype = str(entries[0][3].dtype).replace("torch.", "") if entries else None
+        arrays = check_model_state(self.shapes(), state, dtype)
         with torch.no_grad():
             for key, layer, name, value in self._entries():
                 tensor = torch.from_numpy(np.ascontiguousarray(arrays[key]))
                 value.copy_(self._edge(layer, name, tensor))
+
+    def to_engine_layout(self, key: str, value: torch.Tensor) -> torch.Tensor:
+        """A tensor shaped like parameter ``key`` in torch's layout, as the engines lay it out."""
+        index, name = key.split(".", 1)
+        return self._edge(self.layers[int(index)], name, value)
 
     def named_parameters(self) -> dict[str, nn.Parameter]:
         """State keys -> nn.Parameter (torch's layout), trainable parameters only."""
@@ -310,8 +456,11 @@ class Sequential:
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The stack's output; x must be a tensor (shapes are checked by torch itself)."""
+        self._out = None  # a refused forward leaves nothing to differentiate
         check_type("x", x, torch.Tensor, "torch.Tensor")
-        x = x.detach().requires_grad_(True)
+        # dL/dx is needed only to report it (keep_deltas); a training step never reads it, and
+        # asking autograd for it would add the first layer's input gradient to every step.
+        x = x.detach().requires_grad_(self.keep_deltas and torch.is_grad_enabled())
         self._x, self._pre = x, []
         h = x
         for layer in self.layers:
@@ -420,18 +569,27 @@ class _Optimizer:
             for buffer, value in self.optimizer.state.get(param, {}).items():
                 if buffer == "step" or value is None:
                     continue
-                state.setdefault(buffer, {})[name] = _engine_layout(name, value.detach()).cpu().numpy().copy()
+                engine_layout = self.net.to_engine_layout(name, value.detach())
+                state.setdefault(buffer, {})[name] = engine_layout.cpu().numpy().copy()
         return {"step": self._steps, "lr": self.lr, "state": state}
 
     def load_state_dict(self, state: OptimizerState) -> None:
         """Any engine's optimizer state, validated in full first (all-or-nothing)."""
-        valid = check_optimizer_state(self.kind, self.hyper_parameters(), self.net.shapes(), state)
         params = self.net.named_parameters()
-        self.optimizer.state.clear()
+        shapes = {name: tuple(self.net.to_engine_layout(name, p).shape) for name, p in params.items()}
+        dtype = str(next(iter(params.values())).dtype).replace("torch.", "")
+        valid = check_optimizer_state(self.kind, self.hyper_parameters(), shapes, state, dtype)
+        # Convert everything before touching the optimizer, so nothing can fail half-way; clone,
+        # so the caller's arrays are never the optimizer's buffers.
+        converted: dict[nn.Parameter, dict[str, torch.Tensor]] = {}
         for buffer, per_param in valid["state"].items():
             for name, param in params.items():
                 value = torch.from_numpy(np.ascontiguousarray(per_param[name])).to(param.dtype)
-                self.optimizer.state[param][buffer] = _engine_layout(name, value).contiguous().to(param.device)
+                value = self.net.to_engine_layout(name, value).contiguous().to(param.device).clone()
+                converted.setdefault(param, {})[buffer] = value
+        self.optimizer.state.clear()
+        for param, buffers in converted.items():
+            self.optimizer.state[param].update(buffers)
         self._steps = valid["step"]
         self.lr = valid["lr"]
         if valid["step"] and self.kind != "sgd":

@@ -42,11 +42,13 @@ def check_features(x: object, in_features: int, dtype: torch.dtype, device: torc
     """x: (batch >= 1, in_features) tensor of ``dtype`` on ``device``.
 
     Raises TypeError (not a tensor, another dtype) or ValueError (rank, width, empty batch,
-    device). Finiteness is checked after the first layer (check_finite_input).
+    device). Finiteness is checked after the first layer (check_finite_input). A tensor that
+    requires grad is returned detached: the hand-written engine records no graph.
     """
     if x.__class__ is torch.Tensor:
         shape = x.shape  # type: ignore[attr-defined]
-        if len(shape) == 2 and shape[1] == in_features and shape[0] > 0 and x.dtype == dtype:  # type: ignore[attr-defined]
+        if (len(shape) == 2 and shape[1] == in_features and shape[0] > 0 and x.dtype == dtype  # type: ignore[attr-defined]
+                and not x.requires_grad):  # type: ignore[attr-defined]
             if x.device != device:  # type: ignore[attr-defined]
                 check_device("x", x, device)  # type: ignore[arg-type]
             return x  # type: ignore[return-value]
@@ -54,7 +56,7 @@ def check_features(x: object, in_features: int, dtype: torch.dtype, device: torc
     tensor: torch.Tensor = x  # type: ignore[assignment]
     check_batch_facts("x", shape_of(tensor), dtype_name(tensor.dtype), in_features, dtype_name(dtype))
     check_device("x", tensor, device)
-    return tensor
+    return tensor.detach()
 
 
 def check_finite_input(x: torch.Tensor, first_output: torch.Tensor) -> None:
@@ -109,7 +111,8 @@ def check_delta(layer: str, delta: object, shape: tuple[int, ...], dtype: torch.
 
     Raises TypeError (type, dtype) or ValueError (shape), naming the layer.
     """
-    if delta.__class__ is torch.Tensor and delta.shape == shape and delta.dtype == dtype:  # type: ignore[attr-defined]
+    if (delta.__class__ is torch.Tensor and delta.shape == shape and delta.dtype == dtype  # type: ignore[attr-defined]
+            and not delta.requires_grad):  # type: ignore[attr-defined]
         return delta  # type: ignore[return-value]
     check_type(f"{layer}: delta", delta, torch.Tensor, ARRAY_TYPE)
     tensor: torch.Tensor = delta  # type: ignore[assignment]
@@ -117,7 +120,7 @@ def check_delta(layer: str, delta: object, shape: tuple[int, ...], dtype: torch.
         raise ValueError(delta_shape_message(layer, tuple(shape), shape_of(tensor)))
     if tensor.dtype != dtype:
         raise TypeError(delta_dtype_message(layer, dtype_name(dtype), dtype_name(tensor.dtype)))
-    return tensor
+    return tensor.detach()  # a delta is a constant: no graph through it
 
 
 def raise_non_finite_logits(logits: torch.Tensor) -> None:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import torch
 
 from engine_core.bookkeeping import LayerBase
-from engine_core.checks import shape_of
+from engine_core.checks import check_type, shape_of
 from engine_core.errors import backward_before_forward_message
+from engine_core.layer_checks import check_approximate, check_negative_slope
 
 from .checks import check_delta, check_features
 
@@ -111,6 +112,16 @@ class Activation(Layer):
     def _out(self, name: str, like: torch.Tensor) -> torch.Tensor:
         return like if self.inplace else self._buffer(name, tuple(like.shape), like)
 
+    def _input(self, x: object) -> torch.Tensor:
+        """x as a float tensor without a graph; TypeError naming the layer otherwise."""
+        if x.__class__ is torch.Tensor and x.dtype.is_floating_point and not x.requires_grad:  # type: ignore[attr-defined]
+            return x  # type: ignore[return-value]
+        check_type(f"{self.describe()}: x", x, torch.Tensor, "torch.Tensor")
+        tensor: torch.Tensor = x  # type: ignore[assignment]
+        if not tensor.dtype.is_floating_point:
+            raise TypeError(f"{self.describe()}: x: expected a floating-point array, got dtype {tensor.dtype}")
+        return tensor.detach()
+
     def _check_delta(self, delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(delta, a): RuntimeError before any forward, ValueError/TypeError for a delta unlike a."""
         a = self.a
@@ -124,6 +135,7 @@ class Identity(Activation):
     """a = z; da/dz = 1."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._input(x)
         self.a = x
         return x
 
@@ -136,6 +148,7 @@ class ReLU(Activation):
     """a = max(z, 0); da/dz = 1 where z > 0 else 0 (torch's convention at 0)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._input(x)
         a = torch.clamp_min(x, 0, out=self._out("_a", x))
         self.a = a  # a > 0 exactly where z > 0, so the output is enough for backward
         return a
@@ -151,6 +164,7 @@ class Sigmoid(Activation):
     """a = 1 / (1 + exp(-z)); da/dz = a (1 - a)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._input(x)
         a = torch.sigmoid(x, out=self._out("_a", x))  # the same formula, as one kernel
         self.a = a
         return a
@@ -169,6 +183,7 @@ class Tanh(Activation):
     """a = tanh(z); da/dz = 1 - a^2."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._input(x)
         a = torch.tanh(x, out=self._out("_a", x))
         self.a = a
         return a
@@ -180,6 +195,105 @@ class Tanh(Activation):
         slope.neg_().add_(1)
         dz = self._out("_dz", delta)
         return torch.mul(delta, slope, out=dz)
+
+
+class LeakyReLU(Activation):
+    """a = z where z > 0 else negative_slope * z; da/dz = 1 where z > 0 else negative_slope
+    (torch's convention at 0). Any finite slope: 0 is ReLU, 1 the identity.
+
+    The derivative is kept from the forward (it cannot be read off the output when the slope
+    is <= 0). Raises TypeError/ValueError for a slope that is not a finite number.
+    """
+
+    def __init__(self, negative_slope: float = 0.01, inplace: bool = False) -> None:
+        super().__init__(inplace)
+        self.negative_slope = check_negative_slope(negative_slope)
+        self.slope: torch.Tensor | None = None  # da/dz of the last forward
+
+    def __repr__(self) -> str:
+        return f"LeakyReLU(negative_slope={self.negative_slope})"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._input(x)
+        slope = self._buffer("_slope", tuple(x.shape), x)
+        torch.le(x, 0, out=slope)
+        slope.mul_(self.negative_slope)  # the slope where z <= 0, else 0
+        slope.add_(torch.gt(x, 0, out=self._buffer("_pos", tuple(x.shape), x)))  # + 1 where z > 0 (exact: a term is 0)
+        a = torch.mul(x, slope, out=self._out("_a", x))  # after the slope: in place, a overwrites x
+        self.a, self.slope = a, slope
+        return a
+
+    def backward(self, delta: torch.Tensor) -> torch.Tensor:
+        delta, _ = self._check_delta(delta)
+        assert self.slope is not None  # _check_delta saw a forward
+        return torch.mul(delta, self.slope, out=self._out("_dz", delta))
+
+
+class GELU(Activation):
+    """a = z Phi(z), Phi(z) = (1 + erf(z / sqrt 2)) / 2 the standard normal CDF;
+    da/dz = Phi(z) + z phi(z), phi(z) = exp(-z^2 / 2) / sqrt(2 pi).
+
+    approximate="tanh": a = z (1 + t) / 2 with t = tanh(k (z + c z^3)), k = sqrt(2/pi), c = 0.044715;
+    da/dz = (1 + t) / 2 + z (1 - t^2) k (1 + 3 c z^2) / 2 (torch.nn.GELU's two forms).
+    Raises ValueError for another ``approximate``.
+    """
+
+    SQRT_HALF = 0.7071067811865476  # 1 / sqrt(2)
+    INV_SQRT_2PI = 0.3989422804014327  # 1 / sqrt(2 pi)
+    K = 0.7978845608028654  # sqrt(2 / pi)
+    C = 0.044715
+
+    def __init__(self, approximate: str = "none", inplace: bool = False) -> None:
+        super().__init__(inplace)
+        self.approximate = check_approximate(approximate)
+        self.z: torch.Tensor | None = None  # the last forward's input (a copy when in place)
+        self.cdf: torch.Tensor | None = None  # Phi(z); for the tanh form, t
+
+    def __repr__(self) -> str:
+        return f"GELU(approximate={self.approximate!r})"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._input(x)
+        shape = tuple(x.shape)
+        if self.inplace:  # a overwrites x: keep z for backward
+            z = self._buffer("_z", shape, x).copy_(x)
+        else:
+            z = x
+        cdf = self._buffer("_cdf", shape, x)
+        a = self._out("_a", x)
+        if self.approximate == "none":  # Phi(z) = (1 + erf(z / sqrt 2)) / 2
+            torch.mul(z, self.SQRT_HALF, out=cdf)
+            torch.special.erf(cdf, out=cdf)
+            cdf.add_(1).mul_(0.5)
+            torch.mul(z, cdf, out=a)
+        else:  # t = tanh(k z (1 + c z^2)); a = z (1 + t) / 2
+            t = cdf  # the tanh form keeps t in this buffer
+            torch.mul(z, z, out=t)
+            t.mul_(self.C).add_(1).mul_(z).mul_(self.K)
+            torch.tanh(t, out=t)
+            torch.add(t, 1, out=a)
+            a.mul_(z).mul_(0.5)
+        self.a, self.z, self.cdf = a, z, cdf
+        return a
+
+    def backward(self, delta: torch.Tensor) -> torch.Tensor:
+        delta, _ = self._check_delta(delta)
+        z, cdf = self.z, self.cdf
+        assert z is not None and cdf is not None  # _check_delta saw a forward
+        slope = self._buffer("_slope", tuple(z.shape), z)
+        torch.mul(z, z, out=slope)
+        if self.approximate == "none":  # Phi(z) + z phi(z)
+            slope.mul_(-0.5).exp_().mul_(self.INV_SQRT_2PI).mul_(z).add_(cdf)
+        else:  # (1 + t) / 2 + z (1 - t^2) k (1 + 3 c z^2) / 2
+            slope.mul_(3 * self.C).add_(1).mul_(z).mul_(0.5 * self.K)
+            t, tmp = cdf, self._buffer("_tmp", tuple(z.shape), z)
+            torch.mul(t, t, out=tmp)
+            tmp.neg_().add_(1)
+            slope.mul_(tmp)
+            torch.add(t, 1, out=tmp)
+            tmp.mul_(0.5)
+            slope.add_(tmp)
+        return torch.mul(delta, slope, out=self._out("_dz", delta))
 
 
 ACTIVATIONS: dict[str, type[Activation]] = {

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from engine_core.bookkeeping import FcNaming, SequentialBase
-from engine_core.checks import check_choice, check_dtype_name, check_sizes
+from engine_core.checks import check_choice, check_dtype_name, check_seed, check_sizes
 from engine_core.init import initial_parameters
 from engine_core.naming import ACTIVATION_NAMES, INITS
 
@@ -68,7 +68,7 @@ class MLP(FcNaming, Sequential):
         self.sizes = sizes
         self.activation = activation
         self.init = init
-        self.seed = seed
+        self.seed = check_seed(seed)
         self.dtype = check_dtype_name(dtype)
         self.device = torch.device(device)
         layers: list[Layer] = []
@@ -85,9 +85,11 @@ class MLP(FcNaming, Sequential):
 
         Raises TypeError/ValueError for a bad x, NonFiniteError for NaN/Inf in x.
         """
+        self.forward_done = False
         layers = self.layers
         h = layers[0].forward(x)  # checks x's type, shape, dtype and device
         check_finite_input(layers[0].x, h)  # type: ignore[attr-defined]
         for layer in layers[1:]:
             h = layer.forward(h)
+        self.forward_done = True
         return h.clone()

@@ -1,29 +1,49 @@
 """`backprop`: train, evaluate, export, compare and bench, with any engine.
 
-Exit status: 0 done, 1 a data or checkpoint problem (or compare's --tol exceeded), 2 a usage
-error (before any data is read), 3 training diverged, 130 interrupted by Ctrl-C (a checkpoint
-was saved).
+Exit status: 0 done, 1 a data, checkpoint or file problem (or compare's --tol exceeded), 2 a
+usage error (before any data is read), 3 training diverged, 130 interrupted by Ctrl-C (a
+checkpoint was saved), 141 the reader of the output went away (``| head``).
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 from collections.abc import Callable
+from importlib import metadata
 
 from . import bench, compare, evaluate, export, train
-from .options import EXIT_DATA, EXIT_INTERRUPTED
+from .options import EXIT_BROKEN_PIPE, EXIT_DATA, EXIT_INTERRUPTED, Parser, fail
 
 Command = Callable[[argparse.Namespace, argparse.ArgumentParser], int]
 # One module per command, each with add_parser(sub) and run(args, parser) -> exit status.
 COMMANDS = {"train": train, "evaluate": evaluate, "export": export, "compare": compare, "bench": bench}
+DISTRIBUTION = "backprop-by-hand"
+
+
+def version() -> str:
+    """``backprop 0.2.0 (numpy 2.4.6, torch 2.14.1, python 3.11.7)``, from the installed metadata
+    (nothing is imported)."""
+
+    def installed(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    python = ".".join(map(str, sys.version_info[:3]))
+    return (f"backprop {installed(DISTRIBUTION)} (numpy {installed('numpy')}, torch {installed('torch')}, "
+            f"torchvision {installed('torchvision')}, python {python})")
 
 
 def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The `backprop` parser, and each command's own parser by command name."""
-    parser = argparse.ArgumentParser(prog="backprop", description=(__doc__ or "").split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser = Parser(prog="backprop", description=(__doc__ or "").split("\n")[0],
+                    epilog="`backprop COMMAND --help` shows a command's flags and their defaults.")
+    parser.add_argument("--version", action="version", version=version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     return parser, {name: module.add_parser(sub) for name, module in COMMANDS.items()}
 
 
@@ -32,23 +52,42 @@ def build_parser() -> argparse.ArgumentParser:
     return build_parsers()[0]
 
 
+def _silence_output() -> None:
+    """Point stdout and stderr at /dev/null, so that nothing more (not even the flush at exit)
+    tries to write to a pipe whose reader has gone: Python's documented recipe for EPIPE."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            os.dup2(devnull, stream.fileno())
+        except (OSError, ValueError, io.UnsupportedOperation):
+            pass
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line ``argv`` (default sys.argv[1:]); returns the exit status.
 
-    Usage errors exit through argparse (SystemExit 2); Ctrl-C outside training returns 130.
+    ``backprop`` alone prints the help. Usage errors exit through argparse (SystemExit 2);
+    Ctrl-C outside training returns 130; a reader that goes away (``| head``) ends the program
+    quietly with 141; an OSError (a full disk, a file that cannot be written) is one line naming
+    the file, exit 1.
     """
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)  # lines reach a pipe (`| tee log`) as they are printed
     parser, commands = build_parsers()
-    args = parser.parse_args(argv)
-    run: Command = COMMANDS[args.command].run
     try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 0
+        run: Command = COMMANDS[args.command].run
         # The command's own parser: its usage errors show that command's usage line.
         return run(args, commands[args.command])
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
-        # The reader of stdout went away (`backprop evaluate ... | head`): nothing left to say.
-        # Python's documented recipe: point stdout at devnull so its flush at exit stays silent.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return EXIT_DATA
+        _silence_output()
+        return EXIT_BROKEN_PIPE
+    except OSError as error:
+        where = error.filename or "backprop"
+        return fail(f"{where}: {error.strerror or error}", EXIT_DATA)

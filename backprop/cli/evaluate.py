@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from ..checkpoint import CheckpointError, load_checkpoint
+from ..checkpoint import CheckpointError, checkpoint_path, load_checkpoint
 from ..config import CLASSES
-from ..datasets import DataError, load_dataset
+from ..datasets import DataError, class_names, load_dataset
 from ..engines import training_numerics
 from ..plots import plot_confusion
 from ..training import evaluate
@@ -18,6 +18,7 @@ from .options import (
     DEFAULT_DATA_DIR,
     add_data_options,
     add_engine_options,
+    check_data_dir,
     check_writable_dir,
     engine_spec,
     fail,
@@ -27,11 +28,14 @@ from .options import (
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     """Register `evaluate` on the subparsers object ``sub``; returns its parser."""
-    p = sub.add_parser("evaluate", help="test loss, accuracy and confusion matrix of a checkpoint")
-    p.add_argument("checkpoint")
+    p = sub.add_parser("evaluate", help="test loss, accuracy and confusion matrix of a checkpoint",
+                       description="Evaluate a checkpoint on its dataset's test split (only that split is read).")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint.npz, or the run directory holding it")
     add_engine_options(p)
-    add_data_options(p)
-    p.add_argument("--out", help="where confusion.png goes (default: beside the checkpoint)")
+    add_data_options(p, dataset_help="which MNIST-format dataset (default: the one the run was trained on)",
+                     data_dir_help="the folder holding <Dataset>/raw/ (default: the one the run was trained "
+                                   f"from, else {DEFAULT_DATA_DIR})")
+    p.add_argument("--out", metavar="DIR", help="where confusion.png goes (default: beside the checkpoint)")
     return p
 
 
@@ -42,22 +46,39 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, classes: int =
     return matrix
 
 
+def format_confusion(matrix: np.ndarray, names: list[str]) -> list[str]:
+    """The matrix as text lines: a numbered header, one row per true class, then the class names."""
+    k = len(matrix)
+    lines = ["      " + " ".join(f"{j:>5}" for j in range(k))]
+    lines += [f"{i:>5} " + " ".join(f"{matrix[i, j]:>5}" for j in range(k)) for i in range(k)]
+    lines.append("classes: " + ", ".join(f"{i} {name}" for i, name in enumerate(names)))
+    return lines
+
+
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Evaluate the checkpoint on the test split; returns the exit status."""
     spec, flag = engine_spec(args.engine)
     engine = open_engine(parser, spec, args.device, flag)
-    out = args.out or os.path.dirname(os.path.abspath(args.checkpoint))
-    check_writable_dir(parser, "--out", out)
+    check_data_dir(parser, args.data_dir)
+    if args.out is not None:
+        check_writable_dir(parser, "--out", args.out)
     try:
-        checkpoint = load_checkpoint(args.checkpoint)
+        path = checkpoint_path(args.checkpoint)
+        checkpoint = load_checkpoint(path)
     except CheckpointError as error:
         return fail(str(error))
+    out = args.out or os.path.dirname(path) or "."
+    if args.out is None:
+        check_writable_dir(parser, "--out (default: the checkpoint's directory)", out)
     config = checkpoint.config
     dataset_name = args.dataset or config.dataset
+    data_dir = args.data_dir or checkpoint.data_dir or DEFAULT_DATA_DIR
     try:
-        dataset = load_dataset(dataset_name, args.data_dir or DEFAULT_DATA_DIR, dtype=config.dtype)
+        dataset = load_dataset(dataset_name, data_dir, dtype=config.dtype, splits=("test",))
     except DataError as error:
-        return fail(str(error))
+        remembered = not args.data_dir and checkpoint.data_dir
+        return fail(f"{error}" + (" (the data directory the run was trained from; pass --data-dir to use another)"
+                                  if remembered else ""))
 
     net = engine.build_net(config.sizes, config.activation, config.init, config.seed, config.dtype)
     net.load_state_dict(checkpoint.params)
@@ -65,16 +86,17 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         with training_numerics():  # as the trainer evaluates
             loss, accuracy, predictions = evaluate(engine, net, dataset.test_x, dataset.test_y)
     except FloatingPointError as error:
-        return fail(f"{args.checkpoint}: its network gives non-finite outputs on {dataset_name} ({error})")
+        return fail(f"{path}: its network gives non-finite outputs on {dataset_name} ({error})")
     matrix = confusion_matrix(dataset.test_y, predictions)
-    print(f"{args.checkpoint} on {dataset_name} test ({len(dataset.test_y)} images), {engine.name} engine:")
+    names = class_names(dataset_name)
+    print(f"{path} on {dataset_name} test ({len(dataset.test_y)} images from {data_dir}), {engine.name} engine:")
     print(f"test loss {loss:.4f}  test accuracy {accuracy:.4f}")
     print("confusion matrix (rows: true class, columns: predicted):")
-    print("      " + " ".join(f"{j:>5}" for j in range(CLASSES)))
-    for i in range(CLASSES):
-        print(f"{i:>5} " + " ".join(f"{matrix[i, j]:>5}" for j in range(CLASSES)))
+    print("\n".join(format_confusion(matrix, names)))
     os.makedirs(out, exist_ok=True)
-    path = os.path.join(out, "confusion.png")
-    plot_confusion(matrix, path, title=f"{dataset_name} test, accuracy {accuracy:.4f}")
-    print(f"wrote {path}")
+    png = os.path.join(out, "confusion.png")
+    plot_confusion(matrix, png, classes=names,
+                   title=f"{dataset_name} test: accuracy {accuracy:.4f}, loss {loss:.4f}\n"
+                         f"{config.network_summary()}, {checkpoint.progress.epoch} epochs, {engine.name} engine")
+    print(f"wrote {png}")
     return 0

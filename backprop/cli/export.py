@@ -6,28 +6,34 @@ import argparse
 import os
 from typing import Any
 
-from ..checkpoint import CheckpointError, load_checkpoint
+from ..checkpoint import CheckpointError, checkpoint_path, load_checkpoint
 from ..export import export_torch
-from .options import check_writable_dir, fail
+from .options import check_output_file, fail
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     """Register `export` on the subparsers object ``sub``; returns its parser."""
-    p = sub.add_parser("export", help="write a checkpoint as a torch.nn.Sequential state dict")
-    p.add_argument("checkpoint")
-    p.add_argument("--to", required=True, metavar="MODEL_PT", help="the .pt file to write")
+    p = sub.add_parser("export", help="write a checkpoint as a torch.nn.Sequential state dict",
+                       description="Write a checkpoint's network as a torch.nn.Sequential state dict (a .pt file "
+                                   "that torch.load(..., weights_only=True) reads) and print the Python lines "
+                                   "that load it.")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint.npz, or the run directory holding it")
+    p.add_argument("--to", required=True, metavar="MODEL_PT",
+                   help="the .pt file to write, in an existing directory (required; an existing file other than "
+                        "the checkpoint is replaced)")
     return p
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Export; returns the exit status."""
-    check_writable_dir(parser, "--to", os.path.dirname(os.path.abspath(args.to)))
-    if os.path.isdir(args.to):
-        parser.error(f"--to: {args.to} is a directory; name the .pt file to write")
+    check_output_file(parser, "--to", args.to)
     try:
-        checkpoint = load_checkpoint(args.checkpoint)
+        path = checkpoint_path(args.checkpoint)
+        if os.path.exists(args.to) and os.path.samefile(args.to, path):
+            parser.error(f"--to {args.to}: that is the checkpoint itself; name another file")
+        checkpoint = load_checkpoint(path)
     except CheckpointError as error:
         return fail(str(error))
-    code = export_torch(checkpoint, args.to)
-    print(f"wrote {args.to}: load it with\n{code}")
+    code = export_torch(checkpoint, args.to, load_path=os.path.abspath(args.to))
+    print(f"wrote {args.to}; these Python lines load it:\n{code}")
     return 0

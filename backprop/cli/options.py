@@ -1,28 +1,36 @@
-"""What every command shares: argument types, option groups, exit codes, how errors are reported.
+"""What every command shares: the parser class, argument types, option groups and their help,
+exit codes, run directories, how errors are reported.
 
-A bad flag is argparse's usage error (exit 2), raised before any data is read; a problem with
-the data or a checkpoint is one line ``backprop: error: ...`` and exit 1 (see ``fail``).
+A bad flag is argparse's usage error (exit 2), raised before any data is read, in every command;
+an unknown flag or choice suggests the close one. A problem with the data or a checkpoint is one
+line ``backprop: error: ...`` and exit 1 (see ``fail``).
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import math
 import os
 import sys
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn, TypeVar
 
 from ..config import (
     ACTIVATION_NAMES,
     DATASET_NAMES,
+    DEFAULT_PRESET,
     DTYPE_NAMES,
     INIT_NAMES,
+    OPTIMIZER_DEFAULTS,
     OPTIMIZER_NAMES,
     PRESET_NAMES,
+    PRESETS,
     SCHEDULE_NAMES,
+    TrainConfig,
 )
 from ..engines import ENGINES, Engine, EngineError, load_engine
+from ..rundir import RunDir, RunDirError, claim, claim_new, timestamp
 
 # Exit statuses (the README's "Errors and recovery" table).
 EXIT_OK = 0
@@ -31,12 +39,94 @@ EXIT_OVER_TOLERANCE = 1  # compare: the engines drifted apart beyond --tol
 EXIT_USAGE = 2  # argparse's own status for a bad flag
 EXIT_DIVERGED = 3  # the loss became NaN/Inf
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), after saving a checkpoint
+EXIT_BROKEN_PIPE = 141  # the reader of our output went away (128 + SIGPIPE, what `yes | head` gives)
 
 DEFAULT_DATA_DIR = "./data"  # the notebook's root='./data'
 ENGINE_VARIABLE = "BACKPROP_ENGINE"
 DEFAULT_ENGINE = "numpy"
 
 T = TypeVar("T")
+
+
+# -- the parser: suggestions for near misses, defaults in the help ----------------------------
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, appending ``(default: X)`` to an option's help unless the help
+    already says what its default is (options whose default the preset decides say so
+    themselves); lists print comma-separated, as they are typed."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if ("default" in text or default is None or default is False or default is argparse.SUPPRESS
+                or not action.option_strings):
+            return text
+        if isinstance(default, (list, tuple)):
+            default = ",".join(map(str, default))
+        return f"{text} (default: {str(default).replace('%', '%%')})"
+
+
+def _close(word: str, candidates: Sequence[str]) -> str | None:
+    matches = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors suggest the near miss: an unknown flag
+    (``--optimiser`` -> ``--optimizer``), choice or command. (Python 3.14's ``suggest_on_error``
+    covers choices only; this does the same on every version, with difflib, and adds flags.)"""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        if getattr(self, "suggest_on_error", False):  # Python >= 3.14 suggests itself
+            super()._check_value(action, value)  # type: ignore[misc]
+            return
+        try:
+            super()._check_value(action, value)  # type: ignore[misc]
+        except argparse.ArgumentError as error:
+            choices = [str(c) for c in (action.choices or [])]
+            guess = _close(str(value), choices) if isinstance(value, str) else None
+            if guess is None:
+                raise
+            raise argparse.ArgumentError(action, f"{error.message}; did you mean {guess!r}?") from None
+
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+        """As argparse's, but an argument nobody knows is a usage error of this parser at once
+        (a subcommand's own, showing its usage), with the closest flag suggested."""
+        self._given = list(sys.argv[1:] if args is None else args)
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(self._unrecognized(extras))
+        return parsed, extras
+
+    def _known(self, flag: str) -> bool:
+        name = flag.split("=", 1)[0]
+        if name in self._option_string_actions:
+            return True
+        prefixed = [option for option in self._option_string_actions if option.startswith(name)]
+        return self.allow_abbrev and len(prefixed) == 1
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        """Usage line, ``backprop <command>: error: message``, exit 2. A missing required argument
+        next to an unknown flag is reported as the unknown flag (``--too`` for ``--to``)."""
+        if message.startswith("the following arguments are required"):
+            unknown = [arg for arg in getattr(self, "_given", []) if arg.startswith("--") and not self._known(arg)]
+            if unknown:
+                message = self._unrecognized(unknown)
+        super().error(message)
+
+    def _unrecognized(self, extras: list[str]) -> str:
+        message = f"unrecognized arguments: {' '.join(extras)}"
+        flags = [s for a in self._actions for s in a.option_strings if s.startswith("--")]
+        for extra in extras:
+            if extra.startswith("-"):
+                guess = _close(extra.split("=", 1)[0], flags)
+                if guess:
+                    return f"{message}; did you mean {guess}?"
+        return message
 
 
 # -- argument types: each rejects a bad value with argparse's usage error (exit 2) ----------
@@ -82,7 +172,7 @@ def positive_float(text: str) -> float:
 
 
 def width_list(text: str) -> list[int]:
-    """'64,64' -> [64, 64]; 'none' or '' -> [] (a linear classifier)."""
+    """'64,64' -> [64, 64]; 'none' or '' -> [] (no hidden layer: a linear softmax classifier)."""
     if text.strip().lower() in ("", "none"):
         return []
     try:
@@ -103,16 +193,45 @@ def comma_list(kind: Callable[[str], T]) -> Callable[[str], list[T]]:
     return parse
 
 
+# -- help texts for defaults the preset decides ----------------------------------------------
+def _value(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(map(str, value)) if value else "none"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def from_preset(key: str) -> str:
+    """``the preset's: 64 (default), 32 (notebook)``: what a preset-decided option defaults to."""
+    fallback = getattr(TrainConfig(), key)
+    values = ", ".join(f"{_value(PRESETS[name].get(key, fallback))} ({name})" for name in PRESET_NAMES)
+    return f"the preset's: {values}"
+
+
+def _preset_summary(name: str) -> str:
+    config = TrainConfig(**{**PRESETS[name], "preset": name})
+    return (f"{name}: {config.network_summary()}, {config.init}, batch {config.batch_size}, "
+            f"{config.optimizer_summary()}, {config.epochs} epochs")
+
+
+LR_HELP = (
+    f"learning rate (default: {from_preset('lr')} when --optimizer is the preset's own (sgd); with another "
+    f"optimizer, torch's default for it: "
+    + ", ".join(f"{name} {values['lr']:g}" for name, values in OPTIMIZER_DEFAULTS.items())
+    + ". So --optimizer adam alone trains at 0.001)"
+)
+
+
 # -- shared option groups ---------------------------------------------------------------------
-def add_data_options(parser: argparse.ArgumentParser, dataset_default: str | None = None,
-                     data_dir_default: str | None = None, data_dir_help: str | None = None) -> None:
-    """--dataset and --data-dir."""
+def add_data_options(parser: argparse.ArgumentParser, dataset_help: str | None = None,
+                     data_dir_help: str | None = None) -> None:
+    """--dataset and --data-dir (defaults None: each command says what it falls back to)."""
     group = parser.add_argument_group("data")
-    group.add_argument("--dataset", choices=DATASET_NAMES, default=dataset_default,
-                       help="which MNIST-format dataset (default mnist)")
-    group.add_argument("--data-dir", default=data_dir_default, help=data_dir_help or (
-        f"root holding <Dataset>/raw/ or the legacy <Dataset>/processed/ (default {DEFAULT_DATA_DIR}; "
-        "downloaded there if absent)"))
+    group.add_argument("--dataset", choices=DATASET_NAMES, default=None,
+                       help=dataset_help or "which MNIST-format dataset (default: mnist)")
+    group.add_argument("--data-dir", default=None, metavar="DIR", help=data_dir_help or (
+        f"the folder holding <Dataset>/raw/ (the four IDX files) or the legacy <Dataset>/processed/, "
+        f"e.g. ../shared/datasets for ../shared/datasets/FashionMNIST/raw/ (default: {DEFAULT_DATA_DIR}; "
+        "downloaded there if absent and the network allows)"))
 
 
 def add_engine_options(parser: argparse.ArgumentParser, multiple: str | None = None) -> None:
@@ -125,43 +244,61 @@ def add_engine_options(parser: argparse.ArgumentParser, multiple: str | None = N
                                 f"(default: ${ENGINE_VARIABLE}, then {DEFAULT_ENGINE})")
     else:
         group.add_argument("--engines", type=comma_list(str), default=multiple.split(","), metavar="E1,E2,...",
-                           help=f"comma-separated engines: {names} or module paths (default {multiple})")
+                           help=f"comma-separated engines: {names} or module paths")
     group.add_argument("--device", default="cpu",
-                       help="cpu (default) or cuda: any device the engine declares in its DEVICES")
+                       help="cpu or cuda: any device the engine declares in its DEVICES")
 
 
-def add_model_options(parser: argparse.ArgumentParser, dtype_default: str | None = None) -> None:
+def add_model_options(parser: argparse.ArgumentParser, dtype_default: str | None = "float32",
+                      dtype_help: str | None = None) -> None:
     """--hidden, --activation, --init, --dtype, --seed (defaults None: the preset decides)."""
     group = parser.add_argument_group("model")
-    group.add_argument("--hidden", type=width_list, help="hidden widths, e.g. 64,64 ('none': no hidden layer)")
-    group.add_argument("--activation", choices=ACTIVATION_NAMES)
-    group.add_argument("--init", choices=INIT_NAMES)
-    group.add_argument("--dtype", choices=DTYPE_NAMES, default=dtype_default)
-    group.add_argument("--seed", type=non_negative_int, help="weights and batch order (default 0)")
+    group.add_argument("--hidden", type=width_list, metavar="W1,W2,...",
+                       help="hidden layer widths, e.g. 256,128; 'none' (or '') for no hidden layer, a linear "
+                            f"softmax classifier, which takes no --activation (default: {from_preset('hidden')})")
+    group.add_argument("--activation", choices=ACTIVATION_NAMES,
+                       help=f"after every hidden layer (default: {from_preset('activation')})")
+    group.add_argument("--init", choices=INIT_NAMES, help=f"weight initialisation (default: {from_preset('init')})")
+    group.add_argument("--dtype", choices=DTYPE_NAMES, default=dtype_default, help=dtype_help)
+    group.add_argument("--seed", type=non_negative_int, metavar="N",
+                       help="seeds the weights and the batch order (default: 0)")
 
 
 def add_optimizer_options(parser: argparse.ArgumentParser, schedules: bool = True) -> None:
     """--batch-size, --optimizer, --lr, --momentum; with ``schedules`` also --nesterov,
     --weight-decay and the learning-rate schedule's flags (defaults None: the preset decides)."""
-    group = parser.add_argument_group("optimizer")
-    group.add_argument("--batch-size", type=positive_int)
-    group.add_argument("--optimizer", choices=OPTIMIZER_NAMES)
-    group.add_argument("--lr", type=non_negative_float, help="learning rate")
-    group.add_argument("--momentum", type=non_negative_float, help="SGD's momentum")
+    group = parser.add_argument_group(
+        "optimizer", "A preset's lr and momentum are for its own optimizer, SGD; another --optimizer gets "
+                     "torch.optim's defaults unless --lr is given.")
+    group.add_argument("--batch-size", type=positive_int, metavar="N",
+                       help=f"samples per step (default: {from_preset('batch_size')})")
+    group.add_argument("--optimizer", choices=OPTIMIZER_NAMES, help=f"(default: {from_preset('optimizer')})")
+    group.add_argument("--lr", type=non_negative_float, metavar="X", help=LR_HELP)
+    group.add_argument("--momentum", type=non_negative_float, metavar="X",
+                       help=f"SGD's momentum, sgd only (default: {from_preset('momentum')}; 0 when --optimizer "
+                            "is not the preset's)")
     if not schedules:
         return
-    group.add_argument("--nesterov", action="store_true", default=None)
-    group.add_argument("--weight-decay", type=non_negative_float)
+    group.add_argument("--nesterov", action="store_true", default=None,
+                       help="Nesterov momentum, sgd with a momentum above 0 only (default: off)")
+    group.add_argument("--weight-decay", type=non_negative_float, metavar="X",
+                       help="L2 penalty, decoupled for adamw (default: torch's for the optimizer: "
+                            + ", ".join(f"{name} {values['weight_decay']:g}"
+                                        for name, values in OPTIMIZER_DEFAULTS.items()) + ")")
     group.add_argument("--lr-schedule", choices=SCHEDULE_NAMES,
-                       help="per-epoch schedule: constant, step (StepLR) or cosine (CosineAnnealingLR)")
-    group.add_argument("--step-size", type=positive_int, help="StepLR's step_size in epochs (default 5)")
-    group.add_argument("--gamma", type=non_negative_float, help="StepLR's gamma (default 0.1)")
+                       help="per-epoch schedule: constant, step (StepLR) or cosine (CosineAnnealingLR over the "
+                            f"run's epochs) (default: {from_preset('lr_schedule')})")
+    group.add_argument("--step-size", type=positive_int, metavar="N",
+                       help="StepLR's step_size in epochs, with --lr-schedule step (default: 5)")
+    group.add_argument("--gamma", type=non_negative_float, metavar="X",
+                       help="StepLR's gamma, with --lr-schedule step (default: 0.1)")
 
 
-def add_preset_option(parser: argparse.ArgumentParser, default: str | None = None) -> None:
+def add_preset_option(parser: argparse.ArgumentParser, default: str = DEFAULT_PRESET) -> None:
     """--preset: notebook (the original notebook's run) or default (a ReLU net that beats it)."""
-    parser.add_argument("--preset", choices=PRESET_NAMES, default=default,
-                        help="notebook (the original notebook's run) or default (a ReLU net that beats it)")
+    parser.add_argument("--preset", choices=PRESET_NAMES, default=None,
+                        help="the run the other flags change. " + "; ".join(map(_preset_summary, PRESET_NAMES))
+                             + f" (default: {default})")
 
 
 # -- checks that end in a usage error ---------------------------------------------------------
@@ -180,7 +317,8 @@ def open_engine(parser: argparse.ArgumentParser, spec: str, device: str, flag: s
     try:
         engine = load_engine(spec, device)
     except EngineError as error:
-        parser.error(f"argument {flag}: {error}")
+        guess = _close(spec, list(ENGINES)) if str(error).startswith("unknown engine") else None
+        parser.error(f"argument {flag}: {error}" + (f"; did you mean {guess!r}?" if guess else ""))
     check_device_available(parser, device)
     return engine
 
@@ -216,6 +354,44 @@ def check_writable_dir(parser: argparse.ArgumentParser, flag: str, path: str) ->
     problem = writable_dir_problem(path)
     if problem:
         parser.error(f"{flag}: {problem}")
+
+
+def check_output_file(parser: argparse.ArgumentParser, flag: str, path: str) -> None:
+    """A usage error naming ``flag`` unless ``path`` can be written as a file: not a directory
+    (nor spelled as one), in a directory that exists and is writable."""
+    if path.endswith(os.sep) or os.path.isdir(path):
+        parser.error(f"{flag} {path}: is a directory; name the file to write")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.exists(parent):
+        parser.error(f"{flag} {path}: the directory {parent} does not exist")
+    if not os.path.isdir(parent):
+        parser.error(f"{flag} {path}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        parser.error(f"{flag} {path}: the directory {parent} is not writable")
+
+
+def check_data_dir(parser: argparse.ArgumentParser, path: str | None) -> None:
+    """A usage error when --data-dir names something that is not a directory."""
+    if path and os.path.exists(path) and not os.path.isdir(path):
+        parser.error(f"--data-dir {path}: not a directory (give the folder that holds <Dataset>/raw/)")
+
+
+def claim_out(parser: argparse.ArgumentParser, out: str | None, stem: str, own_run: bool = False) -> RunDir:
+    """The run directory a command writes into, claimed (see backprop.rundir): ``out`` when
+    given (new or empty, or with ``own_run`` the run's own), else a new ``runs/<stem>``
+    (``-2``, ``-3``, ... when taken). A usage error naming --out when it cannot be claimed."""
+    try:
+        if out is None:
+            return claim_new("runs", stem)
+        check_writable_dir(parser, "--out", out)
+        return claim(out, own_run=own_run)
+    except RunDirError as error:
+        parser.error(f"--out: {error}")
+
+
+def default_stem(kind: str) -> str:
+    """``<kind>-YYYYmmdd-HHMMSS``: the start of compare's and bench's default directory names."""
+    return f"{kind}-{timestamp()}"
 
 
 def fail(message: str, code: int = EXIT_DATA) -> int:

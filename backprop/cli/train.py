@@ -5,16 +5,18 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from typing import Any
 
-from ..checkpoint import Checkpoint, CheckpointError, load_checkpoint
-from ..config import PRESETS, TrainConfig
+from ..checkpoint import Checkpoint, CheckpointError, checkpoint_path, load_checkpoint
+from ..config import DEFAULT_PRESET, ConfigError, TrainConfig, new_config
 from ..datasets import DataError, load_dataset
 from ..engines import Engine
+from ..rundir import RunDir, timestamp
 from ..training import Trainer, TrainingDiverged, TrainingInterrupted
+from . import hints
 from .options import (
     DEFAULT_DATA_DIR,
+    DEFAULT_ENGINE,
     EXIT_DIVERGED,
     EXIT_INTERRUPTED,
     add_data_options,
@@ -22,9 +24,11 @@ from .options import (
     add_model_options,
     add_optimizer_options,
     add_preset_option,
-    check_writable_dir,
+    check_data_dir,
+    claim_out,
     engine_spec,
     fail,
+    from_preset,
     open_engine,
     positive_int,
 )
@@ -39,39 +43,46 @@ CONFIG_FLAGS = (
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     """Register `train` on the subparsers object ``sub``; returns its parser."""
-    p = sub.add_parser("train", help="train an MLP on MNIST-format data")
+    p = sub.add_parser(
+        "train", help="train an MLP on MNIST-format data (or resume a run)",
+        description="Train an MLP: the --preset's run, changed by the flags given. A resumed run (--resume) keeps "
+                    "its configuration, dataset and data directory, and refuses flags that would change them; "
+                    "--epochs sets a new total, and --engine, --device, --data-dir, --out and --quiet apply to "
+                    "the session that resumes.")
     add_engine_options(p)
-    add_data_options(p)
+    add_data_options(p, dataset_help="which MNIST-format dataset (default: mnist; on --resume: the run's)",
+                     data_dir_help="the folder holding <Dataset>/raw/ (the four IDX files) or the legacy "
+                                   "<Dataset>/processed/, e.g. ../shared/datasets for "
+                                   "../shared/datasets/FashionMNIST/raw/ (default: ./data, downloaded there if "
+                                   "absent and the network allows; on --resume: the folder the run was "
+                                   "trained from)")
     add_preset_option(p)
-    p.add_argument("--epochs", type=positive_int, help="epochs to train (on --resume: the new total)")
-    add_model_options(p)
+    p.add_argument("--epochs", type=positive_int, metavar="N",
+                   help=f"epochs to train (default: {from_preset('epochs')}; on --resume: the new total, "
+                        "default the run's)")
+    add_model_options(p, dtype_default=None, dtype_help="(default: float32)")
     add_optimizer_options(p)
-    p.add_argument("--limit", type=positive_int, help="train on the first N samples only")
-    p.add_argument("--out", help="run directory (default runs/<timestamp>-<engine>)")
-    p.add_argument("--resume", metavar="CHECKPOINT", help="continue from a checkpoint (any engine's)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--limit", type=positive_int, metavar="N",
+                   help="train on the first N training samples only (default: all of them)")
+    p.add_argument("--out", metavar="DIR",
+                   help="a new (or empty) run directory, created with its parents (default: "
+                        "runs/<date>-<time>-<engine>, with -2, -3, ... added when that name is taken; on "
+                        "--resume: the checkpoint's own directory)")
+    p.add_argument("--resume", metavar="CHECKPOINT",
+                   help="continue a run: its checkpoint.npz or its run directory, any engine's (default: a new run)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bars (default: bars on stderr when it is a terminal, none in a pipe or file)")
     return p
 
 
 def train_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> TrainConfig:
-    """A new run's configuration: the preset, overridden by the flags given; usage errors for
-    combinations that make no sense."""
-    preset = args.preset or "default"
-    values = {**TrainConfig().__dict__, **PRESETS[preset], "preset": preset}
-    for flag in CONFIG_FLAGS:
-        if getattr(args, flag) is not None:
-            values[flag] = getattr(args, flag)
-    if args.epochs is not None:
-        values["epochs"] = args.epochs
-    values["t_max"] = values["epochs"]  # the cosine period is fixed now, at creation
-    if values["optimizer"] != "sgd" and args.momentum is None:
-        values["momentum"] = 0.0  # the preset's SGD momentum means nothing to Adam
-    config = TrainConfig(**values)
-    if config.nesterov and config.momentum <= 0:
-        parser.error("--nesterov needs a --momentum above 0")
-    if config.optimizer != "sgd" and (args.momentum or args.nesterov):
-        parser.error(f"--momentum/--nesterov apply to --optimizer sgd, not {config.optimizer}")
-    return config
+    """A new run's configuration: the preset, overridden by the flags given (config.new_config);
+    usage errors naming the flag for combinations that make no sense."""
+    flags = {flag: getattr(args, flag) for flag in CONFIG_FLAGS}
+    try:
+        return new_config(args.preset, epochs=args.epochs, **flags)
+    except ConfigError as error:
+        parser.error(str(error))
 
 
 def resumed_config(args: argparse.Namespace, parser: argparse.ArgumentParser, checkpoint: Checkpoint) -> TrainConfig:
@@ -90,27 +101,74 @@ def resumed_config(args: argparse.Namespace, parser: argparse.ArgumentParser, ch
     return config
 
 
+def new_run_command(config: TrainConfig, engine: Engine, data_dir: str, **changes: Any) -> str:
+    """The `backprop train` command that starts ``config``'s run afresh (with ``changes`` to its
+    fields, such as a smaller lr), naming only what differs from the preset's defaults."""
+    config = TrainConfig(**{**config.__dict__, **changes})
+    base = new_config(config.preset, optimizer=config.optimizer)
+    values: list[tuple[str, object]] = [("--dataset", config.dataset), ("--data-dir", data_dir)]
+    if config.preset != DEFAULT_PRESET:
+        values.append(("--preset", config.preset))
+    if engine.spec != DEFAULT_ENGINE or os.environ.get("BACKPROP_ENGINE"):
+        values.append(("--engine", engine.spec))
+    if engine.device != "cpu":
+        values.append(("--device", engine.device))
+    for field in ("epochs", *CONFIG_FLAGS):
+        if field in ("dataset",):
+            continue
+        value = getattr(config, field)
+        if value != getattr(base, field) and not (field == "activation" and not config.hidden):
+            values.append((f"--{field.replace('_', '-')}", value))
+    return hints.command("train", *hints.flags(values))
+
+
+def resume_command(checkpoint: str, engine: Engine, epochs: int | None = None) -> str:
+    """The `backprop train --resume` command that continues ``checkpoint`` with ``engine``."""
+    values: list[tuple[str, object]] = [("--resume", checkpoint), ("--engine", engine.spec), ("--epochs", epochs)]
+    if engine.device != "cpu":
+        values.append(("--device", engine.device))
+    return hints.command("train", *hints.flags(values))
+
+
 def _engine(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Engine:
     spec, flag = engine_spec(args.engine)
     return open_engine(parser, spec, args.device, flag)
 
 
+def _claim(args: argparse.Namespace, parser: argparse.ArgumentParser, engine: Engine,
+           resume: str | None) -> RunDir:
+    """The run directory, claimed: --out, or the checkpoint's own directory on --resume, or a new
+    runs/<date>-<time>-<engine>."""
+    if resume is None:
+        if args.out is None:
+            return claim_out(parser, None, f"{timestamp()}-{engine.name}")
+        if os.path.isfile(os.path.join(args.out, "checkpoint.npz")):
+            existing = os.path.join(args.out, "checkpoint.npz")
+            parser.error(f"--out {args.out} already holds a run ({existing}); continue it with: "
+                         f"{hints.command('train', '--resume', existing)}, or choose another --out "
+                         "(nothing was overwritten)")
+        return claim_out(parser, args.out, "")
+    own = os.path.dirname(os.path.abspath(resume))
+    out = args.out or os.path.dirname(resume) or "."
+    return claim_out(parser, out, "", own_run=os.path.abspath(out) == own)
+
+
+def _describe(config: TrainConfig, engine: Engine, data_dir: str) -> str:
+    limit = f", first {config.limit} samples" if config.limit else ""
+    return (f"{config.network_summary()} ({config.dtype}), {config.optimizer_summary()}, batch {config.batch_size}, "
+            f"{config.epochs} epochs; {config.dataset} from {data_dir}{limit}; the {engine.name} engine")
+
+
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Train (or resume); returns the exit status."""
     engine = _engine(args, parser)
+    check_data_dir(parser, args.data_dir)
     checkpoint = None
-    if args.resume:
-        out = args.out or os.path.dirname(os.path.abspath(args.resume))
-    else:
-        out = args.out or os.path.join("runs", f"{time.strftime('%Y%m%d-%H%M%S')}-{engine.name}")
-    check_writable_dir(parser, "--out", out)
-    existing = os.path.join(out, "checkpoint.npz")
-    if not args.resume and os.path.exists(existing):
-        parser.error(f"--out {out} already holds a run ({existing}); continue it with --resume {existing}, "
-                     "or choose another --out (nothing was overwritten)")
+    resume = None
     if args.resume:
         try:
-            checkpoint = load_checkpoint(args.resume)
+            resume = checkpoint_path(args.resume)
+            checkpoint = load_checkpoint(resume)
         except CheckpointError as error:
             return fail(str(error))
         config = resumed_config(args, parser, checkpoint)
@@ -118,37 +176,47 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         config = train_config(args, parser)
     if not engine.has_optimizer(config.optimizer):
         parser.error(f"argument --engine: engine {engine.spec!r} has no optimizer {config.optimizer!r}")
-
-    try:
-        dataset = load_dataset(config.dataset, args.data_dir or DEFAULT_DATA_DIR, dtype=config.dtype)
-    except DataError as error:
-        return fail(str(error))
-    if config.limit is not None and config.limit > len(dataset.train_y):
-        return fail(f"--limit {config.limit} exceeds the {len(dataset.train_y)} training samples")
-
-    try:
-        trainer = Trainer(config, engine, dataset, out, quiet=args.quiet, resume=checkpoint)
-    except (ValueError, TypeError) as error:
-        return fail(f"{args.resume}: cannot resume: {error}" if checkpoint else str(error))
-    if checkpoint is not None:
-        p = trainer.progress
-        print(f"resuming {args.resume} (written by the {checkpoint.engine} engine) at epoch "
-              f"{p.epoch + 1}, batch {p.step}, with the {engine.name} engine")
-    if trainer.progress.epoch >= config.epochs:
-        print(f"nothing to do: the checkpoint already finished {trainer.progress.epoch} epochs "
-              f"(pass --epochs N with N > {trainer.progress.epoch} to train on)")
+    data_dir = args.data_dir or (checkpoint.data_dir if checkpoint else None) or DEFAULT_DATA_DIR
+    if checkpoint is not None and resume is not None and checkpoint.progress.epoch >= config.epochs:
+        done = checkpoint.progress.epoch
+        print(f"nothing to do: {resume} already finished {done} of {config.epochs} epochs. To train on, "
+              f"raise --epochs: {resume_command(resume, engine, epochs=done + 5)}")
         return 0
-    print(f"training {config.sizes} ({config.activation}, {config.dtype}) on {config.dataset} "
-          f"with the {engine.name} engine -> {out}")
-    try:
-        trainer.run()
-    except TrainingDiverged as error:
-        return fail(str(error), EXIT_DIVERGED)
-    except TrainingInterrupted as error:
-        print(f"\n{error}", file=sys.stderr)
-        print(f"resume with: backprop train --resume {trainer.checkpoint_path} --engine {engine.spec}",
-              file=sys.stderr)
-        return EXIT_INTERRUPTED
-    print(f"done: {os.path.join(out, 'metrics.csv')}, {os.path.join(out, 'curves.png')}, "
-          f"{trainer.checkpoint_path}")
-    return 0
+
+    with _claim(args, parser, engine, resume) as run_dir:
+        out = run_dir.path
+        try:
+            dataset = load_dataset(config.dataset, data_dir, dtype=config.dtype)
+        except DataError as error:
+            remembered = checkpoint is not None and not args.data_dir and checkpoint.data_dir
+            suffix = " (the data directory the run was trained from; pass --data-dir to use another)" \
+                if remembered else ""
+            return fail(f"{error}{suffix}")
+        samples = len(dataset.train_y) if config.limit is None else min(config.limit, len(dataset.train_y))
+        if config.limit is not None and config.limit > len(dataset.train_y):
+            return fail(f"--limit {config.limit} exceeds the {len(dataset.train_y)} training samples")
+        if checkpoint is None and config.batch_size > samples:  # (a resumed run's data must match its own)
+            parser.error(f"--batch-size {config.batch_size} is larger than the {samples} training samples: every "
+                         f"epoch would be one short batch; give --batch-size {samples} or less")
+        try:
+            trainer = Trainer(config, engine, dataset, out, quiet=args.quiet, resume=checkpoint, data_dir=data_dir)
+        except (ValueError, TypeError) as error:
+            return fail(f"{resume}: cannot resume: {error}" if checkpoint else str(error))
+        if checkpoint is not None:
+            p = trainer.progress
+            print(f"resuming {resume} (written by the {checkpoint.engine} engine) at epoch "
+                  f"{p.epoch + 1}, batch {p.step}, with the {engine.name} engine")
+        print(f"training {_describe(config, engine, data_dir)} -> {out}")
+        try:
+            trainer.run()
+        except TrainingDiverged as error:
+            smaller = error.lr / 10
+            return fail(f"{error}\nto start again with a smaller learning rate: "
+                        f"{new_run_command(config, engine, data_dir, lr=smaller)}", EXIT_DIVERGED)
+        except TrainingInterrupted as error:
+            print(f"\n{error}", file=sys.stderr)
+            print(f"resume with: {resume_command(trainer.checkpoint_path, engine)}", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        print(f"done: {os.path.join(out, 'metrics.csv')}, {os.path.join(out, 'curves.png')}, "
+              f"{trainer.checkpoint_path}")
+        return 0

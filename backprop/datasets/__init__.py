@@ -9,17 +9,20 @@ from .idx import RAW_FILES, DataError, check_raw_files, write_idx
 from .mnist import (
     DATASETS,
     LEGACY_FILES,
+    SPLITS,
     Dataset,
+    class_names,
     load_dataset,
     normalise,
     processed_dir,
     raw_dir,
+    resolve_data_dir,
     synthetic_training_set,
     training_arrays,
 )
 
 __all__ = [
-    "DATASETS", "LEGACY_FILES", "RAW_FILES", "BatchFeeder", "DataError", "Dataset", "check_raw_files",
-    "epoch_order", "load_dataset", "normalise", "processed_dir", "raw_dir", "synthetic_training_set",
-    "training_arrays", "write_idx",
+    "DATASETS", "LEGACY_FILES", "RAW_FILES", "SPLITS", "BatchFeeder", "DataError", "Dataset", "check_raw_files",
+    "class_names", "epoch_order", "load_dataset", "normalise", "processed_dir", "raw_dir", "resolve_data_dir",
+    "synthetic_training_set", "training_arrays", "write_idx",
 ]

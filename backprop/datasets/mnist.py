@@ -10,7 +10,10 @@ Two on-disk layouts under ``<data_dir>/<Dataset>/`` are read, the ones torchvisi
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,8 +55,10 @@ def _offline_message(data_dir: str, dataset: str, reason: str) -> str:
     files = "\n".join(f"  {os.path.join(folder, name)}" for name in RAW_FILES.values())
     legacy = processed_dir(data_dir, dataset)
     legacy_files = " and ".join(os.path.join(legacy, name) for name in LEGACY_FILES.values())
+    hint = _hint(data_dir, dataset)
     return (
         f"{dataset}: no data in {os.path.abspath(data_dir)}, and the download failed ({reason}).\n"
+        + (f"{hint}\n" if hint else "") +
         f"Looked for two layouts. torchvision's: these four uncompressed IDX files\n{files}\n"
         f"or the legacy one torchvision < 0.9 wrote: {legacy_files}.\n"
         f"Provide them by copying them there (gunzip the .gz files), or pass --data-dir pointing "
@@ -106,18 +111,13 @@ def _check_legacy_split(path: str, images: Any, labels: Any) -> tuple[np.ndarray
     return images.numpy(), y
 
 
-def _read_splits(cls: Any, data_dir: str, download: bool) -> tuple[Any, Any]:
-    train = cls(data_dir, train=True, download=download)
-    test = cls(data_dir, train=False, download=download)
-    return train, test
-
-
-def _read_legacy(cls: Any, data_dir: str, dataset: str) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
-    """Both splits from processed/*.pt through torchvision's own legacy reader."""
+def _read_legacy(cls: Any, data_dir: str, dataset: str,
+                 splits: tuple[str, ...]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The requested splits from processed/*.pt through torchvision's own legacy reader."""
     folder = processed_dir(data_dir, dataset)
-    out = []
-    for split, name in LEGACY_FILES.items():
-        path = os.path.join(folder, name)
+    out = {}
+    for split in splits:
+        path = os.path.join(folder, LEGACY_FILES[split])
         try:
             # torchvision reads processed/ with torch.load(weights_only=True): nothing executes.
             data = cls(data_dir, train=split == "train", download=False)
@@ -126,20 +126,89 @@ def _read_legacy(cls: Any, data_dir: str, dataset: str) -> tuple[tuple[np.ndarra
             raise DataError(
                 f"{path}: not a readable legacy torchvision file ({type(error).__name__}: {first})"
             ) from None
-        out.append(_check_legacy_split(path, data.data, data.targets))
-    return tuple(out)
+        out[split] = _check_legacy_split(path, data.data, data.targets)
+    return out
 
 
-def load_dataset(dataset: str, data_dir: str, dtype: str = "float32", download: bool = True) -> Dataset:
-    """Read both splits through torchvision, from raw/ IDX files or the legacy processed/*.pt.
+def resolve_data_dir(data_dir: str, dataset: str) -> str:
+    """The root torchvision reads, from what a user may pass as --data-dir: the root itself, or
+    (understood as its root) the ``<Dataset>`` folder or its ``raw/`` folder. Raises DataError
+    when ``data_dir`` exists and is not a directory."""
+    name = DATASETS[dataset]
+    if os.path.exists(data_dir) and not os.path.isdir(data_dir):
+        raise DataError(f"{data_dir}: not a directory (the data directory is the folder that holds {name}/raw/)")
+    path = os.path.abspath(data_dir)
+    if os.path.isdir(os.path.join(path, name)):
+        return data_dir
+    if os.path.basename(path) == "raw" and os.path.basename(os.path.dirname(path)) == name:
+        return os.path.dirname(os.path.dirname(path))
+    if os.path.basename(path) == name and any(os.path.isdir(os.path.join(path, sub)) for sub in ("raw", "processed")):
+        return os.path.dirname(path)
+    return data_dir
 
-    dtype: "float32" or "float64" for x. Downloads into ``data_dir`` when neither layout is
-    there and ``download`` is true. Raises DataError with one message naming the file and the
-    problem (bad IDX/legacy file, partial layouts) or, when nothing is there and the download
-    fails, both layouts that were looked for.
+
+def class_names(dataset: str) -> list[str]:
+    """The dataset's class names, label order (torchvision's ``classes``: 'T-shirt/top', ...)."""
+    import torchvision
+
+    return list(getattr(torchvision.datasets, DATASETS[dataset]).classes)
+
+
+@contextlib.contextmanager
+def _nothing_left_if_it_fails(folder: str) -> Iterator[None]:
+    """Inside: a download into ``folder``. If it fails, the directories it created (torchvision
+    makes ``folder`` with all its missing parents before it tries the network) are removed again,
+    so a typo in --data-dir leaves nothing behind."""
+    top, probe = None, os.path.abspath(folder)
+    while not os.path.exists(probe):
+        top = probe
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    try:
+        yield
+    except BaseException:
+        if top is not None:
+            shutil.rmtree(top, ignore_errors=True)
+        raise
+
+
+def _hint(data_dir: str, dataset: str) -> str:
+    """A sentence on what the data directory holds that the user may have meant, or ''."""
+    path = os.path.abspath(data_dir)
+    if not os.path.exists(path):
+        return f"{path} does not exist (nothing was created)."
+    others = [other for other, name in DATASETS.items() if other != dataset and os.path.isdir(os.path.join(path, name))]
+    if others:
+        return f"{path} holds {DATASETS[others[0]]}/: for that dataset pass --dataset {others[0]}."
+    if any(os.path.exists(os.path.join(path, name)) for name in RAW_FILES.values()):
+        return (f"{path} holds IDX files directly; torchvision reads them from "
+                f"{os.path.join(path, DATASETS[dataset], 'raw')}: move them there.")
+    return ""
+
+
+SPLITS = ("train", "test")
+
+
+def load_dataset(dataset: str, data_dir: str, dtype: str = "float32", download: bool = True,
+                 splits: tuple[str, ...] = SPLITS) -> Dataset:
+    """Read the ``splits`` (default both; "train" and/or "test") through torchvision, from raw/
+    IDX files or the legacy processed/*.pt. A split not asked for is left empty ((0, 784)).
+
+    dtype: "float32" or "float64" for x. ``data_dir`` may also name the ``<Dataset>`` folder or
+    its ``raw/`` (see resolve_data_dir). Downloads into ``data_dir`` when neither layout is
+    there and ``download`` is true; a download that fails leaves no directory behind. Raises
+    DataError with one message naming the file and the problem (bad IDX/legacy file, partial
+    layouts, a data_dir that is a file) or, when nothing is there and the download fails, both
+    layouts that were looked for.
     """
     if dataset not in DATASETS:
         raise DataError(f"dataset: expected one of {', '.join(DATASETS)}, got {dataset!r}")
+    unknown = [split for split in splits if split not in SPLITS]
+    if unknown or not splits:
+        raise ValueError(f"splits: expected some of {SPLITS}, got {splits!r}")
+    data_dir = resolve_data_dir(data_dir, dataset)
     folder = raw_dir(data_dir, dataset)
     present = [name for name in RAW_FILES.values() if os.path.exists(os.path.join(folder, name))]
     legacy = _legacy_present(data_dir, dataset)
@@ -148,8 +217,7 @@ def load_dataset(dataset: str, data_dir: str, dtype: str = "float32", download: 
 
     cls = getattr(torchvision.datasets, DATASETS[dataset])
     if len(legacy) == len(LEGACY_FILES):
-        (train_images, train_y), (test_images, test_y) = _read_legacy(cls, data_dir, dataset)
-        return _dataset(dataset, train_images, train_y, test_images, test_y, dtype)
+        return _dataset(dataset, _read_legacy(cls, data_dir, dataset, splits), dtype)
     if legacy and not present:
         missing = [name for name in LEGACY_FILES.values() if name not in legacy]
         raise DataError(
@@ -165,32 +233,34 @@ def load_dataset(dataset: str, data_dir: str, dtype: str = "float32", download: 
     if present:
         check_raw_files(folder)
         download = False  # everything is here: no network needed
+    read = {}
     try:
-        train, test = _read_splits(cls, data_dir, download)
+        with _nothing_left_if_it_fails(folder):
+            for split in splits:
+                data = cls(data_dir, train=split == "train", download=download)
+                read[split] = (data.data.numpy(), data.targets.numpy())
     except (RuntimeError, OSError) as error:
         # torchvision lists every mirror it tried; the last line holds the actual cause.
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
         reason = lines[-1] if lines else type(error).__name__
+        if not download:
+            reason = "downloading was not allowed"
         raise DataError(_offline_message(data_dir, dataset, reason)) from None
     if not present:
         check_raw_files(folder)  # what was just downloaded, checked like everything else
-    return _dataset(dataset, train.data.numpy(), train.targets.numpy(), test.data.numpy(),
-                    test.targets.numpy(), dtype)
+    return _dataset(dataset, read, dtype)
 
 
-def _dataset(name: str, train_images: np.ndarray, train_labels: np.ndarray, test_images: np.ndarray,
-             test_labels: np.ndarray, dtype: str) -> Dataset:
-    split = Dataset(
-        name=name,
-        train_x=normalise(train_images),
-        train_y=np.asarray(train_labels).astype(np.int64),
-        test_x=normalise(test_images),
-        test_y=np.asarray(test_labels).astype(np.int64),
-    )
-    if dtype != "float32":
-        split.train_x = split.train_x.astype(dtype)
-        split.test_x = split.test_x.astype(dtype)
-    return split
+def _dataset(name: str, splits: dict[str, tuple[np.ndarray, np.ndarray]], dtype: str) -> Dataset:
+    def arrays(split: str) -> tuple[np.ndarray, np.ndarray]:
+        if split not in splits:
+            return np.empty((0, IMAGE_SHAPE[0] * IMAGE_SHAPE[1]), dtype), np.empty(0, np.int64)
+        images, labels = splits[split]
+        x = normalise(images)
+        return (x if dtype == "float32" else x.astype(dtype)), np.asarray(labels).astype(np.int64)
+
+    (train_x, train_y), (test_x, test_y) = arrays("train"), arrays("test")
+    return Dataset(name=name, train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y)
 
 
 def synthetic_training_set(dtype: str, n: int = EPOCH_SAMPLES, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -204,10 +274,11 @@ def synthetic_training_set(dtype: str, n: int = EPOCH_SAMPLES, seed: int = 0) ->
 
 
 def training_arrays(dataset: str | None, data_dir: str | None, dtype: str) -> tuple[np.ndarray, np.ndarray, str]:
-    """(x (N, 784), y (N,), description): the real training split when ``data_dir`` is given
-    (``dataset`` defaults to mnist), else synthetic inputs of MNIST shape. Raises DataError."""
+    """(x (N, 784), y (N,), description): the real training split (only that split is read) when
+    ``data_dir`` is given (``dataset`` defaults to mnist), else synthetic inputs of MNIST shape
+    (the description then starts with "synthetic"). Raises DataError."""
     if data_dir:
-        split = load_dataset(dataset or "mnist", data_dir, dtype=dtype)
+        split = load_dataset(dataset or "mnist", data_dir, dtype=dtype, splits=("train",))
         return split.train_x, split.train_y, f"{split.name} from {data_dir}"
     x, y = synthetic_training_set(dtype)
     return x, y, f"synthetic inputs of MNIST shape ({len(y)} x {x.shape[1]})"

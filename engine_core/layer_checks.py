@@ -1,0 +1,143 @@
+"""Arguments, input facts and dropout's random source for the layers beyond Linear (BatchNorm1d,
+BatchNorm2d, Dropout, LeakyReLU, GELU), stated once: numpy_net, torch_net and the oracle
+(torch_net.autograd) call the same code, so they refuse the same arguments with the same words
+and draw the same dropout masks from the same seed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from .checks import check_choice
+from .errors import type_name
+
+GELU_APPROXIMATIONS: tuple[str, ...] = ("none", "tanh")
+
+
+def _real(name: str, value: object) -> float:
+    """value as a float; TypeError unless it is a real number (bool excluded), ValueError if NaN."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name}: expected a real number, got {type_name(value)} {value!r}")
+    number = float(value)
+    if math.isnan(number):
+        raise ValueError(f"{name}: expected a number, got NaN")
+    return number
+
+
+def check_batchnorm_args(num_features: object, eps: object, momentum: object) -> tuple[int, float, float]:
+    """(num_features, eps, momentum) of torch.nn.BatchNorm1d/2d, as (int, float, float).
+
+    Raises TypeError (not an int / a number) or ValueError: num_features < 1, eps < 0 or
+    infinite, momentum outside [0, 1]. ``momentum=None`` (torch's cumulative average, which
+    counts batches in num_batches_tracked, a buffer outside this project's state format) is
+    refused with a ValueError.
+    """
+    if isinstance(num_features, bool) or not isinstance(num_features, (int, np.integer)):
+        raise TypeError(f"num_features: expected a positive int, got {type_name(num_features)} {num_features!r}")
+    if num_features < 1:
+        raise ValueError(f"num_features: expected a positive int, got {num_features}")
+    if momentum is None:
+        raise ValueError("momentum=None (a cumulative moving average over num_batches_tracked) is not supported; "
+                         "pass a number in [0, 1] (torch's default is 0.1)")
+    eps_value, momentum_value = _real("eps", eps), _real("momentum", momentum)
+    if not 0.0 <= eps_value < math.inf:
+        raise ValueError(f"eps: expected a finite number >= 0, got {eps_value}")
+    if not 0.0 <= momentum_value <= 1.0:
+        raise ValueError(f"momentum: expected a number in [0, 1], got {momentum_value}")
+    return int(num_features), eps_value, momentum_value
+
+
+def check_dropout_p(p: object) -> float:
+    """Dropout's p as a float; ValueError outside [0, 1], in torch.nn.Dropout's words."""
+    value = _real("p", p)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    return value
+
+
+def check_negative_slope(negative_slope: object) -> float:
+    """LeakyReLU's negative_slope as a float: any finite real number (torch accepts any float;
+    0 is ReLU, 1 the identity, a negative slope flips the negative half)."""
+    value = _real("negative_slope", negative_slope)
+    if math.isinf(value):
+        raise ValueError(f"negative_slope: expected a finite number, got {value}")
+    return value
+
+
+def check_approximate(approximate: object) -> str:
+    """GELU's approximate: 'none' (the exact erf form) or 'tanh'; ValueError otherwise (torch
+    accepts anything at construction and raises RuntimeError at the first forward)."""
+    check_choice("approximate", approximate, GELU_APPROXIMATIONS)
+    return str(approximate)
+
+
+def batch_of_one_message(layer: str, shape: tuple[int, ...]) -> str:
+    """Train-mode batch norm over a single value per channel: torch.nn.BatchNorm raises
+    ``ValueError: Expected more than 1 value per channel when training``; so do the engines."""
+    return (f"{layer}: expected more than 1 value per channel when training, got input shape {shape} "
+            "(the unbiased running variance divides by n - 1); use a batch of at least 2, or eval()")
+
+
+def check_channels_facts(layer: str, shape: tuple[int, ...], dtype: str, rank: int, channels: int,
+                         layer_dtype: str, training: bool) -> None:
+    """Batch norm's input: rank-D (2: (batch, C); 4: (batch, C, height, width)) with C channels,
+    no empty dimension, the layer's dtype, and in train mode more than one value per channel.
+
+    Raises ValueError (rank, channels, empty, one value per channel) or TypeError (dtype), naming the layer.
+    """
+    form = f"(batch, {channels})" if rank == 2 else f"(batch, {channels}, height, width)"
+    if len(shape) != rank or shape[1] != channels:
+        raise ValueError(f"{layer}: x: expected a {rank}-D input {form}, got shape {shape}")
+    if 0 in shape:
+        raise ValueError(f"{layer}: x: empty input (shape {shape})")
+    if dtype != layer_dtype:
+        raise TypeError(f"{layer}: x: expected dtype {layer_dtype} (the layer's dtype), got {dtype}; convert it first")
+    if training and math.prod(shape) // channels <= 1:
+        raise ValueError(batch_of_one_message(layer, shape))
+
+
+class DropoutMasks:
+    """Dropout's random source: one ``np.random.default_rng(seed)`` per layer, one draw per
+    train-mode forward, ``keep = rng.random(shape) >= p`` (float64 uniforms, before any cast):
+    every engine holding the same seed draws the same masks.
+
+    ``state()`` is the bit generator's state, a JSON-ready dict ({"bit_generator": "PCG64",
+    "state": {"state": int, "inc": int}, "has_uint32": int, "uinteger": int}); ``set_state``
+    restores it, so a resumed run draws exactly the masks the interrupted one would have.
+    """
+
+    def __init__(self, seed: int) -> None:
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed: expected an int >= 0, got {seed!r}")
+        self.rng = np.random.default_rng(int(seed))
+        self._uniform = np.empty(0)
+        self._keep = np.empty(0, bool)
+
+    def keep(self, shape: tuple[int, ...], p: float) -> np.ndarray:
+        """The boolean keep-mask for one forward (valid until the next draw; buffers are reused)."""
+        if self._uniform.shape != shape:
+            self._uniform, self._keep = np.empty(shape), np.empty(shape, bool)
+        self.rng.random(out=self._uniform)
+        return np.greater_equal(self._uniform, p, out=self._keep)
+
+    def state(self) -> dict[str, Any]:
+        """A copy of the generator's state (JSON-ready)."""
+        return dict(self.rng.bit_generator.state)
+
+    def set_state(self, layer: str, state: object) -> None:
+        """Restore a state() (any engine's); ValueError naming the layer if it is not one. All or
+        nothing: a refused state leaves the generator as it was."""
+        expected = self.rng.bit_generator.state["bit_generator"]
+        if not isinstance(state, Mapping) or state.get("bit_generator") != expected:
+            raise ValueError(f"{layer}: rng state: expected a {expected} bit generator state dict "
+                             f"(from rng_state()), got {state!r}")
+        before = self.rng.bit_generator.state
+        try:
+            self.rng.bit_generator.state = dict(state)
+        except (TypeError, ValueError, KeyError) as error:
+            self.rng.bit_generator.state = before
+            raise ValueError(f"{layer}: rng state: {error}") from None

@@ -1,0 +1,104 @@
+"""Case 9: pictures read at a glance: bench ticks at the batch sizes run and prints its table
+once, training curves have integer epoch ticks and a title naming preset, engine(s), optimizer
+and learning rate, the confusion matrix names the classes and labels its colour bar; compare
+says when it used synthetic data and bench when too few steps make its numbers noise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from backprop import plots
+from backprop.benchmark import noise_warning
+from backprop.config import new_config
+from backprop.datasets import class_names
+from backprop.training import curves_title
+
+from .helpers import run_cli
+
+
+@pytest.fixture
+def figures(monkeypatch):
+    """The figures the plot functions save (instead of writing them)."""
+    saved = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: saved.append(fig))
+    return saved
+
+
+def _bench_rows(batches):
+    return [{"workload": "notebook", "engine": engine, "batch_size": b, "dtype": "float32", "samples_per_s": 1e3 * b,
+             "floor_library": "numpy", "floor_samples_per_s": 2e3 * b, "steps_timed": 100, "repeats": 5}
+            for b in batches for engine in ("numpy", "torch")]
+
+
+def test_bench_png_is_ticked_at_the_batch_sizes_run(figures):
+    plots.plot_bench(_bench_rows([8, 48, 640]), "unused.png")
+    (ax,) = figures[0].axes
+    assert list(ax.get_xticks()) == [8, 48, 640]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["8", "48", "640"]
+    assert len(ax.xaxis.get_minorticklocs()) == 0
+
+
+def test_curves_have_integer_epoch_ticks_and_a_title_that_says_what_was_trained(figures):
+    rows = [{"epoch": e, "train_loss": 1 / e, "test_loss": 1 / e, "train_acc": 0.5, "test_acc": 0.5}
+            for e in range(1, 4)]
+    config = new_config("default", optimizer="adam")
+    title = curves_title(config, ["numpy"], "fashion-mnist")
+    plots.plot_curves(rows, "unused.png", title=title)
+    fig = figures[0]
+    for ax in fig.axes:
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+    assert fig._suptitle.get_text() == title
+    for words in ("fashion-mnist", "default preset", "784-256-128-10 relu", "numpy engine", "adam lr 0.001"):
+        assert words in title, (words, title)
+
+
+def test_a_resumed_run_that_changed_engine_says_so_in_its_title():
+    title = curves_title(new_config("notebook"), ["numpy", "numpy", "torch"], "mnist")
+    assert "engines numpy (epochs 1-2) then torch (epoch 3): resumed with another engine" in title
+    assert "sgd lr 0.001" in title
+
+
+def test_the_title_of_a_model_without_hidden_layers_names_no_activation():
+    title = curves_title(new_config("default", hidden=[]), ["numpy"], "mnist")
+    assert "784-10, no hidden layer" in title and "relu" not in title
+
+
+def test_the_confusion_matrix_names_the_classes_and_labels_its_colour_bar(figures):
+    names = class_names("fashion-mnist")
+    assert names[:2] == ["T-shirt/top", "Trouser"] and len(names) == 10
+    plots.plot_confusion(np.eye(10, dtype=np.int64) * 7, "unused.png", classes=names)
+    image_ax, bar_ax = figures[0].axes
+    assert [t.get_text() for t in image_ax.get_xticklabels()] == names
+    assert [t.get_text() for t in image_ax.get_yticklabels()] == names
+    assert bar_ax.get_ylabel() == "test images"
+    assert image_ax.get_xlabel() == "predicted class" and image_ax.get_ylabel() == "true class"
+
+
+def test_bench_warns_when_too_few_steps_or_repeats_make_its_numbers_noise():
+    rows = _bench_rows([8])
+    assert noise_warning(rows) is None
+    few = [{**r, "steps_timed": 3, "repeats": 1} for r in rows]
+    warning = noise_warning(few)
+    assert warning and "only 3 timed steps per repeat" in warning and "1 repeats" in warning
+
+
+def test_bench_prints_its_table_once_and_warns_on_stderr(tmp_path):
+    result = run_cli("bench", "--engines", "numpy,torch", "--workloads", "notebook", "--batch-sizes", "8,16",
+                     "--steps", "2", "--repeats", "1", "--warmup", "1", "--out", str(tmp_path / "b"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("workload  batch engine") == 1
+    assert sum(line.startswith("notebook ") for line in result.stdout.splitlines()) == 4  # 2 engines x 2 batches
+    assert "bench: warning: only 2 timed steps per repeat" in result.stderr
+
+
+def test_compare_says_when_it_used_synthetic_data(tmp_path, data_root):
+    synthetic = run_cli("compare", "--hidden", "4", "--steps", "2", "--quiet", "--out", str(tmp_path / "s"))
+    assert synthetic.returncode == 0, synthetic.stderr
+    assert "on synthetic inputs of MNIST shape" in synthetic.stdout.splitlines()[0]
+    assert "trained on synthetic inputs" in synthetic.stderr
+    real = run_cli("compare", "--hidden", "4", "--steps", "2", "--quiet", "--data-dir", data_root, "--dataset",
+                   "fashion-mnist", "--out", str(tmp_path / "r"))
+    assert real.returncode == 0, real.stderr
+    assert f"on fashion-mnist from {data_root}" in real.stdout and "synthetic" not in real.stdout + real.stderr

@@ -1,0 +1,243 @@
+"""Batch normalisation and dropout for the torch engine: numpy_net/normalization.py line for line,
+on tensors, no autograd (nothing here sets requires_grad; every derivative is ours).
+
+Batch norm normalises every channel c by statistics over all the other axes: the batch for
+BatchNorm1d's (B, C), the batch and both image axes for BatchNorm2d's (B, C, H, W); per-channel
+vectors are viewed as (C,) or (C, 1, 1) to broadcast against x. Outputs and gradients live in
+buffers owned by the layer, reused while the input's shape stays the same (valid until the
+layer runs again); no Python loop runs over samples or channels.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from engine_core.checks import check_dtype_name, check_type, shape_of
+from engine_core.errors import backward_before_forward_message
+from engine_core.layer_checks import DropoutMasks, check_batchnorm_args, check_channels_facts, check_dropout_p
+
+from .checks import ARRAY_TYPE, check_delta, check_device, dtype_name
+from .layers import Layer
+
+
+def _reuse(layer: Layer, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    """layer.<name>: a tensor of exactly this shape, with like's dtype and device, reallocated only
+    when one of them changes."""
+    buf = layer.__dict__.get(name)
+    if buf is None or buf.shape != shape or buf.dtype != like.dtype or buf.device != like.device:
+        buf = torch.empty(shape, dtype=like.dtype, device=like.device)
+        setattr(layer, name, buf)
+    return buf
+
+
+class _BatchNorm(Layer):
+    """The math of BatchNorm1d and BatchNorm2d; subclasses fix the input's rank.
+
+    Train mode, per channel over its n values (n = B, or B*H*W):
+        mean = sum(x) / n, var = sum((x - mean)^2) / n (biased), xhat = (x - mean) / sqrt(var + eps),
+        y = weight * xhat + bias;
+        running_mean = (1 - momentum) running_mean + momentum mean,
+        running_var = (1 - momentum) running_var + momentum var n / (n - 1) (unbiased),
+        momentum rounded to the layer's dtype first (as torch's kernel uses it).
+    Eval mode: the same with running_mean and running_var in place of mean and var, no update.
+
+    Backward, per channel, dy = dL/dy:
+        grad_bias = sum(dy), grad_weight = sum(dy xhat);
+        train: dx = (1/n) weight / sqrt(var + eps) (n dy - sum(dy) - xhat sum(dy xhat)),
+        the direct path through xhat plus the paths through the batch mean (-sum(dy)) and the
+        batch variance (-xhat sum(dy xhat));
+        eval: dx = weight / sqrt(running_var + eps) dy (the statistics are constants).
+    """
+
+    rank = 2  # the input's number of axes: 2 for (B, C), 4 for (B, C, H, W)
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, dtype: str = "float32",
+                 device: str | torch.device = "cpu") -> None:
+        self.num_features, self.eps, self.momentum = check_batchnorm_args(num_features, eps, momentum)
+        channels, kind = self.num_features, getattr(torch, check_dtype_name(dtype))
+        self.weight = torch.ones(channels, dtype=kind, device=device)
+        self.bias = torch.zeros(channels, dtype=kind, device=device)
+        self.grad_weight = torch.zeros_like(self.weight)
+        self.grad_bias = torch.zeros_like(self.bias)
+        self.running_mean = torch.zeros(channels, dtype=kind, device=device)
+        self.running_var = torch.ones(channels, dtype=kind, device=device)
+        self._momentum = torch.tensor(self.momentum, dtype=kind).item()  # in the dtype, as torch uses it
+        self.xhat: torch.Tensor | None = None  # the last forward's normalised input
+        self.invstd = torch.zeros_like(self.weight)  # the last forward's 1 / sqrt(var + eps)
+        self.batch_statistics = True  # whether the last forward normalised by the batch's statistics
+        self._mean = torch.zeros_like(self.weight)
+        self._var = torch.zeros_like(self.weight)
+        self._axes = (0,) if self.rank == 2 else (0, 2, 3)  # every axis but the channels'
+        self._view = (channels,) if self.rank == 2 else (channels, 1, 1)  # per-channel vectors against x
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.num_features}, eps={self.eps}, momentum={self.momentum})"
+
+    def _check_input(self, x: object) -> torch.Tensor:
+        weight = self.weight
+        if x.__class__ is torch.Tensor and not x.requires_grad:  # type: ignore[attr-defined]
+            # the valid case, cheaply: more than one value per channel when training
+            if x.dim() == self.rank and x.shape[1] == self.num_features and x.dtype == weight.dtype:  # type: ignore[attr-defined]
+                if x.numel() > (self.num_features if self.training else 0):  # type: ignore[attr-defined]
+                    if x.device != weight.device:  # type: ignore[attr-defined]
+                        check_device(f"{self.describe()}: x", x, weight.device)  # type: ignore[arg-type]
+                    return x  # type: ignore[return-value]
+        check_type(f"{self.describe()}: x", x, torch.Tensor, ARRAY_TYPE)
+        tensor: torch.Tensor = x  # type: ignore[assignment]
+        check_channels_facts(self.describe(), shape_of(tensor), dtype_name(tensor.dtype), self.rank,
+                             self.num_features, dtype_name(weight.dtype), self.training)
+        check_device(f"{self.describe()}: x", tensor, weight.device)
+        return tensor.detach()  # a tensor that requires grad: no graph is recorded here
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """y, shaped like x, for x of the layer's rank, channels, dtype and device.
+
+        Raises TypeError (not a tensor, another dtype) or ValueError (rank, channels, an empty
+        input, another device, or in train mode a single value per channel, as torch does).
+        """
+        x = self._check_input(x)
+        view, shape = self._view, tuple(x.shape)
+        xhat = _reuse(self, "_xhat", shape, x)
+        y = _reuse(self, "_y", shape, x)
+        if self.training:
+            n = x.numel() // self.num_features
+            mean = torch.mean(x, dim=self._axes, out=self._mean)
+            torch.sub(x, mean.view(view), out=xhat)
+            torch.mul(xhat, xhat, out=y)  # (x - mean)^2, in y's buffer until y is computed
+            var = torch.mean(y, dim=self._axes, out=self._var)
+            momentum = self._momentum
+            self.running_mean.mul_(1 - momentum).add_(momentum * mean)
+            self.running_var.mul_(1 - momentum).add_((momentum * n / (n - 1)) * var)
+        else:
+            mean, var = self.running_mean, self.running_var
+            torch.sub(x, mean.view(view), out=xhat)
+        invstd = torch.add(var, self.eps, out=self.invstd)
+        invstd.sqrt_().reciprocal_()
+        xhat.mul_(invstd.view(view))
+        torch.mul(xhat, self.weight.view(view), out=y)
+        y.add_(self.bias.view(view))
+        self.xhat, self.batch_statistics = xhat, self.training
+        return y
+
+    def backward(self, delta: torch.Tensor) -> torch.Tensor:
+        """grad_weight = sum(dy xhat), grad_bias = sum(dy) (C,); returns dL/dx, shaped like x.
+
+        Differentiates the last forward as it ran (batch or running statistics). Raises
+        RuntimeError before any forward, ValueError/TypeError for a delta not shaped like the
+        last output or of another dtype; a refused call changes no gradient.
+        """
+        xhat = self.xhat
+        if xhat is None:
+            raise RuntimeError(backward_before_forward_message(
+                self.describe(), shape_of(delta), "(the shape of the forward's input)"))
+        delta = check_delta(self.describe(), delta, tuple(xhat.shape), xhat.dtype)
+        view, axes = self._view, self._axes
+        dx = _reuse(self, "_dx", tuple(delta.shape), delta)
+        torch.sum(delta, dim=axes, out=self.grad_bias)
+        torch.mul(delta, xhat, out=dx)
+        torch.sum(dx, dim=axes, out=self.grad_weight)
+        scale = (self.weight * self.invstd).view(view)  # weight / sqrt(var + eps), (C,)
+        if self.batch_statistics:
+            n = delta.numel() // self.num_features
+            torch.mul(xhat, (self.grad_weight / n).view(view), out=dx)  # xhat sum(dy xhat) / n
+            torch.sub(delta, dx, out=dx)
+            dx.sub_((self.grad_bias / n).view(view))  # sum(dy) / n: the path through the batch mean
+            dx.mul_(scale)
+        else:
+            torch.mul(delta, scale, out=dx)
+        return dx
+
+    def parameters(self) -> dict[str, torch.Tensor]:
+        return {"weight": self.weight, "bias": self.bias}
+
+    def gradients(self) -> dict[str, torch.Tensor]:
+        return {"weight": self.grad_weight, "bias": self.grad_bias}
+
+    def buffers(self) -> dict[str, torch.Tensor]:
+        """The running statistics themselves (updated in place by every train-mode forward)."""
+        return {"running_mean": self.running_mean, "running_var": self.running_var}
+
+
+class BatchNorm1d(_BatchNorm):
+    """torch.nn.BatchNorm1d on (B, C): y = weight (x - mean) / sqrt(var + eps) + bias per channel,
+    batch statistics (biased variance) in train mode, running ones in eval mode.
+
+    Parameters weight (C,) = 1, bias (C,) = 0; buffers running_mean (C,) = 0, running_var (C,) = 1.
+    Train backward: dx = (1/B) weight / sqrt(var + eps) (B dy - sum_b dy - xhat sum_b(dy xhat)).
+    Raises TypeError/ValueError for bad arguments or input (see _BatchNorm.forward), including a
+    batch of one in train mode.
+    """
+
+    rank = 2
+
+
+class BatchNorm2d(_BatchNorm):
+    """torch.nn.BatchNorm2d on (B, C, H, W): BatchNorm1d's math with the statistics of channel c
+    taken over the n = B*H*W values x[:, c, :, :].
+
+    Parameters weight (C,) = 1, bias (C,) = 0; buffers running_mean (C,) = 0, running_var (C,) = 1.
+    Train backward: dx = (1/n) weight / sqrt(var + eps) (n dy - sum(dy) - xhat sum(dy xhat)).
+    Raises TypeError/ValueError for bad arguments or input, including B*H*W == 1 in train mode.
+    """
+
+    rank = 4
+
+
+class Dropout(Layer):
+    """Inverted dropout: y = x * keep / (1 - p) in train mode, keep ~ Bernoulli(1 - p) elementwise;
+    y = x in eval mode. Any input shape; y and dL/dx have x's shape, dtype and device.
+
+    keep = rng.random(x.shape) >= p from the layer's own np.random.default_rng(seed), one draw per
+    train-mode forward (engine_core.layer_checks.DropoutMasks), so every engine with the same
+    seed drops the same elements. p == 1 drops everything (y = 0, no division by zero).
+    Backward: dL/dx = dy * keep / (1 - p) (the last forward's mask), dy in eval mode.
+    ``rng_state()`` / ``set_rng_state(state)`` save and restore the generator (a JSON-ready
+    dict) for exact resumption. Raises ValueError for p outside [0, 1] or a bad seed.
+    """
+
+    def __init__(self, p: float = 0.5, seed: int = 0) -> None:
+        self.p = check_dropout_p(p)
+        self.seed = seed
+        self.masks = DropoutMasks(seed)
+        self.scale = 0.0 if self.p == 1.0 else 1.0 / (1.0 - self.p)
+        self.mask: torch.Tensor | None = None  # keep / (1 - p) of the last forward in train mode, else None
+        self._out: tuple[tuple[int, ...], torch.dtype] | None = None  # the last output's shape and dtype
+
+    def __repr__(self) -> str:
+        return f"Dropout(p={self.p}, seed={self.seed})"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x * mask (train) or x itself (eval); TypeError unless x is a floating-point tensor."""
+        check_type(f"{self.describe()}: x", x, torch.Tensor, ARRAY_TYPE)
+        if not x.dtype.is_floating_point:
+            raise TypeError(f"{self.describe()}: x: expected a floating-point tensor, got dtype {dtype_name(x.dtype)}")
+        x = x.detach()  # a tensor that requires grad: no graph is recorded here
+        shape = tuple(x.shape)
+        self._out = (shape, x.dtype)
+        if not self.training:
+            self.mask = None
+            return x
+        keep = self.masks.keep(shape, self.p)  # drawn by NumPy on the CPU, copied to x's device
+        mask = _reuse(self, "_mask", shape, x).copy_(torch.from_numpy(keep)).mul_(self.scale)
+        self.mask = mask
+        return torch.mul(x, mask, out=_reuse(self, "_y", shape, x))
+
+    def backward(self, delta: torch.Tensor) -> torch.Tensor:
+        """dy * mask (train) or dy (eval). RuntimeError before any forward; ValueError/TypeError
+        for a delta not shaped like the last output or of another dtype."""
+        if self._out is None:
+            raise RuntimeError(backward_before_forward_message(
+                self.describe(), shape_of(delta), "(the shape of the forward's input)"))
+        delta = check_delta(self.describe(), delta, *self._out)
+        if self.mask is None:
+            return delta
+        return torch.mul(delta, self.mask, out=_reuse(self, "_dx", tuple(delta.shape), delta))
+
+    def rng_state(self) -> dict:
+        """The mask generator's state: a JSON-ready dict (numpy's bit_generator.state)."""
+        return self.masks.state()
+
+    def set_rng_state(self, state: dict) -> None:
+        """Restore rng_state() (from any engine); ValueError naming the layer for anything else."""
+        self.masks.set_state(self.describe(), state)
+
