@@ -177,8 +177,11 @@ def load_checkpoint(path: str) -> Checkpoint:
         if optimizer["step"] != progress.global_step:
             raise ValueError(f"optimizer step count {optimizer['step']} contradicts progress.global_step "
                              f"{progress.global_step}")
-    except (ValueError, TypeError) as error:
-        raise CheckpointError(f"{path}: {_one_line(error)}") from None
+    except (ValueError, TypeError, OverflowError, RecursionError, KeyError) as error:
+        # Any metadata the checks could not even interpret (a number beyond any float, nesting
+        # too deep) is as much a bad checkpoint as a wrong value: one line, never a traceback.
+        reason = f"metadata field {error}" if isinstance(error, KeyError) else _one_line(error)
+        raise CheckpointError(f"{path}: {reason}") from None
     return Checkpoint(params=params, optimizer=optimizer, meta=meta, config=config, progress=progress)
 
 
@@ -239,7 +242,7 @@ def _read_meta(path: str, raw: np.ndarray | None) -> dict[str, Any]:
         raise CheckpointError(f"{path}: 'meta' must be a 1-D uint8 array of JSON, got {raw.dtype} {raw.shape}")
     try:
         meta = json.loads(raw.tobytes().decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError, RecursionError) as error:
         raise CheckpointError(f"{path}: metadata is not valid JSON ({error})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         found = meta.get("format") if isinstance(meta, dict) else meta
@@ -293,8 +296,14 @@ def _check_meta(meta: dict[str, Any]) -> tuple[TrainConfig, Progress]:
     config = TrainConfig.from_json(config_json)
     step = _require(meta, "optimizer_step", int, "an integer")
     lr = _require(meta, "optimizer_lr", (int, float), "a number")
-    if step < 0 or not (math.isfinite(lr) and lr >= 0):
-        raise ValueError(f"metadata: optimizer_step {step} / optimizer_lr {lr} out of range")
+    try:
+        lr_ok = math.isfinite(lr) and lr >= 0
+    except OverflowError:  # an integer beyond any float
+        lr_ok = False
+    if step < 0:
+        raise ValueError(f"metadata: optimizer_step must be >= 0, got {step}")
+    if not lr_ok:
+        raise ValueError("metadata: optimizer_lr must be a finite number >= 0")
     rng = _require(meta, "rng", dict, "an object")
     samples = rng.get("train_samples")
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:

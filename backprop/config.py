@@ -235,9 +235,14 @@ def _int(name: str, value: object, minimum: int | None = None) -> None:
 def _number(name: str, value: object, minimum: float = 0.0, below: float | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name}: expected a number, got {value!r}")
-    if not (math.isfinite(value) and value >= minimum and (below is None or value < below)):
+    try:
+        fits = math.isfinite(value) and value >= minimum and (below is None or value < below)
+    except OverflowError:  # an integer beyond any float
+        fits = False
+    if not fits:
         upper = f" and < {below:g}" if below is not None else ""
-        raise ValueError(f"{name}: expected a finite number >= {minimum:g}{upper}, got {value!r}")
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise ValueError(f"{name}: expected a finite number >= {minimum:g}{upper}, got {shown}")
 
 
 def _choice(choices: tuple[str, ...]):
@@ -278,7 +283,7 @@ _FIELD_CHECKS = {
     "activation": _choice(ACTIVATION_NAMES),
     "init": _choice(INIT_NAMES),
     "dtype": _choice(DTYPE_NAMES),
-    "seed": lambda n, v: _int(n, v),
+    "seed": lambda n, v: _int(n, v, minimum=0),
     "epochs": lambda n, v: _int(n, v, minimum=1),
     "batch_size": lambda n, v: _int(n, v, minimum=1),
     "optimizer": _choice(OPTIMIZER_NAMES),

@@ -166,7 +166,24 @@ def load_engine(spec: str, device: str = "cpu") -> Engine:
     traits = engine_core.traits(module)
     if device.split(":")[0] not in traits.devices:
         raise EngineError(f"engine {spec!r} runs on {', '.join(traits.devices)} (its DEVICES), not {device}")
-    return Engine(spec, module, traits, device)
+    engine = Engine(spec, module, traits, device)
+    _check_takes_batches(engine)
+    return engine
+
+
+def _check_takes_batches(engine: Engine) -> None:
+    """EngineError unless the engine's MLP takes a batch converted by its asarray (NumPy arrays
+    as they are when it has none): an engine of another array type needs asarray/labels/to_numpy."""
+    if engine.device != "cpu":
+        return  # nothing runs on a device before training; its own errors will name the problem
+    try:
+        net = engine.module.MLP([2, 2], seed=0, dtype="float32")
+        net.forward(engine.asarray(np.zeros((1, 2), np.float32), "float32"))
+    except (TypeError, ValueError) as error:
+        missing = [name for name in ("asarray", "labels", "to_numpy") if not hasattr(engine.module, name)]
+        hint = (f"; it provides no {', '.join(missing)} to convert NumPy batches (see engine_core.protocol)"
+                if missing else "")
+        raise EngineError(f"engine {engine.spec!r}: its MLP refuses a converted batch ({error}){hint}") from None
 
 
 @contextlib.contextmanager

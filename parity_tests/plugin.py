@@ -12,27 +12,12 @@ torch autograd (torch_net.autograd) as the oracle.
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, Verbosity, settings
 
-settings.register_profile(
-    "ci",
-    derandomize=True,
-    deadline=None,
-    max_examples=100,
-    print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-settings.register_profile(
-    "thorough",
-    deadline=None,
-    max_examples=1000,
-    print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-settings.register_profile("debug", parent=settings.get_profile("ci"), verbosity=Verbosity.verbose)
-# The profile is loaded when the parity properties are collected (parity_tests/__init__.py), not
-# here: this plugin is active in every pytest run of an environment that has the package, and
-# must not change other projects' hypothesis settings.
+# The hypothesis profiles are registered and loaded by profile.py, which the parity properties
+# import: this plugin is active in every pytest run of an environment that has the package, and
+# must not change other projects' hypothesis settings (not even by registering a profile: "ci"
+# is also the name of hypothesis's own profile for CI machines).
+
 
 DEFAULT_ENGINES = ["numpy_net", "torch_net"]
 

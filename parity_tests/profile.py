@@ -1,11 +1,29 @@
-"""Loads the hypothesis profile named by $HYPOTHESIS_PROFILE (default ``ci``) when the parity
-properties are imported (strategies.py and catalog.py import this), so a run that collects them
-gets the harness's settings and other projects' runs keep their own."""
+"""The harness's hypothesis profiles, registered and loaded when the parity properties are
+imported (strategies.py and catalog.py import this module), so a run that collects them gets
+these settings and other projects' runs keep their own.
+
+HYPOTHESIS_PROFILE=ci (default): derandomized, 100 examples a property, no deadline;
+thorough: 1000 examples; debug: ci with verbose output.
+"""
 
 import os
 
-from hypothesis import settings
+from hypothesis import HealthCheck, Verbosity, settings
 
-from . import plugin  # noqa: F401  (registers the profiles when the plugin was not autoloaded)
-
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    deadline=None,
+    max_examples=100,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(
+    "thorough",
+    deadline=None,
+    max_examples=1000,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile("debug", parent=settings.get_profile("ci"), verbosity=Verbosity.verbose)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

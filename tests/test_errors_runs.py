@@ -7,6 +7,7 @@ import json
 import os
 import pickle
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -412,3 +413,30 @@ def test_an_engine_module_that_fails_to_import_is_a_usage_error_naming_it(tmp_pa
                   env={"PYTHONPATH": str(tmp_path)})
     assert result.returncode == 2, result.stderr
     assert "engine 'broken_engine': importing broken_engine failed (RuntimeError: half-written engine)" in result.stderr
+
+
+def _rewrite_meta(path: str, out: str, change=None, raw: str | None = None) -> str:
+    with np.load(path) as npz:
+        arrays = {key: npz[key] for key in npz.files}
+    meta = json.loads(arrays["meta"].tobytes().decode())
+    if change is not None:
+        change(meta)
+    arrays["meta"] = np.frombuffer((raw if raw is not None else json.dumps(meta)).encode(), dtype=np.uint8)
+    np.savez(out, **arrays)
+    return out
+
+
+@pytest.mark.parametrize("change, raw, words", [
+    (lambda m: m.__setitem__("optimizer_lr", 10**400), None, "must be a finite number"),
+    (lambda m: m["config"].__setitem__("gamma", 10**400), None, "config.gamma: expected a finite number"),
+    (lambda m: m["config"].__setitem__("seed", -1), None, "config.seed: expected an integer >= 0"),
+    (None, "[" * 100_000, "metadata is not valid JSON"),
+    (None, '{"format": "backprop-checkpoint", "version": 2, "x": ' + "9" * 5000 + "}", "not valid JSON"),
+])
+def test_metadata_no_check_could_interpret_is_still_one_checkpoint_error(good_checkpoint, tmp_path, change, raw,
+                                                                         words):
+    """Numbers beyond any float, nesting too deep, integers too long to parse: every command reads
+    checkpoints through load_checkpoint, so each gets one CheckpointError line, never a traceback."""
+    bad = _rewrite_meta(good_checkpoint, str(tmp_path / "bad.npz"), change, raw)
+    with pytest.raises(CheckpointError, match=re.escape(words)):
+        load_checkpoint(bad)

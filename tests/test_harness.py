@@ -139,7 +139,8 @@ def test_the_plugin_leaves_other_projects_alone(pytester: pytest.Pytester, monke
     pytester.makepyfile(test_other=(
         "from hypothesis import settings\n\n"
         "def test_db(engine):\n    assert engine == 'sqlite://'\n\n"
-        "def test_settings():\n    assert settings.default.derandomize is False\n"))
+        "from hypothesis import HealthCheck\n\n"
+        "def test_settings():\n    assert HealthCheck.data_too_large not in settings.default.suppress_health_check\n"))
     result = pytester.runpytest_subprocess("-v", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["*test_db PASSED*"])

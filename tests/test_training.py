@@ -353,3 +353,14 @@ def test_export_prints_code_that_rebuilds_the_network_and_loads_the_file(activat
         theirs = model(torch.from_numpy(x)).numpy()
     assert theirs.dtype == np.dtype(dtype)
     np.testing.assert_allclose(theirs, net.forward(x), rtol=0, atol=1e-5 if dtype == "float32" else 1e-12)
+
+
+def test_an_engine_of_another_array_type_without_conversions_is_refused_by_name(tmp_path, monkeypatch):
+    """A torch engine that lacks the optional asarray/labels/to_numpy cannot take the trainer's
+    NumPy batches: refused up front naming what is missing, instead of failing mid-training."""
+    from backprop.engines import EngineError, load_engine
+
+    (tmp_path / "tmin.py").write_text("from torch_net import MLP, SoftmaxCrossEntropy, SGD  # noqa: F401\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(EngineError, match="provides no asarray, labels, to_numpy"):
+        load_engine("tmin")
