@@ -53,3 +53,19 @@ def write_checkpoint(path: str, config: TrainConfig | None = None, train_samples
             meta[key] = value
     save_checkpoint(path, params, {"step": 0, "lr": config.lr, "state": {}}, meta)
     return meta
+
+
+SMALL_RUN = ["--dataset", "fashion-mnist", "--hidden", "8", "--batch-size", "16", "--quiet"]
+
+
+def finished_run(root: str) -> tuple[str, str]:
+    """(data dir, run dir) of one finished 1-epoch `backprop train` run of SMALL_RUN under ``root``
+    (tests that share it copy the run before changing it)."""
+    from .datasets import write_dataset
+
+    data = os.path.join(root, "data")
+    write_dataset(data)
+    out = os.path.join(root, "run")
+    result = run_cli("train", *SMALL_RUN, "--data-dir", data, "--epochs", "1", "--out", out)
+    assert result.returncode == 0, result.stderr
+    return data, out

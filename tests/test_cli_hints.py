@@ -15,22 +15,15 @@ import pytest
 from backprop.checkpoint import load_checkpoint
 from backprop.cli import hints
 
-from .datasets import write_dataset
-from .helpers import ROOT, run_cli
+from .helpers import ROOT, SMALL_RUN, finished_run, run_cli
 
-COMMON = ["--dataset", "fashion-mnist", "--hidden", "8", "--batch-size", "16", "--quiet"]
+COMMON = SMALL_RUN
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[str, str]:
     """(data dir, run dir) of one finished 1-epoch run, shared by this module's tests (copy before changing)."""
-    root = tmp_path_factory.mktemp("hints")
-    data = str(root / "data")
-    write_dataset(data)
-    out = str(root / "run")
-    result = run_cli("train", *COMMON, "--data-dir", data, "--epochs", "1", "--out", out)
-    assert result.returncode == 0, result.stderr
-    return data, out
+    return finished_run(str(tmp_path_factory.mktemp("hints")))
 
 
 def _copy(run: str, tmp_path) -> str:

@@ -15,21 +15,15 @@ from backprop.cli import main
 from backprop.datasets import load_dataset
 
 from .datasets import write_dataset
-from .helpers import run_cli
+from .helpers import SMALL_RUN, finished_run, run_cli
 
-TRAIN = ["--dataset", "fashion-mnist", "--hidden", "8", "--batch-size", "16", "--quiet"]
+TRAIN = SMALL_RUN
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[str, str]:
     """(data dir, run dir) of one finished 1-epoch run, shared by this module's tests (copy before changing)."""
-    root = tmp_path_factory.mktemp("paths")
-    data = str(root / "data")
-    write_dataset(data)
-    out = str(root / "run")
-    result = run_cli("train", *TRAIN, "--data-dir", data, "--epochs", "1", "--out", out)
-    assert result.returncode == 0, result.stderr
-    return data, out
+    return finished_run(str(tmp_path_factory.mktemp("paths")))
 
 
 def _one_line_error(result, *words: str) -> str:

@@ -130,26 +130,26 @@ class Parser(argparse.ArgumentParser):
 
 
 # -- argument types: each rejects a bad value with argparse's usage error (exit 2) ----------
-def positive_int(text: str) -> int:
-    """An integer >= 1 (an epoch count, a batch size, a sample limit)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer (>= 1), got {value}")
-    return value
+def _bounded(convert: Callable[[str], T], accept: Callable[[T], bool], wrong_text: str,
+             wrong_value: str) -> Callable[[str], T]:
+    """An argparse type: ``convert(text)``, refused with ``wrong_text`` when it does not convert
+    and with ``wrong_value`` when ``accept`` says no (both get the text or value appended)."""
+    def parse(text: str) -> T:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{wrong_text}, got {text!r}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"{wrong_value}, got {value}")
+        return value
+
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    """An integer >= 0 (a seed: NumPy's generators take no negative seeds)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
+# An integer >= 1 (an epoch count, a batch size, a sample limit).
+positive_int = _bounded(int, lambda v: v >= 1, "expected a positive integer", "expected a positive integer (>= 1)")
+# An integer >= 0 (a seed: NumPy's generators take no negative seeds).
+non_negative_int = _bounded(int, lambda v: v >= 0, "expected an integer >= 0", "expected an integer >= 0")
 
 
 def non_negative_float(text: str) -> float:
