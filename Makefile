@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DATA ?= --dataset mnist --data-dir ./data
 ARGS ?=
 
-.PHONY: test thorough harness train lint typecheck bench clean
+.PHONY: test thorough harness train lint typecheck bench walkthrough clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,14 +15,18 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# The parity harness (parity_tests/) and the application's own tests (tests/), spread over the
-# machine's cores by pytest-xdist (most CLI tests wait on a subprocess importing torch).
+# The parity harness (parity_tests/), the application's own tests (tests/) and the walkthrough
+# notebook (executed top to bottom by nbmake on the small dataset it writes itself), spread over
+# the machine's cores by pytest-xdist (most CLI tests wait on a subprocess importing torch).
 JOBS ?= auto
+NOTEBOOKS := examples/walkthrough.ipynb
 test: $(STAMP)
-	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(PY) -m pytest -q -n $(JOBS) parity_tests tests
+	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(PY) -m pytest -q -n $(JOBS) parity_tests tests --nbmake $(NOTEBOOKS)
 
+# 1000 examples a property, on every core, with hypothesis's statistics per property at the end
+# (examples run, invalid ones and why, time in data generation vs the test).
 thorough: $(STAMP)
-	HYPOTHESIS_PROFILE=thorough $(PY) -m pytest -q -n $(JOBS) parity_tests tests
+	HYPOTHESIS_PROFILE=thorough $(PY) -m pytest -q -n $(JOBS) --hypothesis-show-statistics parity_tests tests
 
 # Only the parity properties, against ENGINE (a module path): make harness ENGINE=mypkg.my_engine
 harness: $(STAMP)
@@ -39,6 +43,14 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
+
+# Execute the walkthrough in place (rendered outputs to commit), on real data when there is some:
+# BACKPROP_DATA_DIR (default ../shared/datasets if it exists) and BACKPROP_DATASET (fashion-mnist);
+# with neither, on the synthetic data the notebook writes.
+WALKTHROUGH_DATA ?= $(abspath $(wildcard ../shared/datasets))
+walkthrough: $(STAMP)
+	BACKPROP_DATA_DIR=$${BACKPROP_DATA_DIR:-$(WALKTHROUGH_DATA)} BACKPROP_DATASET=$${BACKPROP_DATASET:-fashion-mnist} \
+		$(PY) -m pytest -q -p no:cacheprovider -n 0 --nbmake --overwrite --nbmake-timeout=1800 $(NOTEBOOKS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache

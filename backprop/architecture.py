@@ -15,7 +15,9 @@ from __future__ import annotations
 import ast
 from collections.abc import Sequence
 
-from engine_core.specs import KINDS, REQUIRED, LayerSpec, output_shapes
+import numpy as np
+
+from engine_core.specs import KINDS, REQUIRED, LayerSpec, output_shape, output_shapes, pair
 
 IMAGE_SHAPE = (1, 28, 28)  # one MNIST-format image: channels, height, width
 PIXELS = 784
@@ -82,7 +84,7 @@ def parse_layer(item: str) -> LayerSpec:
         raise LayersSyntaxError(f"{item!r}: argument values must be literals (numbers, tuples, strings)") from None
     try:
         return LayerSpec(kind, args)
-    except ValueError as error:
+    except (ValueError, TypeError) as error:
         raise LayersSyntaxError(f"{item!r}: {error}") from None
 
 
@@ -103,6 +105,36 @@ def input_shape(specs: Sequence[LayerSpec]) -> tuple[int, ...]:
     (conv, pool, 2-D batch norm), else 784 flat pixels."""
     first = specs[0].kind if specs else "linear"
     return IMAGE_SHAPE if first in ("conv2d", "maxpool2d", "avgpool2d", "batchnorm2d") else (PIXELS,)
+
+
+def image_view(x: np.ndarray, specs: Sequence[LayerSpec] | None) -> np.ndarray:
+    """Rows of 784 pixels (N, 784) as the stack's input: (N, 1, 28, 28) images when it starts with
+    a 2-D layer (a view: no copy), x itself for an MLP (``specs`` None) or a flat stack."""
+    if specs is None:
+        return x
+    return x.reshape(len(x), *input_shape(specs))
+
+
+def evaluation_chunk(specs: Sequence[LayerSpec] | None, itemsize: int, budget: int = 256 * 2**20,
+                     largest: int = 10_000) -> int:
+    """How many samples to evaluate at once so that one chunk's activations stay near ``budget``
+    bytes: budget / (itemsize * (every layer's output + each convolution's im2col matrix,
+    C_in kH kW H_out W_out)) per sample, between 64 and ``largest`` (an MLP: ``largest``).
+
+    LeNet in float32 needs ~0.2 MB a sample (conv1's im2col alone 78 KB), so ~1,300 per chunk.
+    """
+    if specs is None:
+        return largest
+    shape = (1, *input_shape(specs))
+    values = 0
+    for spec in specs:
+        out = output_shape(spec, shape)
+        values += int(np.prod(out))
+        if spec.kind == "conv2d":
+            kernel = pair(spec.args["kernel_size"])
+            values += spec.args["in_channels"] * kernel[0] * kernel[1] * int(np.prod(out[2:]))
+        shape = out
+    return int(min(largest, max(64, budget // (itemsize * max(values, 1)))))
 
 
 def check_stack(specs: Sequence[LayerSpec]) -> None:

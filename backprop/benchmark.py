@@ -1,39 +1,60 @@
 """Training throughput of engines, side by side, against the GEMM floor (`backprop bench`'s measurement).
 
-For each workload and batch size, the engines (and the floors) are timed in turn inside each
+For each workload and batch size: the thread counts are set (backprop.threads: measured on
+the floor's products when "auto"), each library's floor is chosen (backprop.floor: the fastest
+formulation of every product), then the engines (and the floors) are timed in turn inside each
 repeat, so drift in the machine's speed hits them all alike; medians over repeats are reported.
+A separate instrumented pass afterwards times each phase of a step (feed, forward, loss,
+backward, update, accuracy), with a device synchronisation between phases, so that the
+headline timing carries no clock reads or synchronisations of its own.
 """
 
 from __future__ import annotations
 
+import inspect
+import math
 import os
 import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-try:  # optional: reports BLAS thread pools when installed
+try:  # reports BLAS thread pools (a dependency; tolerated missing in a bare checkout)
     from threadpoolctl import threadpool_info
 except ImportError:
     threadpool_info = None
 
-from .config import CLASSES, IN_FEATURES, PRESETS, default_lr
-from .engines import Engine
-from .floor import make_floor, step_flops
-from .training import make_step
+from engine_core.specs import LayerSpec
 
+from .architecture import LENET, image_view, input_shape
+from .config import CLASSES, IN_FEATURES, OPTIMIZER_DEFAULTS, PRESETS
+from .engines import Engine
+from .floor import Floor, floor_library, gemm_flops, make_floor, spec_gemms, training_gemms
+from .threads import AUTO, apply_threads, choose_threads, cpu_count, thread_candidates, threads_of
+
+# The networks bench can time. MLPs: hidden widths, activation, init; lenet: a layer stack.
+# lr: SGD's (other optimizers run at torch's default); batch_sizes: the default --batch-sizes.
 WORKLOADS: dict[str, dict[str, Any]] = {
-    name: {k: PRESETS[name][k] for k in ("hidden", "activation", "init", "lr")} for name in ("notebook", "default")
+    **{name: {**{k: PRESETS[name][k] for k in ("hidden", "activation", "init", "lr")},
+              "batch_sizes": (32, 128, 1024)} for name in ("notebook", "default")},
+    "lenet": {"layers": LENET, "lr": PRESETS["lenet"]["lr"] if "lenet" in PRESETS else 0.05, "batch_sizes": (64,)},
+    # How cost grows with width: 784-1024-1024-10.
+    "wide": {"hidden": [1024, 1024], "activation": "relu", "init": "he_normal", "lr": 0.05,
+             "batch_sizes": (32, 128, 1024)},
 }
+DEFAULT_WORKLOADS = ("notebook", "default", "lenet")
 # An engine's step is compared with the GEMMs of the library its arrays belong to.
 NUMPY_FLOOR, TORCH_FLOOR = "numpy", "torch"
-# Below these, medians are of too little to mean much on a shared machine (noise_warning).
-MIN_STEPS, MIN_REPEATS = 50, 3
+# Below these, medians are of too little to mean much on a shared machine (noise_warning):
+# fewer steps per repeat AND a repeat shorter than MIN_REPEAT_S, or fewer repeats.
+MIN_STEPS, MIN_REPEATS, MIN_REPEAT_S = 50, 3, 0.5
+PHASES = ("feed", "forward", "loss", "backward", "update", "accuracy")
+COMPILED = "compiled"  # the torch.compile'd autograd reference row
 
 
 @dataclass(frozen=True)
@@ -41,10 +62,14 @@ class BenchSettings:
     """How to time one case.
 
     dtype: "float32"/"float64"; optimizer: a key of engine_core.OPTIMIZERS (SGD runs at the
-    workload's lr, Adam/AdamW at torch's default, 1e-3: config.default_lr); steps: timed steps
-    per repeat (None: ``epochs`` of an epoch, or a quarter epoch when both are None); repeats:
-    timed rounds (medians reported);
-    warmup: untimed steps first; device: where the torch floor runs.
+    workload's lr, Adam/AdamW at torch's default, 1e-3); steps: timed steps per repeat (None:
+    ``epochs`` of an epoch, or default_steps when both are None); repeats: timed rounds
+    (medians reported); warmup: untimed steps first (at most; warm-up stops after
+    warmup_budget_s seconds, but runs at least 2 steps); device: where the torch engines and
+    floor run; blas_threads: a thread count for NumPy's BLAS and torch, or "auto" (measured per
+    case, backprop.threads); budget_s: default_steps' seconds per repeat of the slowest engine;
+    phases: whether to run the per-phase pass; floor_min_time: seconds each candidate
+    formulation is timed per round when the floor is chosen (floor.time_candidates).
     """
 
     dtype: str = "float32"
@@ -54,13 +79,66 @@ class BenchSettings:
     repeats: int = 5
     warmup: int = 20
     device: str = "cpu"
+    blas_threads: int | str = AUTO
+    budget_s: float = 1.0
+    warmup_budget_s: float = 1.0
+    phases: bool = True
+    floor_min_time: float = 1e-3
+
+
+def workload_lr(workload: str, optimizer: str) -> float:
+    """The workload's SGD learning rate, or torch's default for other optimizers."""
+    return float(WORKLOADS[workload]["lr"]) if optimizer == "sgd" else OPTIMIZER_DEFAULTS[optimizer]["lr"]
+
+
+def workload_layers(workload: str) -> list[LayerSpec] | None:
+    """The workload's layer stack (lenet), or None for an MLP."""
+    return WORKLOADS[workload].get("layers")
+
+
+def workload_specs(workload: str) -> list[LayerSpec]:
+    """The workload as a layer stack (an MLP's Linear and activation layers spelled out)."""
+    layers = workload_layers(workload)
+    if layers is not None:
+        return list(layers)
+    spec = WORKLOADS[workload]
+    sizes = [IN_FEATURES, *spec["hidden"], CLASSES]
+    stack: list[LayerSpec] = []
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        stack.append(LayerSpec("linear", {"in_features": fan_in, "out_features": fan_out}))
+        if i < len(sizes) - 2:
+            stack.append(LayerSpec(spec["activation"]))
+    return stack
+
+
+def workload_gemms(workload: str, batch: int) -> list:
+    """The GEMMs of one training step of the workload at ``batch`` (backprop.floor)."""
+    layers = workload_layers(workload)
+    if layers is not None:
+        return spec_gemms(layers, input_shape(layers), batch)
+    return training_gemms([IN_FEATURES, *WORKLOADS[workload]["hidden"], CLASSES], batch)
+
+
+def default_steps(steps_per_epoch: int, step_seconds: float, budget_s: float, minimum: int = 10) -> int:
+    """Timed steps per repeat when none are given: a quarter epoch, but no more than fit in
+    ``budget_s`` seconds of the slowest engine (``step_seconds`` a step), and at least ``minimum``."""
+    quarter = max(minimum, steps_per_epoch // 4)
+    if step_seconds <= 0 or not math.isfinite(step_seconds):
+        return quarter
+    return min(quarter, max(minimum, math.ceil(budget_s / step_seconds)))
+
+
+def below_floor(ratio: float) -> bool:
+    """An engine faster than its floor: the floor missed a faster formulation (or the machine's
+    speed changed between them); the row is flagged and bench warns."""
+    return ratio < 1.0
 
 
 def machine_info() -> dict[str, Any]:
     """Cores, versions, BLAS and thread settings of this machine, for bench.json."""
     info: dict[str, Any] = {
         "python": sys.version.split()[0], "platform": platform.platform(), "cpu_count": os.cpu_count(),
-        "numpy": np.__version__,
+        "usable_cores": cpu_count(), "numpy": np.__version__,
         "env": {k: v for k, v in os.environ.items() if k.startswith(("OPENBLAS", "OMP", "MKL"))},
     }
     try:
@@ -85,19 +163,6 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
-def floor_library(engine: Engine) -> str:
-    """Which library's GEMMs are this engine's floor: NumPy for engines whose arrays are NumPy
-    arrays, torch otherwise (judged by the array the engine makes, not by its name)."""
-    return NUMPY_FLOOR if isinstance(engine.asarray(np.zeros((1, 1)), "float32"), np.ndarray) else TORCH_FLOOR
-
-
-def _ignore_index(fn: Callable[[], None]) -> Callable[[int], None]:
-    def call(i: int) -> None:
-        fn()
-
-    return call
-
-
 def _time(fn: Callable[[int], object], steps: int, sync: Callable[[], None]) -> float:
     """Seconds per call, over ``steps`` calls."""
     sync()
@@ -108,112 +173,370 @@ def _time(fn: Callable[[int], object], steps: int, sync: Callable[[], None]) -> 
     return (time.perf_counter() - start) / steps
 
 
+def _indexed(fn: Callable[[], object]) -> Callable[[int], object]:
+    def call(i: int) -> object:
+        return fn()
+
+    return call
+
+
+def _warm(fn: Callable[[int], object], steps: int, budget_s: float, sync: Callable[[], None]) -> None:
+    """Up to ``steps`` untimed calls (at least 2), stopping once ``budget_s`` seconds have passed."""
+    start = time.perf_counter()
+    for i in range(max(2, steps)):
+        fn(i)
+        sync()
+        if i >= 1 and time.perf_counter() - start > budget_s:
+            break
+
+
+@dataclass
+class Runner:
+    """One row's step: ``train(i)`` a full step on batch i, ``feed(i)`` only its batch,
+    ``phased(i, totals)`` a step adding each phase's seconds to ``totals``; ``library`` its floor."""
+
+    name: str
+    train: Callable[[int], object]
+    feed: Callable[[int], object]
+    phased: Callable[[int, dict[str, float]], None]
+    sync: Callable[[], None]
+    library: str
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+def _phase_clock(sync: Callable[[], None]) -> Callable[[], float]:
+    def clock() -> float:
+        sync()
+        return time.perf_counter()
+
+    return clock
+
+
+def engine_runner(engine: Engine, workload: str, batch: int, settings: BenchSettings, x: np.ndarray,
+                  y: np.ndarray) -> Runner:
+    """A Runner training ``engine``'s network of ``workload`` on x (N, 784), y (N,) as
+    backprop.training.make_step does (lenet's batches as (B, 1, 28, 28) views)."""
+    from .training import make_step
+
+    spec, layers = WORKLOADS[workload], workload_layers(workload)
+    if layers is not None:
+        net = engine.build_net([], "identity", "torch_default", 0, settings.dtype, training=True, layers=layers)
+    else:
+        net = engine.build_net([IN_FEATURES, *spec["hidden"], CLASSES], spec["activation"], spec["init"], 0,
+                               settings.dtype, training=True)
+    opt = engine.build_optimizer(net, settings.optimizer, workload_lr(workload, settings.optimizer))
+    loss_fn = engine.loss()
+    feeder = engine.feeder(image_view(x, layers), y, batch, seed=0)
+    feeder.start_epoch(0)
+    full = (len(y) // batch) or 1  # time only full batches
+    step = make_step(engine, net, opt, loss_fn)
+
+    def train(i: int) -> None:
+        step(*feeder.batch(i % full))
+
+    def feed(i: int) -> None:
+        feeder.batch(i % full)
+
+    backward = net.backward
+    no_input_grad = "input_grad" in inspect.signature(backward).parameters
+    zero_grad = opt.zero_grad if engine.traits.accumulates_gradients else None
+    clock = _phase_clock(engine.synchronize)
+
+    def phased(i: int, totals: dict[str, float]) -> None:
+        t0 = clock()
+        xb, yb = feeder.batch(i % full)
+        t1 = clock()
+        logits = net.forward(xb)
+        t2 = clock()
+        loss_fn.forward(logits, yb)
+        t3 = clock()
+        if zero_grad is not None:
+            zero_grad()
+        if no_input_grad:
+            backward(loss_fn.backward(), input_grad=False)
+        else:
+            backward(loss_fn.backward())
+        t4 = clock()
+        opt.step()
+        t5 = clock()
+        engine.argmax_hits(logits, yb)
+        t6 = clock()
+        for name, seconds in zip(PHASES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5)):
+            totals[name] += seconds
+
+    return Runner(engine.spec, train, feed, phased, engine.synchronize, floor_library(engine))
+
+
+class CompiledReference:
+    """torch.compile'd autograd as a reference row: what a user would pick instead of an engine.
+
+    The workload as a torch.nn.Sequential (built by the autograd engine), its forward and loss
+    compiled together by torch.compile, trained with torch.optim's own optimizer. torch.compile
+    needs a working C++ toolchain; available() tries it once on a tiny model and keeps the
+    reason it failed (``reason``), so bench can skip the row with that reason.
+    """
+
+    def __init__(self, autograd: Engine) -> None:
+        self.autograd = autograd
+        self.reason: str | None = None
+        self._checked = False
+        self._models: dict[str, Any] = {}
+
+    def available(self) -> bool:
+        """Whether torch.compile works here (tried once, on a tiny model: forward and backward)."""
+        if not self._checked:
+            self._checked = True
+            try:
+                import torch
+
+                model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+                torch.compile(model)(torch.ones(2, 4)).sum().backward()
+            except Exception as error:  # any failure of the toolchain: the row is skipped, with why
+                self.reason = f"torch.compile failed on a tiny model ({type(error).__name__}: " \
+                              f"{' '.join(str(error).split())[:200]})"
+        return self.reason is None
+
+    def _model(self, workload: str, settings: BenchSettings) -> tuple[Any, Any, Any]:
+        key = f"{workload}/{settings.dtype}/{settings.optimizer}"
+        if key not in self._models:
+            import torch
+
+            net = self.autograd.build_net([], "identity", "torch_default", 0, settings.dtype, training=True,
+                                          layers=workload_specs(workload))
+            module = net.module
+            cross_entropy = torch.nn.functional.cross_entropy
+
+            def forward_loss(xb: Any, yb: Any) -> tuple[Any, Any]:
+                logits = module(xb)
+                return logits, cross_entropy(logits, yb)
+
+            lr = workload_lr(workload, settings.optimizer)
+            optim = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[settings.optimizer]
+            self._models[key] = (module, torch.compile(forward_loss), optim(module.parameters(), lr=lr))
+        return self._models[key]
+
+    def runner(self, workload: str, batch: int, settings: BenchSettings, x: np.ndarray, y: np.ndarray) -> Runner:
+        """A Runner for the compiled model (compiled at its first steps, which bench's warm-up
+        runs untimed)."""
+        _module, forward_loss, opt = self._model(workload, settings)
+        engine = self.autograd
+        feeder = engine.feeder(image_view(x, workload_layers(workload)), y, batch, seed=0)
+        feeder.start_epoch(0)
+        full = (len(y) // batch) or 1
+        hits = engine.argmax_hits
+
+        def step(xb: Any, yb: Any) -> tuple[float, int]:
+            logits, loss = forward_loss(xb, yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            return float(loss.detach()), hits(logits, yb)
+
+        def train(i: int) -> None:
+            step(*feeder.batch(i % full))
+
+        def feed(i: int) -> None:
+            feeder.batch(i % full)
+
+        clock = _phase_clock(engine.synchronize)
+
+        def phased(i: int, totals: dict[str, float]) -> None:
+            t0 = clock()
+            xb, yb = feeder.batch(i % full)
+            t1 = clock()
+            logits, loss = forward_loss(xb, yb)  # one compiled graph: forward and loss fused
+            t2 = clock()
+            float(loss.detach())
+            t3 = clock()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            t4 = clock()
+            opt.step()
+            t5 = clock()
+            hits(logits, yb)
+            t6 = clock()
+            for name, seconds in zip(PHASES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5)):
+                totals[name] += seconds
+
+        return Runner(COMPILED, train, feed, phased, engine.synchronize, TORCH_FLOOR,
+                      notes={"phases_note": "forward includes the loss (compiled together)"})
+
+
+def choose_floor(library: str, gemms: Sequence[Any], settings: BenchSettings,
+                 sync: Callable[[], None]) -> tuple[Floor, int | None, dict[int, float]]:
+    """Set ``library``'s thread count (settings.blas_threads; "auto": the count at which this
+    case's floor, its formulations chosen at that count, is fastest) and choose its floor.
+
+    Returns (the floor at the count applied, that count, {count: the floor's estimated seconds
+    per step} for every count tried). On a GPU, torch's count is left as it is.
+    """
+    device = settings.device if library == TORCH_FLOOR else "cpu"
+    if library == TORCH_FLOOR and not device.startswith("cpu"):
+        counts: list[int | None] = [None]
+    elif settings.blas_threads == AUTO:
+        counts = list(thread_candidates(cpu_count()))
+    else:
+        counts = [int(settings.blas_threads)]
+    floors: dict[int | None, Floor] = {}
+    for count in counts:
+        if count is not None:
+            apply_threads(library, count)
+        floors[count] = make_floor(library, None, 0, settings.dtype, device, gemms=gemms,
+                                    min_time=settings.floor_min_time, sync=sync)
+    probe = {count: floor.estimate for count, floor in floors.items() if count is not None}
+    chosen = choose_threads(probe) if probe else None
+    if chosen is not None:
+        apply_threads(library, chosen)
+    return floors[chosen], (chosen if chosen is not None else threads_of(library)), probe
+
+
 def bench_case(engines: list[Engine], workload: str, batch: int, settings: BenchSettings, x: np.ndarray,
-               y: np.ndarray) -> list[dict[str, Any]]:
+               y: np.ndarray, compiled: CompiledReference | None = None) -> list[dict[str, Any]]:
     """Time every engine's training step (feed included) and its floor on one workload and batch size.
 
-    x: (N, 784) in settings.dtype, y: (N,) labels. Returns one row per engine: seconds per epoch
-    (of N samples), samples/s, the floor's seconds per epoch, the ratio, the share of a step spent
-    feeding, GFLOP/s. Raises KeyError for an unknown workload, ValueError for a batch larger than
-    the data (it would be timed as a smaller one).
+    x: (N, 784) in settings.dtype, y: (N,) labels; ``compiled``: add its torch.compile'd row
+    when it is available. Returns one row per engine: seconds per epoch (of N samples),
+    samples/s, the floor's seconds per epoch and its formulations, the ratio (and below_floor),
+    the thread counts, the share of a step spent feeding, per-phase seconds per step, GFLOP/s.
+    Raises KeyError for an unknown workload, ValueError for a batch larger than the data (it
+    would be timed as a smaller one).
     """
-    spec = WORKLOADS[workload]
+    if workload not in WORKLOADS:
+        raise KeyError(workload)
     if batch > len(y):
         raise ValueError(f"batch size {batch} is larger than the {len(y)} samples")
-    sizes = [IN_FEATURES, *spec["hidden"], CLASSES]
     steps_per_epoch = -(-len(y) // batch)
+    runners = [engine_runner(engine, workload, batch, settings, x, y) for engine in engines]
+    if compiled is not None and compiled.available():
+        runners.append(compiled.runner(workload, batch, settings, x, y))
+    gemms = workload_gemms(workload, batch)
+    floors: dict[str, tuple[Floor, int | None, dict[int, float], Callable[[], None]]] = {}
+    for library in sorted({r.library for r in runners}):
+        sync = next(r.sync for r in runners if r.library == library)
+        floor, count, probe = choose_floor(library, gemms, settings, sync)
+        floors[library] = (floor, count, probe, sync)
+
+    estimates = []
+    for runner in runners:
+        _warm(runner.train, settings.warmup, settings.warmup_budget_s, runner.sync)
+        estimates.append(_time(runner.train, 2, runner.sync))
+    for floor, _count, _probe, sync in floors.values():
+        _warm(_indexed(floor), settings.warmup, settings.warmup_budget_s, sync)
     if settings.steps:
         steps = settings.steps
     elif settings.epochs:
         steps = max(1, int(settings.epochs * steps_per_epoch))
     else:
-        steps = max(10, steps_per_epoch // 4)
-    full = (len(y) // batch) or 1  # time only full batches
-    lr = default_lr(workload, settings.optimizer)
-    runners = {}
-    for engine in engines:
-        net = engine.build_net(sizes, spec["activation"], spec["init"], 0, settings.dtype, training=True)
-        opt = engine.build_optimizer(net, settings.optimizer, lr)
-        feeder = engine.feeder(x, y, batch, seed=0)
-        feeder.start_epoch(0)
-        step = make_step(engine, net, opt, engine.loss())
+        steps = default_steps(steps_per_epoch, max(estimates), settings.budget_s)
 
-        def train(i: int, feeder: Any = feeder, step: Any = step) -> None:
-            step(*feeder.batch(i % full))
+    times: dict[str, list[float]] = {k: [] for k in [*(r.name for r in runners), *(f"floor:{lib}" for lib in floors),
+                                                     *(f"feed:{r.name}" for r in runners)]}
+    for repeat in range(settings.repeats):
+        shift = repeat % len(runners)
+        for runner in runners[shift:] + runners[:shift]:  # rotate who goes first
+            times[runner.name].append(_time(runner.train, steps, runner.sync))
+            times[f"feed:{runner.name}"].append(_time(runner.feed, steps, runner.sync))
+        for library, (floor, _count, _probe, sync) in floors.items():
+            times[f"floor:{library}"].append(_time(_indexed(floor), steps, sync))
 
-        def feed(i: int, feeder: Any = feeder) -> None:
-            feeder.batch(i % full)
+    phases: dict[str, dict[str, float] | None] = {}
+    for runner in runners:
+        if not settings.phases:
+            phases[runner.name] = None
+            continue
+        totals = dict.fromkeys(PHASES, 0.0)
+        for i in range(steps):
+            runner.phased(i, totals)
+        phases[runner.name] = {name: total / steps for name, total in totals.items()}
 
-        runners[engine.spec] = (train, feed, engine.synchronize, floor_library(engine))
-    floors: dict[str, tuple[Callable[[int], object], Callable[[], None]]] = {}
-    for library in sorted({runner[3] for runner in runners.values()}):
-        gemms = make_floor(library, sizes, batch, settings.dtype, settings.device if library == TORCH_FLOOR else "cpu")
-        sync = next(runner[2] for runner in runners.values() if runner[3] == library)
-        floors[library] = (_ignore_index(gemms), sync)
-
-    for train, _feed, sync, _library in runners.values():
-        _time(train, settings.warmup, sync)
-    for floor, sync in floors.values():
-        _time(floor, settings.warmup, sync)
-
-    times: dict[str, list[float]] = {k: [] for k in [*runners, *(f"floor:{lib}" for lib in floors),
-                                                     *(f"feed:{n}" for n in runners)]}
-    names = list(runners)
-    for r in range(settings.repeats):
-        order = names[r % len(names):] + names[: r % len(names)]  # rotate who goes first
-        for name in order:
-            train, feed, sync, _library = runners[name]
-            times[name].append(_time(train, steps, sync))
-            times[f"feed:{name}"].append(_time(feed, steps, sync))
-        for library, (floor, sync) in floors.items():
-            times[f"floor:{library}"].append(_time(floor, steps, sync))
-
+    flops = gemm_flops(gemms)
     rows = []
-    for name in names:
-        library = runners[name][3]
-        per_step = statistics.median(times[name])
-        floor_step = statistics.median(times[f"floor:{library}"])
-        feed_step = statistics.median(times[f"feed:{name}"])
+    for runner in runners:
+        floor, count, probe, _sync = floors[runner.library]
+        per_step = statistics.median(times[runner.name])
+        floor_step = statistics.median(times[f"floor:{runner.library}"])
+        feed_step = statistics.median(times[f"feed:{runner.name}"])
+        ratio = per_step / floor_step
         rows.append({
-            "engine": name, "workload": workload, "batch_size": batch, "dtype": settings.dtype,
+            "engine": runner.name, "workload": workload, "batch_size": batch, "dtype": settings.dtype,
             "s_per_epoch": per_step * steps_per_epoch,
             "samples_per_s": batch / per_step,
             "floor_s_per_epoch": floor_step * steps_per_epoch,
             "floor_samples_per_s": batch / floor_step,
-            "ratio_to_floor": per_step / floor_step,
-            "floor_library": library,
+            "ratio_to_floor": ratio,
+            "below_floor": below_floor(ratio),
+            "floor_library": runner.library,
+            "floor_formulations": [choice.to_json() for choice in floor.choices],
+            "threads": count,
+            "blas_threads": threads_of(NUMPY_FLOOR),
+            "torch_threads": threads_of(TORCH_FLOOR),
+            "threads_setting": settings.blas_threads,
+            "threads_probe_s": {str(k): v for k, v in probe.items()},
             "feed_fraction": feed_step / per_step,
-            "gflops": step_flops(sizes, batch) / per_step / 1e9,
+            "phases_s": phases[runner.name],
+            "gflops": flops / per_step / 1e9,
             "steps_timed": steps, "repeats": settings.repeats,
+            "seconds_per_repeat": per_step * steps,
+            **runner.notes,
         })
     return rows
 
 
+def formulation_summary(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per (workload, batch, floor library): the thread count and how many of the
+    floor's products each formulation won, e.g. ``notebook 32 numpy floor, 1 thread: matmul out=
+    (in,out) x3, dot out= (out,in) x14``."""
+    lines, seen = [], set()
+    for r in rows:
+        key = (r["workload"], r["batch_size"], r["floor_library"])
+        if key in seen:
+            continue
+        seen.add(key)
+        counts: dict[str, int] = {}
+        for choice in r["floor_formulations"]:
+            counts[choice["formulation"]] = counts.get(choice["formulation"], 0) + 1
+        won = ", ".join(f"{name} x{n}" for name, n in counts.items())
+        threads = f"{r['threads']} thread{'s' if r['threads'] != 1 else ''}" if r["threads"] else "device"
+        lines.append(f"{r['workload']} {r['batch_size']} {r['floor_library']} floor, {threads}: {won}")
+    return lines
+
+
 def format_table(rows: list[dict[str, Any]], header: bool = True) -> str:
-    """bench's rows as a fixed-width table (with a header and rule unless ``header`` is False)."""
+    """bench's rows as a fixed-width table (with a header and rule unless ``header`` is False);
+    a ratio below the floor is marked with ``!``."""
     head = (f"{'workload':<9} {'batch':>5} {'engine':<9} {'s/epoch':>8} {'samples/s':>11} "
-            f"{'floor s/ep':>10} {'x floor':>7} {'feed %':>6} {'GFLOP/s':>8}")
+            f"{'floor s/ep':>10} {'x floor':>7} {'thr':>3} {'feed %':>6} {'GFLOP/s':>8}")
     lines = [head, "-" * len(head)] if header else []
     for r in rows:
+        mark = "!" if r.get("below_floor") else " "
         lines.append(
             f"{r['workload']:<9} {r['batch_size']:>5} {r['engine']:<9} {r['s_per_epoch']:>8.3f} "
-            f"{r['samples_per_s']:>11,.0f} {r['floor_s_per_epoch']:>10.3f} {r['ratio_to_floor']:>7.2f} "
-            f"{100 * r['feed_fraction']:>6.1f} {r['gflops']:>8.1f}"
+            f"{r['samples_per_s']:>11,.0f} {r['floor_s_per_epoch']:>10.3f} {r['ratio_to_floor']:>6.2f}{mark} "
+            f"{r.get('threads') or '-':>3} {100 * r['feed_fraction']:>6.1f} {r['gflops']:>8.1f}"
         )
     return "\n".join(lines)
 
 
+def floor_warnings(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per row that ran below its floor (below_floor), naming it and the ratio."""
+    return [f"{r['engine']} on {r['workload']} at batch {r['batch_size']} ran below its {r['floor_library']} "
+            f"floor ({r['ratio_to_floor']:.2f}x): the floor is not a floor here (a faster formulation it lacks, "
+            f"or the machine's speed changed between them)" for r in rows if r.get("below_floor")]
+
+
 def noise_warning(rows: list[dict[str, Any]]) -> str | None:
-    """A warning when the rows were timed over too few steps or repeats to be more than noise
-    (fewer than MIN_STEPS steps per repeat, or fewer than MIN_REPEATS repeats); None otherwise."""
+    """A warning when the rows were timed over too little to be more than noise (a repeat of
+    fewer than MIN_STEPS steps that also lasted under MIN_REPEAT_S seconds, or fewer than
+    MIN_REPEATS repeats); None otherwise."""
     if not rows:
         return None
-    steps = min(r["steps_timed"] for r in rows)
+    short = [r for r in rows if r["steps_timed"] < MIN_STEPS and r.get("seconds_per_repeat", 0.0) < MIN_REPEAT_S]
     repeats = min(r["repeats"] for r in rows)
     problems = []
-    if steps < MIN_STEPS:
+    if short:
+        steps = min(r["steps_timed"] for r in short)
         problems.append(f"{steps} timed steps per repeat (use --steps {MIN_STEPS} or more; the default is a quarter "
-                        "epoch)")
+                        "epoch, at most about a second per engine)")
     if repeats < MIN_REPEATS:
         problems.append(f"{repeats} repeats (use --repeats {MIN_REPEATS} or more)")
     if not problems:

@@ -1,9 +1,13 @@
 """Checkpoints: one .npz of plain NumPy arrays plus JSON metadata, written atomically, and
 validated in full when read, once, for every command that reads one.
 
-Keys: ``param/<name>`` (weights (in, out)), ``optim/<buffer>/<name>`` (optimizer state) and
-``meta`` (UTF-8 JSON as uint8). Loaded with allow_pickle=False, so nothing in a file is ever
-executed; any engine reads any engine's checkpoint.
+Keys: ``param/<name>`` (weights (in, out); for a layer stack also batch norm's running_mean
+and running_var, under torch.nn.Sequential's names ``"{index}.running_mean"``),
+``optim/<buffer>/<name>`` (optimizer state) and ``meta`` (UTF-8 JSON as uint8). A layer stack's
+meta also holds every Dropout's mask generator state (``dropout_rng``: index -> numpy bit
+generator state) and every batch norm's ``num_batches_tracked`` (index -> int), so that a resumed
+run draws the same masks and an export carries torch's counter. Loaded with allow_pickle=False,
+so nothing in a file is ever executed; any engine reads any engine's checkpoint.
 """
 
 from __future__ import annotations
@@ -18,13 +22,15 @@ from typing import Any
 import numpy as np
 
 import engine_core
+from engine_core.layer_checks import DropoutMasks
+from engine_core.specs import LayerSpec, parameter_shapes_of, state_shapes
 
 from .config import TrainConfig
 from .fileio import atomic_write
 
 FORMAT = "backprop-checkpoint"
-VERSION = 2  # 2: config.t_max and the lr column; version 1 files are read as well
-READABLE_VERSIONS = (1, 2)
+VERSION = 3  # 2: config.t_max and the lr column; 3: config.layers, dropout_rng, num_batches_tracked
+READABLE_VERSIONS = (1, 2, 3)
 # The keys every row of a checkpoint's history has (rows may also name the "engine" that trained
 # the epoch); metrics.csv has these columns and the engine.
 METRIC_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds", "samples_per_s"]
@@ -64,6 +70,8 @@ class Checkpoint:
     meta: dict[str, Any]
     config: TrainConfig
     progress: Progress
+    dropout_rng: dict[int, dict[str, Any]] = field(default_factory=dict)  # layer index -> generator state
+    num_batches_tracked: dict[int, int] = field(default_factory=dict)  # batch norm layer index -> count
 
     @property
     def engine(self) -> str:
@@ -84,14 +92,41 @@ class Checkpoint:
         return list(dict.fromkeys(n for n in names if isinstance(n, str))) or [self.engine]
 
 
+def model_shapes(config: TrainConfig) -> tuple[dict[str, tuple[int, ...]], dict[str, tuple[int, ...]]]:
+    """(every state-dict entry's shape, the trainable parameters' shapes) of config's network:
+    the MLP's fc{i} parameters, or a layer stack's "{index}.name" parameters and buffers."""
+    if config.layers is None:
+        shapes = engine_core.parameter_shapes(config.sizes)
+        return shapes, shapes
+    params = {f"{index}.{name}": shape for index, spec in enumerate(config.layers)
+              for name, shape in parameter_shapes_of(spec).items()}
+    return state_shapes(config.layers), params
+
+
+def layer_indices(layers: list[LayerSpec] | None, *kinds: str) -> list[int]:
+    """The positions of the layers of ``kinds`` in a stack ([] for an MLP)."""
+    return [index for index, spec in enumerate(layers or []) if spec.kind in kinds]
+
+
 def checkpoint_meta(config: TrainConfig, engine_name: str, progress: Progress, train_samples: int,
-                    data_dir: str | None = None) -> dict[str, Any]:
+                    data_dir: str | None = None, dropout_rng: dict[int, dict[str, Any]] | None = None,
+                    num_batches_tracked: dict[int, int] | None = None) -> dict[str, Any]:
     """The metadata a run's checkpoint carries (save_checkpoint adds format, version, optimizer).
 
     ``data_dir``: where the run's data came from, stored absolute so that a resumed run or an
-    evaluation finds it again from any working directory.
+    evaluation finds it again from any working directory. A layer stack's ``dropout_rng`` (each
+    Dropout's rng_state(), by layer index) and ``num_batches_tracked`` (by batch norm index;
+    default 0 for each, and for dropout the generator's state fresh from its seed).
     """
     meta: dict[str, Any] = {} if data_dir is None else {"data_dir": os.path.abspath(data_dir)}
+    if config.layers is not None:
+        rng = dropout_rng or {}
+        tracked = num_batches_tracked or {}
+        meta["dropout_rng"] = {
+            str(i): rng[i] if i in rng else DropoutMasks(config.layers[i].args["seed"]).state()
+            for i in layer_indices(config.layers, "dropout")}
+        meta["num_batches_tracked"] = {str(i): int(tracked.get(i, 0))
+                                       for i in layer_indices(config.layers, "batchnorm1d", "batchnorm2d")}
     return {
         **meta,
         "engine": engine_name,
@@ -166,8 +201,8 @@ def load_checkpoint(path: str) -> Checkpoint:
     try:
         config, progress = _check_meta(meta)
         params, state = _split_arrays(arrays)
-        shapes = engine_core.parameter_shapes(config.sizes)
-        params = engine_core.check_model_state(shapes, params)
+        model, shapes = model_shapes(config)
+        params = engine_core.check_model_state(model, params)
         for name, value in params.items():
             if value.dtype.name != config.dtype:
                 raise ValueError(f"parameter {name!r} is {value.dtype.name}, but config.dtype is {config.dtype}")
@@ -177,12 +212,43 @@ def load_checkpoint(path: str) -> Checkpoint:
         if optimizer["step"] != progress.global_step:
             raise ValueError(f"optimizer step count {optimizer['step']} contradicts progress.global_step "
                              f"{progress.global_step}")
+        dropout_rng, tracked = _check_layer_state(meta, config)
     except (ValueError, TypeError, OverflowError, RecursionError, KeyError) as error:
         # Any metadata the checks could not even interpret (a number beyond any float, nesting
         # too deep) is as much a bad checkpoint as a wrong value: one line, never a traceback.
         reason = f"metadata field {error}" if isinstance(error, KeyError) else _one_line(error)
         raise CheckpointError(f"{path}: {reason}") from None
-    return Checkpoint(params=params, optimizer=optimizer, meta=meta, config=config, progress=progress)
+    return Checkpoint(params=params, optimizer=optimizer, meta=meta, config=config, progress=progress,
+                      dropout_rng=dropout_rng, num_batches_tracked=tracked)
+
+
+def _check_layer_state(meta: dict[str, Any], config: TrainConfig) -> tuple[dict[int, dict[str, Any]], dict[int, int]]:
+    """A layer stack's dropout_rng and num_batches_tracked: one entry per Dropout / batch norm
+    layer, keyed by its index, each a generator state DropoutMasks accepts / an int >= 0.
+    An MLP has neither."""
+    if config.layers is None:
+        for key in ("dropout_rng", "num_batches_tracked"):
+            if key in meta:
+                raise ValueError(f"metadata field {key!r}: an MLP has no such state (config.layers is null)")
+        return {}, {}
+    rng = _require(meta, "dropout_rng", dict, "an object of dropout layer index -> generator state")
+    tracked = _require(meta, "num_batches_tracked", dict, "an object of batch norm layer index -> count")
+    for key, value, kinds in (("dropout_rng", rng, ("dropout",)),
+                              ("num_batches_tracked", tracked, ("batchnorm1d", "batchnorm2d"))):
+        expected = [str(i) for i in layer_indices(config.layers, *kinds)]
+        if sorted(value) != sorted(expected):
+            raise ValueError(f"metadata field {key!r}: keys {sorted(value)} do not match the layers "
+                             f"{expected} of config.layers")
+    states: dict[int, dict[str, Any]] = {}
+    for key, state in rng.items():
+        DropoutMasks(0).set_state(f"dropout_rng[{key!r}]", state)  # ValueError naming it unless valid
+        states[int(key)] = dict(state)
+    counts: dict[int, int] = {}
+    for key, count in tracked.items():
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f"num_batches_tracked[{key!r}]: expected an integer >= 0, got {count!r}")
+        counts[int(key)] = count
+    return states, counts
 
 
 def _one_line(error: BaseException) -> str:

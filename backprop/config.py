@@ -12,7 +12,9 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import engine_core
+from engine_core.specs import LayerSpec
 
+from .architecture import LENET, LayersSyntaxError, check_stack, format_layers
 from .datasets import DATASETS
 from .schedules import SCHEDULES
 
@@ -32,6 +34,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "default": dict(hidden=[256, 128], activation="relu", init="he_normal",
                     batch_size=64, lr=0.05, momentum=0.9, epochs=15, optimizer="sgd",
                     lr_schedule="cosine"),
+    # LeNet-5 style (architecture.LENET): conv 6@5x5 pad 2, ReLU, max-pool 2, conv 16@5x5, ReLU,
+    # max-pool 2, flatten, 120, 84, 10 (>= 0.90 test accuracy on Fashion-MNIST; README results).
+    "lenet": dict(layers=LENET, hidden=[], activation="identity", init="torch_default",
+                  batch_size=64, lr=0.05, momentum=0.9, epochs=10, optimizer="sgd", lr_schedule="cosine"),
 }
 PRESET_NAMES: tuple[str, ...] = tuple(PRESETS)
 DEFAULT_PRESET = "default"
@@ -78,7 +84,8 @@ def new_config(preset: str | None = None, **flags: Any) -> TrainConfig:
     for the optimizer (0, AdamW 0.01). Raises ConfigError naming the flag for combinations that
     make no sense: --momentum/--nesterov with Adam, --nesterov without momentum, --step-size or
     --gamma without the step schedule, --activation without hidden layers, a --batch-size
-    larger than --limit.
+    larger than --limit, --layers with an MLP flag (--hidden, --activation, --init), and an MLP
+    flag with a preset whose network is a layer stack (lenet).
     """
     name = preset or DEFAULT_PRESET
     given = {k: v for k, v in flags.items() if v is not None}
@@ -86,6 +93,16 @@ def new_config(preset: str | None = None, **flags: Any) -> TrainConfig:
     if unknown:
         raise TypeError(f"new_config: unknown fields {sorted(unknown)}")
     values: dict[str, Any] = {**TrainConfig().__dict__, **PRESETS[name], "preset": name}
+    mlp_flags = [f"--{flag}" for flag in ("hidden", "activation", "init") if flag in given]
+    if "layers" in given and mlp_flags:
+        raise ConfigError(f"--layers cannot be combined with {', '.join(mlp_flags)}: --layers describes the whole "
+                          "network, and --hidden, --activation and --init describe an MLP")
+    if PRESETS[name].get("layers") is not None and "layers" not in given and mlp_flags:
+        raise ConfigError(f"{', '.join(mlp_flags)} cannot be combined with --preset {name}: its network is a layer "
+                          "stack; change it with --layers, or pick an MLP preset (default, notebook)")
+    if "layers" in given:
+        # The stack is the whole network: the MLP fields say so (no hidden layer, nothing applied).
+        values.update(hidden=[], activation="identity", init="torch_default")
     values.update(given)
     optimizer = values["optimizer"]
     if optimizer != "sgd":
@@ -130,7 +147,10 @@ class TrainConfig:
     epochs, of the cosine schedule, fixed when the run is created (default: epochs), so that
     raising epochs on resume does not change the rates already scheduled. lr, momentum,
     weight_decay, gamma and eps are torch.optim's hyper-parameters of the same names; limit
-    keeps only the first N training samples.
+    keeps only the first N training samples. layers: the network as a layer stack
+    (engine_core.specs.LayerSpec list, the --layers syntax of backprop.architecture), or None for
+    the MLP that hidden, activation and init describe (with layers, hidden is [] and activation
+    identity).
     """
 
     dataset: str = "mnist"
@@ -154,6 +174,7 @@ class TrainConfig:
     limit: int | None = None
     preset: str = "default"
     t_max: int | None = None
+    layers: list[LayerSpec] | None = None
 
     def __post_init__(self) -> None:
         if self.t_max is None:
@@ -161,27 +182,33 @@ class TrainConfig:
 
     @property
     def sizes(self) -> list[int]:
-        """[784, *hidden, 10]: the layer widths, input first."""
+        """[784, *hidden, 10]: the MLP's layer widths, input first (with layers: [784, 10])."""
         return [IN_FEATURES, *self.hidden, CLASSES]
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict of every field, plus the derived ``sizes``."""
+        """A JSON-ready dict of every field, plus the derived ``sizes`` of an MLP; ``layers`` is
+        a list of {"kind", "args"} (LayerSpec.to_json) or null."""
         out = asdict(self)
         out["betas"] = list(self.betas)
-        out["sizes"] = self.sizes
+        out["layers"] = None if self.layers is None else [spec.to_json() for spec in self.layers]
+        if self.layers is None:
+            out["sizes"] = self.sizes
         return out
 
     @classmethod
     def from_json(cls, data: object) -> TrainConfig:
         """The config stored by to_json, validated in full.
 
-        Every field must be present with the right type and a known value, and ``sizes`` (when
-        present) must agree with ``hidden``. Raises ValueError (a wrong or missing value) or
-        TypeError (a wrong type) whose message starts with ``config.<field>``.
+        Every field must be present with the right type and a known value, except ``layers``
+        (absent in files written before it existed: the MLP); ``sizes`` (when present) must agree
+        with ``hidden``; ``layers`` must be a stack that type-checks from MNIST-format input to 10
+        logits, with ``hidden`` empty. Raises ValueError (a wrong or missing value) or TypeError
+        (a wrong type) whose message starts with ``config.<field>``.
         """
         if not isinstance(data, dict):
             raise TypeError(f"config: expected a JSON object, got {type(data).__name__}")
         names = [f.name for f in fields(cls)]
+        data = {"layers": None, **data}
         for name in names:
             if name not in data:
                 raise ValueError(f"config.{name}: missing")
@@ -195,6 +222,13 @@ class TrainConfig:
         kwargs["hidden"] = list(data["hidden"])
         for name in ("lr", "momentum", "weight_decay", "eps", "gamma"):
             kwargs[name] = float(data[name])
+        kwargs["layers"] = _layers(data["layers"])
+        if kwargs["layers"] is not None:
+            if kwargs["hidden"]:
+                raise ValueError(f"config.hidden: {kwargs['hidden']} contradicts config.layers (a layer stack has "
+                                 "no hidden widths; expected [])")
+            if "sizes" in data:
+                raise ValueError("config.sizes: an MLP's widths, but config.layers describes the network")
         config = cls(**kwargs)
         if "sizes" in data and data["sizes"] != config.sizes:
             raise ValueError(f"config.sizes: {data['sizes']} contradicts config.hidden {config.hidden} "
@@ -203,7 +237,9 @@ class TrainConfig:
 
     def network_summary(self) -> str:
         """``784-256-128-10 relu`` (an activation is named only when there are hidden layers:
-        ``784-10, no hidden layer``)."""
+        ``784-10, no hidden layer``); a layer stack in the --layers syntax."""
+        if self.layers is not None:
+            return f"layers {format_layers(self.layers)}"
         widths = "-".join(map(str, self.sizes))
         return f"{widths} {self.activation}" if self.hidden else f"{widths}, no hidden layer"
 
@@ -220,6 +256,8 @@ class TrainConfig:
 
     def architecture(self) -> dict[str, Any]:
         """What decides the network's shape and first parameters (without the optimizer)."""
+        if self.layers is not None:
+            return {"layers": [spec.to_json() for spec in self.layers], "dtype": self.dtype}
         return {"sizes": self.sizes, "activation": self.activation, "init": self.init,
                 "dtype": self.dtype}
 
@@ -275,6 +313,26 @@ def _bool(name: str, value: object) -> None:
 def _optional_positive(name: str, value: object) -> None:
     if value is not None:
         _int(name, value, minimum=1)
+
+
+def _layers(value: object) -> list[LayerSpec] | None:
+    """config.layers as LayerSpecs (None stays None); ValueError/TypeError naming the layer."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value:
+        raise TypeError(f"config.layers: expected a non-empty list of {{'kind': ..., 'args': {{...}}}} or null, "
+                        f"got {value!r}")
+    specs = []
+    for index, item in enumerate(value):
+        try:
+            specs.append(LayerSpec.from_json(item))
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"config.layers[{index}]: {error}") from None
+    try:
+        check_stack(specs)
+    except LayersSyntaxError as error:
+        raise ValueError(f"config.layers: {str(error).removeprefix('--layers: ')}") from None
+    return specs
 
 
 _FIELD_CHECKS = {

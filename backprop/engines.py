@@ -11,7 +11,7 @@ import contextlib
 import importlib
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 
 import engine_core
+from engine_core import specs as layer_specs
+from engine_core.specs import LayerSpec
 
 from .datasets import BatchFeeder
 
@@ -60,8 +62,25 @@ class Engine:
 
     # -- building ---------------------------------------------------------------------------
     def build_net(self, sizes: list[int], activation: str, init: str, seed: int, dtype: str,
-                  training: bool = False) -> Any:
-        """The engine's MLP on this engine's device; ``training`` adds its TRAINING_KWARGS."""
+                  training: bool = False, layers: Sequence[LayerSpec] | None = None) -> Any:
+        """The engine's MLP on this engine's device; ``training`` adds its TRAINING_KWARGS.
+
+        With ``layers``, the engine's Sequential of those layers instead (engine_core.specs.build:
+        torch's initialisation drawn from ``seed``; sizes, activation and init unused), the
+        TRAINING_KWARGS going to the Sequential. Raises EngineError naming the layer (or the
+        Sequential) the engine does not provide.
+        """
+        if layers is not None:
+            extra = dict(self.traits.training_kwargs) if training else {}
+            try:
+                return layer_specs.build(self.module, layers, dtype, seed, sequential_kwargs=extra,
+                                         **self._device_kwargs())
+            except AttributeError as error:
+                if not str(error).startswith("engine "):
+                    raise
+                kinds = sorted({spec.class_name for spec in layers})
+                raise EngineError(f"engine {self.spec!r} cannot build this network: {error} (the layers "
+                                  f"need {', '.join(kinds)} and Sequential)") from None
         kwargs: dict[str, Any] = {"activation": activation, "init": init, "seed": seed, "dtype": dtype,
                                   **self._device_kwargs()}
         if training:
@@ -115,7 +134,8 @@ class Engine:
                     and np.shares_memory(self.to_numpy(self.labels(y)), y))
 
     def feeder(self, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> BatchFeeder:
-        """A BatchFeeder handing out this engine's arrays: views of its one buffer when the
+        """A BatchFeeder handing out this engine's arrays, batches shaped like x's rows ((B, 784),
+        or (B, 1, 28, 28) for x of images): views of its one buffer when the
         engine's conversion shares memory (the CPU engines here), a conversion per batch otherwise
         (a GPU, or an engine whose asarray copies)."""
         dtype = x.dtype.name

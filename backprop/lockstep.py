@@ -12,6 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from engine_core.specs import LayerSpec
+
+from .architecture import image_view
 from .engines import Engine, training_numerics
 from .training import make_step
 
@@ -20,7 +23,8 @@ from .training import make_step
 class LockstepSettings:
     """The network and optimizer every engine trains: sizes [784, ..., 10], an activation and
     init name, dtype, batch size, seed (weights and batch order), optimizer (sgd/adam/adamw),
-    lr and SGD momentum, and how many steps in total."""
+    lr and SGD momentum, and how many steps in total; ``layers``, when given, is the network
+    instead of the MLP (sizes, activation and init then unused)."""
 
     sizes: list[int]
     activation: str
@@ -32,6 +36,7 @@ class LockstepSettings:
     lr: float
     momentum: float
     steps: int
+    layers: list[LayerSpec] | None = None
 
 
 def divergence(reference: dict[str, np.ndarray], other: dict[str, np.ndarray]) -> dict[str, tuple[float, float]]:
@@ -68,15 +73,17 @@ def run_lockstep(engines: list[Engine], x: np.ndarray, y: np.ndarray, settings: 
                  progress: Callable[[Iterable[int]], Iterable[int]] = iter) -> list[dict[str, Any]]:
     """Train every engine one step at a time on the same batches and compare each with the first.
 
-    x: (N, 784) in settings.dtype, y: (N,) labels. Returns one row per step and non-reference
+    x: (N, 784) in settings.dtype (fed as (N, 1, 28, 28) images to a stack that starts with a
+    2-D layer), y: (N,) labels. Returns one row per step and non-reference
     engine: step (1-based), engine, reference, loss, loss_diff, max_abs_diff, max_rel_diff,
     worst_param, and abs:/rel: per parameter. ``progress`` wraps the step range (e.g. tqdm).
     The engines' NonFiniteError propagates.
     """
     s = settings
     runs = []
+    x = image_view(x, s.layers)
     for engine in engines:
-        net = engine.build_net(s.sizes, s.activation, s.init, s.seed, s.dtype, training=True)
+        net = engine.build_net(s.sizes, s.activation, s.init, s.seed, s.dtype, training=True, layers=s.layers)
         opt = engine.build_optimizer(net, s.optimizer, s.lr, momentum=s.momentum)
         feeder = engine.feeder(x, y, s.batch_size, s.seed)
         runs.append((net, feeder, make_step(engine, net, opt, engine.loss())))

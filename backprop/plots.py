@@ -81,33 +81,44 @@ def plot_confusion(matrix: np.ndarray, path: str, title: str = "", classes: list
 
 
 def plot_bench(rows: list[dict[str, Any]], path: str, title: str = "") -> None:
-    """Samples/s against batch size per engine, one panel per workload, GEMM floors dashed; the
-    x axis is ticked at exactly the batch sizes that were run."""
+    """Two rows of panels, one column per workload: samples/s against batch size per engine
+    (GEMM floors dashed) and, below, each engine's time as a ratio to its floor (1 = at the
+    floor, the dotted line; a point below it ran faster than its floor). The x axes are ticked
+    at exactly the batch sizes that were run."""
     plt = _pyplot()
-    from matplotlib.ticker import NullLocator
+    from matplotlib.ticker import NullLocator, ScalarFormatter
 
     workloads = list(dict.fromkeys(r["workload"] for r in rows))
-    fig, axes = plt.subplots(1, len(workloads), figsize=(6 * len(workloads), 4.5), squeeze=False)
-    for ax, workload in zip(axes[0], workloads):
+    fig, axes = plt.subplots(2, len(workloads), figsize=(6 * len(workloads), 8), squeeze=False)
+    for column, workload in enumerate(workloads):
+        ax, ax_ratio = axes[0][column], axes[1][column]
         subset = [r for r in rows if r["workload"] == workload]
         for engine in dict.fromkeys(r["engine"] for r in subset):
             pts = [r for r in subset if r["engine"] == engine]
-            ax.plot([r["batch_size"] for r in pts], [r["samples_per_s"] for r in pts], marker="o", label=engine)
+            line = ax.plot([r["batch_size"] for r in pts], [r["samples_per_s"] for r in pts], marker="o",
+                           label=engine)[0]
+            ax_ratio.plot([r["batch_size"] for r in pts], [r["ratio_to_floor"] for r in pts], marker="o",
+                          color=line.get_color(), label=f"{engine} / {pts[0]['floor_library']} floor")
         for library in dict.fromkeys(r["floor_library"] for r in subset):
             floor = {r["batch_size"]: r for r in subset if r["floor_library"] == library}
             xs = sorted(floor)
             ax.plot(xs, [floor[b]["floor_samples_per_s"] for b in xs], linestyle="--",
                     label=f"GEMM floor ({library})")
+        ax_ratio.axhline(1.0, color="black", linestyle=":", label="floor")
         batches = sorted({r["batch_size"] for r in subset})
         ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="samples / s",
                title=f"{workload} network, {subset[0]['dtype']}")
-        ax.set_xticks(batches, [str(b) for b in batches])
-        ax.xaxis.set_minor_locator(NullLocator())
-        if len(batches) == 1:
-            ax.set_xlim(batches[0] / 2, batches[0] * 2)
+        ax_ratio.set(xscale="log", yscale="log", xlabel="batch size", ylabel="time / GEMM floor",
+                     title=f"{workload}: time as a multiple of the floor")
+        ax_ratio.yaxis.set_major_formatter(ScalarFormatter())
+        for a in (ax, ax_ratio):
+            a.set_xticks(batches, [str(b) for b in batches])
+            a.xaxis.set_minor_locator(NullLocator())
+            if len(batches) == 1:
+                a.set_xlim(batches[0] / 2, batches[0] * 2)
     if title:
         fig.suptitle(title, fontsize=10)
-    finish(fig, axes[0], path)
+    finish(fig, [*axes[0], *axes[1]], path)
 
 
 def plot_divergence(rows: list[dict[str, Any]], path: str, tol: float, title: str = "") -> None:

@@ -17,11 +17,22 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoint import CHECKPOINT_NAME, CSV_COLUMNS, Checkpoint, Progress, checkpoint_meta, save_checkpoint
+from .architecture import evaluation_chunk, image_view
+from .checkpoint import (
+    CHECKPOINT_NAME,
+    CSV_COLUMNS,
+    Checkpoint,
+    Progress,
+    checkpoint_meta,
+    layer_indices,
+    save_checkpoint,
+)
 from .config import TrainConfig
 from .datasets import Dataset
 from .engines import Engine, inference_mode, training_numerics
 from .fileio import atomic_write_text
+from .gradflow import CSV_NAME as GRADIENTS_CSV
+from .gradflow import GradientTracker
 from .plots import plot_curves
 from .schedules import epoch_learning_rates
 
@@ -85,23 +96,46 @@ def make_step(engine: Engine, net: Any, optimizer: Any, loss_fn: Any) -> StepFun
     return train_step
 
 
+def build_network(engine: Engine, config: TrainConfig, training: bool = False) -> Any:
+    """config's network on ``engine``: its MLP, or the Sequential of config.layers (EngineError
+    naming a layer the engine lacks); ``training`` adds the engine's TRAINING_KWARGS."""
+    return engine.build_net(config.sizes, config.activation, config.init, config.seed, config.dtype,
+                            training=training, layers=config.layers)
+
+
+def set_mode(net: Any, training: bool) -> None:
+    """net.train() or net.eval(), as torch.nn.Module's, when the net has them (an external
+    engine's MLP may not: it has no layer whose behaviour depends on the mode)."""
+    method = getattr(net, "train" if training else "eval", None)
+    if callable(method):
+        method()
+
+
 def evaluate(engine: Engine, net: Any, x: np.ndarray, y: np.ndarray,
              chunk: int = 10_000) -> tuple[float, float, np.ndarray]:
-    """(mean loss, accuracy in [0, 1], predictions (N,) int64) over a whole split, forward only.
+    """(mean loss, accuracy in [0, 1], predictions (N,) int64) over a whole split, forward only,
+    in eval mode (batch norm's running statistics, no dropout); the net's mode is restored after.
 
-    x: (N, F) in the net's dtype, y: (N,) labels; fed in chunks of ``chunk`` rows. Raises the
+    x: (N, F) or (N, C, H, W) in the net's dtype, y: (N,) labels; fed in chunks of ``chunk``
+    samples (architecture.evaluation_chunk bounds a convolutional net's memory). Raises the
     engine's NonFiniteError (a FloatingPointError) when the logits are not finite.
     """
     loss_fn = engine.loss()
     total, predictions = 0.0, np.empty(len(y), np.int64)
     dtype = x.dtype.name
-    with inference_mode():
-        for start in range(0, len(y), chunk):
-            xs = np.ascontiguousarray(x[start : start + chunk])
-            ys = np.ascontiguousarray(y[start : start + chunk])
-            logits = net.forward(engine.asarray(xs, dtype))
-            total += loss_fn.forward(logits, engine.labels(ys)) * len(ys)
-            predictions[start : start + len(ys)] = engine.to_numpy(logits).argmax(1)
+    was_training = bool(getattr(net, "training", False))
+    set_mode(net, False)
+    try:
+        with inference_mode():
+            for start in range(0, len(y), chunk):
+                xs = np.ascontiguousarray(x[start : start + chunk])
+                ys = np.ascontiguousarray(y[start : start + chunk])
+                logits = net.forward(engine.asarray(xs, dtype))
+                total += loss_fn.forward(logits, engine.labels(ys)) * len(ys)
+                predictions[start : start + len(ys)] = engine.to_numpy(logits).argmax(1)
+    finally:
+        if was_training:
+            set_mode(net, True)
     return total / len(y), float(np.mean(predictions == y)), predictions
 
 
@@ -137,7 +171,8 @@ def curves_title(config: TrainConfig, engines: list[str], dataset: str) -> str:
 
 class Trainer:
     """Trains ``config``'s network with ``engine`` on ``dataset``, writing into ``out_dir``:
-    config.json, metrics.csv, curves.png and checkpoint.npz after every epoch.
+    config.json, metrics.csv, curves.png and checkpoint.npz after every epoch (with
+    ``track_gradients`` also gradients.csv and gradients.png: backprop.gradflow).
 
     ``resume`` continues a validated checkpoint's exact trajectory (any engine's). ``data_dir``
     (where ``dataset`` was read from) is recorded in config.json and the checkpoint, so that a
@@ -148,7 +183,8 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, engine: Engine, dataset: Dataset, out_dir: str,
                  quiet: bool = False, resume: Checkpoint | None = None,
-                 log: Callable[[str], object] = print, data_dir: str | None = None) -> None:
+                 log: Callable[[str], object] = print, data_dir: str | None = None,
+                 track_gradients: bool = False) -> None:
         self.config = config
         self.engine = engine
         self.out_dir = out_dir
@@ -159,21 +195,30 @@ class Trainer:
         train_x, train_y = dataset.train_x, dataset.train_y
         if config.limit is not None:
             train_x, train_y = train_x[: config.limit], train_y[: config.limit]
-        self.test_x, self.test_y = dataset.test_x, dataset.test_y
-        self.train_x, self.train_y = train_x, train_y
-        self.net = engine.build_net(config.sizes, config.activation, config.init, config.seed, config.dtype,
-                                    training=True)
+        # A convolutional stack sees (N, 1, 28, 28) images: views of the (N, 784) rows.
+        self.test_x, self.test_y = image_view(dataset.test_x, config.layers), dataset.test_y
+        self.train_x, self.train_y = image_view(train_x, config.layers), train_y
+        self.eval_chunk = evaluation_chunk(config.layers, self.test_x.dtype.itemsize)
+        self.net = build_network(engine, config, training=True)
         self.optimizer = engine.build_optimizer(
             self.net, config.optimizer, config.lr, momentum=config.momentum, nesterov=config.nesterov,
             weight_decay=config.weight_decay, betas=config.betas, eps=config.eps,
         )
         self.loss_fn = engine.loss()
-        self.feeder = engine.feeder(train_x, train_y, config.batch_size, config.seed)
+        self.feeder = engine.feeder(self.train_x, train_y, config.batch_size, config.seed)
         self.rates = epoch_learning_rates(config.lr_schedule, config.lr, config.epochs,
                                           config.step_size, config.gamma, t_max=config.t_max)
         self.progress = Progress()
+        # Batch norm's num_batches_tracked: the count at the start of this session (a checkpoint's,
+        # or 0) plus one per training step since (every step is one train-mode forward).
+        self._tracked = {i: 0 for i in layer_indices(config.layers, "batchnorm1d", "batchnorm2d")}
+        self._tracked_from_step = 0
         if resume is not None:
             self._restore(resume)
+        # --track-gradients (backprop.gradflow): None when off, so a step pays nothing for it.
+        self.gradients = GradientTracker(self.net, engine.to_numpy) if track_gradients else None
+        if self.gradients is not None:
+            self.gradients.load(os.path.join(out_dir, GRADIENTS_CSV), self.progress.epoch)
         self._stop_requested = False
 
     # -- checkpoints ------------------------------------------------------------------------
@@ -189,14 +234,28 @@ class Trainer:
                              "(another --data-dir or dataset?): the batch order would differ")
         self.net.load_state_dict(checkpoint.params)
         self.optimizer.load_state_dict(checkpoint.optimizer)
+        for index, state in checkpoint.dropout_rng.items():
+            self.net.layers[index].set_rng_state(state)
+        self._tracked = dict(checkpoint.num_batches_tracked) or self._tracked
+        self._tracked_from_step = checkpoint.progress.global_step
         # Rows from files that predate the engine column: the engine that wrote the file is the best record.
         history = [{"engine": checkpoint.engine, **row} for row in checkpoint.progress.history]
         self.progress = dataclasses.replace(checkpoint.progress, history=history)
 
     def save(self) -> None:
         """Write checkpoint.npz (atomically) from the current parameters, optimizer and progress."""
-        meta = checkpoint_meta(self.config, self.engine.name, self.progress, len(self.train_y), self.data_dir)
+        meta = checkpoint_meta(self.config, self.engine.name, self.progress, len(self.train_y), self.data_dir,
+                               dropout_rng=self.dropout_states(), num_batches_tracked=self.num_batches_tracked())
         save_checkpoint(self.checkpoint_path, self.net.state_dict(), self.optimizer.state_dict(), meta)
+
+    def dropout_states(self) -> dict[int, dict[str, Any]]:
+        """Every Dropout layer's mask generator state, by layer index (exact resumption)."""
+        return {i: self.net.layers[i].rng_state() for i in layer_indices(self.config.layers, "dropout")}
+
+    def num_batches_tracked(self) -> dict[int, int]:
+        """torch's num_batches_tracked of every batch norm layer, by layer index."""
+        done = self.progress.global_step - self._tracked_from_step
+        return {i: count + done for i, count in self._tracked.items()}
 
     # -- the loop ---------------------------------------------------------------------------
     def _on_sigint(self, signum: int, frame: object) -> None:
@@ -238,6 +297,9 @@ class Trainer:
         feeder.start_epoch(p.epoch)
         steps = feeder.steps_per_epoch
         train_step = make_step(engine, net, opt, loss_fn)
+        if self.gradients is not None:
+            train_step = self.gradients.wrap(train_step)
+        set_mode(net, True)  # evaluation leaves eval mode behind on nets without a training flag
         # disable=None: tqdm shows the bar only when stderr is a terminal (not in a pipe or a log file).
         bar = tqdm(total=steps, initial=p.step, desc=f"epoch {p.epoch + 1}/{cfg.epochs}", unit="batch",
                    disable=True if self.quiet else None, leave=False, dynamic_ncols=True)
@@ -299,7 +361,7 @@ class Trainer:
         p = self.progress
         eval_started = time.perf_counter()
         try:
-            test_loss, test_acc, _ = evaluate(self.engine, self.net, self.test_x, self.test_y)
+            test_loss, test_acc, _ = evaluate(self.engine, self.net, self.test_x, self.test_y, self.eval_chunk)
         except FloatingPointError as error:  # the epoch's last step blew the parameters up
             last = f"{p.last_loss:.6g}" if p.last_loss is not None else "none"
             raise TrainingDiverged(
@@ -307,7 +369,7 @@ class Trainer:
                 f"finite training loss: {last}; learning rate {self.optimizer.lr:g}: try a smaller one. "
                 f"{self._checkpoint_note()}", self.optimizer.lr
             ) from None
-        row = {
+        row: dict[str, Any] = {
             "epoch": p.epoch + 1,
             "lr": self.rates[p.epoch],
             "train_loss": p.loss_sum / p.seen,
@@ -329,6 +391,9 @@ class Trainer:
         engines = [str(r.get("engine", self.engine.name)) for r in p.history]
         plot_curves(p.history, os.path.join(self.out_dir, "curves.png"),
                     title=curves_title(self.config, engines, self.dataset_name))
+        if self.gradients is not None:
+            self.gradients.end_epoch(p.epoch)  # p.epoch: the epoch just finished, 1-based
+            self.gradients.write(self.out_dir, title=curves_title(self.config, engines, self.dataset_name))
         self.log(
             f"epoch {row['epoch']:>2}/{self.config.epochs}  lr {row['lr']:.4g}  train loss {row['train_loss']:.4f} "
             f"acc {row['train_acc']:.4f}  |  test loss {row['test_loss']:.4f} acc {row['test_acc']:.4f}"

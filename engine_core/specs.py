@@ -20,7 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from .checks import check_choice
+from .checks import check_choice, check_seed
+from .conv_checks import check_conv_args, check_count, check_pool_args
+from .layer_checks import check_approximate, check_batchnorm_args, check_dropout_p, check_negative_slope
 
 # kind -> (class name in an engine module, argument defaults; a name without a default is required)
 REQUIRED = object()
@@ -57,7 +59,9 @@ def pair(value: int | Sequence[int]) -> tuple[int, int]:
 class LayerSpec:
     """One layer: ``kind`` (a key of KINDS) and its arguments (torch's names), defaults filled in.
 
-    Raises ValueError for an unknown kind, a missing required argument or an unknown argument.
+    Raises ValueError for an unknown kind, a missing required argument or an unknown argument,
+    and ValueError/TypeError naming the argument for a value the layer's constructor refuses
+    (the engine-neutral checks every engine's layers run, see check_args).
     """
 
     kind: str
@@ -78,6 +82,10 @@ class LayerSpec:
             else:
                 full[name] = default
         object.__setattr__(self, "args", full)
+        try:
+            check_args(self.kind, full)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"{self.kind}: {error}") from None
 
     @property
     def class_name(self) -> str:
@@ -100,6 +108,30 @@ class LayerSpec:
     def __repr__(self) -> str:
         shown = ", ".join(f"{k}={v!r}" for k, v in self.args.items())
         return f"{self.class_name}({shown})"
+
+
+def check_args(kind: str, args: Mapping[str, Any]) -> None:
+    """The checks the layers' constructors run on their arguments (engine_core.conv_checks,
+    layer_checks), without building a layer. Raises TypeError/ValueError naming the argument."""
+    if kind == "linear":
+        check_count("in_features", args["in_features"])
+        check_count("out_features", args["out_features"])
+    elif kind == "conv2d":
+        check_conv_args(args["in_channels"], args["out_channels"], args["kernel_size"], args["stride"],
+                        args["padding"])
+    elif kind in ("maxpool2d", "avgpool2d"):
+        check_pool_args(args["kernel_size"], args["stride"])
+    elif kind == "dropout":
+        check_dropout_p(args["p"])
+        check_seed(args["seed"])
+    elif kind in ("batchnorm1d", "batchnorm2d"):
+        check_batchnorm_args(args["num_features"], args["eps"], args["momentum"])
+    elif kind == "leakyrelu":
+        check_negative_slope(args["negative_slope"])
+    elif kind == "gelu":
+        check_approximate(args["approximate"])
+    if "bias" in args and not isinstance(args["bias"], bool):
+        raise TypeError(f"bias: expected True or False, got {args['bias']!r}")
 
 
 def specs_to_json(specs: Iterable[LayerSpec]) -> str:
@@ -220,9 +252,10 @@ def initial_state(specs: Sequence[LayerSpec], seed: int) -> dict[str, np.ndarray
 
 
 def build(module: ModuleType, specs: Sequence[LayerSpec], dtype: str = "float32", seed: int = 0,
-          **kwargs: Any) -> Any:
+          sequential_kwargs: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
     """``module.Sequential`` of the engine's own layer classes for ``specs``, loaded with
-    initial_state(specs, seed). ``kwargs`` (e.g. device=) go to every layer that takes dtype.
+    initial_state(specs, seed). ``kwargs`` (e.g. device=) go to every layer that takes dtype;
+    ``sequential_kwargs`` (e.g. the oracle's keep_deltas=False) to the Sequential itself.
 
     Raises AttributeError naming the class when the engine does not provide a layer.
     """
@@ -235,6 +268,76 @@ def build(module: ModuleType, specs: Sequence[LayerSpec], dtype: str = "float32"
         layers.append(cls(**spec.args, **extra))
     if not hasattr(module, "Sequential"):
         raise AttributeError(f"engine {module.__name__!r} has no Sequential")
-    net = module.Sequential(*layers)
+    net = module.Sequential(*layers, **(sequential_kwargs or {}))
     net.load_state_dict(initial_state(specs, seed))
     return net
+
+
+def torch_state_shapes(specs: Sequence[LayerSpec]) -> dict[str, tuple[int, ...]]:
+    """torch.nn.Sequential(*layers).state_dict()'s keys and shapes, in its order: state_shapes
+    with Linear weights (out, in) and, after each batch norm's buffers, its
+    ``"{index}.num_batches_tracked"`` (a 0-d int64 counter, shape ())."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for key, shape in state_shapes(specs).items():
+        index, name = key.split(".", 1)
+        kind = specs[int(index)].kind
+        shapes[key] = shape[::-1] if (kind == "linear" and name == "weight") else shape
+        if name == "running_var":
+            shapes[f"{index}.num_batches_tracked"] = ()
+    return shapes
+
+
+def to_torch_layout(specs: Sequence[LayerSpec], state: Mapping[str, np.ndarray],
+                    num_batches_tracked: Mapping[int, int] | None = None) -> dict[str, np.ndarray]:
+    """An engine state dict (Linear weights (in, out)) as torch.nn.Sequential's: Linear weights
+    transposed, every batch norm's num_batches_tracked added as a 0-d int64 (default 0). Keys
+    and order: torch_state_shapes(specs). KeyError naming a key the state lacks."""
+    tracked = num_batches_tracked or {}
+    out: dict[str, np.ndarray] = {}
+    for key in torch_state_shapes(specs):
+        index, name = key.split(".", 1)
+        if name == "num_batches_tracked":
+            out[key] = np.array(int(tracked.get(int(index), 0)), np.int64)
+        elif specs[int(index)].kind == "linear" and name == "weight":
+            out[key] = np.ascontiguousarray(np.asarray(state[key]).T)
+        else:
+            out[key] = np.asarray(state[key])
+    return out
+
+
+def from_torch_layout(specs: Sequence[LayerSpec], state: Mapping[str, Any],
+                      dtype: str | None = None) -> tuple[dict[str, np.ndarray], dict[int, int]]:
+    """torch.nn.Sequential's state dict (NumPy arrays in torch's layout) as (an engine state dict
+    with Linear weights (in, out), every batch norm's num_batches_tracked by layer index).
+
+    The keys must be exactly torch_state_shapes(specs)'s, each of its shape; num_batches_tracked
+    an integer >= 0. Raises ValueError/TypeError naming the key (missing, unexpected, wrong
+    shape, not floating point, NaN/Inf); floats are cast to ``dtype`` (default: the first one's).
+    """
+    from .checks import check_model_state
+
+    expected = torch_state_shapes(specs)
+    missing = [key for key in expected if key not in state]
+    extra = [key for key in state if key not in expected]
+    if missing or extra:
+        parts = ([f"missing {', '.join(missing)}"] if missing else []) + (
+            [f"unexpected {', '.join(map(str, extra))}"] if extra else [])
+        raise ValueError(f"state dict does not match the layers: {'; '.join(parts)} (expected the keys "
+                         f"{', '.join(expected)})")
+    tracked: dict[int, int] = {}
+    engine: dict[str, np.ndarray] = {}
+    for key, shape in expected.items():
+        value = np.asarray(state[key])
+        index, name = key.split(".", 1)
+        if name == "num_batches_tracked":
+            if value.shape != () or value.dtype.kind not in "iu" or int(value) < 0:
+                raise ValueError(f"{key}: expected a 0-d integer >= 0, got {value.dtype} {value.shape}")
+            tracked[int(index)] = int(value)
+            continue
+        if value.shape != shape:
+            raise ValueError(f"{key}: expected shape {shape} (torch's layout), got {value.shape}")
+        engine[key] = value.T if (specs[int(index)].kind == "linear" and name == "weight") else value
+    if dtype is None:
+        dtype = next((v.dtype.name for v in engine.values() if v.dtype.kind == "f"), "float32")
+    checked = check_model_state(state_shapes(specs), engine, dtype)
+    return {key: np.ascontiguousarray(value, dtype) for key, value in checked.items()}, tracked

@@ -5,6 +5,8 @@ same on tensors). Each has a fast path for the valid case, which runs on every t
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 
 from engine_core.checks import (
@@ -22,6 +24,13 @@ from engine_core.errors import (
     label_range_message,
     non_finite_message,
 )
+
+
+class Describable(Protocol):
+    """Anything with describe() (a layer): named in messages only when a check fails."""
+
+    def describe(self) -> str: ...
+
 
 ARRAY_TYPE = "numpy.ndarray"
 
@@ -87,19 +96,21 @@ def check_logits(logits: object) -> np.ndarray:
     return array
 
 
-def check_delta(layer: str, delta: object, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+def check_delta(layer: str | Describable, delta: object, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     """delta: an np.ndarray of the last forward output's shape and dtype; native byte order.
 
-    Raises TypeError (type, dtype) or ValueError (shape), naming the layer.
+    Raises TypeError (type, dtype) or ValueError (shape), naming the layer. ``layer`` is its
+    name or the layer itself: describe() builds a string, so it runs only on failure.
     """
     if delta.__class__ is np.ndarray and delta.shape == shape and delta.dtype == dtype:  # type: ignore[attr-defined]
         return delta  # type: ignore[return-value]
-    check_type(f"{layer}: delta", delta, np.ndarray, ARRAY_TYPE)
+    name = layer if isinstance(layer, str) else layer.describe()
+    check_type(f"{name}: delta", delta, np.ndarray, ARRAY_TYPE)
     array = native(delta)  # type: ignore[arg-type]
     if array.shape != shape:
-        raise ValueError(delta_shape_message(layer, shape, array.shape))
+        raise ValueError(delta_shape_message(name, shape, array.shape))
     if array.dtype != dtype:
-        raise TypeError(delta_dtype_message(layer, np.dtype(dtype).name, array.dtype.name))
+        raise TypeError(delta_dtype_message(name, np.dtype(dtype).name, array.dtype.name))
     return array
 
 

@@ -87,7 +87,7 @@ class Windowed(Layer):
         if self.in_shape is None:
             raise RuntimeError(backward_before_forward_message(
                 self.describe(), shape_of(delta), "(the shape of the forward's output)"))
-        return check_delta(self.describe(), delta, self.out_shape, self._dtype)
+        return check_delta(self, delta, self.out_shape, self._dtype)
 
     def _ones(self, size: int, dtype: np.dtype) -> np.ndarray:
         """A reusable vector of ``size`` ones."""
@@ -352,5 +352,5 @@ class Flatten(Layer):
         if self.in_shape is None:
             raise RuntimeError(backward_before_forward_message(
                 self.describe(), shape_of(delta), "(batch, features)"))
-        delta = check_delta(self.describe(), delta, self.out_shape, self._dtype)
+        delta = check_delta(self, delta, self.out_shape, self._dtype)
         return delta.reshape(self.in_shape)

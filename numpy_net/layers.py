@@ -53,6 +53,9 @@ class Linear(Layer):
         self.grad_bias = np.zeros_like(self.bias)
         self.x: np.ndarray | None = None  # input of the last forward, for grad_weight
         self.delta: np.ndarray | None = None  # dL/dz of the last backward
+        # A new output array each forward instead of a reused buffer: MLP sets it on its last layer,
+        # whose output the caller keeps (cheaper than copying a buffer).
+        self.fresh_output = False
         self._ones = np.ones(0, dtype)
 
     def __repr__(self) -> str:
@@ -62,8 +65,10 @@ class Linear(Layer):
     def forward(self, x: np.ndarray) -> np.ndarray:
         """z (B, out) for x (B, in) of the layer's dtype; TypeError/ValueError otherwise."""
         x = check_features(x, self.in_features, self.weight.dtype)
-        z = self._buffer("_z", (x.shape[0], self.out_features), self.weight.dtype)
-        np.matmul(x, self.weight, out=z)
+        if self.fresh_output:
+            z = np.matmul(x, self.weight)
+        else:
+            z = np.matmul(x, self.weight, out=self._buffer("_z", (x.shape[0], self.out_features), self.weight.dtype))
         if self.has_bias:
             z += self.bias
         self.x = x
@@ -79,7 +84,7 @@ class Linear(Layer):
         if self.x is None:
             raise RuntimeError(backward_before_forward_message(
                 self.describe(), shape_of(delta), f"(batch, {self.out_features})"))
-        delta = check_delta(self.describe(), delta, (self.x.shape[0], self.out_features), self.weight.dtype)
+        delta = check_delta(self, delta, (self.x.shape[0], self.out_features), self.weight.dtype)
         self.delta = delta
         np.matmul(self.x.T, delta, out=self.grad_weight)
         if self.has_bias:
@@ -128,7 +133,7 @@ class Activation(Layer):
         if a is None:
             raise RuntimeError(backward_before_forward_message(
                 self.describe(), shape_of(delta), "(the shape of the forward's input)"))
-        return check_delta(self.describe(), delta, a.shape, a.dtype), a
+        return check_delta(self, delta, a.shape, a.dtype), a
 
 
 class Identity(Activation):

@@ -70,6 +70,7 @@ class MLP(FcNaming, Sequential):
                 layers.append(ACTIVATIONS[activation](inplace=True))
             layers.append(Linear(fan_in, fan_out, dtype=self.dtype))
         super().__init__(*layers)
+        self.layers[-1].fresh_output = True  # type: ignore[attr-defined]  # forward returns it
         self.load_state_dict(initial_parameters(sizes, init, seed))
 
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -84,4 +85,4 @@ class MLP(FcNaming, Sequential):
         for layer in layers[1:]:
             h = layer.forward(h)
         self.forward_done = True
-        return h.copy()
+        return h  # a fresh array: the last Linear's fresh_output

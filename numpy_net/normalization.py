@@ -127,7 +127,7 @@ class _BatchNorm(Layer):
         if xhat is None:
             raise RuntimeError(backward_before_forward_message(
                 self.describe(), shape_of(delta), "(the shape of the forward's input)"))
-        delta = check_delta(self.describe(), delta, xhat.shape, xhat.dtype)
+        delta = check_delta(self, delta, xhat.shape, xhat.dtype)
         view, axes = self._view, self._axes
         dx = _reuse(self, "_dx", delta.shape, delta.dtype)
         np.sum(delta, axis=axes, out=self.grad_bias)
@@ -224,7 +224,7 @@ class Dropout(Layer):
         if self._out is None:
             raise RuntimeError(backward_before_forward_message(
                 self.describe(), shape_of(delta), "(the shape of the forward's input)"))
-        delta = check_delta(self.describe(), delta, *self._out)
+        delta = check_delta(self, delta, *self._out)
         if self.mask is None:
             return delta
         return np.multiply(delta, self.mask, out=_reuse(self, "_dx", delta.shape, delta.dtype))

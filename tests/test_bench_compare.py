@@ -68,7 +68,8 @@ def test_bench_case_measures_every_engine_from_plain_settings():
     x, y = rng.standard_normal((64, 784)).astype(np.float32), rng.integers(0, 10, 64)
     engines = [load_engine("numpy"), load_engine("autograd")]
     assert [floor_library(e) for e in engines] == ["numpy", "torch"]
-    rows = bench_case(engines, "notebook", 16, BenchSettings(steps=2, repeats=1, warmup=1), x, y)
+    rows = bench_case(engines, "notebook", 16, BenchSettings(steps=2, repeats=1, warmup=1, blas_threads=1,
+                                                                             floor_min_time=1e-4), x, y)
     assert [r["engine"] for r in rows] == ["numpy", "autograd"]
     assert all(r["steps_timed"] == 2 and r["s_per_epoch"] > 0 and 0 < r["feed_fraction"] for r in rows)
     table = format_table(rows).splitlines()
@@ -109,7 +110,8 @@ def test_compare_exits_non_zero_when_the_tolerance_is_exceeded(data_root, tmp_pa
 def test_bench_writes_rows_for_every_engine_workload_and_batch_size(tmp_path):
     out = tmp_path / "bench"
     result = _cli("bench", "--engines", "numpy,torch,autograd", "--workloads", "notebook", "--batch-sizes",
-                  "8,16", "--steps", "3", "--repeats", "2", "--warmup", "1", "--out", str(out))
+                  "8,16", "--steps", "3", "--repeats", "2", "--warmup", "1", "--no-compile", "--blas-threads", "1",
+                  "--out", str(out))
     assert result.returncode == 0, result.stderr
     report = json.load(open(out / "bench.json"))
     rows = report["rows"]
@@ -119,5 +121,9 @@ def test_bench_writes_rows_for_every_engine_workload_and_batch_size(tmp_path):
         assert row["workload"] == "notebook" and row["dtype"] == "float32"
         assert row["ratio_to_floor"] == pytest.approx(row["s_per_epoch"] / row["floor_s_per_epoch"], rel=1e-12)
         assert row["samples_per_s"] > 0
+        assert row["below_floor"] == (row["ratio_to_floor"] < 1) and row["floor_formulations"]
+        assert row["threads"] >= 1 and set(row["phases_s"]) >= {"feed", "forward", "loss", "backward", "update"}
+    assert report["below_floor"] == [line for line in report["below_floor"] if "ran below its" in line]
+    assert report["compiled"] == {"requested": False, "available": False, "reason": "--no-compile"}
     assert report["machine"]["cpu_count"] and "numpy" in report["machine"]
     assert os.path.getsize(out / "bench.png") > 0

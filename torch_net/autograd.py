@@ -406,6 +406,11 @@ class Sequential:
     def __repr__(self) -> str:
         return repr(self.module)
 
+    @property
+    def training(self) -> bool:
+        """Train mode (torch.nn.Module.training of the wrapped Sequential)."""
+        return self.module.training
+
     def train(self, mode: bool = True) -> Sequential:
         self.module.train(mode)
         return self

@@ -5,6 +5,7 @@ tensor's facts and hand them to engine_core.checks, so every engine says the sam
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import torch
 
@@ -17,6 +18,13 @@ from engine_core.errors import (
     label_range_message,
     non_finite_message,
 )
+
+
+class Describable(Protocol):
+    """Anything with describe() (a layer): named in messages only when a check fails."""
+
+    def describe(self) -> str: ...
+
 
 ARRAY_TYPE = "torch.Tensor"
 INT_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
@@ -106,20 +114,22 @@ def check_logits(logits: object) -> torch.Tensor:
     return tensor
 
 
-def check_delta(layer: str, delta: object, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+def check_delta(layer: str | Describable, delta: object, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     """delta: a tensor of the last forward output's shape and dtype.
 
-    Raises TypeError (type, dtype) or ValueError (shape), naming the layer.
+    Raises TypeError (type, dtype) or ValueError (shape), naming the layer. ``layer`` is its
+    name or the layer itself: describe() builds a string, so it runs only on failure.
     """
     if (delta.__class__ is torch.Tensor and delta.shape == shape and delta.dtype == dtype  # type: ignore[attr-defined]
             and not delta.requires_grad):  # type: ignore[attr-defined]
         return delta  # type: ignore[return-value]
-    check_type(f"{layer}: delta", delta, torch.Tensor, ARRAY_TYPE)
+    name = layer if isinstance(layer, str) else layer.describe()
+    check_type(f"{name}: delta", delta, torch.Tensor, ARRAY_TYPE)
     tensor: torch.Tensor = delta  # type: ignore[assignment]
     if shape_of(tensor) != tuple(shape):
-        raise ValueError(delta_shape_message(layer, tuple(shape), shape_of(tensor)))
+        raise ValueError(delta_shape_message(name, tuple(shape), shape_of(tensor)))
     if tensor.dtype != dtype:
-        raise TypeError(delta_dtype_message(layer, dtype_name(dtype), dtype_name(tensor.dtype)))
+        raise TypeError(delta_dtype_message(name, dtype_name(dtype), dtype_name(tensor.dtype)))
     return tensor.detach()  # a delta is a constant: no graph through it
 
 

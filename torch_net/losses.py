@@ -46,10 +46,10 @@ class SoftmaxCrossEntropy:
         except (RuntimeError, IndexError):
             check_labels(y, batch, classes)  # raises the clear message
             raise
-        torch.exp(shifted, out=shifted)
+        shifted.exp_()
         total = shifted.sum(dim=1, keepdim=True)
-        loss = float((torch.log(total) - picked).sum()) / batch
         shifted /= total  # now softmax(z)
+        loss = float(total.log_().sub_(picked).sum()) / batch  # in place: total and picked are ours
         self._y_column = y_column
         self.y = y
         if not math.isfinite(loss):

@@ -130,7 +130,7 @@ class _BatchNorm(Layer):
         if xhat is None:
             raise RuntimeError(backward_before_forward_message(
                 self.describe(), shape_of(delta), "(the shape of the forward's input)"))
-        delta = check_delta(self.describe(), delta, tuple(xhat.shape), xhat.dtype)
+        delta = check_delta(self, delta, tuple(xhat.shape), xhat.dtype)
         view, axes = self._view, self._axes
         dx = _reuse(self, "_dx", tuple(delta.shape), delta)
         torch.sum(delta, dim=axes, out=self.grad_bias)
@@ -228,7 +228,7 @@ class Dropout(Layer):
         if self._out is None:
             raise RuntimeError(backward_before_forward_message(
                 self.describe(), shape_of(delta), "(the shape of the forward's input)"))
-        delta = check_delta(self.describe(), delta, *self._out)
+        delta = check_delta(self, delta, *self._out)
         if self.mask is None:
             return delta
         return torch.mul(delta, self.mask, out=_reuse(self, "_dx", tuple(delta.shape), delta))

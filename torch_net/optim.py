@@ -56,7 +56,8 @@ class SGD(Optimizer):
     def hyper_parameters(self) -> dict[str, Any]:
         return {"momentum": self.momentum}
 
-    @torch.no_grad()
+    # No torch.no_grad(): no tensor here requires grad (the engine records no graph), and the
+    # context costs ~3 us a step.
     def step(self) -> None:
         p, g, tmp = self.params, self.grad, self._scratch
         if self.weight_decay:
@@ -105,7 +106,8 @@ class Adam(Optimizer):
     def hyper_parameters(self) -> dict[str, Any]:
         return {"amsgrad": self.amsgrad}
 
-    @torch.no_grad()
+    # No torch.no_grad(): no tensor here requires grad (the engine records no graph), and the
+    # context costs ~3 us a step.
     def step(self) -> None:
         p, g, tmp, tmp2 = self.params, self.grad, self._scratch, self._scratch2
         beta1, beta2 = self.betas

@@ -14,12 +14,13 @@ import sys
 from collections.abc import Callable
 from importlib import metadata
 
-from . import bench, compare, evaluate, export, train
+from . import bench, compare, evaluate, export, import_torch, train
 from .options import EXIT_BROKEN_PIPE, EXIT_DATA, EXIT_INTERRUPTED, Parser, fail
 
 Command = Callable[[argparse.Namespace, argparse.ArgumentParser], int]
 # One module per command, each with add_parser(sub) and run(args, parser) -> exit status.
-COMMANDS = {"train": train, "evaluate": evaluate, "export": export, "compare": compare, "bench": bench}
+COMMANDS = {"train": train, "evaluate": evaluate, "export": export, "import": import_torch, "compare": compare,
+            "bench": bench}
 DISTRIBUTION = "backprop-by-hand"
 
 

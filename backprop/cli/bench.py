@@ -9,10 +9,22 @@ import os
 import sys
 from typing import Any
 
-from ..benchmark import WORKLOADS, BenchSettings, bench_case, format_table, machine_info, noise_warning
+from ..benchmark import (
+    COMPILED,
+    DEFAULT_WORKLOADS,
+    WORKLOADS,
+    BenchSettings,
+    CompiledReference,
+    bench_case,
+    floor_warnings,
+    format_table,
+    formulation_summary,
+    machine_info,
+    noise_warning,
+)
 from ..config import DTYPE_NAMES, OPTIMIZER_NAMES
 from ..datasets import DataError, training_arrays
-from ..engines import training_numerics
+from ..engines import EngineError, load_engine, training_numerics
 from ..fileio import atomic_write_text
 from ..plots import plot_bench
 from .options import (
@@ -27,6 +39,7 @@ from .options import (
     positive_float,
     positive_int,
 )
+from .threads import add_threads_option
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -35,18 +48,29 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                        description="Time every engine's training step side by side, against the GEMM floor. "
                                    "Only the training split is read.")
     add_engine_options(p, multiple="numpy,torch,autograd")
-    p.add_argument("--workloads", type=comma_list(str), default=list(WORKLOADS), metavar="W1,W2",
-                   help=f"comma-separated, from {', '.join(WORKLOADS)} (the presets' networks)")
-    p.add_argument("--batch-sizes", type=comma_list(positive_int), default=[32, 128, 1024], metavar="B1,B2,...")
+    p.add_argument("--workloads", type=comma_list(str), default=list(DEFAULT_WORKLOADS), metavar="W1,W2",
+                   help=f"comma-separated, from {', '.join(WORKLOADS)} (notebook, default, lenet: the presets' "
+                        f"networks; wide: 784-1024-1024-10 relu) (default: {','.join(DEFAULT_WORKLOADS)})")
+    p.add_argument("--batch-sizes", type=comma_list(positive_int), default=None, metavar="B1,B2,...",
+                   help="for every workload (default: 32,128,1024 for the MLPs, 64 for lenet)")
     p.add_argument("--dtype", choices=DTYPE_NAMES, default="float32")
     p.add_argument("--optimizer", choices=OPTIMIZER_NAMES, default="sgd",
                    help="sgd at the workload preset's lr; adam and adamw at torch's default lr")
     p.add_argument("--steps", type=positive_int, default=None, metavar="N",
-                   help="timed steps per repeat (default: a quarter epoch of the training split)")
+                   help="timed steps per repeat (default: a quarter epoch of the training split, but at most "
+                        "about a second of the slowest engine, and at least 10)")
     p.add_argument("--epochs", type=positive_float, default=None, metavar="X",
                    help="timed epochs per repeat instead of --steps (default: unused)")
     p.add_argument("--repeats", type=positive_int, default=5, metavar="N", help="timed rounds, medians reported")
-    p.add_argument("--warmup", type=positive_int, default=20, metavar="N", help="untimed steps first")
+    p.add_argument("--warmup", type=positive_int, default=20, metavar="N",
+                   help="untimed steps first (at most; warm-up stops after a second, at 2 steps or more)")
+    add_threads_option(p, "each workload and batch size")
+    p.add_argument("--no-compile", action="store_true",
+                   help="leave out the reference row of torch.compile'd autograd (default: included when "
+                        "torch.compile works on this machine; compiling takes a while and is not timed)")
+    p.add_argument("--no-phases", action="store_true",
+                   help="skip the per-phase pass (feed, forward, loss, backward, update) of bench.json "
+                        "(default: run it)")
     add_data_options(p, data_dir_help="real data: the folder holding <Dataset>/raw/, e.g. ../shared/datasets "
                                       "(default: none, synthetic inputs of MNIST shape)")
     p.add_argument("--out", metavar="DIR", help="a new (or empty) directory for bench.json and bench.png "
@@ -65,7 +89,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error("--workloads: give at least one workload, e.g. notebook")
     if not args.engines or len(set(args.engines)) != len(args.engines):
         parser.error("--engines: give one or more different engines, e.g. numpy,torch")
-    if not args.batch_sizes or len(set(args.batch_sizes)) != len(args.batch_sizes):
+    if args.batch_sizes is not None and (not args.batch_sizes or len(set(args.batch_sizes)) != len(args.batch_sizes)):
         parser.error("--batch-sizes: give one or more different batch sizes, e.g. 32,128")
     engines = [open_engine(parser, spec, args.device, "--engines") for spec in args.engines]
     for engine in engines:
@@ -77,31 +101,49 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             x, y, source = training_arrays(args.dataset, args.data_dir, args.dtype)
         except DataError as error:
             return fail(str(error))
-        too_big = [b for b in args.batch_sizes if b > len(y)]
+        too_big = [b for w in args.workloads for b in (args.batch_sizes or WORKLOADS[w]["batch_sizes"]) if b > len(y)]
         if too_big:
             parser.error(f"--batch-sizes: {too_big[0]} is larger than the {len(y)} training samples")
         settings = BenchSettings(dtype=args.dtype, optimizer=args.optimizer, steps=args.steps, epochs=args.epochs,
-                                 repeats=args.repeats, warmup=args.warmup, device=args.device)
+                                 repeats=args.repeats, warmup=args.warmup, device=args.device,
+                                 blas_threads=args.blas_threads, phases=not args.no_phases)
         info = machine_info()
         print(f"bench: {', '.join(args.engines)} on {source}; {args.dtype}, {args.optimizer}; "
               f"{info.get('cpu_count')} cores, numpy {info['numpy']} ({info.get('numpy_blas', '?')}), "
               f"torch {info.get('torch', '-')} ({info.get('torch_threads', '-')} threads)", flush=True)
+        compiled = None
+        if not args.no_compile:
+            compiled = CompiledReference(load_engine("autograd", args.device))
+            if not compiled.available():
+                print(f"bench: no {COMPILED} row: {compiled.reason}", flush=True)
         rows: list[dict[str, Any]] = []
         try:
             for workload in args.workloads:
-                for batch in args.batch_sizes:
+                for batch in args.batch_sizes or WORKLOADS[workload]["batch_sizes"]:
                     with training_numerics():  # as `backprop train` runs
-                        case = bench_case(engines, workload, batch, settings, x, y)
+                        case = bench_case(engines, workload, batch, settings, x, y, compiled)
                     print(format_table(case, header=not rows), flush=True)  # the table, a case at a time
                     rows.extend(case)
         except FloatingPointError as error:
             return fail(f"an engine's training diverged while timing ({error})")
+        except EngineError as error:  # an engine without a layer a workload needs (lenet's Conv2d, ...)
+            return fail(f"--workloads: {error}")
+        print("floor formulations (the fastest per product; bench.json has every candidate's time):")
+        for line in formulation_summary(rows):
+            print(f"  {line}")
+        below = floor_warnings(rows)
+        for line in below:  # loudly: a floor that an engine beats is the number this table rests on
+            print(f"bench: WARNING: {line}", file=sys.stderr)
         warning = noise_warning(rows)
         if warning:
             print(f"bench: warning: {warning}", file=sys.stderr)
         json_path, png_path = os.path.join(run_dir.path, "bench.json"), os.path.join(run_dir.path, "bench.png")
+        compile_report = {"requested": not args.no_compile,
+                          "available": compiled is not None and compiled.available(),
+                          "reason": compiled.reason if compiled is not None else "--no-compile"}
         atomic_write_text(json_path, json.dumps(
-            {"machine": info, "source": source, "command": " ".join(sys.argv), "rows": rows}, indent=2) + "\n")
+            {"machine": info, "source": source, "command": " ".join(sys.argv), "threads_setting": args.blas_threads,
+             "compiled": compile_report, "below_floor": below, "rows": rows}, indent=2) + "\n")
         plot_bench(rows, png_path, title=f"{', '.join(args.engines)} on {source}; {args.optimizer}, "
                                          f"{info.get('cpu_count')} cores")
         print(f"wrote {json_path} and {png_path}")

@@ -66,7 +66,9 @@ def settings_from(args: argparse.Namespace, n: int) -> LockstepSettings:
     optimizer = args.optimizer or preset["optimizer"]
     batch = args.batch_size or preset["batch_size"]
     total = args.steps or (args.epochs or 1) * steps_per_epoch(n, batch)
+    layers = args.layers if args.layers is not None else preset.get("layers")
     return LockstepSettings(
+        layers=layers,
         sizes=[IN_FEATURES, *(args.hidden if args.hidden is not None else preset["hidden"]), CLASSES],
         activation=args.activation or preset["activation"],
         init=args.init or preset["init"],
@@ -81,7 +83,7 @@ def settings_from(args: argparse.Namespace, n: int) -> LockstepSettings:
 
 
 def _network(settings: LockstepSettings) -> str:
-    config = TrainConfig(hidden=settings.sizes[1:-1], activation=settings.activation)
+    config = TrainConfig(hidden=settings.sizes[1:-1], activation=settings.activation, layers=settings.layers)
     return config.network_summary()
 
 
@@ -96,6 +98,15 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             parser.error(f"argument --engines: engine {engine.spec!r} has no optimizer {optimizer!r}")
     if optimizer != "sgd" and args.momentum:
         parser.error(f"--momentum applies to --optimizer sgd only; {optimizer} has no momentum")
+    mlp_flags = [flag for flag, value in (("--hidden", args.hidden), ("--activation", args.activation),
+                                          ("--init", args.init)) if value is not None]
+    if args.layers is not None and mlp_flags:
+        parser.error(f"--layers cannot be combined with {', '.join(mlp_flags)}: --layers describes the whole "
+                     "network, and --hidden, --activation and --init describe an MLP")
+    preset_name = args.preset or PRESET
+    if PRESETS[preset_name].get("layers") is not None and args.layers is None and mlp_flags:
+        parser.error(f"{', '.join(mlp_flags)} cannot be combined with --preset {preset_name}: its network is a "
+                     "layer stack; change it with --layers")
     if args.hidden == [] and args.activation:
         parser.error(f"--activation {args.activation}: a network without hidden layers (--hidden none) has no "
                      "activation")

@@ -8,12 +8,14 @@ from typing import Any
 
 import numpy as np
 
+from ..architecture import evaluation_chunk, image_view
 from ..checkpoint import CheckpointError, checkpoint_path, load_checkpoint
 from ..config import CLASSES
 from ..datasets import DataError, class_names, load_dataset
-from ..engines import training_numerics
+from ..engines import EngineError, training_numerics
+from ..pictures import write_pictures
 from ..plots import plot_confusion
-from ..training import evaluate
+from ..training import build_network, evaluate
 from .options import (
     DEFAULT_DATA_DIR,
     add_data_options,
@@ -35,7 +37,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     add_data_options(p, dataset_help="which MNIST-format dataset (default: the one the run was trained on)",
                      data_dir_help="the folder holding <Dataset>/raw/ (default: the one the run was trained "
                                    f"from, else {DEFAULT_DATA_DIR})")
-    p.add_argument("--out", metavar="DIR", help="where confusion.png goes (default: beside the checkpoint)")
+    p.add_argument("--out", metavar="DIR",
+                   help="where confusion.png, weights.png (the first layer's weights) and mistakes.png (the most "
+                        "confidently misclassified test images) go (default: beside the checkpoint)")
     return p
 
 
@@ -80,11 +84,16 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return fail(f"{error}" + (" (the data directory the run was trained from; pass --data-dir to use another)"
                                   if remembered else ""))
 
-    net = engine.build_net(config.sizes, config.activation, config.init, config.seed, config.dtype)
+    try:
+        net = build_network(engine, config)
+    except EngineError as error:
+        parser.error(f"argument --engine: {error}")
     net.load_state_dict(checkpoint.params)
+    test_x = image_view(dataset.test_x, config.layers)
     try:
         with training_numerics():  # as the trainer evaluates
-            loss, accuracy, predictions = evaluate(engine, net, dataset.test_x, dataset.test_y)
+            loss, accuracy, predictions = evaluate(engine, net, test_x, dataset.test_y,
+                                                   evaluation_chunk(config.layers, test_x.dtype.itemsize))
     except FloatingPointError as error:
         return fail(f"{path}: its network gives non-finite outputs on {dataset_name} ({error})")
     matrix = confusion_matrix(dataset.test_y, predictions)
@@ -99,4 +108,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                    title=f"{dataset_name} test: accuracy {accuracy:.4f}, loss {loss:.4f}\n"
                          f"{config.network_summary()}, {checkpoint.progress.epoch} epochs, {engine.name} engine")
     print(f"wrote {png}")
+    with training_numerics():
+        written = write_pictures(engine, net, test_x, dataset.test_y, names, out,
+                                 title=f"{dataset_name}, {config.network_summary()}\n")
+    for picture in written:
+        print(f"wrote {picture}")
     return 0

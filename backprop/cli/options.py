@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TypeVar
 
+from ..architecture import LayersSyntaxError, parse_layers
 from ..config import (
     ACTIVATION_NAMES,
     DATASET_NAMES,
@@ -183,6 +184,23 @@ def width_list(text: str) -> list[int]:
         ) from None
 
 
+def layer_list(text: str) -> list[Any]:
+    """A --layers text (backprop.architecture's syntax) as LayerSpecs; a usage error naming the
+    layer and the problem otherwise."""
+    try:
+        return parse_layers(text)
+    except LayersSyntaxError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("--layers: ")) from None
+
+
+LAYERS_HELP = ("the network as a stack of layers instead of an MLP: comma-separated KIND or KIND(ARGS), "
+               "ARGS positional in torch's order or NAME=VALUE, e.g. 'conv2d(1, 6, 5, padding=2), relu, "
+               "maxpool2d(2), flatten, linear(1176, 10)'. Kinds: linear, conv2d, maxpool2d, avgpool2d, flatten, "
+               "dropout, batchnorm1d, batchnorm2d, identity, relu, sigmoid, tanh, leakyrelu, gelu. A stack "
+               "starting with a 2-D layer gets (1, 28, 28) images, else 784 pixels; it must end in 10 logits. "
+               "Not with --hidden, --activation or --init (default: the preset's network)")
+
+
 def comma_list(kind: Callable[[str], T]) -> Callable[[str], list[T]]:
     """An argument type: 'a,b,c' -> [kind('a'), kind('b'), kind('c')], empty parts skipped."""
 
@@ -209,7 +227,8 @@ def from_preset(key: str) -> str:
 
 def _preset_summary(name: str) -> str:
     config = TrainConfig(**{**PRESETS[name], "preset": name})
-    return (f"{name}: {config.network_summary()}, {config.init}, batch {config.batch_size}, "
+    network = "LeNet-5 style CNN" if name == "lenet" else config.network_summary()
+    return (f"{name}: {network}, {config.init}, batch {config.batch_size}, "
             f"{config.optimizer_summary()}, {config.epochs} epochs")
 
 
@@ -251,8 +270,9 @@ def add_engine_options(parser: argparse.ArgumentParser, multiple: str | None = N
 
 def add_model_options(parser: argparse.ArgumentParser, dtype_default: str | None = "float32",
                       dtype_help: str | None = None) -> None:
-    """--hidden, --activation, --init, --dtype, --seed (defaults None: the preset decides)."""
+    """--layers, --hidden, --activation, --init, --dtype, --seed (defaults None: the preset decides)."""
     group = parser.add_argument_group("model")
+    group.add_argument("--layers", type=layer_list, metavar="TEXT", help=LAYERS_HELP)
     group.add_argument("--hidden", type=width_list, metavar="W1,W2,...",
                        help="hidden layer widths, e.g. 256,128; 'none' (or '') for no hidden layer, a linear "
                             f"softmax classifier, which takes no --activation (default: {from_preset('hidden')})")
@@ -295,7 +315,8 @@ def add_optimizer_options(parser: argparse.ArgumentParser, schedules: bool = Tru
 
 
 def add_preset_option(parser: argparse.ArgumentParser, default: str = DEFAULT_PRESET) -> None:
-    """--preset: notebook (the original notebook's run) or default (a ReLU net that beats it)."""
+    """--preset: notebook (the original notebook's run), default (a ReLU net that beats it) or
+    lenet (a LeNet-5 style CNN)."""
     parser.add_argument("--preset", choices=PRESET_NAMES, default=None,
                         help="the run the other flags change. " + "; ".join(map(_preset_summary, PRESET_NAMES))
                              + f" (default: {default})")

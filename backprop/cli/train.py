@@ -7,11 +7,13 @@ import os
 import sys
 from typing import Any
 
+from ..architecture import format_layers
 from ..checkpoint import Checkpoint, CheckpointError, checkpoint_path, load_checkpoint
 from ..config import DEFAULT_PRESET, ConfigError, TrainConfig, new_config
 from ..datasets import DataError, load_dataset
-from ..engines import Engine
+from ..engines import Engine, EngineError
 from ..rundir import RunDir, timestamp
+from ..threads import configure_for_training
 from ..training import Trainer, TrainingDiverged, TrainingInterrupted
 from . import hints
 from .options import (
@@ -32,11 +34,12 @@ from .options import (
     open_engine,
     positive_int,
 )
+from .threads import add_threads_option, blas_threads
 
 # Training flags (TrainConfig fields of the same name) that make up a run's configuration;
 # resume must not change them.
 CONFIG_FLAGS = (
-    "hidden", "activation", "init", "dtype", "seed", "batch_size", "optimizer", "lr", "momentum", "nesterov",
+    "layers", "hidden", "activation", "init", "dtype", "seed", "batch_size", "optimizer", "lr", "momentum", "nesterov",
     "weight_decay", "lr_schedule", "step_size", "gamma", "limit", "dataset",
 )
 
@@ -72,6 +75,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help="continue a run: its checkpoint.npz or its run directory, any engine's (default: a new run)")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bars (default: bars on stderr when it is a terminal, none in a pipe or file)")
+    p.add_argument("--track-gradients", action="store_true",
+                   help="also write gradients.csv and gradients.png: per layer and epoch, the norms of the weight "
+                        "gradient, of the delta dL/dz and of the update relative to the weight, each the mean over "
+                        "the epoch's steps (default: off, at no cost)")
+    add_threads_option(p, "the run's network and batch size")
     return p
 
 
@@ -92,8 +100,10 @@ def resumed_config(args: argparse.Namespace, parser: argparse.ArgumentParser, ch
     for flag in CONFIG_FLAGS:
         given = getattr(args, flag)
         if given is not None and given != getattr(config, flag):
-            parser.error(f"--{flag.replace('_', '-')} {given} conflicts with the checkpoint's "
-                         f"{getattr(config, flag)}: a resumed run keeps its configuration")
+            show = format_layers if flag == "layers" else str
+            mine = getattr(config, flag)
+            parser.error(f"--{flag.replace('_', '-')} {show(given)} conflicts with the checkpoint's "
+                         f"{'MLP' if mine is None else show(mine)}: a resumed run keeps its configuration")
     if args.preset is not None:
         parser.error("--preset cannot be combined with --resume (the checkpoint holds the configuration)")
     if args.epochs is not None:
@@ -116,9 +126,11 @@ def new_run_command(config: TrainConfig, engine: Engine, data_dir: str, **change
     for field in ("epochs", *CONFIG_FLAGS):
         if field in ("dataset",):
             continue
+        if config.layers is not None and field in ("hidden", "activation", "init"):
+            continue  # a layer stack's MLP fields are fixed; --layers says it all
         value = getattr(config, field)
         if value != getattr(base, field) and not (field == "activation" and not config.hidden):
-            values.append((f"--{field.replace('_', '-')}", value))
+            values.append((f"--{field.replace('_', '-')}", format_layers(value) if field == "layers" else value))
     return hints.command("train", *hints.flags(values))
 
 
@@ -199,13 +211,17 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             parser.error(f"--batch-size {config.batch_size} is larger than the {samples} training samples: every "
                          f"epoch would be one short batch; give --batch-size {samples} or less")
         try:
-            trainer = Trainer(config, engine, dataset, out, quiet=args.quiet, resume=checkpoint, data_dir=data_dir)
+            trainer = Trainer(config, engine, dataset, out, quiet=args.quiet, resume=checkpoint, data_dir=data_dir,
+                              track_gradients=args.track_gradients)
+        except EngineError as error:  # the engine lacks a layer of the network
+            parser.error(f"argument --engine: {error}")
         except (ValueError, TypeError) as error:
             return fail(f"{resume}: cannot resume: {error}" if checkpoint else str(error))
         if checkpoint is not None:
             p = trainer.progress
             print(f"resuming {resume} (written by the {checkpoint.engine} engine) at epoch "
                   f"{p.epoch + 1}, batch {p.step}, with the {engine.name} engine")
+        configure_for_training(blas_threads(args), engine, config)  # process-wide, before the first step
         print(f"training {_describe(config, engine, data_dir)} -> {out}")
         try:
             trainer.run()
@@ -217,6 +233,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             print(f"\n{error}", file=sys.stderr)
             print(f"resume with: {resume_command(trainer.checkpoint_path, engine)}", file=sys.stderr)
             return EXIT_INTERRUPTED
-        print(f"done: {os.path.join(out, 'metrics.csv')}, {os.path.join(out, 'curves.png')}, "
+        tracked = f"{os.path.join(out, 'gradients.csv')}, {os.path.join(out, 'gradients.png')}, " \
+            if args.track_gradients else ""
+        print(f"done: {os.path.join(out, 'metrics.csv')}, {os.path.join(out, 'curves.png')}, {tracked}"
               f"{trainer.checkpoint_path}")
         return 0

@@ -20,9 +20,10 @@ from .mnist import (
     synthetic_training_set,
     training_arrays,
 )
+from .synthetic import synthetic_images, write_synthetic_dataset
 
 __all__ = [
     "DATASETS", "LEGACY_FILES", "RAW_FILES", "SPLITS", "BatchFeeder", "DataError", "Dataset", "check_raw_files",
     "class_names", "epoch_order", "load_dataset", "normalise", "processed_dir", "raw_dir", "resolve_data_dir",
-    "synthetic_training_set", "training_arrays", "write_idx",
+    "synthetic_images", "synthetic_training_set", "training_arrays", "write_idx", "write_synthetic_dataset",
 ]

@@ -24,7 +24,8 @@ def _identity(array: np.ndarray) -> Any:
 class BatchFeeder:
     """Gathers batch rows into one preallocated buffer; engines receive arrays backed by it.
 
-    x: (N, F) floats, y: (N,) integer labels. ``convert`` / ``convert_labels`` turn a NumPy
+    x: (N, F) floats, or (N, C, H, W) images (any (N, ...): a batch has x's sample shape),
+    y: (N,) integer labels. ``convert`` / ``convert_labels`` turn a NumPy
     array into the engine's array type. With ``per_batch=False`` (the default) they are called
     once, on the whole buffers, and must return arrays that share the buffers' memory (NumPy
     itself; a CPU tensor made by torch.from_numpy): feeding a batch then copies the rows once and
@@ -40,7 +41,7 @@ class BatchFeeder:
         self.batch_size = batch_size
         self.seed = seed
         self.n = len(x)
-        self._x_buf = np.empty((batch_size, x.shape[1]), x.dtype)
+        self._x_buf = np.empty((batch_size, *x.shape[1:]), x.dtype)
         self._y_buf = np.empty(batch_size, np.int64)
         self._convert = convert or _identity
         self._convert_labels = convert_labels or _identity

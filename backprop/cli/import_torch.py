@@ -1,0 +1,78 @@
+"""`backprop import`: a torch.nn.Sequential state dict (.pt) as a run directory of this program,
+which `evaluate`, `export` and `train --resume` (fine-tuning) then take like any run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any
+
+from ..checkpoint import CHECKPOINT_NAME, Progress, checkpoint_meta, save_checkpoint
+from ..config import ConfigError, new_config
+from ..datasets import DataError, load_dataset
+from ..export import TorchImportError, read_torch_state
+from ..fileio import atomic_write_text
+from .options import (
+    DEFAULT_DATA_DIR,
+    add_data_options,
+    add_preset_option,
+    check_data_dir,
+    claim_out,
+    fail,
+    layer_list,
+)
+from .options import LAYERS_HELP as _LAYERS_HELP
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    """Register `import` on the subparsers object ``sub``; returns its parser."""
+    p = sub.add_parser("import", help="turn a torch.nn.Sequential state dict (.pt) into a run directory",
+                       description="Read a torch.nn.Sequential state dict (torch.save(model.state_dict(), PATH); "
+                                   "read with weights_only=True) for the network --layers (or --preset lenet) "
+                                   "describes, and write it as a new run directory (checkpoint.npz, config.json) "
+                                   "at epoch 0: `backprop evaluate DIR` evaluates it, `backprop train --resume "
+                                   "DIR` trains it on with the preset's optimizer. Keys map one to one: "
+                                   "'{index}.weight', '{index}.running_mean', '{index}.num_batches_tracked', ...")
+    p.add_argument("model", metavar="MODEL_PT", help="the .pt file holding the state dict")
+    p.add_argument("--layers", type=layer_list, metavar="TEXT",
+                   help=_LAYERS_HELP.split(". Not with")[0] + " (default: the preset's layers)")
+    add_preset_option(p, default="lenet")
+    add_data_options(p, dataset_help="the dataset the run belongs to (default: mnist)",
+                     data_dir_help=f"where that dataset's training split is (its size is part of the run; default: "
+                                   f"{DEFAULT_DATA_DIR})")
+    p.add_argument("--out", required=True, metavar="DIR", help="the new (or empty) run directory to write")
+    return p
+
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Import; returns the exit status."""
+    preset = args.preset or "lenet"
+    try:
+        config = new_config(preset, layers=args.layers, dataset=args.dataset)
+    except ConfigError as error:
+        parser.error(str(error))
+    if config.layers is None:
+        parser.error(f"--preset {preset} is an MLP; give --layers (or --preset lenet) for the network the file holds")
+    check_data_dir(parser, args.data_dir)
+    if not os.path.isfile(args.model):
+        return fail(f"{args.model}: no such file")
+    try:
+        params, tracked = read_torch_state(args.model, config.layers)
+    except TorchImportError as error:
+        return fail(str(error))
+    config.dtype = next(iter(params.values())).dtype.name if params else config.dtype
+    data_dir = args.data_dir or DEFAULT_DATA_DIR
+    with claim_out(parser, args.out, "") as run_dir:
+        try:
+            dataset = load_dataset(config.dataset, data_dir, dtype=config.dtype, splits=("train",))
+        except DataError as error:
+            return fail(str(error))
+        meta = checkpoint_meta(config, "torch.nn", Progress(), len(dataset.train_y), data_dir,
+                               num_batches_tracked=tracked)
+        path = os.path.join(run_dir.path, CHECKPOINT_NAME)
+        save_checkpoint(path, params, {"step": 0, "lr": config.lr, "state": {}}, meta)
+        atomic_write_text(os.path.join(run_dir.path, "config.json"), json.dumps(
+            {**config.to_json(), "engine": "torch.nn", "data_dir": os.path.abspath(data_dir)}, indent=2) + "\n")
+    print(f"wrote {path} ({config.network_summary()}, {config.dtype}) from {args.model}")
+    return 0

@@ -1,0 +1,140 @@
+"""Pictures of what a network learned: its first layer's weights as images, and the test images
+it got most confidently wrong. ``backprop evaluate`` writes both next to confusion.png.
+
+Selection and image arrays are plain functions (weight_images, confident_mistakes,
+mistake_images) so what is drawn can be checked without reading a PNG back.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import numpy as np
+
+from .engines import Engine, inference_mode
+from .plots import _pyplot, save_figure
+
+WEIGHTS_PNG = "weights.png"
+MISTAKES_PNG = "mistakes.png"
+
+
+def first_weight(state: dict[str, np.ndarray]) -> tuple[str, np.ndarray]:
+    """(key, array) of the first Linear or Conv2d weight in state-dict order (the first
+    ``*.weight`` with two or more dimensions; batch norm's are 1-D). ValueError if there is none."""
+    for key, value in state.items():
+        if key.endswith(".weight") and np.ndim(value) >= 2:
+            return key, np.asarray(value)
+    raise ValueError("the network has no Linear or Conv2d weight to draw")
+
+
+def weight_images(state: dict[str, np.ndarray], limit: int = 64) -> tuple[np.ndarray, list[str], str]:
+    """(images (n, h, w) float64, titles, key) for the first layer's weights, at most ``limit``.
+
+    Linear weight W (in, out), the engines' layout: image j is W[:, j] reshaped to a square
+    (28x28 for MNIST's 784 inputs), titled "unit j". Conv2d weight (C_out, C_in, kH, kW):
+    image o*C_in + c is filter o on input channel c, titled "filter o" (", ch c" when C_in > 1).
+    Raises ValueError when there is no such weight or a Linear's fan_in is not a square number.
+    """
+    key, weight = first_weight(state)
+    weight = weight.astype(np.float64)
+    if weight.ndim == 2:
+        side = math.isqrt(weight.shape[0])
+        if side * side != weight.shape[0]:
+            raise ValueError(f"{key}: {weight.shape[0]} inputs per unit are no square image")
+        images = weight.T.reshape(-1, side, side)
+        titles = [f"unit {j}" for j in range(len(images))]
+    else:
+        out_channels, in_channels = weight.shape[:2]
+        images = weight.reshape(out_channels * in_channels, *weight.shape[2:])
+        titles = [f"filter {o}" + (f", ch {c}" if in_channels > 1 else "")
+                  for o in range(out_channels) for c in range(in_channels)]
+    return images[:limit], titles[:limit], key
+
+
+def predict_probabilities(engine: Engine, net: Any, x: np.ndarray, chunk: int = 1000) -> np.ndarray:
+    """softmax(net(x)) as float64 (N, classes), forward only and in eval mode (the net's mode is
+    restored after), ``chunk`` samples at a time (the max is subtracted first, so large logits
+    cannot overflow). x: (N, F) or (N, C, H, W), as the net takes it."""
+    parts = []
+    training = bool(getattr(net, "training", False))
+    if training and callable(getattr(net, "eval", None)):
+        net.eval()
+    try:
+        with inference_mode():
+            for start in range(0, len(x), chunk):
+                rows = np.ascontiguousarray(x[start : start + chunk])
+                logits = engine.to_numpy(net.forward(engine.asarray(rows, rows.dtype.name))).astype(np.float64)
+                logits -= logits.max(axis=1, keepdims=True)
+                np.exp(logits, out=logits)
+                parts.append(logits / logits.sum(axis=1, keepdims=True))
+    finally:
+        if training and callable(getattr(net, "train", None)):
+            net.train()
+    return np.concatenate(parts) if parts else np.empty((0, 0))
+
+
+def confident_mistakes(probabilities: np.ndarray, labels: np.ndarray, count: int = 24) -> np.ndarray:
+    """Indices of the misclassified rows (argmax != label), most confident first: by the
+    predicted class's probability, descending; equal confidences in index order. At most ``count``."""
+    predicted = probabilities.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != labels)
+    confidence = probabilities[wrong, predicted[wrong]]
+    order = np.lexsort((wrong, -confidence))  # last key first: confidence, then index
+    return wrong[order][:count]
+
+
+def mistake_images(x: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, names: list[str],
+                   count: int = 24) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """(images (n, 28, 28) in [0, 1], titles, indices) of confident_mistakes: x's normalised rows
+    ((x + 1) / 2 undoes Normalize(0.5, 0.5)) titled "true <name>\\npred <name> <p>"."""
+    indices = confident_mistakes(probabilities, labels, count)
+    side = math.isqrt(int(np.prod(x.shape[1:])))
+    images = (np.asarray(x[indices], np.float64).reshape(len(indices), side, side) + 1) / 2
+    predicted = probabilities[indices].argmax(axis=1)
+    titles = [f"true {names[labels[i]]}\npred {names[p]} {probabilities[i, p]:.2f}"
+              for i, p in zip(indices, predicted)]
+    return images, titles, indices
+
+
+def image_grid(images: np.ndarray, titles: list[str], title: str = "", cmap: str = "gray",
+               symmetric: bool = False) -> Any:
+    """A figure with one small panel per image (row-major, up to 8 per row), each titled. With
+    ``symmetric`` each image gets its own colour range [-m, m], m = max |image|, so 0 is the
+    colour map's middle (weights: red positive, blue negative); otherwise [0, 1]."""
+    plt = _pyplot()
+    n = max(len(images), 1)
+    columns = min(n, 8)
+    rows = math.ceil(n / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.45 * columns, 1.6 * rows + 0.5), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, image, label in zip(axes.ravel(), images, titles):
+        m = float(np.max(np.abs(image))) or 1.0
+        limits = (-m, m) if symmetric else (0.0, 1.0)
+        ax.imshow(image, cmap=cmap, vmin=limits[0], vmax=limits[1], interpolation="nearest")
+        ax.set_title(label, fontsize=6)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def write_pictures(engine: Engine, net: Any, x: np.ndarray, y: np.ndarray, names: list[str], out_dir: str,
+                   title: str = "", count: int = 24) -> list[str]:
+    """Write weights.png (the first layer's weights, weight_images) and mistakes.png (the ``count``
+    most confident mistakes on x, y) into ``out_dir``, atomically; returns the paths written."""
+    plt = _pyplot()
+    images, titles, key = weight_images(net.state_dict())
+    paths = [os.path.join(out_dir, WEIGHTS_PNG), os.path.join(out_dir, MISTAKES_PNG)]
+    fig = image_grid(images, titles, title=f"{title}{key}: first {len(images)}", cmap="RdBu_r", symmetric=True)
+    save_figure(fig, paths[0])
+    plt.close(fig)
+    probabilities = predict_probabilities(engine, net, x)
+    images, titles, _ = mistake_images(x, y, probabilities, names, count)
+    fig = image_grid(images, titles, title=f"{title}the {len(images)} most confident mistakes "
+                                            f"of {int(np.sum(probabilities.argmax(1) != y))}")
+    save_figure(fig, paths[1])
+    plt.close(fig)
+    return paths

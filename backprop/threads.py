@@ -1,0 +1,149 @@
+"""How many threads the engines' GEMMs run on: NumPy's BLAS (through threadpoolctl, the
+well-kept library for exactly this) and torch's intra-op pool (torch.set_num_threads).
+
+Why it matters: OpenBLAS splits every GEMM over all cores by default, and on the small
+products of a batch-32 step the second thread costs more than it gives (its half of each
+result lands in the other core's cache, where the next NumPy call reads it back). Large
+products do gain from it. So the count is chosen per run:
+
+* ``N``: N threads for the whole process.
+* ``auto`` (the default of `train` and `bench`): measured once at start-up. The run's own
+  training-step GEMMs (backprop.floor) are timed at each count of thread_candidates() (1,
+  2, 4, ... up to the cores) and the fastest count is taken (choose_threads: the lowest time;
+  a tie goes to fewer threads, which leave cores to everything else).
+
+Counts are process-wide: NumPy's BLAS and torch each have one pool per process.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .floor import Gemm, formulations, gemm_flops, prepare, time_candidates
+
+AUTO = "auto"
+LIBRARIES = ("numpy", "torch")
+_limiters: list[Any] = []  # threadpoolctl limiters in force (kept so the limit is not dropped)
+
+
+def parse_threads(text: str) -> int | str:
+    """--blas-threads' value: a positive integer or "auto"; ValueError otherwise (one line)."""
+    if text.strip().lower() == AUTO:
+        return AUTO
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"expected a positive number of threads or 'auto', got {text!r}") from None
+    if value < 1:
+        raise ValueError(f"expected a positive number of threads or 'auto', got {text!r}")
+    return value
+
+
+def cpu_count() -> int:
+    """Cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def thread_candidates(cores: int) -> list[int]:
+    """The counts ``auto`` tries: 1, 2, 4, ... below ``cores``, and ``cores`` itself."""
+    counts, n = [], 1
+    while n < cores:
+        counts.append(n)
+        n *= 2
+    return [*counts, max(1, cores)]
+
+
+def choose_threads(times: dict[int, float]) -> int:
+    """The count with the lowest time (seconds of the same work); ties go to fewer threads.
+    ValueError for an empty dict."""
+    if not times:
+        raise ValueError("no thread counts were timed")
+    return min(times, key=lambda n: (times[n], n))
+
+
+def apply_threads(library: str, count: int) -> None:
+    """Run ``library``'s GEMMs ("numpy": its BLAS, via threadpoolctl; "torch":
+    torch.set_num_threads) on ``count`` threads for the rest of the process."""
+    if library == "numpy":
+        from threadpoolctl import ThreadpoolController
+
+        _limiters.append(ThreadpoolController().limit(limits=count, user_api="blas"))
+    else:
+        import torch
+
+        torch.set_num_threads(count)
+
+
+def current_threads() -> dict[str, int | None]:
+    """{"numpy_blas": threads of NumPy's BLAS, "torch": torch's intra-op threads}; None where
+    unknown (no BLAS found by threadpoolctl, torch not loaded)."""
+    from threadpoolctl import threadpool_info
+
+    blas = [pool["num_threads"] for pool in threadpool_info() if pool.get("user_api") == "blas"]
+    torch = sys.modules.get("torch")
+    return {"numpy_blas": blas[0] if blas else None,
+            "torch": torch.get_num_threads() if torch is not None else None}
+
+
+def threads_of(library: str) -> int | None:
+    """The count ``library``'s GEMMs run on now (current_threads)."""
+    return current_threads()["numpy_blas" if library == "numpy" else "torch"]
+
+
+def measure_threads(library: str, gemms: Sequence[Gemm], dtype: str, device: str = "cpu",
+                    candidates: Sequence[int] | None = None, timer: Callable[[], float] = time.perf_counter,
+                    rounds: int = 3, min_time: float = 1e-3) -> dict[int, float]:
+    """Seconds of one pass over ``gemms`` (each in the library's first formulation, the plain
+    preallocated call) at each thread count of ``candidates`` (default thread_candidates());
+    leaves the last count applied."""
+    counts = list(candidates or thread_candidates(cpu_count()))
+    plain = formulations(library)[0]
+    distinct = list({(g.m, g.k, g.n, g.role): g for g in gemms}.values())
+    weights = [sum(1 for g in gemms if (g.m, g.k, g.n, g.role) == (d.m, d.k, d.n, d.role)) for d in distinct]
+    ops = [prepare(library, g, plain, dtype, device) for g in distinct]
+    results = {}
+    for count in counts:
+        apply_threads(library, count)
+        times = time_candidates(ops, timer, rounds, min_time)
+        results[count] = sum(w * t for w, t in zip(weights, times))
+    return results
+
+
+def configure(setting: int | str, library: str, gemms: Sequence[Gemm], dtype: str, device: str = "cpu") -> int:
+    """Apply ``setting`` (a count, or "auto": measure_threads and choose_threads on this run's
+    products) to ``library``; returns the count applied. On a GPU device torch's CPU threads do
+    not run the GEMMs, so "auto" leaves torch's count as it is there."""
+    if setting != AUTO:
+        apply_threads(library, int(setting))
+        return int(setting)
+    if library == "torch" and not device.startswith("cpu"):
+        return threads_of(library) or 1
+    if not gemms or gemm_flops(gemms) == 0:
+        count = 1
+    else:
+        count = choose_threads(measure_threads(library, gemms, dtype, device))
+    apply_threads(library, count)
+    return count
+
+
+def configure_for_training(setting: int | str, engine: Any, config: Any) -> int:
+    """configure() for one `backprop train` run: ``engine`` a backprop.engines.Engine,
+    ``config`` its TrainConfig (the network's products at its batch size)."""
+    from .config import CLASSES, IN_FEATURES
+    from .floor import floor_library, spec_gemms, training_gemms
+
+    layers = getattr(config, "layers", None)
+    if layers:
+        from .architecture import input_shape
+
+        gemms = spec_gemms(layers, input_shape(layers), config.batch_size)
+    else:
+        gemms = training_gemms([IN_FEATURES, *config.hidden, CLASSES], config.batch_size)
+    return configure(setting, floor_library(engine), gemms, config.dtype or "float32", engine.device)

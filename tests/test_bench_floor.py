@@ -1,0 +1,283 @@
+"""The measurement logic of `backprop bench`: the floor's formulations and their choice, the
+thread-count rule, default steps, below-floor flags, per-phase rows (fake timers; no wall-clock
+assertions)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from backprop import threads
+from backprop.architecture import IMAGE_SHAPE, LENET
+from backprop.benchmark import (
+    PHASES,
+    WORKLOADS,
+    BenchSettings,
+    CompiledReference,
+    below_floor,
+    bench_case,
+    default_steps,
+    floor_warnings,
+    format_table,
+    formulation_summary,
+    noise_warning,
+    workload_gemms,
+    workload_specs,
+)
+from backprop.engines import load_engine
+from backprop.floor import (
+    CALLS,
+    Formulation,
+    Gemm,
+    choose_formulations,
+    fastest,
+    formulations,
+    operands,
+    prepare,
+    spec_gemms,
+    time_candidates,
+    training_gemms,
+)
+
+
+class FakeClock:
+    """A clock that only moves when a fake product runs: each call of ``work(cost)`` adds cost."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def work(self, cost: float):
+        def run() -> None:
+            self.now += cost
+
+        return run
+
+
+# -- formulations -------------------------------------------------------------------------------
+def _canonical(rows=5, fan_in=3, fan_out=2):
+    rng = np.random.default_rng(0)
+    x, delta, w = rng.standard_normal((rows, fan_in)), rng.standard_normal((rows, fan_out)), \
+        rng.standard_normal((fan_in, fan_out))
+    by_shape = {x.shape: x, x.T.shape: x.T, delta.shape: delta, delta.T.shape: delta.T, w.shape: w, w.T.shape: w.T}
+    return x, delta, w, lambda shape: np.ascontiguousarray(by_shape[shape])
+
+
+@pytest.mark.parametrize("role", ["forward", "grad_weight", "grad_input"])
+def test_every_formulation_computes_its_product_in_the_orientation_of_its_result_shape(role):
+    # rows 5, in 3, out 2: every operand shape is distinct, so each array is recognisable
+    x, delta, w, make = _canonical()
+    gemm = {"forward": Gemm("f", 5, 3, 2, "forward"), "grad_weight": Gemm("g", 3, 5, 2, "grad_weight"),
+            "grad_input": Gemm("i", 5, 2, 3, "grad_input")}[role]
+    expected = {"forward": x @ w, "grad_weight": x.T @ delta, "grad_input": delta @ w.T}[role]
+    for formulation in formulations("numpy"):
+        a, b, shape = operands(gemm, formulation, make)
+        result = a @ b
+        assert result.shape == shape
+        wanted = expected if shape == expected.shape else expected.T
+        np.testing.assert_allclose(result, wanted, rtol=1e-12, err_msg=formulation.name)
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+def test_every_call_form_runs_and_multiplies(library):
+    gemm = Gemm("g", 3, 4, 2, "grad_weight")
+    for formulation in formulations(library):
+        result = prepare(library, gemm, formulation, "float64")()
+        values = np.asarray(result)  # torch CPU tensors convert without a copy
+        # ones times ones: every entry is the inner dimension (the batch rows here, 4)
+        assert values.shape in ((3, 2), (2, 3)) and np.all(values == 4.0), formulation.name
+
+
+def test_the_formulation_list_covers_layouts_and_call_forms_in_a_fixed_order():
+    numpy_names = [f.name for f in formulations("numpy")]
+    assert len(numpy_names) == len(set(numpy_names)) == 2 * 2 * len(CALLS["numpy"])
+    assert numpy_names[0] == "matmul out= W(in,out) batch-major"
+    assert "dot W(out,in) feature-major" in numpy_names
+    torch_calls = {f.call for f in formulations("torch")}
+    assert {"mm out=", "mm", "matmul", "linear", "addmm", "addmm out="} <= torch_calls
+
+
+# -- choosing -----------------------------------------------------------------------------------
+def test_fastest_takes_the_lowest_time_and_breaks_ties_by_order():
+    assert fastest([3.0, 1.0, 2.0]) == 1
+    assert fastest([2.0, 1.0, 1.0]) == 1
+    assert fastest([math.inf, 5.0, 5.0]) == 1
+    with pytest.raises(ValueError, match="no formulation"):
+        fastest([math.inf, math.inf])
+
+
+def test_time_candidates_reports_seconds_per_call_and_never_picks_a_failing_form():
+    clock = FakeClock()
+
+    def broken() -> None:
+        raise RuntimeError("out= not supported")
+
+    times = time_candidates([clock.work(2e-6), broken, clock.work(5e-4)], timer=clock, rounds=2, min_time=1e-3)
+    assert times[0] == pytest.approx(2e-6) and times[2] == pytest.approx(5e-4)
+    assert times[1] == math.inf
+
+
+def test_time_candidates_calibrates_calls_to_min_time():
+    clock, calls = FakeClock(), []
+
+    def counted() -> None:
+        calls.append(1)
+        clock.now += 1e-4
+
+    time_candidates([counted], timer=clock, rounds=2, min_time=1e-3)
+    assert len(calls) == 1 + 10 + 10  # one calibration call, then ceil(1e-3 / 1e-4) per round
+
+
+def test_choose_formulations_picks_the_cheapest_per_product_and_times_equal_products_once():
+    clock, prepared = FakeClock(), []
+    options = formulations("torch")
+    cheap_for = {"forward": options[5], "grad_weight": options[-1], "grad_input": options[2]}
+
+    def fake_prepare(library, gemm, formulation, dtype, device):
+        prepared.append((gemm.what, formulation))
+        return clock.work(1.0 if formulation == cheap_for[gemm.role] else 10.0)
+
+    gemms = training_gemms([784, 64, 64, 64, 10], 32)
+    choices = choose_formulations("torch", gemms, "float32", timer=clock, rounds=2, prepare_fn=fake_prepare)
+    assert [c.formulation for c in choices] == [cheap_for[g.role] for g in gemms]
+    assert all(c.seconds == 1.0 for c in choices)
+    # fc1 and fc2 are the same 64x64 layer: 11 products, 8 distinct, each timed in every form once
+    assert len(gemms) == 11 and len(prepared) == 8 * len(options)
+    report = choices[0].to_json()
+    assert report["formulation"] == cheap_for["forward"].name and len(report["candidates_us"]) == len(options)
+
+
+def test_choose_formulations_breaks_ties_deterministically():
+    clock = FakeClock()  # whole seconds: every form's time is exactly equal
+    choices = choose_formulations("numpy", training_gemms([4, 3, 2], 2), "float64", timer=clock, rounds=2,
+                                  prepare_fn=lambda *args: clock.work(1.0))
+    assert {c.formulation for c in choices} == {Formulation("in_out", "matmul out=")}
+
+
+# -- products -----------------------------------------------------------------------------------
+def test_lenet_products_are_its_im2col_and_linear_gemms():
+    gemms = spec_gemms(LENET, IMAGE_SHAPE, 2)
+    forward = [(g.m, g.k, g.n) for g in gemms if g.role == "forward"]
+    assert forward == [(2 * 28 * 28, 25, 6), (2 * 10 * 10, 150, 16), (2, 400, 120), (2, 120, 84), (2, 84, 10)]
+    assert [g.dims for g in gemms if g.role == "grad_input"] == [(2, 84, 10), (2, 120, 84), (2, 400, 120),
+                                                                 (200, 150, 16)]  # not conv1's
+    assert len(gemms) == 5 + 5 + 4 and gemms == workload_gemms("lenet", 2)
+
+
+def test_workloads_include_wide_and_lenet_and_mlps_spell_out_as_stacks():
+    assert WORKLOADS["wide"]["hidden"] == [1024, 1024] and WORKLOADS["wide"]["activation"] == "relu"
+    specs = workload_specs("wide")
+    assert [s.kind for s in specs] == ["linear", "relu", "linear", "relu", "linear"]
+    assert spec_gemms(specs, (784,), 8) == [
+        Gemm(g.what.replace("fc0", "0.linear").replace("fc1", "2.linear").replace("fc2", "4.linear"), g.m, g.k, g.n,
+             g.role) for g in training_gemms([784, 1024, 1024, 10], 8)]
+
+
+# -- threads ------------------------------------------------------------------------------------
+def test_thread_candidates_are_powers_of_two_and_the_core_count():
+    assert threads.thread_candidates(1) == [1]
+    assert threads.thread_candidates(2) == [1, 2]
+    assert threads.thread_candidates(6) == [1, 2, 4, 6]
+    assert threads.thread_candidates(8) == [1, 2, 4, 8]
+
+
+def test_choose_threads_takes_the_fastest_and_ties_go_to_fewer_threads():
+    assert threads.choose_threads({1: 3e-4, 2: 2e-4}) == 2
+    assert threads.choose_threads({1: 2e-4, 2: 2e-4, 4: 5e-4}) == 1
+    with pytest.raises(ValueError):
+        threads.choose_threads({})
+
+
+def test_parse_threads_takes_counts_and_auto_only():
+    assert threads.parse_threads("auto") == "auto" and threads.parse_threads("3") == 3
+    for bad in ("0", "-1", "two", ""):
+        with pytest.raises(ValueError, match="positive number of threads or 'auto'"):
+            threads.parse_threads(bad)
+
+
+def test_configure_applies_a_count_and_auto_applies_the_measured_choice(monkeypatch):
+    before = threads.threads_of("numpy")
+    try:
+        assert threads.configure(1, "numpy", training_gemms([8, 4, 2], 4), "float64") == 1
+        assert threads.threads_of("numpy") == 1
+        monkeypatch.setattr(threads, "measure_threads", lambda *args, **kwargs: {1: 2.0, 2: 1.0})
+        assert threads.configure("auto", "numpy", training_gemms([8, 4, 2], 4), "float64") == 2
+        assert threads.threads_of("numpy") == 2
+    finally:
+        threads.apply_threads("numpy", before or 1)
+
+
+# -- bench bookkeeping --------------------------------------------------------------------------
+def test_default_steps_is_a_quarter_epoch_bounded_by_the_time_budget():
+    assert default_steps(1875, 1e-4, budget_s=1.0) == 468  # fast steps: a quarter epoch
+    assert default_steps(938, 0.05, budget_s=1.0) == 20  # slow steps: what fits in a second
+    assert default_steps(938, 0.5, budget_s=1.0) == 10  # but never fewer than 10
+    assert default_steps(8, 0.0, budget_s=1.0) == 10
+
+
+def _row(engine="numpy", ratio=1.5, **extra):
+    row = {"engine": engine, "workload": "notebook", "batch_size": 32, "dtype": "float32", "s_per_epoch": ratio,
+           "samples_per_s": 1000.0, "floor_s_per_epoch": 1.0, "floor_samples_per_s": 1.0, "ratio_to_floor": ratio,
+           "below_floor": below_floor(ratio), "floor_library": "numpy", "threads": 1, "feed_fraction": 0.1,
+           "gflops": 1.0, "steps_timed": 100, "repeats": 5, "seconds_per_repeat": 1.0,
+           "floor_formulations": [{"formulation": "dot out= W(in,out) batch-major"},
+                                  {"formulation": "matmul W(out,in) feature-major"},
+                                  {"formulation": "dot out= W(in,out) batch-major"}]}
+    return {**row, **extra}
+
+
+def test_a_row_below_its_floor_is_flagged_warned_and_marked():
+    assert below_floor(0.99) and not below_floor(1.0)
+    rows = [_row("numpy", 1.2), _row("torch", 0.9)]
+    warnings = floor_warnings(rows)
+    assert len(warnings) == 1 and warnings[0].startswith("torch on notebook at batch 32 ran below its numpy floor "
+                                                         "(0.90x)")
+    table = format_table(rows).splitlines()
+    assert table[2].split()[6] == "1.20" and table[3].split()[6] == "0.90!"
+
+
+def test_formulation_summary_counts_the_winners_per_case():
+    assert formulation_summary([_row("numpy"), _row("other")]) == [
+        "notebook 32 numpy floor, 1 thread: dot out= W(in,out) batch-major x2, matmul W(out,in) feature-major x1"]
+
+
+def test_noise_warning_spares_long_repeats_of_few_steps():
+    assert noise_warning([_row(steps_timed=10, seconds_per_repeat=2.0)]) is None
+    assert "10 timed steps" in noise_warning([_row(steps_timed=10, seconds_per_repeat=0.1)])
+    assert "2 repeats" in noise_warning([_row(repeats=2)])
+
+
+def test_bench_case_times_lenet_with_phases_floor_formulations_and_threads():
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((16, 784)).astype(np.float32), rng.integers(0, 10, 16)
+    engines = [load_engine("numpy"), load_engine("autograd")]
+    settings = BenchSettings(steps=2, repeats=1, warmup=1, blas_threads=1, floor_min_time=1e-4)
+    rows = bench_case(engines, "lenet", 4, settings, x, y)
+    assert [r["engine"] for r in rows] == ["numpy", "autograd"]
+    for row in rows:
+        assert set(row["phases_s"]) == set(PHASES) and all(v >= 0 for v in row["phases_s"].values())
+        assert len(row["floor_formulations"]) == 14 and row["threads"] == 1 and row["blas_threads"] == 1
+        assert row["below_floor"] == (row["ratio_to_floor"] < 1)
+    assert rows[1]["torch_threads"] == 1
+
+
+def test_the_compiled_row_is_skipped_with_the_reason_when_torch_compile_fails(monkeypatch):
+    import torch
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("no C++ compiler\nfound")
+
+    monkeypatch.setattr(torch, "compile", refuse)
+    reference = CompiledReference(load_engine("autograd"))
+    assert not reference.available()
+    assert reference.reason == "torch.compile failed on a tiny model (RuntimeError: no C++ compiler found)"
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((16, 784)).astype(np.float32), rng.integers(0, 10, 16)
+    rows = bench_case([load_engine("numpy")], "notebook", 4, BenchSettings(steps=1, repeats=1, warmup=1, blas_threads=1,
+                                                                           phases=False, floor_min_time=1e-4), x, y,
+                      reference)
+    assert [r["engine"] for r in rows] == ["numpy"] and rows[0]["phases_s"] is None

@@ -1,0 +1,324 @@
+"""Layer stacks in the application: --layers and --preset lenet, their config and checkpoint
+fields, exact resume with dropout and batch norm, export to torch.nn.Sequential and back."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+
+import numpy_net
+from backprop import checkpoint as checkpoint_module
+from backprop.architecture import LENET, evaluation_chunk, image_view, parse_layers
+from backprop.checkpoint import load_checkpoint
+from backprop.cli import main
+from backprop.config import PRESETS, ConfigError, TrainConfig, new_config
+from backprop.datasets import load_dataset
+from backprop.engines import Engine, EngineError, load_engine
+from backprop.export import layers_module, read_torch_state
+from backprop.training import Trainer, TrainingInterrupted, evaluate
+from engine_core.specs import build
+
+from .helpers import run_cli, small_config, write_checkpoint
+
+# A small stack with every kind of state: parameters, batch norm buffers, a dropout generator.
+STACK_TEXT = "conv2d(1, 3, 3, stride=2), batchnorm2d(3), relu, maxpool2d(2), dropout(0.25, seed=5), flatten, " \
+             "linear(108, 16), batchnorm1d(16), relu, dropout(0.5, seed=7), linear(16, 10)"
+STACK = parse_layers(STACK_TEXT)
+
+
+def _config(**overrides) -> TrainConfig:
+    flags = dict(layers=STACK, dataset="fashion-mnist", batch_size=24, epochs=2, seed=3, dtype="float64")
+    return new_config("default", **{**flags, **overrides})
+
+
+def _same_bits(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) and a[k].dtype == b[k].dtype for k in a)
+
+
+# -- configuration --------------------------------------------------------------------------
+def test_layers_round_trip_through_config_json():
+    config = _config()
+    data = json.loads(json.dumps(config.to_json()))
+    assert "sizes" not in data and data["hidden"] == []
+    again = TrainConfig.from_json(data)
+    assert again.layers == STACK and again == config
+    assert TrainConfig.from_json(json.loads(json.dumps(new_config("lenet").to_json()))).layers == LENET
+
+
+def test_config_without_the_layers_field_is_the_mlp():
+    data = small_config().to_json()
+    del data["layers"]
+    config = TrainConfig.from_json(data)
+    assert config.layers is None and config.sizes == [784, 8, 10]
+
+
+@pytest.mark.parametrize("value, message", [
+    ("conv2d", "config.layers: expected a non-empty list"),
+    ([], "config.layers: expected a non-empty list"),
+    ([{"kind": "conv3d", "args": {}}], r"config.layers\[0\]: .*conv3d"),
+    ([{"kind": "linear", "args": {"in_features": "784", "out_features": 10}}], r"config.layers\[0\]: .*in_features"),
+    ([{"kind": "linear", "args": {"in_features": 784, "out_features": 10, "colour": 1}}],
+     r"config.layers\[0\]: .*colour"),
+    ([{"kind": "linear", "args": {"in_features": 784, "out_features": 12}}], "config.layers: .*expected 10 logits"),
+    ([{"kind": "conv2d", "args": {"in_channels": 3, "out_channels": 2, "kernel_size": 3}}],
+     "config.layers: .*3 input channels"),
+])
+def test_config_refuses_bad_layers_naming_the_field(value, message):
+    data = _config().to_json()
+    data["layers"] = value
+    with pytest.raises((ValueError, TypeError), match=message):
+        TrainConfig.from_json(data)
+
+
+def test_config_refuses_hidden_widths_beside_layers():
+    data = _config().to_json()
+    data["hidden"] = [8]
+    with pytest.raises(ValueError, match=r"config\.hidden: .*contradicts config\.layers"):
+        TrainConfig.from_json(data)
+
+
+@pytest.mark.parametrize("preset, flags, message", [
+    ("default", dict(layers=STACK, hidden=[8]), "--layers cannot be combined with --hidden"),
+    ("default", dict(layers=STACK, activation="tanh", init="he_normal"), "--activation, --init"),
+    ("lenet", dict(hidden=[8]), "--hidden cannot be combined with --preset lenet"),
+])
+def test_conflicting_flags_are_config_errors_naming_them(preset, flags, message):
+    with pytest.raises(ConfigError, match=message):
+        new_config(preset, **flags)
+
+
+def test_lenet_preset_is_the_lenet_stack_for_at_most_ten_epochs():
+    config = new_config("lenet")
+    assert config.layers == LENET and config.epochs <= 10 and PRESETS["lenet"]["layers"] is LENET
+
+
+def test_images_are_views_and_evaluation_chunks_bound_memory():
+    x = np.zeros((5, 784), np.float32)
+    images = image_view(x, LENET)
+    assert images.shape == (5, 1, 28, 28) and np.shares_memory(images, x)
+    assert image_view(x, None) is x
+    chunk = evaluation_chunk(LENET, 4)
+    # ~0.2 MB a sample in float32 (conv1's im2col alone 78 KB): a 256 MB budget is ~1,300 samples.
+    assert 500 <= chunk <= 2_000
+    assert evaluation_chunk(None, 4) == 10_000
+
+
+# -- engines ----------------------------------------------------------------------------------
+def test_an_engine_without_a_layer_is_an_engine_error_naming_it():
+    numpy_engine = load_engine("numpy")
+    module = types.ModuleType("partial_engine")
+    module.__dict__.update({k: v for k, v in vars(numpy_net).items() if k != "Conv2d"})
+    engine = Engine("partial_engine", module, numpy_engine.traits)
+    with pytest.raises(EngineError, match="has no Conv2d layer"):
+        engine.build_net([784, 10], "relu", "he_normal", 0, "float32", layers=LENET)
+
+
+def test_oracle_trains_a_stack_without_recording_deltas():
+    engine = load_engine("autograd")
+    net = engine.build_net([784, 10], "relu", "he_normal", 0, "float32", training=True, layers=STACK)
+    assert net.keep_deltas is False
+    assert engine.build_net([784, 10], "relu", "he_normal", 0, "float32", layers=STACK).keep_deltas is True
+
+
+# -- exact resume -------------------------------------------------------------------------------
+def _trainer(config, engine, data_root, out, resume=None):
+    dataset = load_dataset(config.dataset, data_root, dtype=config.dtype)
+    return Trainer(config, load_engine(engine), dataset, out, quiet=True, resume=resume, log=lambda *_: None)
+
+
+def _interrupted(config, engine, data_root, out, at_step):
+    partial = _trainer(config, engine, data_root, out)
+    original = partial.feeder.batch
+
+    def batch(step):
+        if partial.progress.epoch == 1 and step == at_step:
+            partial._stop_requested = True
+        return original(step)
+
+    partial.feeder.batch = batch
+    with pytest.raises(TrainingInterrupted):
+        partial.run()
+    return load_checkpoint(partial.checkpoint_path)
+
+
+@pytest.mark.parametrize("first, second", [("numpy", "numpy"), ("torch", "torch")])
+def test_interrupted_and_resumed_stack_equals_the_uninterrupted_run_bit_for_bit(first, second, data_root, tmp_path):
+    config = _config()
+    straight = _trainer(config, first, data_root, str(tmp_path / "straight"))
+    straight.run()
+    checkpoint = _interrupted(config, first, data_root, str(tmp_path / "partial"), at_step=4)
+    assert set(checkpoint.dropout_rng) == {4, 9} and set(checkpoint.num_batches_tracked) == {1, 7}
+    steps = -(-256 // 24)
+    assert checkpoint.num_batches_tracked == {1: steps + 5, 7: steps + 5}
+    resumed = _trainer(config, second, data_root, str(tmp_path / "partial"), resume=checkpoint)
+    resumed.run()
+    assert _same_bits(straight.net.state_dict(), resumed.net.state_dict())
+    assert straight.dropout_states() == resumed.dropout_states()
+    assert straight.num_batches_tracked() == resumed.num_batches_tracked() == {1: 2 * steps, 7: 2 * steps}
+    assert [r["test_acc"] for r in straight.progress.history] == [r["test_acc"] for r in resumed.progress.history]
+
+
+def test_a_numpy_checkpoint_resumed_by_torch_follows_the_same_trajectory(data_root, tmp_path):
+    config = _config()
+    straight = _trainer(config, "numpy", data_root, str(tmp_path / "straight"))
+    straight.run()
+    checkpoint = _interrupted(config, "numpy", data_root, str(tmp_path / "partial"), at_step=4)
+    resumed = _trainer(config, "torch", data_root, str(tmp_path / "partial"), resume=checkpoint)
+    resumed.run()
+    # Another engine's GEMMs round differently (float64: ~1e-16 per operation), but it draws the
+    # very same dropout masks and continues the same running statistics.
+    assert straight.dropout_states() == resumed.dropout_states()
+    a, b = straight.net.state_dict(), resumed.net.state_dict()
+    for key in a:
+        np.testing.assert_allclose(b[key], a[key], rtol=0, atol=1e-10 * max(1.0, np.abs(a[key]).max()), err_msg=key)
+
+
+def test_dropout_state_that_does_not_match_the_layers_is_refused(tmp_path):
+    config = _config()
+    net = build(numpy_net, STACK, "float64", 3)
+    path = str(tmp_path / "checkpoint.npz")
+    write_checkpoint(path, config, params=net.state_dict(), meta_changes={"dropout_rng": {"4": {"x": 1}}})
+    with pytest.raises(checkpoint_module.CheckpointError, match=r"dropout_rng.*do not match"):
+        load_checkpoint(path)
+    write_checkpoint(path, config, params=net.state_dict(),
+                     meta_changes={"num_batches_tracked": {"1": -1, "7": 0}})
+    with pytest.raises(checkpoint_module.CheckpointError, match=r"num_batches_tracked\['1'\]"):
+        load_checkpoint(path)
+
+
+def test_version_2_checkpoints_without_layers_still_load(tmp_path, monkeypatch):
+    monkeypatch.setattr(checkpoint_module, "VERSION", 2)
+    path = str(tmp_path / "checkpoint.npz")
+    write_checkpoint(path, config_changes={"layers": None})
+    checkpoint = load_checkpoint(path)
+    assert checkpoint.meta["version"] == 2 and checkpoint.config.layers is None
+
+
+# -- export and import --------------------------------------------------------------------------
+def test_export_to_torch_nn_and_import_back_round_trips(tmp_path):
+    import torch
+
+    net = build(numpy_net, STACK, "float64", 11)
+    x = np.random.default_rng(0).normal(size=(6, 1, 28, 28))
+    net.forward(x)  # one train-mode step's statistics in the buffers
+    net.eval()
+    module = layers_module(STACK, net.state_dict(), {1: 3, 7: 3}, "float64")
+    state = module.state_dict()
+    assert list(state) == [
+        "0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean", "1.running_var", "1.num_batches_tracked",
+        "6.weight", "6.bias", "7.weight", "7.bias", "7.running_mean", "7.running_var", "7.num_batches_tracked",
+        "10.weight", "10.bias"]
+    assert state["1.num_batches_tracked"].dtype == torch.int64 and int(state["1.num_batches_tracked"]) == 3
+    assert tuple(state["6.weight"].shape) == (16, 108)  # torch's (out, in)
+    module.eval()
+    with torch.no_grad():
+        expected = module(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(net.forward(x), expected, rtol=1e-12, atol=1e-12)
+    path = str(tmp_path / "model.pt")
+    torch.save(state, path)
+    params, tracked = read_torch_state(path, STACK)
+    assert tracked == {1: 3, 7: 3}
+    assert _same_bits(params, net.state_dict())
+    again = build(numpy_net, STACK, "float64", 0)
+    again.load_state_dict(params)
+    again.eval()
+    assert np.array_equal(again.forward(x), net.forward(x))
+
+
+def test_import_refuses_a_state_dict_of_another_network(tmp_path):
+    import torch
+
+    from backprop.export import TorchImportError
+
+    path = str(tmp_path / "model.pt")
+    torch.save({"0.weight": torch.zeros(3, 1, 3, 3)}, path)
+    with pytest.raises(TorchImportError, match=r"model\.pt: .*missing 0\.bias"):
+        read_torch_state(path, STACK)
+
+
+# -- the command line end to end ----------------------------------------------------------------
+SMALL = ["--layers", STACK_TEXT, "--dataset", "fashion-mnist", "--batch-size", "32", "--quiet"]
+
+
+def test_cli_trains_evaluates_exports_imports_and_resumes_a_stack(data_root, tmp_path):
+    out = str(tmp_path / "run")
+    result = run_cli("train", *SMALL, "--data-dir", data_root, "--epochs", "1", "--limit", "128", "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert json.load(open(os.path.join(out, "config.json")))["layers"][0]["kind"] == "conv2d"
+    evaluated = run_cli("evaluate", out, "--engine", "torch")
+    assert evaluated.returncode == 0, evaluated.stderr
+    accuracy = evaluated.stdout.split("test accuracy ")[1].split()[0]
+    model = str(tmp_path / "model.pt")
+    exported = run_cli("export", out, "--to", model)
+    assert exported.returncode == 0, exported.stderr
+    code = exported.stdout.split("load it:\n", 1)[1]
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert loaded.returncode == 0, loaded.stderr
+    imported = str(tmp_path / "imported")
+    result = run_cli("import", model, "--layers", STACK_TEXT, "--dataset", "fashion-mnist", "--data-dir", data_root,
+                     "--out", imported)
+    assert result.returncode == 0, result.stderr
+    again = run_cli("evaluate", imported)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.split("test accuracy ")[1].split()[0] == accuracy
+    resumed = run_cli("train", "--resume", out, "--epochs", "2", "--engine", "torch", "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    assert load_checkpoint(out).progress.epoch == 2
+    refused = run_cli("train", "--resume", out, "--epochs", "3", "--layers", "flatten, linear(784, 10)")
+    assert refused.returncode == 2 and "--layers flatten, linear(784, 10) conflicts" in refused.stderr
+
+
+@pytest.mark.parametrize("text, message", [
+    ("conv3d(1, 6, 5), flatten, linear(4704, 10)", "unknown layer 'conv3d'"),
+    ("conv2d(1, 6, 5), relu, linear(10, 10)", r"Linear\(in_features=10.*expects input \(batch, 10\)"),
+    ("conv2d(1, 6, 5, padding=-1), flatten, linear(3456, 10)", "padding"),
+    ("linear(784, 64), relu", "expected 10 logits"),
+    ("linear(784, 10", "unbalanced"),
+])
+def test_bad_layers_text_is_a_usage_error_naming_the_layer(text, message, tmp_path, capsys):
+    stderr = _usage_error(capsys, "train", "--layers", text, "--out", str(tmp_path / "run"))
+    assert "argument --layers:" in stderr
+    assert re.search(message, stderr), stderr
+    assert not os.path.exists(tmp_path / "run")
+
+
+def _usage_error(capsys, *argv: str) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(argv))
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_layers_with_mlp_flags_is_a_usage_error_naming_both(tmp_path, capsys):
+    stderr = _usage_error(capsys, "train", "--layers", "flatten, linear(784, 10)", "--hidden", "8",
+                          "--out", str(tmp_path / "r"))
+    assert "--layers cannot be combined with --hidden" in stderr
+    stderr = _usage_error(capsys, "compare", "--preset", "lenet", "--activation", "tanh", "--out", str(tmp_path / "c"))
+    assert "--activation cannot be combined with --preset lenet" in stderr
+
+
+def test_evaluation_leaves_a_training_net_in_train_mode(data_root):
+    engine = load_engine("numpy")
+    net = build(numpy_net, STACK, "float32", 0)
+    dataset = load_dataset("fashion-mnist", data_root, splits=("test",))
+    before = net.state_dict()
+    evaluate(engine, net, image_view(dataset.test_x, STACK), dataset.test_y, chunk=16)
+    assert net.training and all(layer.training for layer in net.layers)
+    assert _same_bits(before, net.state_dict())  # eval mode: the running statistics did not move
+
+
+def test_the_suggested_new_run_command_spells_the_layers(data_root):
+    from backprop.cli.train import new_run_command
+
+    command = new_run_command(_config(), load_engine("numpy"), data_root, lr=0.005)
+    assert "--layers 'conv2d(1, 3, 3, stride=2), batchnorm2d(3)," in command and "--hidden" not in command
+    assert "--lr 0.005" in command
+    lenet = new_run_command(new_config("lenet"), load_engine("numpy"), data_root)
+    assert "--preset lenet" in lenet and "--layers" not in lenet

@@ -1,0 +1,111 @@
+"""Pictures of what was learned (backprop.pictures): the right images, in the right order, with the
+right titles, and `backprop evaluate` writing them."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import engine_core.specs as specs
+from backprop import pictures
+from backprop.engines import load_engine
+
+from .helpers import finished_run, run_cli
+
+NAMES = [f"class{i}" for i in range(10)]
+
+
+def test_linear_weights_become_one_28x28_image_per_unit():
+    rng = np.random.default_rng(0)
+    weight = rng.standard_normal((784, 5))
+    state = {"fc0.weight": weight, "fc0.bias": np.zeros(5), "fc1.weight": rng.standard_normal((5, 10))}
+    images, titles, key = pictures.weight_images(state)
+    assert key == "fc0.weight" and images.shape == (5, 28, 28)
+    for j in range(5):  # column j of the (in, out) weight is unit j's input weights, row-major pixels
+        np.testing.assert_array_equal(images[j], weight[:, j].reshape(28, 28))
+    assert titles == [f"unit {j}" for j in range(5)]
+    assert pictures.weight_images(state, limit=3)[0].shape == (3, 28, 28)
+
+
+def test_conv_filters_are_drawn_per_output_and_input_channel():
+    net = specs.build(load_engine("numpy").module, [
+        specs.LayerSpec("batchnorm2d", {"num_features": 2}),  # 1-D weight first: skipped
+        specs.LayerSpec("conv2d", {"in_channels": 2, "out_channels": 3, "kernel_size": 5})], dtype="float64")
+    state = net.state_dict()
+    images, titles, key = pictures.weight_images(state)
+    assert key == "1.weight" and images.shape == (6, 5, 5)
+    np.testing.assert_array_equal(images[3], state["1.weight"][1, 1])
+    assert titles[:3] == ["filter 0, ch 0", "filter 0, ch 1", "filter 1, ch 0"]
+
+
+def test_weights_that_are_no_square_image_or_absent_are_refused():
+    with pytest.raises(ValueError, match="no square image"):
+        pictures.weight_images({"fc0.weight": np.zeros((10, 3))})
+    with pytest.raises(ValueError, match="no Linear or Conv2d weight"):
+        pictures.weight_images({"0.weight": np.ones(3)})
+
+
+def test_mistakes_are_the_wrong_predictions_most_confident_first():
+    probabilities = np.array([
+        [0.90, 0.05, 0.05],  # 0: predicts 0, label 0: right
+        [0.10, 0.80, 0.10],  # 1: predicts 1, label 0: wrong at 0.8
+        [0.20, 0.20, 0.60],  # 2: predicts 2, label 1: wrong at 0.6
+        [0.05, 0.05, 0.90],  # 3: predicts 2, label 0: wrong at 0.9
+        [0.10, 0.80, 0.10],  # 4: predicts 1, label 2: wrong at 0.8, ties with 1: after it
+        [0.30, 0.60, 0.10],  # 5: predicts 1, label 1: right
+    ])
+    labels = np.array([0, 0, 1, 0, 2, 1])
+    np.testing.assert_array_equal(pictures.confident_mistakes(probabilities, labels), [3, 1, 4, 2])
+    np.testing.assert_array_equal(pictures.confident_mistakes(probabilities, labels, count=2), [3, 1])
+    assert pictures.confident_mistakes(probabilities, probabilities.argmax(1)).size == 0
+
+
+def test_mistake_images_are_the_selected_test_images_undone_from_normalisation():
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-1, 1, (6, 784))
+    labels = np.array([0, 1, 2, 3, 4, 5])
+    probabilities = np.full((6, 10), 0.01)
+    probabilities[np.arange(6), [0, 7, 2, 9, 8, 5]] = [0.91, 0.5, 0.91, 0.7, 0.91, 0.91]
+    images, titles, indices = pictures.mistake_images(x, labels, probabilities, NAMES)
+    np.testing.assert_array_equal(indices, [4, 3, 1])
+    np.testing.assert_allclose(images, (x[[4, 3, 1]].reshape(3, 28, 28) + 1) / 2)
+    assert titles == ["true class4\npred class8 0.91", "true class3\npred class9 0.70",
+                      "true class1\npred class7 0.50"]
+
+
+def test_the_grid_draws_exactly_the_given_images_in_order():
+    rng = np.random.default_rng(2)
+    images = rng.uniform(-1, 1, (10, 4, 4))
+    fig = pictures.image_grid(images, [f"t{i}" for i in range(10)], cmap="RdBu_r", symmetric=True)
+    drawn = [ax for ax in fig.axes if ax.images]
+    assert len(drawn) == 10 and len(fig.axes) == 16  # 8 per row: two rows, six empty panels hidden
+    for i, ax in enumerate(drawn):
+        np.testing.assert_array_equal(ax.images[0].get_array(), images[i])
+        assert ax.get_title() == f"t{i}"
+        m = np.abs(images[i]).max()
+        assert ax.images[0].get_clim() == (-m, m)
+    pictures._pyplot().close(fig)
+
+
+def test_probabilities_are_the_softmax_of_the_networks_logits():
+    engine = load_engine("torch")
+    net = engine.build_net([784, 10], "relu", "xavier_normal", 0, "float64")
+    x = np.random.default_rng(3).uniform(-1, 1, (7, 784))
+    probabilities = pictures.predict_probabilities(engine, net, x, chunk=3)
+    logits = engine.to_numpy(net.forward(engine.asarray(x, "float64")))
+    expected = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    np.testing.assert_allclose(probabilities, expected, rtol=1e-12)
+
+
+def test_evaluate_writes_the_weight_and_mistake_grids(tmp_path):
+    _, run = finished_run(str(tmp_path))
+    out = str(tmp_path / "eval")
+    result = run_cli("evaluate", run, "--out", out)
+    assert result.returncode == 0, result.stderr
+    for name in (pictures.WEIGHTS_PNG, pictures.MISTAKES_PNG):
+        path = os.path.join(out, name)
+        assert f"wrote {path}" in result.stdout
+        with open(path, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
