@@ -46,7 +46,7 @@ def test_every_output_of_every_command_honours_the_umask(data_root, tmp_path):
         ("export", run, "--to", str(tmp_path / "model.pt")),
         ("compare", "--data-dir", data_root, "--dataset", "fashion-mnist", "--hidden", "8", "--steps", "3",
          "--quiet", "--out", str(tmp_path / "compare")),
-        ("bench", "--engines", "numpy", "--workloads", "notebook", "--batch-sizes", "8", "--steps", "2",
+        ("bench", "--engines", "numpy", "--workloads", "notebook", "--batch-sizes", "8", "--steps", "2", "--no-compile",
          "--repeats", "1", "--warmup", "1", "--data-dir", data_root, "--dataset", "fashion-mnist",
          "--out", str(tmp_path / "bench")),
     ]
@@ -54,7 +54,8 @@ def test_every_output_of_every_command_honours_the_umask(data_root, tmp_path):
         result = _cli_with_umask(0o027, *args)
         assert result.returncode == 0, (args, result.stderr)
     expected_files = {
-        run: {"config.json", "metrics.csv", "curves.png", "checkpoint.npz", "confusion.png"},
+        run: {"config.json", "metrics.csv", "curves.png", "checkpoint.npz", "confusion.png", "weights.png",
+                  "mistakes.png"},
         str(tmp_path / "compare"): {"compare.csv", "compare.png"},
         str(tmp_path / "bench"): {"bench.json", "bench.png"},
     }

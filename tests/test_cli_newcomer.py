@@ -24,13 +24,17 @@ def _readme() -> str:
 
 
 def _code_lines() -> list[str]:
-    """The lines inside the README's fenced code blocks."""
-    lines, inside = [], False
+    """The lines inside the README's fenced code blocks, a line ending in a backslash joined with
+    the next (as the shell reads it)."""
+    lines, inside, pending = [], False, ""
     for line in _readme().splitlines():
         if line.strip().startswith("```"):
             inside = not inside
+        elif inside and line.rstrip().endswith("\\"):
+            pending += line.rstrip()[:-1]
         elif inside:
-            lines.append(line)
+            lines.append(pending + line)
+            pending = ""
     return lines
 
 

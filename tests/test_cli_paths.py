@@ -157,7 +157,7 @@ def test_evaluate_reads_only_the_test_split_and_compare_and_bench_only_the_train
                  "--quiet", "--out", str(tmp_path / "c")]) == 0
     assert main(["bench", "--engines", "numpy", "--data-dir", data_root, "--dataset", "fashion-mnist",
                  "--workloads", "notebook", "--batch-sizes", "8", "--steps", "1", "--repeats", "1", "--warmup", "1",
-                 "--out", str(tmp_path / "b")]) == 0
+                 "--no-compile", "--out", str(tmp_path / "b")]) == 0
     capsys.readouterr()
     assert calls == [("test",), ("train",), ("train",)]
     split = real("fashion-mnist", data_root, splits=("test",))

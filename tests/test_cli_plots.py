@@ -5,6 +5,8 @@ says when it used synthetic data and bench when too few steps make its numbers n
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -27,16 +29,19 @@ def figures(monkeypatch):
 
 def _bench_rows(batches):
     return [{"workload": "notebook", "engine": engine, "batch_size": b, "dtype": "float32", "samples_per_s": 1e3 * b,
-             "floor_library": "numpy", "floor_samples_per_s": 2e3 * b, "steps_timed": 100, "repeats": 5}
+             "floor_library": "numpy", "floor_samples_per_s": 2e3 * b, "ratio_to_floor": 2.0, "steps_timed": 100,
+             "repeats": 5}
             for b in batches for engine in ("numpy", "torch")]
 
 
 def test_bench_png_is_ticked_at_the_batch_sizes_run(figures):
     plots.plot_bench(_bench_rows([8, 48, 640]), "unused.png")
-    (ax,) = figures[0].axes
-    assert list(ax.get_xticks()) == [8, 48, 640]
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["8", "48", "640"]
-    assert len(ax.xaxis.get_minorticklocs()) == 0
+    speed, ratio = figures[0].axes  # samples/s, and time as a multiple of the floor
+    for ax in (speed, ratio):
+        assert list(ax.get_xticks()) == [8, 48, 640]
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["8", "48", "640"]
+        assert len(ax.xaxis.get_minorticklocs()) == 0
+    assert [list(line.get_ydata()) for line in ratio.lines[:2]] == [[2.0, 2.0, 2.0]] * 2
 
 
 def test_curves_have_integer_epoch_ticks_and_a_title_that_says_what_was_trained(figures):
@@ -85,11 +90,17 @@ def test_bench_warns_when_too_few_steps_or_repeats_make_its_numbers_noise():
 
 
 def test_bench_prints_its_table_once_and_warns_on_stderr(tmp_path):
+    # The one CLI test that lets torch.compile run (the others pass --no-compile: it takes ~20 s).
     result = run_cli("bench", "--engines", "numpy,torch", "--workloads", "notebook", "--batch-sizes", "8,16",
                      "--steps", "2", "--repeats", "1", "--warmup", "1", "--out", str(tmp_path / "b"))
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("workload  batch engine") == 1
-    assert sum(line.startswith("notebook ") for line in result.stdout.splitlines()) == 4  # 2 engines x 2 batches
+    compiled = json.loads((tmp_path / "b" / "bench.json").read_text())["compiled"]
+    # 2 engines x 2 batches, and the compiled reference row per batch where torch.compile works here.
+    rows = 4 + (2 if compiled["available"] else 0)
+    assert sum(line.startswith("notebook ") for line in result.stdout.splitlines()) == rows
+    if not compiled["available"]:
+        assert compiled["reason"] and compiled["reason"] in result.stdout + result.stderr
     assert "bench: warning: only 2 timed steps per repeat" in result.stderr
 
 

@@ -70,7 +70,7 @@ def test_a_run_into_a_directory_holding_other_files_is_refused(data_root, tmp_pa
     assert result.returncode == 2 and "already holds files (todo.txt)" in result.stderr, result.stderr
     assert os.listdir(out) == ["todo.txt"] and (out / "todo.txt").read_text() == "mine"
     for command in (["compare", "--steps", "2"], ["bench", "--steps", "1", "--repeats", "1", "--warmup", "1",
-                                                  "--workloads", "notebook", "--batch-sizes", "8"]):
+                                                  "--workloads", "notebook", "--batch-sizes", "8", "--no-compile"]):
         result = run_cli(*command, "--out", str(out))
         assert result.returncode == 2 and "already holds files" in result.stderr, (command, result.stderr)
     assert os.listdir(out) == ["todo.txt"]
