@@ -69,7 +69,9 @@ class BenchSettings:
     floor run; blas_threads: a thread count for NumPy's BLAS and torch, or "auto" (measured per
     case, backprop.threads); budget_s: default_steps' seconds per repeat of the slowest engine;
     phases: whether to run the per-phase pass; floor_min_time: seconds each candidate
-    formulation is timed per round when the floor is chosen (floor.time_candidates).
+    formulation is timed per round when the floor is chosen (floor.time_candidates);
+    settle_s: idle seconds whenever the timing switches from one library's GEMMs to the other's
+    (see settle()).
     """
 
     dtype: str = "float32"
@@ -84,6 +86,7 @@ class BenchSettings:
     warmup_budget_s: float = 1.0
     phases: bool = True
     floor_min_time: float = 1e-3
+    settle_s: float = 0.3
 
 
 def workload_lr(workload: str, optimizer: str) -> float:
@@ -171,6 +174,29 @@ def _time(fn: Callable[[int], object], steps: int, sync: Callable[[], None]) -> 
         fn(i)
     sync()
     return (time.perf_counter() - start) / steps
+
+
+def settle(seconds: float) -> None:
+    """Sleep ``seconds`` before timing another library's work.
+
+    Why: after a call, OpenBLAS's worker threads spin for about 2**28 cycles (its THREAD_TIMEOUT,
+    ~0.1 s) and torch's OpenMP workers spin too, waiting for the next parallel region. On a
+    2-core machine a spinning worker of one library takes a core from the other: torch's GEMMs
+    timed right after NumPy's ran up to 2x slower (its floor above the autograd engine that
+    contains the same GEMMs). So each repeat times one library's floor and engines together,
+    and the switch to the other library waits here first.
+    """
+    if seconds > 0:
+        time.sleep(seconds)
+
+
+def library_groups(runners: Sequence[Any], first: int = 0) -> list[tuple[str, list[Any]]]:
+    """``runners`` grouped by their floor library (each keeps its order within the group), the
+    groups in sorted library order rotated by ``first`` (so no library always goes first)."""
+    libraries = sorted({r.library for r in runners})
+    shift = first % len(libraries) if libraries else 0
+    ordered = libraries[shift:] + libraries[:shift]
+    return [(library, [r for r in runners if r.library == library]) for library in ordered]
 
 
 def _indexed(fn: Callable[[], object]) -> Callable[[int], object]:
@@ -411,17 +437,16 @@ def bench_case(engines: list[Engine], workload: str, batch: int, settings: Bench
         runners.append(compiled.runner(workload, batch, settings, x, y))
     gemms = workload_gemms(workload, batch)
     floors: dict[str, tuple[Floor, int | None, dict[int, float], Callable[[], None]]] = {}
-    for library in sorted({r.library for r in runners}):
-        sync = next(r.sync for r in runners if r.library == library)
+    estimates = []
+    for library, group in library_groups(runners):
+        settle(settings.settle_s)
+        sync = group[0].sync
         floor, count, probe = choose_floor(library, gemms, settings, sync)
         floors[library] = (floor, count, probe, sync)
-
-    estimates = []
-    for runner in runners:
-        _warm(runner.train, settings.warmup, settings.warmup_budget_s, runner.sync)
-        estimates.append(_time(runner.train, 2, runner.sync))
-    for floor, _count, _probe, sync in floors.values():
         _warm(_indexed(floor), settings.warmup, settings.warmup_budget_s, sync)
+        for runner in group:
+            _warm(runner.train, settings.warmup, settings.warmup_budget_s, runner.sync)
+            estimates.append(_time(runner.train, 2, runner.sync))
     if settings.steps:
         steps = settings.steps
     elif settings.epochs:
@@ -431,23 +456,29 @@ def bench_case(engines: list[Engine], workload: str, batch: int, settings: Bench
 
     times: dict[str, list[float]] = {k: [] for k in [*(r.name for r in runners), *(f"floor:{lib}" for lib in floors),
                                                      *(f"feed:{r.name}" for r in runners)]}
+    # Each repeat: one library's floor and engines, then (after settle) the other's; who goes
+    # first rotates, within the library and between libraries.
     for repeat in range(settings.repeats):
-        shift = repeat % len(runners)
-        for runner in runners[shift:] + runners[:shift]:  # rotate who goes first
-            times[runner.name].append(_time(runner.train, steps, runner.sync))
-            times[f"feed:{runner.name}"].append(_time(runner.feed, steps, runner.sync))
-        for library, (floor, _count, _probe, sync) in floors.items():
+        for library, group in library_groups(runners, first=repeat):
+            if len(floors) > 1:
+                settle(settings.settle_s)
+            floor, _count, _probe, sync = floors[library]
+            shift = repeat % len(group)
+            for runner in group[shift:] + group[:shift]:
+                times[runner.name].append(_time(runner.train, steps, runner.sync))
+                times[f"feed:{runner.name}"].append(_time(runner.feed, steps, runner.sync))
             times[f"floor:{library}"].append(_time(_indexed(floor), steps, sync))
 
-    phases: dict[str, dict[str, float] | None] = {}
-    for runner in runners:
-        if not settings.phases:
-            phases[runner.name] = None
-            continue
-        totals = dict.fromkeys(PHASES, 0.0)
-        for i in range(steps):
-            runner.phased(i, totals)
-        phases[runner.name] = {name: total / steps for name, total in totals.items()}
+    phases: dict[str, dict[str, float] | None] = {r.name: None for r in runners}
+    if settings.phases:
+        for _library, group in library_groups(runners):
+            if len(floors) > 1:
+                settle(settings.settle_s)
+            for runner in group:
+                totals = dict.fromkeys(PHASES, 0.0)
+                for i in range(steps):
+                    runner.phased(i, totals)
+                phases[runner.name] = {name: total / steps for name, total in totals.items()}
 
     flops = gemm_flops(gemms)
     rows = []

@@ -281,3 +281,33 @@ def test_the_compiled_row_is_skipped_with_the_reason_when_torch_compile_fails(mo
                                                                            phases=False, floor_min_time=1e-4), x, y,
                       reference)
     assert [r["engine"] for r in rows] == ["numpy"] and rows[0]["phases_s"] is None
+
+
+def test_each_library_is_timed_as_one_group_and_the_first_library_rotates():
+    from types import SimpleNamespace
+
+    from backprop.benchmark import library_groups
+
+    runners = [SimpleNamespace(name=n, library=lib) for n, lib in
+               [("numpy", "numpy"), ("torch", "torch"), ("autograd", "torch"), ("compiled", "torch")]]
+    first = library_groups(runners)
+    assert [(lib, [r.name for r in group]) for lib, group in first] == [
+        ("numpy", ["numpy"]), ("torch", ["torch", "autograd", "compiled"])]
+    assert [lib for lib, _ in library_groups(runners, first=1)] == ["torch", "numpy"]
+    assert [lib for lib, _ in library_groups(runners, first=2)] == ["numpy", "torch"]
+    assert library_groups([]) == []
+
+
+def test_bench_case_settles_before_switching_library(monkeypatch):
+    import backprop.benchmark as benchmark
+
+    calls = []
+    monkeypatch.setattr(benchmark, "settle", lambda seconds: calls.append(seconds))
+    engines = [load_engine("numpy"), load_engine("torch")]
+    x = np.random.default_rng(0).random((64, 784), dtype=np.float32)
+    y = np.arange(64) % 10
+    settings = benchmark.BenchSettings(steps=2, repeats=2, warmup=1, blas_threads=1, phases=True,
+                                       floor_min_time=1e-5, settle_s=0.25)
+    benchmark.bench_case(engines, "notebook", 16, settings, x, y)
+    # Two libraries: before each one's floor choice, each repeat's two groups, and the phase pass.
+    assert calls == [0.25] * (2 + 2 * 2 + 2)
