@@ -123,9 +123,10 @@ def workload_gemms(workload: str, batch: int) -> list:
 
 
 def default_steps(steps_per_epoch: int, step_seconds: float, budget_s: float, minimum: int = 10) -> int:
-    """Timed steps per repeat when none are given: a quarter epoch, but no more than fit in
+    """Timed steps per repeat when none are given: a quarter epoch (at least MIN_STEPS, so that
+    the large batches' short epochs do not trip noise_warning), but no more than fit in
     ``budget_s`` seconds of the slowest engine (``step_seconds`` a step), and at least ``minimum``."""
-    quarter = max(minimum, steps_per_epoch // 4)
+    quarter = max(minimum, MIN_STEPS, steps_per_epoch // 4)
     if step_seconds <= 0 or not math.isfinite(step_seconds):
         return quarter
     return min(quarter, max(minimum, math.ceil(budget_s / step_seconds)))

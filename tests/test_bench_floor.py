@@ -216,7 +216,8 @@ def test_default_steps_is_a_quarter_epoch_bounded_by_the_time_budget():
     assert default_steps(1875, 1e-4, budget_s=1.0) == 468  # fast steps: a quarter epoch
     assert default_steps(938, 0.05, budget_s=1.0) == 20  # slow steps: what fits in a second
     assert default_steps(938, 0.5, budget_s=1.0) == 10  # but never fewer than 10
-    assert default_steps(8, 0.0, budget_s=1.0) == 10
+    assert default_steps(8, 0.0, budget_s=1.0) == 50  # short epochs: enough steps for a median
+    assert default_steps(59, 3e-3, budget_s=1.0) == 50  # batch 1024: not a quarter epoch's 14 steps
 
 
 def _row(engine="numpy", ratio=1.5, **extra):
