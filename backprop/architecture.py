@@ -55,10 +55,21 @@ def _split_top_level(text: str) -> list[str]:
 
 
 def parse_layer(item: str) -> LayerSpec:
-    """One layer, 'kind' or 'kind(arg, ..., name=value)', as a LayerSpec; LayersSyntaxError otherwise."""
+    """One layer, 'kind' or 'kind(arg, ..., name=value)', as a LayerSpec, by Python's call rules:
+    positional arguments first, in torch's order, then keywords, each argument given once.
+
+    Raises LayersSyntaxError naming the layer text: not a call, an unknown kind, too many
+    positional arguments, a positional argument after a keyword one, an argument given twice
+    ("got multiple values for argument 'in_features'"), a value that is no literal, or one the
+    layer refuses (LayerSpec's checks).
+    """
     try:
         node = ast.parse(item, mode="eval").body
-    except SyntaxError:
+    except SyntaxError as error:
+        if "positional argument follows keyword argument" in str(error.msg):
+            # Python's own rule, in its words: positional arguments first, then name=value.
+            raise LayersSyntaxError(f"{item!r}: positional argument after a keyword argument (give the "
+                                    "positional arguments first, then name=value ones)") from None
         raise LayersSyntaxError(f"{item!r}: expected kind or kind(arguments)") from None
     if isinstance(node, ast.Name):
         name, positional, keywords = node.id, [], []
@@ -79,7 +90,13 @@ def parse_layer(item: str) -> LayerSpec:
         for keyword in keywords:
             if keyword.arg is None:
                 raise LayersSyntaxError(f"{item!r}: ** arguments are not allowed")
+            if keyword.arg in args:
+                # An argument given twice (by position and by name, or by name twice) is an error
+                # in Python; letting the last one win would silently build another layer.
+                raise LayersSyntaxError(f"{item!r}: {kind}() got multiple values for argument {keyword.arg!r}")
             args[keyword.arg] = ast.literal_eval(keyword.value)
+    except LayersSyntaxError:
+        raise
     except ValueError:
         raise LayersSyntaxError(f"{item!r}: argument values must be literals (numbers, tuples, strings)") from None
     try:

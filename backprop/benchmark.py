@@ -35,7 +35,7 @@ from .architecture import LENET, image_view, input_shape
 from .config import CLASSES, IN_FEATURES, OPTIMIZER_DEFAULTS, PRESETS
 from .engines import Engine
 from .floor import Floor, floor_library, gemm_flops, make_floor, spec_gemms, training_gemms
-from .threads import AUTO, apply_threads, choose_threads, cpu_count, thread_candidates, threads_of
+from .threads import AUTO, apply_threads, choose_threads, cpu_count, rule_threads, thread_candidates, threads_of
 
 # The networks bench can time. MLPs: hidden widths, activation, init; lenet: a layer stack.
 # lr: SGD's (other optimizers run at torch's default); batch_sizes: the default --batch-sizes.
@@ -504,6 +504,7 @@ def bench_case(engines: list[Engine], workload: str, batch: int, settings: Bench
             "torch_threads": threads_of(TORCH_FLOOR),
             "threads_setting": settings.blas_threads,
             "threads_probe_s": {str(k): v for k, v in probe.items()},
+            "threads_rule": rule_threads(gemms),  # what `train`'s auto (a fixed rule, no timing) takes here
             "feed_fraction": feed_step / per_step,
             "phases_s": phases[runner.name],
             "gflops": flops / per_step / 1e9,
@@ -516,8 +517,9 @@ def bench_case(engines: list[Engine], workload: str, batch: int, settings: Bench
 
 def formulation_summary(rows: list[dict[str, Any]]) -> list[str]:
     """One line per (workload, batch, floor library): the thread count and how many of the
-    floor's products each formulation won, e.g. ``notebook 32 numpy floor, 1 thread: matmul out=
-    (in,out) x3, dot out= (out,in) x14``."""
+    floor's products each formulation won, e.g. ``notebook 32 numpy floor, 1 thread (train's auto:
+    2): matmul out= (in,out) x3, dot out= (out,in) x14`` (the count measured fastest, and the one
+    `train`'s auto rule would take: backprop.threads.rule_threads)."""
     lines, seen = [], set()
     for r in rows:
         key = (r["workload"], r["batch_size"], r["floor_library"])
@@ -529,6 +531,8 @@ def formulation_summary(rows: list[dict[str, Any]]) -> list[str]:
             counts[choice["formulation"]] = counts.get(choice["formulation"], 0) + 1
         won = ", ".join(f"{name} x{n}" for name, n in counts.items())
         threads = f"{r['threads']} thread{'s' if r['threads'] != 1 else ''}" if r["threads"] else "device"
+        if r.get("threads_rule") is not None:  # bench measures; train's auto follows a fixed rule
+            threads += f" (train's auto: {r['threads_rule']})"
         lines.append(f"{r['workload']} {r['batch_size']} {r['floor_library']} floor, {threads}: {won}")
     return lines
 
@@ -570,7 +574,7 @@ def noise_warning(rows: list[dict[str, Any]]) -> str | None:
         problems.append(f"{steps} timed steps per repeat (use --steps {MIN_STEPS} or more; the default is a quarter "
                         "epoch, at most about a second per engine)")
     if repeats < MIN_REPEATS:
-        problems.append(f"{repeats} repeats (use --repeats {MIN_REPEATS} or more)")
+        problems.append(f"{repeats} repeat{'' if repeats == 1 else 's'} (use --repeats {MIN_REPEATS} or more)")
     if not problems:
         return None
     return f"only {' and '.join(problems)}: timings this short are mostly noise, compare them with care"

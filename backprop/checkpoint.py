@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 import engine_core
-from engine_core.layer_checks import DropoutMasks
+from engine_core.checks import check_num_batches_tracked
+from engine_core.layer_checks import DropoutMasks, check_rng_state
 from engine_core.specs import LayerSpec, parameter_shapes_of, state_shapes
 
 from .config import TrainConfig
@@ -85,6 +86,18 @@ class Checkpoint:
         return value if isinstance(value, str) else None
 
     @property
+    def blas_threads(self) -> int | None:
+        """The GEMM thread count the run trained on, None in files that predate the record."""
+        value = self.meta.get("blas_threads")
+        return value if isinstance(value, int) else None
+
+    @property
+    def gradients(self) -> dict[str, Any] | None:
+        """--track-gradients' state (checkpoint_meta), None when the run does not track gradients."""
+        value = self.meta.get("gradients")
+        return value if isinstance(value, dict) else None
+
+    @property
     def engines(self) -> list[str]:
         """The engines that trained the run's finished epochs, in order, each named once
         (files that predate the record name only the writer)."""
@@ -110,13 +123,18 @@ def layer_indices(layers: list[LayerSpec] | None, *kinds: str) -> list[int]:
 
 def checkpoint_meta(config: TrainConfig, engine_name: str, progress: Progress, train_samples: int,
                     data_dir: str | None = None, dropout_rng: dict[int, dict[str, Any]] | None = None,
-                    num_batches_tracked: dict[int, int] | None = None) -> dict[str, Any]:
+                    num_batches_tracked: dict[int, int] | None = None, blas_threads: int | None = None,
+                    gradients: dict[str, Any] | None = None) -> dict[str, Any]:
     """The metadata a run's checkpoint carries (save_checkpoint adds format, version, optimizer).
 
     ``data_dir``: where the run's data came from, stored absolute so that a resumed run or an
     evaluation finds it again from any working directory. A layer stack's ``dropout_rng`` (each
     Dropout's rng_state(), by layer index) and ``num_batches_tracked`` (by batch norm index;
     default 0 for each, and for dropout the generator's state fresh from its seed).
+    ``blas_threads``: the GEMM thread count the run trains on (float32 results depend on it in
+    their last bits, so a resumed session reuses it). ``gradients``: --track-gradients' state
+    (GradientTracker.state(): the layers and the running sums of the epoch in progress), absent
+    when the run does not track gradients.
     """
     meta: dict[str, Any] = {} if data_dir is None else {"data_dir": os.path.abspath(data_dir)}
     if config.layers is not None:
@@ -137,6 +155,8 @@ def checkpoint_meta(config: TrainConfig, engine_name: str, progress: Progress, t
         "rng": {"kind": "numpy.default_rng([seed, epoch]).permutation", "seed": config.seed,
                 "epoch": progress.epoch, "batches_done": progress.step, "train_samples": train_samples},
         "history": progress.history,
+        **({} if blas_threads is None else {"blas_threads": int(blas_threads)}),
+        **({} if gradients is None else {"gradients": gradients}),
     }
 
 
@@ -213,6 +233,7 @@ def load_checkpoint(path: str) -> Checkpoint:
             raise ValueError(f"optimizer step count {optimizer['step']} contradicts progress.global_step "
                              f"{progress.global_step}")
         dropout_rng, tracked = _check_layer_state(meta, config)
+        _check_run_options(meta)
     except (ValueError, TypeError, OverflowError, RecursionError, KeyError) as error:
         # Any metadata the checks could not even interpret (a number beyond any float, nesting
         # too deep) is as much a bad checkpoint as a wrong value: one line, never a traceback.
@@ -224,8 +245,8 @@ def load_checkpoint(path: str) -> Checkpoint:
 
 def _check_layer_state(meta: dict[str, Any], config: TrainConfig) -> tuple[dict[int, dict[str, Any]], dict[int, int]]:
     """A layer stack's dropout_rng and num_batches_tracked: one entry per Dropout / batch norm
-    layer, keyed by its index, each a generator state DropoutMasks accepts / an int >= 0.
-    An MLP has neither."""
+    layer, keyed by its index, each a PCG64 generator state (engine_core check_rng_state) / an
+    integer in [0, 2**63) (check_num_batches_tracked). An MLP has neither."""
     if config.layers is None:
         for key in ("dropout_rng", "num_batches_tracked"):
             if key in meta:
@@ -239,16 +260,33 @@ def _check_layer_state(meta: dict[str, Any], config: TrainConfig) -> tuple[dict[
         if sorted(value) != sorted(expected):
             raise ValueError(f"metadata field {key!r}: keys {sorted(value)} do not match the layers "
                              f"{expected} of config.layers")
-    states: dict[int, dict[str, Any]] = {}
-    for key, state in rng.items():
-        DropoutMasks(0).set_state(f"dropout_rng[{key!r}]", state)  # ValueError naming it unless valid
-        states[int(key)] = dict(state)
-    counts: dict[int, int] = {}
-    for key, count in tracked.items():
-        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-            raise ValueError(f"num_batches_tracked[{key!r}]: expected an integer >= 0, got {count!r}")
-        counts[int(key)] = count
+    # Each value checked for its structure and ranges (engine_core), naming the field, before
+    # NumPy or torch sees it.
+    states = {int(key): check_rng_state(f"dropout_rng[{key!r}]", state) for key, state in rng.items()}
+    counts = {int(key): check_num_batches_tracked(f"num_batches_tracked[{key!r}]", count)
+              for key, count in tracked.items()}
     return states, counts
+
+
+def _check_run_options(meta: dict[str, Any]) -> None:
+    """The optional blas_threads (an integer >= 1) and gradients ({"layers": [str], "steps": int
+    >= 0, "sums": one [weight_grad_norm, delta_norm, update_ratio] row of numbers >= 0 per layer})."""
+    if "blas_threads" in meta:
+        count = meta["blas_threads"]
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 4096:
+            raise ValueError(f"metadata field 'blas_threads': expected a thread count in 1..4096, got {count!r}")
+    if "gradients" not in meta:
+        return
+    state = _require(meta, "gradients", dict, "an object of layers, steps and sums")
+    layers, steps, sums = state.get("layers"), state.get("steps"), state.get("sums")
+    if not isinstance(layers, list) or not layers or not all(isinstance(name, str) for name in layers):
+        raise ValueError(f"gradients.layers: expected a list of weight names, got {layers!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"gradients.steps: expected an integer >= 0, got {steps!r}")
+    if not isinstance(sums, list) or len(sums) != len(layers) or not all(
+            isinstance(row, list) and len(row) == 3 and all(
+                not isinstance(v, bool) and isinstance(v, (int, float)) and v >= 0 for v in row) for row in sums):
+        raise ValueError(f"gradients.sums: expected {len(layers)} rows of 3 numbers >= 0 (one per layer)")
 
 
 def _one_line(error: BaseException) -> str:

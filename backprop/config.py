@@ -132,8 +132,9 @@ def new_config(preset: str | None = None, **flags: Any) -> TrainConfig:
                           "has no activation")
     limit, batch = values["limit"], values["batch_size"]
     if limit is not None and batch > limit:
-        source = "--batch-size" if "batch_size" in given else f"the {name} preset's batch size"
-        raise ConfigError(f"--batch-size {batch} ({source}) is larger than --limit {limit}: every epoch would be "
+        # A flag the user gave needs no source; a preset's value is said to come from the preset.
+        source = "" if "batch_size" in given else f" (the {name} preset's batch size)"
+        raise ConfigError(f"--batch-size {batch}{source} is larger than --limit {limit}: every epoch would be "
                           f"one short batch of {limit}; give --batch-size {limit} or less")
     values["t_max"] = values["epochs"]  # the cosine period is fixed now, at creation
     return TrainConfig(**values)
@@ -202,8 +203,10 @@ class TrainConfig:
         Every field must be present with the right type and a known value, except ``layers``
         (absent in files written before it existed: the MLP); ``sizes`` (when present) must agree
         with ``hidden``; ``layers`` must be a stack that type-checks from MNIST-format input to 10
-        logits, with ``hidden`` empty. Raises ValueError (a wrong or missing value) or TypeError
-        (a wrong type) whose message starts with ``config.<field>``.
+        logits, with ``hidden`` empty, and each layer carrying every argument of its kind (none
+        filled in with a default: ``config.layers[i].<argument>: missing``). Raises ValueError (a
+        wrong or missing value) or TypeError (a wrong type) whose message starts with
+        ``config.<field>``.
         """
         if not isinstance(data, dict):
             raise TypeError(f"config: expected a JSON object, got {type(data).__name__}")
@@ -322,12 +325,9 @@ def _layers(value: object) -> list[LayerSpec] | None:
     if not isinstance(value, list) or not value:
         raise TypeError(f"config.layers: expected a non-empty list of {{'kind': ..., 'args': {{...}}}} or null, "
                         f"got {value!r}")
-    specs = []
-    for index, item in enumerate(value):
-        try:
-            specs.append(LayerSpec.from_json(item))
-        except (ValueError, TypeError) as error:
-            raise ValueError(f"config.layers[{index}]: {error}") from None
+    # Each layer as stored, every argument present (LayerSpec.from_json: a missing one is an
+    # edit, not a default), errors naming config.layers[i].<argument>.
+    specs = [LayerSpec.from_json(item, f"config.layers[{index}]") for index, item in enumerate(value)]
     try:
         check_stack(specs)
     except LayersSyntaxError as error:

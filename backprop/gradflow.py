@@ -124,6 +124,24 @@ class GradientTracker:
         self._steps = 0
         return new
 
+    def state(self) -> dict[str, Any]:
+        """The epoch in progress, JSON-ready for a checkpoint: {"layers": the weight keys, "steps":
+        steps recorded, "sums": (layers, 3) running sums of the METRICS as lists of floats}
+        (repr-exact in JSON, so a resumed run's means equal an uninterrupted run's bit for bit)."""
+        return {"layers": list(self.keys), "steps": self._steps, "sums": self._sums.tolist()}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Continue the epoch in progress from ``state`` (state()'s dict, as a checkpoint holds it);
+        ValueError when its layers are not this net's."""
+        if list(state["layers"]) != self.keys:
+            raise ValueError(f"the checkpoint's gradient sums are for the weights {list(state['layers'])}, "
+                             f"this network has {self.keys}")
+        sums = np.asarray(state["sums"], dtype=np.float64)
+        if sums.shape != self._sums.shape:
+            raise ValueError(f"the checkpoint's gradient sums have shape {sums.shape}, expected {self._sums.shape}")
+        self._sums[...] = sums
+        self._steps = int(state["steps"])
+
     def load(self, path: str, epochs: int) -> None:
         """Keep the rows of epochs 1..``epochs`` from an earlier session's ``gradients.csv`` (a
         resumed run), so the file goes on covering the whole run; a missing file keeps none."""
@@ -160,7 +178,7 @@ def plot_gradients(rows: list[dict[str, Any]], path: str, title: str = "") -> No
     three panels, on the right, clear of the lines."""
     from matplotlib.ticker import MaxNLocator
 
-    from .plots import _pyplot, save_figure
+    from .plots import _pyplot, fitted, save_figure
 
     plt = _pyplot()
     layers = list(dict.fromkeys(row["layer"] for row in rows))
@@ -175,11 +193,14 @@ def plot_gradients(rows: list[dict[str, Any]], path: str, title: str = "") -> No
                     label=f"{layer} ({points[0]['shape']})")
         ax.set(yscale="log", xlabel="epoch", title=LABELS[metric])
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        epochs = sorted({row["epoch"] for row in rows})
+        if len(epochs) == 1:  # one epoch: one tick at it, not fractions of an epoch around it
+            ax.set_xlim(epochs[0] - 1, epochs[0] + 1)
         ax.grid(alpha=0.3, which="both")
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="center right", fontsize=8, title="layer (weight shape)", title_fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=10)
+    if title:  # wrapped to the figure's width: a layer stack's title is longer than the figure
+        fig.suptitle(fitted(title, fig.get_figwidth(), 10), fontsize=10)
     fig.tight_layout(rect=(0, 0, 0.87, 1))
     save_figure(fig, path)
     plt.close(fig)

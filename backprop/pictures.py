@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .engines import Engine, inference_mode
-from .plots import _pyplot, save_figure
+from .plots import _pyplot, fitted, save_figure
 
 WEIGHTS_PNG = "weights.png"
 MISTAKES_PNG = "mistakes.png"
@@ -102,22 +102,31 @@ def image_grid(images: np.ndarray, titles: list[str], title: str = "", cmap: str
                symmetric: bool = False) -> Any:
     """A figure with one small panel per image (row-major, up to 8 per row), each titled. With
     ``symmetric`` each image gets its own colour range [-m, m], m = max |image|, so 0 is the
-    colour map's middle (weights: red positive, blue negative); otherwise [0, 1]."""
+    colour map's middle (weights: red positive, blue negative); otherwise [0, 1]. ``title`` is
+    wrapped to the figure's width; each row is as tall as its panel plus its titles' lines, so
+    multi-line panel titles do not run into the row above."""
     plt = _pyplot()
     n = max(len(images), 1)
     columns = min(n, 8)
     rows = math.ceil(n / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(1.45 * columns, 1.6 * rows + 0.5), squeeze=False)
+    panel, panel_font, title_font = 1.45, 6, 9  # inches a panel; points
+    width = max(panel * columns, 6.0)  # room for the title above even a single panel
+    title_lines = max((label.count("\n") + 1 for label in titles), default=1)
+    row_height = panel + title_lines * panel_font * 1.5 / 72
+    wrapped = fitted(title, width, title_font) if title else ""
+    head = (wrapped.count("\n") + 1) * title_font * 1.5 / 72 + 0.1 if wrapped else 0.0
+    # Constrained layout places the panel titles and the figure title in the space they need.
+    fig, axes = plt.subplots(rows, columns, figsize=(width, row_height * rows + head + 0.2), squeeze=False,
+                             layout="constrained")
     for ax in axes.ravel():
         ax.axis("off")
     for ax, image, label in zip(axes.ravel(), images, titles):
         m = float(np.max(np.abs(image))) or 1.0
         limits = (-m, m) if symmetric else (0.0, 1.0)
         ax.imshow(image, cmap=cmap, vmin=limits[0], vmax=limits[1], interpolation="nearest")
-        ax.set_title(label, fontsize=6)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+        ax.set_title(label, fontsize=panel_font)
+    if wrapped:
+        fig.suptitle(wrapped, fontsize=title_font)
     return fig
 
 

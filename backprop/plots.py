@@ -4,6 +4,8 @@ confusion matrices, bench throughput and compare divergence."""
 from __future__ import annotations
 
 import math
+import re
+import textwrap
 from collections.abc import Iterable
 from typing import Any
 
@@ -24,6 +26,31 @@ def _pyplot() -> Any:
 def save_figure(fig: Any, path: str) -> None:
     """Write ``fig`` as a PNG at ``path`` atomically."""
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
+
+
+def fitted(text: str, width_in: float, fontsize: float) -> str:
+    """``text`` with each of its lines broken at spaces into lines that fit ``width_in`` inches at
+    ``fontsize`` points: at most width_in * 72 / (0.6 * fontsize) characters a line (0.6 em is
+    wider than DejaVu Sans's average character, so a line fits even when rich in wide letters).
+    Never inside parentheses (a layer such as "conv2d(6, 16, 5)" stays on one line), and a word
+    longer than a line is kept whole rather than split."""
+    chars = max(int(width_in * 72 / (0.6 * fontsize)), 10)
+    def hold(match: re.Match[str]) -> str:
+        # textwrap breaks only at ASCII whitespace: no-break spaces hold a parenthesis together.
+        return match.group(0).replace(" ", "\u00a0")
+
+    lines = []
+    for line in text.splitlines():
+        held = re.sub(r"\([^()]*\)", hold, line)
+        lines.append(textwrap.fill(held, chars, break_long_words=False, break_on_hyphens=False))
+    return "\n".join(lines).replace("\u00a0", " ")
+
+
+def suptitle(fig: Any, text: str, fontsize: float = 10) -> None:
+    """The figure's title, wrapped to the figure's width (fitted) so a long one (a layer stack)
+    is not cut off at the figure's edges."""
+    if text:
+        fig.suptitle(fitted(text, fig.get_figwidth(), fontsize), fontsize=fontsize)
 
 
 def finish(fig: Any, axes: Iterable[Any], path: str) -> None:
@@ -53,8 +80,7 @@ def plot_curves(rows: list[dict[str, Any]], path: str, title: str = "") -> None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if len(epochs) == 1:
             ax.set_xlim(epochs[0] - 1, epochs[0] + 1)
-    if title:
-        fig.suptitle(title, fontsize=10)
+    suptitle(fig, title)
     finish(fig, (ax_loss, ax_acc), path)
 
 
@@ -70,7 +96,9 @@ def plot_confusion(matrix: np.ndarray, path: str, title: str = "", classes: list
     ticks = range(len(names))
     ax.set_xticks(ticks, names, rotation=45, ha="right", rotation_mode="anchor")
     ax.set_yticks(ticks, names)
-    ax.set(xlabel="predicted class", ylabel="true class", title=title)
+    ax.set(xlabel="predicted class", ylabel="true class")
+    # Wrapped to the image's width (the figure less the colour bar): a layer stack is longer.
+    ax.set_title(fitted(title, fig.get_figwidth() - 1.5, 11), fontsize=11)
     threshold = matrix.max() / 2 if matrix.size else 0
     for (i, j), count in np.ndenumerate(matrix):
         ax.text(j, i, str(count), ha="center", va="center", fontsize=7,
@@ -82,9 +110,9 @@ def plot_confusion(matrix: np.ndarray, path: str, title: str = "", classes: list
 
 def plot_bench(rows: list[dict[str, Any]], path: str, title: str = "") -> None:
     """Two rows of panels, one column per workload: samples/s against batch size per engine
-    (GEMM floors dashed) and, below, each engine's time as a ratio to its floor (1 = at the
-    floor, the dotted line; a point below it ran faster than its floor). The x axes are ticked
-    at exactly the batch sizes that were run."""
+    (GEMM floors dashed, hollow squares) and, below, each engine's time as a ratio to its floor
+    (1 = at the floor, the dotted line; a point below it ran faster than its floor). The x axes
+    are ticked at exactly the batch sizes that were run."""
     plt = _pyplot()
     from matplotlib.ticker import NullLocator, ScalarFormatter
 
@@ -102,8 +130,10 @@ def plot_bench(rows: list[dict[str, Any]], path: str, title: str = "") -> None:
         for library in dict.fromkeys(r["floor_library"] for r in subset):
             floor = {r["batch_size"]: r for r in subset if r["floor_library"] == library}
             xs = sorted(floor)
-            ax.plot(xs, [floor[b]["floor_samples_per_s"] for b in xs], linestyle="--",
-                    label=f"GEMM floor ({library})")
+            # Markers too: with one batch size the floor is a single point, and a dashed line
+            # through one point draws nothing at all.
+            ax.plot(xs, [floor[b]["floor_samples_per_s"] for b in xs], linestyle="--", marker="s",
+                    fillstyle="none", label=f"GEMM floor ({library})")
         ax_ratio.axhline(1.0, color="black", linestyle=":", label="floor")
         batches = sorted({r["batch_size"] for r in subset})
         ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="samples / s",
@@ -116,8 +146,7 @@ def plot_bench(rows: list[dict[str, Any]], path: str, title: str = "") -> None:
             a.xaxis.set_minor_locator(NullLocator())
             if len(batches) == 1:
                 a.set_xlim(batches[0] / 2, batches[0] * 2)
-    if title:
-        fig.suptitle(title, fontsize=10)
+    suptitle(fig, title)
     finish(fig, [*axes[0], *axes[1]], path)
 
 
@@ -141,6 +170,5 @@ def plot_divergence(rows: list[dict[str, Any]], path: str, tol: float, title: st
     ax_l.set(yscale="log", xlabel="step", ylabel="|loss difference|", title="loss (steps with equal losses blank)")
     for ax in (ax_p, ax_l):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    if title:
-        fig.suptitle(title, fontsize=10)
+    suptitle(fig, title)
     finish(fig, (ax_p, ax_l), path)

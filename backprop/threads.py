@@ -7,10 +7,18 @@ result lands in the other core's cache, where the next NumPy call reads it back)
 products do gain from it. So the count is chosen per run:
 
 * ``N``: N threads for the whole process.
-* ``auto`` (the default of `train` and `bench`): measured once at start-up. The run's own
-  training-step GEMMs (backprop.floor) are timed at each count of thread_candidates() (1,
-  2, 4, ... up to the cores) and the fastest count is taken (choose_threads: the lowest time;
-  a tie goes to fewer threads, which leave cores to everything else).
+* ``auto`` for `train` (rule_threads): a fixed rule, never a measurement, so that the same
+  command on the same machine always runs on the same count (float32 results depend in their
+  last bits on it): one thread per MFLOP of the step's largest GEMM, at least 1 and at most
+  the cores, ``clamp(floor(max 2 m k n / 1e6), 1, cores)``. On the 2-core machine of the
+  README's bench every workload's products (3 MFLOP and up) get 2 threads, the count that was
+  fastest there at every batch size; a product of a few hundred kFLOP gets 1. A run records
+  the count it used (checkpoint and config.json), and its resumed sessions reuse it.
+* ``auto`` for `bench` (configure, benchmark.set_floor_threads): measured once per case. The
+  case's GEMMs (backprop.floor) are timed at each count of thread_candidates() (1, 2, 4, ...
+  up to the cores) and the fastest count is taken (choose_threads: the lowest time; a tie
+  goes to fewer threads, which leave cores to everything else). bench also reports the count
+  train's rule gives for the case.
 
 Counts are process-wide: NumPy's BLAS and torch each have one pool per process.
 """
@@ -66,6 +74,31 @@ def choose_threads(times: dict[int, float]) -> int:
     if not times:
         raise ValueError("no thread counts were timed")
     return min(times, key=lambda n: (times[n], n))
+
+
+MFLOP_PER_THREAD = 1_000_000  # rule_threads: FLOPs of the largest GEMM per thread
+
+
+def rule_threads(gemms: Sequence[Gemm], cores: int | None = None) -> int:
+    """`train`'s deterministic ``auto``: ``clamp(floor(max_g 2 m k n / 1e6), 1, cores)``, one thread
+    per MFLOP of the largest product of ``gemms`` (one training step's), at least 1 (also for no
+    GEMMs) and at most ``cores`` (default cpu_count())."""
+    largest = max((g.flops for g in gemms), default=0)
+    cores = cpu_count() if cores is None else cores
+    return max(1, min(max(1, cores), largest // MFLOP_PER_THREAD))
+
+
+def oversubscription_warning(count: int, cores: int | None = None) -> str | None:
+    """One line when ``count`` threads exceed the ``cores`` (default cpu_count()) this process may
+    run on (the threads then take turns on the cores at every GEMM: an epoch of the numpy engine
+    was 150x slower at 64 threads on 2 cores); None otherwise."""
+    cores = cpu_count() if cores is None else cores
+    if count <= cores:
+        return None
+    plural = "s" if cores != 1 else ""
+    return (f"{count} threads for the GEMMs are more than the {cores} core{plural} this process may run on: "
+            f"they will take turns on them and every matrix product slows down (--blas-threads {cores} or fewer "
+            "runs faster)")
 
 
 def apply_threads(library: str, count: int) -> None:
@@ -133,17 +166,31 @@ def configure(setting: int | str, library: str, gemms: Sequence[Gemm], dtype: st
     return count
 
 
-def configure_for_training(setting: int | str, engine: Any, config: Any) -> int:
-    """configure() for one `backprop train` run: ``engine`` a backprop.engines.Engine,
-    ``config`` its TrainConfig (the network's products at its batch size)."""
+def config_gemms(config: Any) -> list[Gemm]:
+    """The GEMMs of one training step of ``config`` (a TrainConfig): its MLP's or its layer
+    stack's products at its batch size."""
     from .config import CLASSES, IN_FEATURES
-    from .floor import floor_library, spec_gemms, training_gemms
+    from .floor import spec_gemms, training_gemms
 
     layers = getattr(config, "layers", None)
     if layers:
         from .architecture import input_shape
 
-        gemms = spec_gemms(layers, input_shape(layers), config.batch_size)
-    else:
-        gemms = training_gemms([IN_FEATURES, *config.hidden, CLASSES], config.batch_size)
-    return configure(setting, floor_library(engine), gemms, config.dtype or "float32", engine.device)
+        return spec_gemms(layers, input_shape(layers), config.batch_size)
+    return training_gemms([IN_FEATURES, *config.hidden, CLASSES], config.batch_size)
+
+
+def training_threads(setting: int | str, config: Any) -> int:
+    """The count a `backprop train` run uses: ``setting`` itself, or for "auto" rule_threads on
+    ``config``'s step (deterministic: no timing)."""
+    return rule_threads(config_gemms(config)) if setting == AUTO else int(setting)
+
+
+def configure_for_training(setting: int | str, engine: Any, config: Any) -> int:
+    """Apply training_threads(setting, config) to ``engine``'s GEMM library (a backprop.engines.Engine's:
+    NumPy's BLAS or torch) for the rest of the process; returns the count."""
+    from .floor import floor_library
+
+    count = training_threads(setting, config)
+    apply_threads(floor_library(engine), count)
+    return count

@@ -164,7 +164,7 @@ def curves_title(config: TrainConfig, engines: list[str], dataset: str) -> str:
     else:
         parts = [f"{name} (epoch {a})" if a == b else f"{name} (epochs {a}-{b})" for name, a, b in spans]
         engine_text = f"engines {' then '.join(parts)}: resumed with another engine"
-    limit = f", first {config.limit} samples" if config.limit else ""
+    limit = f", first {config.limit} sample{'s' if config.limit != 1 else ''}" if config.limit else ""
     return (f"{dataset}{limit}, {config.preset} preset: {config.network_summary()}, {engine_text}\n"
             f"{config.optimizer_summary()}, batch {config.batch_size}")
 
@@ -174,7 +174,11 @@ class Trainer:
     config.json, metrics.csv, curves.png and checkpoint.npz after every epoch (with
     ``track_gradients`` also gradients.csv and gradients.png: backprop.gradflow).
 
-    ``resume`` continues a validated checkpoint's exact trajectory (any engine's). ``data_dir``
+    ``resume`` continues a validated checkpoint's exact trajectory (any engine's), and its gradient
+    tracking: ``track_gradients`` None keeps the checkpoint's choice (off for a new run), True
+    tracks (from the resumed step on, when the run did not before). ``blas_threads``: the GEMM
+    thread count the caller applied (backprop.threads), recorded in config.json and every
+    checkpoint so that a resumed session can reuse it. ``data_dir``
     (where ``dataset`` was read from) is recorded in config.json and the checkpoint, so that a
     resumed run and an evaluation find the data again. Progress bars go to stderr when it is a
     terminal (never with ``quiet``). Raises ValueError when the checkpoint cannot continue on this
@@ -184,8 +188,9 @@ class Trainer:
     def __init__(self, config: TrainConfig, engine: Engine, dataset: Dataset, out_dir: str,
                  quiet: bool = False, resume: Checkpoint | None = None,
                  log: Callable[[str], object] = print, data_dir: str | None = None,
-                 track_gradients: bool = False) -> None:
+                 track_gradients: bool | None = None, blas_threads: int | None = None) -> None:
         self.config = config
+        self.blas_threads = blas_threads
         self.engine = engine
         self.out_dir = out_dir
         self.quiet = quiet
@@ -216,9 +221,14 @@ class Trainer:
         if resume is not None:
             self._restore(resume)
         # --track-gradients (backprop.gradflow): None when off, so a step pays nothing for it.
+        tracked_before = resume is not None and resume.gradients is not None
+        if track_gradients is None:
+            track_gradients = tracked_before
         self.gradients = GradientTracker(self.net, engine.to_numpy) if track_gradients else None
         if self.gradients is not None:
             self.gradients.load(os.path.join(out_dir, GRADIENTS_CSV), self.progress.epoch)
+            if resume is not None and resume.gradients is not None:
+                self.gradients.set_state(resume.gradients)  # the epoch in progress's sums so far
         self._stop_requested = False
 
     # -- checkpoints ------------------------------------------------------------------------
@@ -230,7 +240,8 @@ class Trainer:
     def _restore(self, checkpoint: Checkpoint) -> None:
         samples = checkpoint.meta["rng"]["train_samples"]
         if samples != len(self.train_y):
-            raise ValueError(f"it was trained on {samples} samples, and this data has {len(self.train_y)} "
+            raise ValueError(f"it was trained on {samples} sample{'s' if samples != 1 else ''}, and this data has "
+                             f"{len(self.train_y)} "
                              "(another --data-dir or dataset?): the batch order would differ")
         self.net.load_state_dict(checkpoint.params)
         self.optimizer.load_state_dict(checkpoint.optimizer)
@@ -245,8 +256,16 @@ class Trainer:
     def save(self) -> None:
         """Write checkpoint.npz (atomically) from the current parameters, optimizer and progress."""
         meta = checkpoint_meta(self.config, self.engine.name, self.progress, len(self.train_y), self.data_dir,
-                               dropout_rng=self.dropout_states(), num_batches_tracked=self.num_batches_tracked())
+                               dropout_rng=self.dropout_states(), num_batches_tracked=self.num_batches_tracked(),
+                               blas_threads=self.blas_threads,
+                               gradients=None if self.gradients is None else self.gradients.state())
         save_checkpoint(self.checkpoint_path, self.net.state_dict(), self.optimizer.state_dict(), meta)
+
+    def idle_epochs(self) -> list[int]:
+        """The epochs (1-based) still to train whose learning rate is 0: a cosine schedule's
+        epochs T_max + 1, 3 T_max + 1, ... (T_max fixed when the run was created), reached when
+        a finished run is continued with more epochs."""
+        return [epoch + 1 for epoch in range(self.progress.epoch, self.config.epochs) if self.rates[epoch] == 0]
 
     def dropout_states(self) -> dict[int, dict[str, Any]]:
         """Every Dropout layer's mask generator state, by layer index (exact resumption)."""
@@ -272,7 +291,8 @@ class Trainer:
         os.makedirs(self.out_dir, exist_ok=True)
         data_dir = {} if self.data_dir is None else {"data_dir": os.path.abspath(self.data_dir)}
         atomic_write_text(os.path.join(self.out_dir, "config.json"), json.dumps(
-            {**self.config.to_json(), "engine": self.engine.name, "device": self.engine.device, **data_dir},
+            {**self.config.to_json(), "engine": self.engine.name, "device": self.engine.device, **data_dir,
+             **({} if self.blas_threads is None else {"blas_threads": self.blas_threads})},
             indent=2) + "\n")
         previous = signal.getsignal(signal.SIGINT)
         try:
@@ -386,14 +406,16 @@ class Trainer:
         p.step = p.correct = p.seen = 0
         p.loss_sum = p.seconds = 0.0
         # Files first, then the line: a reader that went away (`| head`) cannot cost the epoch.
-        self.save()
-        atomic_write_text(os.path.join(self.out_dir, "metrics.csv"), metrics_csv(p.history))
         engines = [str(r.get("engine", self.engine.name)) for r in p.history]
-        plot_curves(p.history, os.path.join(self.out_dir, "curves.png"),
-                    title=curves_title(self.config, engines, self.dataset_name))
         if self.gradients is not None:
+            # Closed (sums back to 0) and written before the checkpoint: a checkpoint never holds a
+            # finished epoch's sums, and a gradients.csv row ahead of it is dropped on resume (load).
             self.gradients.end_epoch(p.epoch)  # p.epoch: the epoch just finished, 1-based
             self.gradients.write(self.out_dir, title=curves_title(self.config, engines, self.dataset_name))
+        self.save()
+        atomic_write_text(os.path.join(self.out_dir, "metrics.csv"), metrics_csv(p.history))
+        plot_curves(p.history, os.path.join(self.out_dir, "curves.png"),
+                    title=curves_title(self.config, engines, self.dataset_name))
         self.log(
             f"epoch {row['epoch']:>2}/{self.config.epochs}  lr {row['lr']:.4g}  train loss {row['train_loss']:.4f} "
             f"acc {row['train_acc']:.4f}  |  test loss {row['test_loss']:.4f} acc {row['test_acc']:.4f}"

@@ -232,7 +232,8 @@ def _check_keys(name: str, expected: Iterable[str], given: Iterable[Any], what: 
 def check_model_state(expected: Mapping[str, tuple[int, ...]], state: object,
                       dtype: str | None = None) -> dict[str, np.ndarray]:
     """A model state dict: exactly the keys of ``expected``, each a finite float16/32/64 array of
-    that shape whose values stay finite in ``dtype`` (the network's) when given.
+    that shape whose values stay finite in ``dtype`` (the network's) when given; buffers checked
+    for what they are (check_buffer_values: a batch norm's running_var >= 0).
 
     Returns the values as NumPy arrays in native byte order. Raises TypeError/ValueError naming
     the key before anything is copied anywhere, so a failed load leaves the network untouched.
@@ -240,8 +241,36 @@ def check_model_state(expected: Mapping[str, tuple[int, ...]], state: object,
     if not isinstance(state, Mapping):
         raise TypeError(f"state_dict: expected a dict, got {type_name(state)}")
     _check_keys("state_dict", expected, state)
-    return {name: _float_array(state[name], f"state_dict[{name!r}]", shape, dtype)
-            for name, shape in expected.items()}
+    arrays = {}
+    for name, shape in expected.items():
+        where = f"state_dict[{name!r}]"
+        arrays[name] = check_buffer_values(where, name, _float_array(state[name], where, shape, dtype))
+    return arrays
+
+
+def check_buffer_values(where: str, key: str, array: np.ndarray) -> np.ndarray:
+    """A state-dict entry checked for what its name says it is (by its last dotted part, so
+    ``running_var`` and ``"3.running_var"`` alike): a batch norm's running_var is an average of
+    variances, so every value is >= 0 (a negative one would make sqrt(running_var + eps) NaN in
+    eval mode). Other entries pass as they are (their finiteness is _float_array's). Returns
+    ``array``; ValueError naming ``where`` otherwise."""
+    if key.rsplit(".", 1)[-1] == "running_var" and array.size and (array < 0).any():
+        position = int(np.argmin(array))
+        raise ValueError(f"{where}: a running variance must be >= 0, got {float(array.flat[position]):g} "
+                         f"at position {position}")
+    return array
+
+
+def check_num_batches_tracked(name: str, value: object) -> int:
+    """A batch norm's num_batches_tracked: an integer 0 <= n < 2**63 (torch keeps it as a 0-d
+    int64). Raises TypeError (not an integer; bool refused) or ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise TypeError(f"{name}: expected an integer >= 0, got {type_name(value)} {shown}")
+    if not 0 <= int(value) < 2**63:
+        shown = str(int(value)) if len(str(int(value))) <= 40 else str(int(value))[:37] + "..."
+        raise ValueError(f"{name}: expected an integer in [0, 2**63) (torch's int64 counter), got {shown}")
+    return int(value)
 
 
 def expected_buffers(optimizer: str, hyper: Mapping[str, Any], step: int) -> tuple[str, ...]:

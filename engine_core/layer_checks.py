@@ -31,10 +31,16 @@ def _real(name: str, value: object) -> float:
 def check_batchnorm_args(num_features: object, eps: object, momentum: object) -> tuple[int, float, float]:
     """(num_features, eps, momentum) of torch.nn.BatchNorm1d/2d, as (int, float, float).
 
-    Raises TypeError (not an int / a number) or ValueError: num_features < 1, eps < 0 or
+    Raises TypeError (not an int / a number) or ValueError: num_features < 1, eps <= 0 or
     infinite, momentum outside [0, 1]. ``momentum=None`` (torch's cumulative average, which
     counts batches in num_batches_tracked, a buffer outside this project's state format) is
     refused with a ValueError.
+
+    eps = 0 is refused here by choice, at construction: torch.nn.BatchNorm1d/2d accept it (their
+    documentation sets no bound on eps) and F.batch_norm refuses it only at the first train-mode
+    forward ("eps must be positive during training"); a feature that is constant over a batch
+    (a blank border pixel of every image) has variance 0, and (x - mean) / sqrt(var + eps)
+    would divide 0 by 0 there, so a layer with eps <= 0 could never train.
     """
     if isinstance(num_features, bool) or not isinstance(num_features, (int, np.integer)):
         raise TypeError(f"num_features: expected a positive int, got {type_name(num_features)} {num_features!r}")
@@ -44,8 +50,10 @@ def check_batchnorm_args(num_features: object, eps: object, momentum: object) ->
         raise ValueError("momentum=None (a cumulative moving average over num_batches_tracked) is not supported; "
                          "pass a number in [0, 1] (torch's default is 0.1)")
     eps_value, momentum_value = _real("eps", eps), _real("momentum", momentum)
-    if not 0.0 <= eps_value < math.inf:
-        raise ValueError(f"eps: expected a finite number >= 0, got {eps_value}")
+    if not 0.0 < eps_value < math.inf:
+        raise ValueError(f"eps: must be > 0 and finite, got {eps_value} (a feature that is constant over a batch "
+                         "has variance 0, and x_hat = (x - mean) / sqrt(var + eps) would divide by sqrt(eps); "
+                         "torch's default is 1e-5)")
     if not 0.0 <= momentum_value <= 1.0:
         raise ValueError(f"momentum: expected a number in [0, 1], got {momentum_value}")
     return int(num_features), eps_value, momentum_value
@@ -100,6 +108,63 @@ def check_channels_facts(layer: str, shape: tuple[int, ...], dtype: str, rank: i
         raise ValueError(batch_of_one_message(layer, shape))
 
 
+# numpy.random.PCG64's bit_generator.state: field -> (low, high) bounds of the integer it holds
+# (a 128-bit LCG state and increment; a buffered 32-bit half of the last 64-bit draw and its flag).
+PCG64_STATE_FIELDS: dict[str, tuple[int, int, str]] = {
+    "state.state": (0, 2**128, "an integer in [0, 2**128)"), "state.inc": (0, 2**128, "an integer in [0, 2**128)"),
+    "has_uint32": (0, 2, "0 or 1"), "uinteger": (0, 2**32, "an integer in [0, 2**32)")}
+
+
+def _short(value: object, limit: int = 40) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= limit else shown[:limit - 3] + "..."
+
+
+def check_rng_state(name: str, state: object) -> dict[str, Any]:
+    """A dropout generator's state as ``np.random.default_rng(seed).bit_generator.state`` holds it:
+    ``{"bit_generator": "PCG64", "state": {"state": s, "inc": i}, "has_uint32": h, "uinteger": u}``,
+    exactly these fields, with 0 <= s, i < 2**128, i odd (PCG's increment is always odd: an even
+    one shortens the generator's period), h in {0, 1} and 0 <= u < 2**32.
+
+    Returns a fresh copy of it. Raises TypeError (a field of the wrong type) or ValueError (a
+    missing or unknown field, a value out of range), naming ``name`` and the field, before NumPy
+    sees it (NumPy answers such states with OverflowError or its own TypeError wording).
+    """
+    if not isinstance(state, Mapping):
+        raise TypeError(f"{name}: expected a PCG64 bit generator state dict (from rng_state()), "
+                        f"got {type_name(state)} {_short(state)}")
+    _exact_fields(name, state, ("bit_generator", "state", "has_uint32", "uinteger"))
+    inner = state["state"]
+    if state["bit_generator"] != "PCG64":
+        raise ValueError(f"{name}: bit_generator: expected 'PCG64' (numpy.random.default_rng's), "
+                         f"got {_short(state['bit_generator'])}")
+    if not isinstance(inner, Mapping):
+        raise TypeError(f"{name}: state: expected an object {{'state': int, 'inc': int}}, got {_short(inner)}")
+    _exact_fields(name, inner, ("state", "inc"), prefix="state.")
+    values = {"state.state": inner["state"], "state.inc": inner["inc"], "has_uint32": state["has_uint32"],
+              "uinteger": state["uinteger"]}
+    for field, (low, high, bounds) in PCG64_STATE_FIELDS.items():
+        value = values[field]
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name}: {field}: expected {bounds}, got {type_name(value)} {_short(value)}")
+        if not low <= int(value) < high:
+            raise ValueError(f"{name}: {field}: expected {bounds}, got {_short(int(value))}")
+    if int(values["state.inc"]) % 2 == 0:
+        raise ValueError(f"{name}: state.inc: expected an odd integer (PCG64's increment is always odd), "
+                         f"got {_short(int(values['state.inc']))}")
+    return {"bit_generator": "PCG64", "state": {"state": int(values["state.state"]), "inc": int(values["state.inc"])},
+            "has_uint32": int(values["has_uint32"]), "uinteger": int(values["uinteger"])}
+
+
+def _exact_fields(name: str, data: Mapping[Any, Any], expected: tuple[str, ...], prefix: str = "") -> None:
+    for key in expected:
+        if key not in data:
+            raise ValueError(f"{name}: {prefix}{key}: missing (expected the fields {', '.join(expected)})")
+    for key in data:
+        if key not in expected:
+            raise ValueError(f"{name}: {prefix}{key}: unknown field (expected {', '.join(expected)})")
+
+
 class DropoutMasks:
     """Dropout's random source: one ``np.random.default_rng(seed)`` per layer, one draw per
     train-mode forward, ``keep = rng.random(shape) >= p`` (float64 uniforms, before any cast):
@@ -129,15 +194,11 @@ class DropoutMasks:
         return dict(self.rng.bit_generator.state)
 
     def set_state(self, layer: str, state: object) -> None:
-        """Restore a state() (any engine's); ValueError naming the layer if it is not one. All or
-        nothing: a refused state leaves the generator as it was."""
-        expected = self.rng.bit_generator.state["bit_generator"]
-        if not isinstance(state, Mapping) or state.get("bit_generator") != expected:
-            raise ValueError(f"{layer}: rng state: expected a {expected} bit generator state dict "
-                             f"(from rng_state()), got {state!r}")
-        before = self.rng.bit_generator.state
+        """Restore a state() (any engine's). Raises ValueError naming the layer and the field
+        (check_rng_state; a wrong type too) if it is not one; all or nothing: a refused state
+        leaves the generator as it was."""
         try:
-            self.rng.bit_generator.state = dict(state)
-        except (TypeError, ValueError, KeyError) as error:
-            self.rng.bit_generator.state = before
-            raise ValueError(f"{layer}: rng state: {error}") from None
+            checked = check_rng_state(f"{layer}: rng state", state)
+        except TypeError as error:
+            raise ValueError(str(error)) from None
+        self.rng.bit_generator.state = checked

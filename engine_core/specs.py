@@ -22,6 +22,7 @@ import numpy as np
 
 from .checks import check_choice, check_seed
 from .conv_checks import check_conv_args, check_count, check_pool_args
+from .errors import type_name
 from .layer_checks import check_approximate, check_batchnorm_args, check_dropout_p, check_negative_slope
 
 # kind -> (class name in an engine module, argument defaults; a name without a default is required)
@@ -96,14 +97,44 @@ class LayerSpec:
         return {"kind": self.kind, "args": {k: list(v) if isinstance(v, tuple) else v for k, v in self.args.items()}}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> LayerSpec:
-        """The inverse of to_json; ValueError/TypeError naming what is wrong."""
-        if not isinstance(data, Mapping) or "kind" not in data:
-            raise ValueError(f"layer spec: expected {{'kind': ..., 'args': {{...}}}}, got {data!r}")
-        args = data.get("args", {})
+    def from_json(cls, data: object, where: str = "layer spec") -> LayerSpec:
+        """The inverse of to_json, as strict as it: exactly the fields "kind" and "args", and
+        every argument of the kind in args (to_json writes them all; a stored spec missing one
+        was edited, and filling in the default would build another network than the one saved).
+
+        Raises ValueError/TypeError whose message starts with ``where`` and names the field:
+        ``<where>.kind``, ``<where>.<argument>`` (missing, unknown, or a value the layer refuses).
+        """
+        if not isinstance(data, Mapping):
+            raise TypeError(f"{where}: expected {{'kind': ..., 'args': {{...}}}}, got {type_name(data)}")
+        for name in ("kind", "args"):
+            if name not in data:
+                raise ValueError(f"{where}.{name}: missing (a stored layer is {{'kind': ..., 'args': {{...}}}})")
+        for name in data:
+            if name not in ("kind", "args"):
+                raise ValueError(f"{where}.{name}: unknown field (expected kind, args)")
+        kind, args = data["kind"], data["args"]
+        if not isinstance(kind, str) or kind not in KINDS:
+            raise ValueError(f"{where}.kind: expected one of {', '.join(KINDS)}, got {kind!r}")
         if not isinstance(args, Mapping):
-            raise TypeError(f"layer spec {data['kind']!r}: 'args' must be a dict, got {args!r}")
-        return cls(str(data["kind"]), {k: tuple(v) if isinstance(v, list) else v for k, v in args.items()})
+            raise TypeError(f"{where}.args: expected an object of {kind}'s arguments, got {type_name(args)}")
+        names = list(KINDS[kind][1])
+        for name in args:
+            if name not in names:
+                raise ValueError(f"{where}.{name}: unknown argument of {kind} (its arguments: "
+                                 f"{', '.join(names) or 'none'})")
+        for name in names:
+            if name not in args:
+                raise ValueError(f"{where}.{name}: missing (a stored {kind} carries every argument: "
+                                 f"{', '.join(names)})")
+        try:
+            return cls(kind, {k: tuple(v) if isinstance(v, list) else v for k, v in args.items()})
+        except (TypeError, ValueError) as error:
+            # check_args' messages start with the argument's name: "<kind>: <argument>: ...".
+            message = str(error).removeprefix(f"{kind}: ")
+            head = message.split(":", 1)[0]
+            path = f"{where}.{message}" if head in names else f"{where}: {message}"
+            raise type(error)(path) from None
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{k}={v!r}" for k, v in self.args.items())

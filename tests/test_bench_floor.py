@@ -211,6 +211,32 @@ def test_configure_applies_a_count_and_auto_applies_the_measured_choice(monkeypa
         threads.apply_threads("numpy", before or 1)
 
 
+def test_trains_auto_rule_is_one_thread_per_mflop_of_the_largest_gemm_within_1_and_the_cores():
+    from backprop.benchmark import WORKLOADS, workload_gemms
+
+    small = training_gemms([784, 8, 10], 16)  # largest: 2 * 16 * 784 * 8 = 200,704 FLOPs
+    assert threads.rule_threads(small, cores=2) == 1 and threads.rule_threads([], cores=2) == 1
+    big = training_gemms([784, 128, 10], 16)  # 2 * 16 * 784 * 128 = 3,211,264 FLOPs
+    assert threads.rule_threads(big, cores=2) == 2 and threads.rule_threads(big, cores=64) == 3
+    assert threads.rule_threads(big, cores=1) == 1
+    # On 2 cores, where bench measured 2 threads fastest for every workload and batch size: 2.
+    for workload, spec in WORKLOADS.items():
+        for batch in spec["batch_sizes"]:
+            assert threads.rule_threads(workload_gemms(workload, batch), cores=2) == 2, (workload, batch)
+
+
+def test_more_threads_than_cores_is_a_one_line_warning_naming_the_cores():
+    assert threads.oversubscription_warning(2, cores=2) is None
+    warning = threads.oversubscription_warning(64, cores=2)
+    assert warning is not None and "\n" not in warning
+    assert warning.startswith("64 threads for the GEMMs are more than the 2 cores") and "--blas-threads 2" in warning
+
+
+def test_the_summary_gives_trains_rule_beside_the_measured_count():
+    assert formulation_summary([_row("numpy", threads_rule=2)])[0].startswith(
+        "notebook 32 numpy floor, 1 thread (train's auto: 2): ")
+
+
 # -- bench bookkeeping --------------------------------------------------------------------------
 def test_default_steps_is_a_quarter_epoch_bounded_by_the_time_budget():
     assert default_steps(1875, 1e-4, budget_s=1.0) == 468  # fast steps: a quarter epoch
@@ -263,6 +289,7 @@ def test_bench_case_times_lenet_with_phases_floor_formulations_and_threads():
         assert set(row["phases_s"]) == set(PHASES) and all(v >= 0 for v in row["phases_s"].values())
         assert len(row["floor_formulations"]) == 14 and row["threads"] == 1 and row["blas_threads"] == 1
         assert row["below_floor"] == (row["ratio_to_floor"] < 1)
+        assert row["threads_rule"] == threads.rule_threads(workload_gemms("lenet", 4))  # beside the measured one
     assert rows[1]["torch_threads"] == 1
 
 

@@ -95,6 +95,24 @@ def test_no_hidden_layer_is_documented_and_its_header_names_no_activation(data_r
     assert "784-10, no hidden layer" in header
     assert not any(name in header for name in ("relu", "tanh", "sigmoid", "identity")), header
     assert json.load(open(out / "config.json"))["hidden"] == []
+    assert " 1 epoch;" in header and "1 epochs" not in header, header  # counts are pluralised
+    again = run_cli("train", "--resume", str(out), "--data-dir", data_root, "--quiet")
+    assert again.returncode == 0 and "already finished 1 of 1 epoch. To train on" in again.stdout, again.stdout
+
+
+def test_the_help_and_the_readme_say_what_the_commands_take():
+    _, commands = build_parsers()
+    train = " ".join(commands["train"].format_help().split())
+    assert "Train a network, an MLP or a stack of layers (--layers, --preset lenet)" in train
+    assert "Train an MLP" not in train
+    imports = " ".join(commands["import"].format_help().split())
+    assert "(default: the layers of --preset, itself lenet by default)" in imports and "(default: lenet)" in imports
+    synopsis = {line.split()[1]: line for line in _code_lines() if line.startswith("backprop ")}
+    # import works without --layers or --preset (lenet's stack): the synopsis marks both optional.
+    assert "model.pt [--layers TEXT | --preset lenet (the default)] --out DIR" in synopsis["import"]
+    from backprop.benchmark import WORKLOADS
+
+    assert f"[--workloads {','.join(WORKLOADS)}]" in synopsis["bench"]
 
 
 def test_an_oversized_batch_is_reported_not_shrunk(data_root, tmp_path):
@@ -106,7 +124,7 @@ def test_an_oversized_batch_is_reported_not_shrunk(data_root, tmp_path):
     assert not os.path.exists(tmp_path / "run")  # nothing left behind
     # Larger than --limit: refused before any data is read.
     limited = run_cli("train", "--batch-size", "32", "--limit", "20", "--data-dir", str(tmp_path / "nowhere"))
-    assert limited.returncode == 2 and "--batch-size 32 (--batch-size) is larger than --limit 20" in limited.stderr
+    assert limited.returncode == 2 and "--batch-size 32 is larger than --limit 20" in limited.stderr
     for command in (["compare", "--batch-size", "300", "--hidden", "4", "--steps", "1"],
                     ["bench", "--batch-sizes", "8,300", "--steps", "1", "--engines", "numpy"]):
         other = run_cli(*command, "--data-dir", data_root, "--dataset", "fashion-mnist",

@@ -44,6 +44,17 @@ def test_bench_png_is_ticked_at_the_batch_sizes_run(figures):
     assert [list(line.get_ydata()) for line in ratio.lines[:2]] == [[2.0, 2.0, 2.0]] * 2
 
 
+def test_with_one_batch_size_the_gemm_floor_is_still_a_visible_point(figures):
+    plots.plot_bench(_bench_rows([8]), "unused.png")
+    speed = figures[0].axes[0]
+    floor = [line for line in speed.lines if line.get_label() == "GEMM floor (numpy)"]
+    assert len(floor) == 1 and list(floor[0].get_xydata()[:, 0]) == [8]
+    # One point draws nothing as a line (dashed or not): only a marker makes it visible.
+    assert floor[0].get_marker() not in (None, "", " ", "None") and floor[0].get_markersize() > 0
+    assert floor[0].get_marker() != speed.lines[0].get_marker()  # told apart from the engines' points
+    assert "GEMM floor (numpy)" in [t.get_text() for t in speed.get_legend().get_texts()]
+
+
 def test_curves_have_integer_epoch_ticks_and_a_title_that_says_what_was_trained(figures):
     rows = [{"epoch": e, "train_loss": 1 / e, "test_loss": 1 / e, "train_acc": 0.5, "test_acc": 0.5}
             for e in range(1, 4)]
@@ -86,7 +97,7 @@ def test_bench_warns_when_too_few_steps_or_repeats_make_its_numbers_noise():
     assert noise_warning(rows) is None
     few = [{**r, "steps_timed": 3, "repeats": 1} for r in rows]
     warning = noise_warning(few)
-    assert warning and "only 3 timed steps per repeat" in warning and "1 repeats" in warning
+    assert warning and "only 3 timed steps per repeat" in warning and "1 repeat (use --repeats 3" in warning
 
 
 def test_bench_prints_its_table_once_and_warns_on_stderr(tmp_path):
@@ -113,3 +124,33 @@ def test_compare_says_when_it_used_synthetic_data(tmp_path, data_root):
                    "fashion-mnist", "--out", str(tmp_path / "r"))
     assert real.returncode == 0, real.stderr
     assert f"on fashion-mnist from {data_root}" in real.stdout and "synthetic" not in real.stdout + real.stderr
+
+
+LENET_TITLE = ("fashion-mnist, first 2000 samples, lenet preset: layers conv2d(1, 6, 5, padding=2), relu, "
+               "maxpool2d(2), conv2d(6, 16, 5), relu, maxpool2d(2), flatten, linear(400, 120), relu, "
+               "linear(120, 84), relu, linear(84, 10), numpy engine\nsgd lr 0.05 momentum 0.9, batch 64")
+
+
+@pytest.mark.parametrize("draw", ["curves", "confusion", "gradients", "bench"])
+def test_a_layer_stack_title_is_wrapped_inside_the_figure(figures, draw):
+    from backprop import gradflow
+
+    if draw == "curves":
+        plots.plot_curves([{"epoch": 1, "train_loss": 1.0, "test_loss": 1.0, "train_acc": 0.5, "test_acc": 0.5}],
+                          "unused.png", title=LENET_TITLE)
+    elif draw == "confusion":
+        plots.plot_confusion(np.eye(10, dtype=np.int64), "unused.png", title=LENET_TITLE)
+    elif draw == "gradients":
+        rows = [{"layer": "0", "shape": "6x1x5x5", "epoch": 1, "steps": 1, **{m: 0.5 for m in gradflow.METRICS}}]
+        gradflow.plot_gradients(rows, "unused.png", title=LENET_TITLE)
+    else:
+        plots.plot_bench(_bench_rows([8]), "unused.png", title=LENET_TITLE)
+    fig = figures[0]
+    title = fig._suptitle if fig._suptitle is not None else fig.axes[0].title
+    assert title.get_text().replace("\n", " ") == LENET_TITLE.replace("\n", " ")  # wrapped, nothing lost
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)  # the plot functions closed the figure: draw it afresh
+    canvas.draw()
+    box = title.get_window_extent(canvas.get_renderer())
+    assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1 and box.y1 <= fig.bbox.y1, (box, fig.bbox)

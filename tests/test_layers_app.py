@@ -15,7 +15,8 @@ import pytest
 
 import numpy_net
 from backprop import checkpoint as checkpoint_module
-from backprop.architecture import LENET, evaluation_chunk, image_view, parse_layers
+from backprop import threads
+from backprop.architecture import LENET, evaluation_chunk, format_layers, image_view, parse_layers
 from backprop.checkpoint import load_checkpoint
 from backprop.cli import main
 from backprop.config import PRESETS, ConfigError, TrainConfig, new_config
@@ -62,13 +63,20 @@ def test_config_without_the_layers_field_is_the_mlp():
 @pytest.mark.parametrize("value, message", [
     ("conv2d", "config.layers: expected a non-empty list"),
     ([], "config.layers: expected a non-empty list"),
-    ([{"kind": "conv3d", "args": {}}], r"config.layers\[0\]: .*conv3d"),
-    ([{"kind": "linear", "args": {"in_features": "784", "out_features": 10}}], r"config.layers\[0\]: .*in_features"),
-    ([{"kind": "linear", "args": {"in_features": 784, "out_features": 10, "colour": 1}}],
-     r"config.layers\[0\]: .*colour"),
-    ([{"kind": "linear", "args": {"in_features": 784, "out_features": 12}}], "config.layers: .*expected 10 logits"),
-    ([{"kind": "conv2d", "args": {"in_channels": 3, "out_channels": 2, "kernel_size": 3}}],
-     "config.layers: .*3 input channels"),
+    ([{"kind": "conv3d", "args": {}}], r"config.layers\[0\].kind: .*conv3d"),
+    ([{"kind": "linear", "args": {"in_features": "784", "out_features": 10, "bias": True}}],
+     r"config.layers\[0\].in_features: expected a positive int"),
+    ([{"kind": "linear", "args": {"in_features": 784, "out_features": 10, "bias": True, "colour": 1}}],
+     r"config.layers\[0\].colour: unknown argument of linear"),
+    # Stored specs carry every argument (to_json writes them all): a missing one is not defaulted.
+    ([{"kind": "linear", "args": {"in_features": 784, "out_features": 10}}], r"config.layers\[0\].bias: missing"),
+    ([{"kind": "linear", "args": {"in_features": 784, "out_features": 10, "bias": True}, "name": "fc"}],
+     r"config.layers\[0\].name: unknown field"),
+    ([{"kind": "relu"}], r"config.layers\[0\].args: missing"),
+    ([{"kind": "linear", "args": {"in_features": 784, "out_features": 12, "bias": True}}],
+     "config.layers: .*expected 10 logits"),
+    ([{"kind": "conv2d", "args": {"in_channels": 3, "out_channels": 2, "kernel_size": 3, "stride": 1, "padding": 0,
+                                  "bias": True}}], "config.layers: .*3 input channels"),
 ])
 def test_config_refuses_bad_layers_naming_the_field(value, message):
     data = _config().to_json()
@@ -272,7 +280,9 @@ def test_cli_trains_evaluates_exports_imports_and_resumes_a_stack(data_root, tmp
     assert resumed.returncode == 0, resumed.stderr
     assert load_checkpoint(out).progress.epoch == 2
     refused = run_cli("train", "--resume", out, "--epochs", "3", "--layers", "flatten, linear(784, 10)")
-    assert refused.returncode == 2 and "--layers flatten, linear(784, 10) conflicts" in refused.stderr
+    assert refused.returncode == 2, refused.stderr
+    assert "--layers 'flatten, linear(784, 10)' conflicts with the checkpoint (--layers " \
+           f"'{format_layers(STACK)}')" in refused.stderr
 
 
 @pytest.mark.parametrize("text, message", [
@@ -281,6 +291,12 @@ def test_cli_trains_evaluates_exports_imports_and_resumes_a_stack(data_root, tmp
     ("conv2d(1, 6, 5, padding=-1), flatten, linear(3456, 10)", "padding"),
     ("linear(784, 64), relu", "expected 10 logits"),
     ("linear(784, 10", "unbalanced"),
+    # Python's call rules: an argument given twice is refused (the keyword must not silently win),
+    # and a positional argument may not follow a keyword one.
+    ("linear(784, 10, in_features=100)", r"linear\(\) got multiple values for argument 'in_features'"),
+    ("linear(784, out_features=10, out_features=12)", "got multiple values for argument 'out_features'"),
+    ("linear(in_features=784, 10)", "positional argument after a keyword argument"),
+    ("batchnorm1d(784, eps=0), linear(784, 10)", r"eps: must be > 0 .*constant over a batch has variance 0"),
 ])
 def test_bad_layers_text_is_a_usage_error_naming_the_layer(text, message, tmp_path, capsys):
     stderr = _usage_error(capsys, "train", "--layers", text, "--out", str(tmp_path / "run"))
@@ -322,3 +338,82 @@ def test_the_suggested_new_run_command_spells_the_layers(data_root):
     assert "--lr 0.005" in command
     lenet = new_run_command(new_config("lenet"), load_engine("numpy"), data_root)
     assert "--preset lenet" in lenet and "--layers" not in lenet
+
+
+# -- exact resume from the command line, default flags ------------------------------------------
+# `train` as `python -m backprop` runs it, but stopped as Ctrl-C stops it: before batch AT_STEP of
+# epoch 2 the trainer is told to stop (no timing-dependent signal), then checkpoints and exits 130.
+INTERRUPTING_MAIN = """
+import sys
+from backprop import training
+from backprop.cli import main
+
+epoch, at_step = int(sys.argv[1]), int(sys.argv[2])
+original = training.Trainer._train_epoch
+
+def train_epoch(self):
+    batch = self.feeder.batch
+
+    def stopping_batch(step):
+        if self.progress.epoch == epoch and step == at_step:
+            self._stop_requested = True
+        return batch(step)
+
+    self.feeder.batch = stopping_batch
+    original(self)
+
+training.Trainer._train_epoch = train_epoch
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def _interrupted_cli(tmp_path, epoch: int, at_step: int, *args: str) -> subprocess.CompletedProcess[str]:
+    script = tmp_path / "interrupting_main.py"
+    script.write_text(INTERRUPTING_MAIN)
+    return subprocess.run([sys.executable, str(script), str(epoch), str(at_step), "train", *args],
+                          capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)), timeout=300)
+
+
+def test_ctrl_c_and_resume_with_default_flags_equal_the_uninterrupted_run_bit_for_bit(data_root, tmp_path):
+    # float32, where the GEMM thread count shows in the last bits, and a step whose largest
+    # product (2 * 16 * 784 * 128 = 3.2 MFLOP) gets 2 threads from auto's rule on 2 cores or more.
+    common = ["--dataset", "fashion-mnist", "--data-dir", data_root, "--hidden", "128", "--batch-size", "16",
+              "--epochs", "2", "--limit", "128", "--quiet", "--track-gradients"]
+    straight, partial = str(tmp_path / "straight"), str(tmp_path / "partial")
+    assert run_cli("train", *common, "--out", straight).returncode == 0
+    stopped = _interrupted_cli(tmp_path, 1, 5, *common, "--out", partial)
+    assert stopped.returncode == 130, stopped.stderr
+    hint = [line for line in stopped.stderr.splitlines() if line.startswith("resume with: ")][-1]
+    assert "--blas-threads" not in hint and "--track-gradients" not in hint  # both remembered by the checkpoint
+    checkpoint = load_checkpoint(partial)
+    assert (checkpoint.progress.epoch, checkpoint.progress.step) == (1, 6)  # batch 5 is the last one done
+    assert checkpoint.gradients is not None and checkpoint.gradients["steps"] == 6  # mid-epoch sums saved
+    resumed = run_cli("train", "--resume", partial, "--quiet")  # default flags: nothing about threads
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stderr == ""  # no note about threads, no warning
+    a, b = load_checkpoint(straight), load_checkpoint(partial)
+    assert _same_bits(a.params, b.params)
+    expected = threads.rule_threads(threads.config_gemms(a.config))
+    assert a.blas_threads == b.blas_threads == expected
+    assert json.load(open(os.path.join(partial, "config.json")))["blas_threads"] == expected
+    assert f"the numpy engine, {expected} BLAS thread" in resumed.stdout
+    # The gradient means of the interrupted epoch cover all its steps, to the bit.
+    assert open(os.path.join(partial, "gradients.csv")).read() == open(os.path.join(straight, "gradients.csv")).read()
+    assert [r["test_loss"] for r in a.progress.history] == [r["test_loss"] for r in b.progress.history]
+
+
+def test_a_resumed_session_reuses_the_recorded_thread_count_unless_told_otherwise(data_root, tmp_path):
+    common = ["--dataset", "fashion-mnist", "--data-dir", data_root, "--hidden", "128", "--batch-size", "16",
+              "--epochs", "3", "--quiet", "--limit", "64"]
+    out = str(tmp_path / "run")
+    first = _interrupted_cli(tmp_path, 0, 2, *common, "--blas-threads", "1", "--out", out)
+    assert first.returncode == 130 and "1 BLAS thread ->" in first.stdout, first.stderr
+    assert load_checkpoint(out).blas_threads == 1
+    again = _interrupted_cli(tmp_path, 1, 2, "--resume", out, "--quiet")  # the rule would say 2: the run said 1
+    assert again.returncode == 130 and "1 BLAS thread ->" in again.stdout and again.stderr.count("\n") == 3, \
+        again.stderr  # the interruption's two lines and its hint
+    told = run_cli("train", "--resume", out, "--quiet", "--blas-threads", "2")
+    assert told.returncode == 0 and "2 BLAS threads ->" in told.stdout, told.stderr
+    assert told.stderr.startswith("train: note: --blas-threads gives 2 threads where the run trained on 1: "
+                                  "float32 numbers may differ in their last bits from the uninterrupted run")
+    assert load_checkpoint(out).blas_threads == 2

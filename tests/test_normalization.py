@@ -49,7 +49,12 @@ BN2 = LayerSpec("batchnorm2d", {"num_features": 2, "momentum": 0.3})
 @pytest.mark.parametrize("make, kind, words", [
     (lambda m: m.BatchNorm1d(0), "ValueError", "num_features: expected a positive int, got 0"),
     (lambda m: m.BatchNorm2d(2.5), "TypeError", "num_features: expected a positive int"),
-    (lambda m: m.BatchNorm1d(3, eps=-1e-5), "ValueError", "eps: expected a finite number >= 0"),
+    (lambda m: m.BatchNorm1d(3, eps=-1e-5), "ValueError", "eps: must be > 0"),
+    # eps = 0 divides 0 by 0 on a constant feature (variance 0): refused at construction, by choice.
+    (lambda m: m.BatchNorm1d(3, eps=0), "ValueError", "eps: must be > 0 and finite, got 0.0 (a feature that is "
+                                                      "constant over a batch has variance 0"),
+    (lambda m: m.BatchNorm2d(3, eps=0.0), "ValueError", "eps: must be > 0"),
+    (lambda m: m.BatchNorm2d(3, eps=float("inf")), "ValueError", "eps: must be > 0 and finite"),
     (lambda m: m.BatchNorm1d(3, momentum=None), "ValueError", "momentum=None"),
     (lambda m: m.BatchNorm2d(3, momentum=1.5), "ValueError", "momentum: expected a number in [0, 1], got 1.5"),
     (lambda m: m.Dropout(1.5), "ValueError", "dropout probability has to be between 0 and 1, but got 1.5"),

@@ -109,3 +109,32 @@ def test_evaluate_writes_the_weight_and_mistake_grids(tmp_path):
         assert f"wrote {path}" in result.stdout
         with open(path, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+LENET_TITLE = ("fashion-mnist, first 2000 samples, lenet preset: layers conv2d(1, 6, 5, padding=2), relu, "
+               "maxpool2d(2), conv2d(6, 16, 5), relu, maxpool2d(2), flatten, linear(400, 120), relu, "
+               "linear(120, 84), relu, linear(84, 10), numpy engine\n")
+
+
+def _extents(fig):
+    """(figure box, suptitle box, [(panel box, panel title box)] of the drawn panels) in pixels."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    panels = [(ax.get_window_extent(renderer), ax.title.get_window_extent(renderer))
+              for ax in fig.axes if ax.images]
+    return fig.bbox, fig._suptitle.get_window_extent(renderer), panels
+
+
+@pytest.mark.parametrize("count, lines", [(6, 1), (24, 2)])  # lenet's conv1 filters; the mistakes
+def test_a_long_title_fits_the_figure_and_panel_titles_clear_the_row_above(count, lines):
+    titles = ["true Ankle boot\npred Sneaker 1.00" if lines == 2 else "filter 0"] * count
+    fig = pictures.image_grid(np.zeros((count, 28, 28)), titles, title=LENET_TITLE + "the mistakes")
+    figure, title, panels = _extents(fig)
+    assert figure.x0 <= title.x0 and title.x1 <= figure.x1 and title.y1 <= figure.y1, (title, figure)
+    assert "conv2d(6, 16, 5)" in fig._suptitle.get_text()  # broken between layers, not inside one
+    for panel, label in panels:
+        # Nothing drawn above a panel's title: the figure title for the first row, else the row above.
+        above = [p for p, _ in panels if p.y0 > panel.y1] or [title]
+        assert label.y1 <= min(p.y0 for p in above), (label, above)
+        assert label.y0 >= panel.y1 - 1  # the title sits on its own image, not over it
+    pictures._pyplot().close(fig)

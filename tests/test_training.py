@@ -364,3 +364,69 @@ def test_an_engine_of_another_array_type_without_conversions_is_refused_by_name(
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(EngineError, match="provides no asarray, labels, to_numpy"):
         load_engine("tmin")
+
+
+# -- resumed sessions: what the run remembers, what the user is told -------------------------------
+def test_continuing_a_finished_cosine_run_names_the_lr_0_epochs_and_what_to_do(tmp_path):
+    from .helpers import finished_run
+
+    _, out = finished_run(str(tmp_path))  # the default preset: cosine, T_max fixed at 1 epoch
+    result = run_cli("train", "--resume", out, "--epochs", "4", "--quiet", "--track-gradients",
+                     "--blas-threads", "99")
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("train: note: --blas-threads gives 99 threads where the run trained on 1: ")
+    assert lines[1].startswith("train: warning: 99 threads for the GEMMs are more than the ") and "cores" in lines[1]
+    cosine = [line for line in lines if "lr 0" in line]
+    assert len(cosine) == 1 and cosine[0].startswith("train: warning: epochs 2, 4 will train at lr 0 and update no "
+                                                     "weight: the cosine schedule's T_max was fixed at 1 epoch")
+    assert " train --dataset fashion-mnist --data-dir " in cosine[0] and "--epochs 4" in cosine[0]
+    assert "--track-gradients: the run did not track gradients before; tracking starts at epoch 2" in result.stdout
+    rates = [row["lr"] for row in load_checkpoint(out).progress.history]
+    assert [epoch + 1 for epoch, lr in enumerate(rates) if lr == 0] == [2, 4]
+    assert load_checkpoint(out).gradients is not None  # and it keeps tracking from now on
+    again = run_cli("train", "--resume", out, "--epochs", "5", "--quiet")  # epoch 5 trains at a rate above 0
+    assert again.returncode == 0 and "lr 0" not in again.stderr, again.stderr
+    # The run's recorded count is reused (and still more than the cores); tracking goes on.
+    assert again.stderr.startswith("train: warning: 99 threads for the GEMMs") and again.stderr.count("\n") == 1
+    assert "gradients.csv" in again.stdout
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--limit", "2000"], "--limit 2000 conflicts with the checkpoint (all training samples, no --limit)"),
+    (["--hidden", "32"], "--hidden 32 conflicts with the checkpoint (--hidden 8)"),
+    (["--hidden", "none"], "--hidden none conflicts with the checkpoint (--hidden 8)"),
+    (["--nesterov"], "--nesterov conflicts with the checkpoint (no --nesterov)"),
+    (["--layers", "flatten, linear(784, 10)"],
+     "--layers 'flatten, linear(784, 10)' conflicts with the checkpoint (an MLP, no --layers)"),
+])
+def test_a_resume_conflict_speaks_the_command_lines_spelling(flags, message, tmp_path, capsys):
+    from backprop.cli import main
+
+    from .helpers import write_checkpoint
+
+    path = str(tmp_path / "checkpoint.npz")
+    write_checkpoint(path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--resume", path, *flags])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == \
+        f"backprop train: error: {message}: a resumed run keeps its configuration"
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"blas_threads": 0}, "'blas_threads': expected a thread count in 1..4096, got 0"),
+    ({"blas_threads": True}, "'blas_threads': expected a thread count"),
+    ({"gradients": {"layers": ["fc0.weight"], "steps": -1, "sums": [[0, 0, 0]]}}, "gradients.steps"),
+    ({"gradients": {"layers": ["fc0.weight"], "steps": 1, "sums": [[0, 0]]}}, "gradients.sums: expected 1 rows"),
+    ({"gradients": {"layers": [], "steps": 1, "sums": []}}, "gradients.layers"),
+])
+def test_bad_thread_or_gradient_records_in_a_checkpoint_are_refused(changes, message, tmp_path):
+    from backprop.checkpoint import CheckpointError
+
+    from .helpers import write_checkpoint
+
+    path = str(tmp_path / "checkpoint.npz")
+    write_checkpoint(path, meta_changes=changes)
+    with pytest.raises(CheckpointError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        load_checkpoint(path)

@@ -39,7 +39,7 @@ from .options import (
     positive_float,
     positive_int,
 )
-from .threads import add_threads_option
+from .threads import add_threads_option, warn_oversubscribed
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -64,7 +64,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=positive_int, default=5, metavar="N", help="timed rounds, medians reported")
     p.add_argument("--warmup", type=positive_int, default=20, metavar="N",
                    help="untimed steps first (at most; warm-up stops after a second, at 2 steps or more)")
-    add_threads_option(p, "each workload and batch size")
+    add_threads_option(p, "default: auto, the fastest count for each workload and batch size, measured at "
+                          "start-up on its floor's matrix products; the table's `thr`, and bench.json also "
+                          "gives train's auto rule (threads_rule)")
     p.add_argument("--no-compile", action="store_true",
                    help="leave out the reference row of torch.compile'd autograd (default: included when "
                         "torch.compile works on this machine; compiling takes a while and is not timed)")
@@ -96,6 +98,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if not engine.has_optimizer(args.optimizer):
             parser.error(f"argument --engines: engine {engine.spec!r} has no optimizer {args.optimizer!r}")
     check_data_dir(parser, args.data_dir)
+    warn_oversubscribed(args.blas_threads, "bench")
     with claim_out(parser, args.out, default_stem("bench")) as run_dir:
         try:
             x, y, source = training_arrays(args.dataset, args.data_dir, args.dtype)
@@ -108,9 +111,10 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                                  repeats=args.repeats, warmup=args.warmup, device=args.device,
                                  blas_threads=args.blas_threads, phases=not args.no_phases)
         info = machine_info()
+        cores, torch_threads = info.get("cpu_count"), info.get("torch_threads", "-")
         print(f"bench: {', '.join(args.engines)} on {source}; {args.dtype}, {args.optimizer}; "
-              f"{info.get('cpu_count')} cores, numpy {info['numpy']} ({info.get('numpy_blas', '?')}), "
-              f"torch {info.get('torch', '-')} ({info.get('torch_threads', '-')} threads)", flush=True)
+              f"{cores} core{'s' if cores != 1 else ''}, numpy {info['numpy']} ({info.get('numpy_blas', '?')}), "
+              f"torch {info.get('torch', '-')} ({torch_threads} thread{'s' if torch_threads != 1 else ''})", flush=True)
         compiled = None
         if not args.no_compile:
             compiled = CompiledReference(load_engine("autograd", args.device))
@@ -145,6 +149,6 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             {"machine": info, "source": source, "command": " ".join(sys.argv), "threads_setting": args.blas_threads,
              "compiled": compile_report, "below_floor": below, "rows": rows}, indent=2) + "\n")
         plot_bench(rows, png_path, title=f"{', '.join(args.engines)} on {source}; {args.optimizer}, "
-                                         f"{info.get('cpu_count')} cores")
+                                         f"{cores} core{'s' if cores != 1 else ''}")
         print(f"wrote {json_path} and {png_path}")
     return 0

@@ -132,7 +132,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         header = (f"{' vs '.join(names)}, {_network(settings)}, {settings.dtype}, batch {settings.batch_size}, "
                   f"{settings.optimizer} lr {settings.lr:g}"
                   + (f" momentum {settings.momentum:g}" if settings.momentum else "")
-                  + f", {settings.steps} steps on {source}")
+                  + f", {settings.steps} step{'s' if settings.steps != 1 else ''} on {source}")
         print(f"compare: {header}, tol {args.tol:g}", flush=True)
         if source.startswith("synthetic"):
             print("compare: no --data-dir given, so the engines trained on synthetic inputs (random pixels); "

@@ -104,9 +104,11 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     print("\n".join(format_confusion(matrix, names)))
     os.makedirs(out, exist_ok=True)
     png = os.path.join(out, "confusion.png")
+    epochs = checkpoint.progress.epoch
     plot_confusion(matrix, png, classes=names,
                    title=f"{dataset_name} test: accuracy {accuracy:.4f}, loss {loss:.4f}\n"
-                         f"{config.network_summary()}, {checkpoint.progress.epoch} epochs, {engine.name} engine")
+                         f"{config.network_summary()}, {epochs} epoch{'s' if epochs != 1 else ''}, "
+                         f"{engine.name} engine")
     print(f"wrote {png}")
     with training_numerics():
         written = write_pictures(engine, net, test_x, dataset.test_y, names, out,

@@ -29,10 +29,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     """Register `import` on the subparsers object ``sub``; returns its parser."""
     p = sub.add_parser("import", help="turn a torch.nn.Sequential state dict (.pt) into a run directory",
                        description="Read a torch.nn.Sequential state dict (torch.save(model.state_dict(), PATH); "
-                                   "read with weights_only=True) for the network --layers (or --preset lenet) "
-                                   "describes, and write it as a new run directory (checkpoint.npz, config.json) "
-                                   "at epoch 0: `backprop evaluate DIR` evaluates it, `backprop train --resume "
-                                   "DIR` trains it on with the preset's optimizer. Keys map one to one: "
+                                   "read with weights_only=True) for the network --layers describes (default: "
+                                   "the layers of --preset, itself lenet by default), and write it as a new run "
+                                   "directory (checkpoint.npz, config.json) at epoch 0: `backprop evaluate DIR` "
+                                   "evaluates it, `backprop train --resume DIR` trains it on with the preset's "
+                                   "optimizer. Keys map one to one: "
                                    "'{index}.weight', '{index}.running_mean', '{index}.num_batches_tracked', ...")
     p.add_argument("model", metavar="MODEL_PT", help="the .pt file holding the state dict")
     p.add_argument("--layers", type=layer_list, metavar="TEXT",

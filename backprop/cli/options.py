@@ -229,7 +229,7 @@ def _preset_summary(name: str) -> str:
     config = TrainConfig(**{**PRESETS[name], "preset": name})
     network = "LeNet-5 style CNN" if name == "lenet" else config.network_summary()
     return (f"{name}: {network}, {config.init}, batch {config.batch_size}, "
-            f"{config.optimizer_summary()}, {config.epochs} epochs")
+            f"{config.optimizer_summary()}, {config.epochs} epoch{'s' if config.epochs != 1 else ''}")
 
 
 LR_HELP = (

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
-from ..threads import AUTO, parse_threads
+from ..threads import AUTO, oversubscription_warning, parse_threads
 
 
 def threads_value(text: str) -> int | str:
@@ -16,13 +17,24 @@ def threads_value(text: str) -> int | str:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def add_threads_option(p: argparse.ArgumentParser, what: str) -> None:
-    """Add --blas-threads N|auto (default auto) to ``p``; ``what`` says where auto measures."""
-    p.add_argument("--blas-threads", type=threads_value, default=AUTO, metavar="N|auto",
-                   help="threads for NumPy's BLAS and torch's GEMMs, for the whole process (default: auto, the "
-                        f"fastest count for {what}, measured once at start-up on the step's matrix products)")
+def add_threads_option(p: argparse.ArgumentParser, auto_help: str, default: Any = AUTO) -> None:
+    """Add --blas-threads N|auto to ``p``; ``auto_help`` says what auto does there (train: a fixed
+    rule; bench: a measurement). ``default`` None lets a command tell "not given" from auto."""
+    p.add_argument("--blas-threads", type=threads_value, default=default, metavar="N|auto",
+                   help=f"threads for NumPy's BLAS and torch's GEMMs, for the whole process ({auto_help})")
 
 
 def blas_threads(args: argparse.Namespace) -> Any:
-    """The --blas-threads value of ``args`` ("auto" when the parser has no such option)."""
-    return getattr(args, "blas_threads", AUTO)
+    """The --blas-threads value of ``args`` ("auto" when the parser has no such option or it was
+    not given)."""
+    value = getattr(args, "blas_threads", AUTO)
+    return AUTO if value is None else value
+
+
+def warn_oversubscribed(count: int | str | None, command: str) -> None:
+    """One stderr line when ``count`` (an applied or requested count; "auto" and None pass)
+    exceeds the cores (threads.oversubscription_warning)."""
+    if isinstance(count, int):
+        warning = oversubscription_warning(count)
+        if warning:
+            print(f"{command}: warning: {warning}", file=sys.stderr)

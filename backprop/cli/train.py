@@ -1,4 +1,5 @@
-"""`backprop train`: train an MLP on MNIST-format data, or resume any engine's checkpoint."""
+"""`backprop train`: train a network (an MLP or a layer stack) on MNIST-format data, or resume any
+engine's checkpoint."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from ..checkpoint import Checkpoint, CheckpointError, checkpoint_path, load_chec
 from ..config import DEFAULT_PRESET, ConfigError, TrainConfig, new_config
 from ..datasets import DataError, load_dataset
 from ..engines import Engine, EngineError
+from ..floor import floor_library
 from ..rundir import RunDir, timestamp
-from ..threads import configure_for_training
+from ..threads import config_gemms, configure_for_training, rule_threads, training_threads
 from ..training import Trainer, TrainingDiverged, TrainingInterrupted
 from . import hints
 from .options import (
@@ -34,7 +36,7 @@ from .options import (
     open_engine,
     positive_int,
 )
-from .threads import add_threads_option, blas_threads
+from .threads import add_threads_option, blas_threads, warn_oversubscribed
 
 # Training flags (TrainConfig fields of the same name) that make up a run's configuration;
 # resume must not change them.
@@ -47,8 +49,9 @@ CONFIG_FLAGS = (
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     """Register `train` on the subparsers object ``sub``; returns its parser."""
     p = sub.add_parser(
-        "train", help="train an MLP on MNIST-format data (or resume a run)",
-        description="Train an MLP: the --preset's run, changed by the flags given. A resumed run (--resume) keeps "
+        "train", help="train an MLP or a layer stack on MNIST-format data (or resume a run)",
+        description="Train a network, an MLP or a stack of layers (--layers, --preset lenet): the --preset's "
+                    "run, changed by the flags given. A resumed run (--resume) keeps "
                     "its configuration, dataset and data directory, and refuses flags that would change them; "
                     "--epochs sets a new total, and --engine, --device, --data-dir, --out and --quiet apply to "
                     "the session that resumes.")
@@ -78,8 +81,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--track-gradients", action="store_true",
                    help="also write gradients.csv and gradients.png: per layer and epoch, the norms of the weight "
                         "gradient, of the delta dL/dz and of the update relative to the weight, each the mean over "
-                        "the epoch's steps (default: off, at no cost)")
-    add_threads_option(p, "the run's network and batch size")
+                        "the epoch's steps (default: off, at no cost; a run that tracks keeps tracking when "
+                        "resumed, and on --resume of one that did not, tracking starts there)")
+    add_threads_option(p, "default: auto, a fixed rule: one thread per MFLOP of the step's largest matrix product, "
+                          "at least 1, at most the cores, so the same command always gives the same numbers; on "
+                          "--resume: the count the run recorded. float32 results differ in their last bits "
+                          "between counts", default=None)
     return p
 
 
@@ -100,15 +107,39 @@ def resumed_config(args: argparse.Namespace, parser: argparse.ArgumentParser, ch
     for flag in CONFIG_FLAGS:
         given = getattr(args, flag)
         if given is not None and given != getattr(config, flag):
-            show = format_layers if flag == "layers" else str
-            mine = getattr(config, flag)
-            parser.error(f"--{flag.replace('_', '-')} {show(given)} conflicts with the checkpoint's "
-                         f"{'MLP' if mine is None else show(mine)}: a resumed run keeps its configuration")
+            parser.error(f"{spell_flag(flag, given)} conflicts with the checkpoint ({spell_stored(flag, config)}): "
+                         "a resumed run keeps its configuration")
     if args.preset is not None:
         parser.error("--preset cannot be combined with --resume (the checkpoint holds the configuration)")
     if args.epochs is not None:
         config.epochs = args.epochs  # t_max stays: the schedule keeps the period it was created with
     return config
+
+
+def spell_flag(field: str, value: Any) -> str:
+    """``field`` = ``value`` as the command line spells it: "--hidden 32,16", "--hidden none",
+    "--layers 'flatten, linear(784, 10)'", "--nesterov", "--limit 2000"."""
+    flag = f"--{field.replace('_', '-')}"
+    if isinstance(value, bool):
+        return flag if value else f"no {flag}"
+    if field == "layers":
+        return f"{flag} '{format_layers(value)}'"
+    if field == "hidden":
+        return f"{flag} {','.join(map(str, value)) or 'none'}"
+    return f"{flag} {value}"
+
+
+def spell_stored(field: str, config: TrainConfig) -> str:
+    """The checkpoint's ``field`` in the command line's words, for a conflict message: a value
+    the run never set is said as such ("an MLP, no --layers", "all training samples, no --limit")."""
+    value = getattr(config, field)
+    if field == "layers" and value is None:
+        return "an MLP, no --layers"
+    if field == "limit" and value is None:
+        return "all training samples, no --limit"
+    if config.layers is not None and field in ("hidden", "activation", "init"):
+        return f"a layer stack, {spell_flag('layers', config.layers)}, which takes no --{field}"
+    return spell_flag(field, value)
 
 
 def new_run_command(config: TrainConfig, engine: Engine, data_dir: str, **changes: Any) -> str:
@@ -165,10 +196,47 @@ def _claim(args: argparse.Namespace, parser: argparse.ArgumentParser, engine: En
     return claim_out(parser, out, "", own_run=os.path.abspath(out) == own)
 
 
-def _describe(config: TrainConfig, engine: Engine, data_dir: str) -> str:
-    limit = f", first {config.limit} samples" if config.limit else ""
+def _describe(config: TrainConfig, engine: Engine, data_dir: str, threads: int) -> str:
+    limit = f", first {config.limit} sample{'s' if config.limit != 1 else ''}" if config.limit else ""
+    pool = "BLAS" if floor_library(engine) == "numpy" else "torch"
     return (f"{config.network_summary()} ({config.dtype}), {config.optimizer_summary()}, batch {config.batch_size}, "
-            f"{config.epochs} epochs; {config.dataset} from {data_dir}{limit}; the {engine.name} engine")
+            f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}; {config.dataset} from {data_dir}{limit}; "
+            f"the {engine.name} engine, "
+            f"{threads} {pool} thread{'s' if threads != 1 else ''}")
+
+
+def session_threads(args: argparse.Namespace, config: TrainConfig, checkpoint: Checkpoint | None) -> int:
+    """The GEMM thread count of this session: --blas-threads (auto: threads.rule_threads), or on
+    --resume without it the count the run recorded (the rule for files that predate the record).
+    Prints one stderr line when an explicit count departs from the recorded one (float32 results
+    then differ in their last bits from the uninterrupted run), and one when it exceeds the cores."""
+    recorded = checkpoint.blas_threads if checkpoint is not None else None
+    if checkpoint is not None and args.blas_threads is None:
+        count = recorded if recorded is not None else rule_threads(config_gemms(config))
+    else:
+        count = training_threads(blas_threads(args), config)
+        if recorded is not None and count != recorded:
+            print(f"train: note: --blas-threads gives {count} threads where the run trained on {recorded}: "
+                  f"{config.dtype} numbers may differ in their last bits from the uninterrupted run (leave "
+                  "--blas-threads out to reuse the recorded count)", file=sys.stderr)
+    warn_oversubscribed(count, "train")
+    return count
+
+
+def _warn_idle_epochs(trainer: Trainer, config: TrainConfig, engine: Engine, data_dir: str) -> None:
+    """One stderr line when epochs of this session would train at learning rate 0 (a finished
+    cosine run continued past its T_max, fixed when the run was created)."""
+    idle = trainer.idle_epochs()
+    if not idle:
+        return
+    epochs = f"epoch {idle[0]}" if len(idle) == 1 else f"epochs {', '.join(map(str, idle))}"
+    t_max = config.t_max or config.epochs
+    print(f"train: warning: {epochs} will train at lr 0 and update no weight: the cosine schedule's T_max was fixed "
+          f"at {t_max} epoch{'s' if t_max != 1 else ''} when the run was created, and stepped on past it torch's "
+          f"CosineAnnealingLR comes back: lr 0 at epochs {t_max + 1}, {3 * t_max + 1}, ..., rising in between. To "
+          "anneal over "
+          f"{config.epochs} epoch{'s' if config.epochs != 1 else ''} instead, start a new run: "
+          f"{new_run_command(config, engine, data_dir, epochs=config.epochs)}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -191,7 +259,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     data_dir = args.data_dir or (checkpoint.data_dir if checkpoint else None) or DEFAULT_DATA_DIR
     if checkpoint is not None and resume is not None and checkpoint.progress.epoch >= config.epochs:
         done = checkpoint.progress.epoch
-        print(f"nothing to do: {resume} already finished {done} of {config.epochs} epochs. To train on, "
+        print(f"nothing to do: {resume} already finished {done} of {config.epochs} "
+              f"epoch{'s' if config.epochs != 1 else ''}. To train on, "
               f"raise --epochs: {resume_command(resume, engine, epochs=done + 5)}")
         return 0
 
@@ -210,9 +279,10 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if checkpoint is None and config.batch_size > samples:  # (a resumed run's data must match its own)
             parser.error(f"--batch-size {config.batch_size} is larger than the {samples} training samples: every "
                          f"epoch would be one short batch; give --batch-size {samples} or less")
+        threads = session_threads(args, config, checkpoint)
         try:
             trainer = Trainer(config, engine, dataset, out, quiet=args.quiet, resume=checkpoint, data_dir=data_dir,
-                              track_gradients=args.track_gradients)
+                              track_gradients=True if args.track_gradients else None, blas_threads=threads)
         except EngineError as error:  # the engine lacks a layer of the network
             parser.error(f"argument --engine: {error}")
         except (ValueError, TypeError) as error:
@@ -221,8 +291,14 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             p = trainer.progress
             print(f"resuming {resume} (written by the {checkpoint.engine} engine) at epoch "
                   f"{p.epoch + 1}, batch {p.step}, with the {engine.name} engine")
-        configure_for_training(blas_threads(args), engine, config)  # process-wide, before the first step
-        print(f"training {_describe(config, engine, data_dir)} -> {out}")
+            if args.track_gradients and checkpoint.gradients is None:
+                partial = " (that epoch's rows average only its steps from here: their steps column says how many)" \
+                    if p.step else ""
+                print(f"--track-gradients: the run did not track gradients before; tracking starts at epoch "
+                      f"{p.epoch + 1}, batch {p.step}{partial}, and continues on every later resume")
+            _warn_idle_epochs(trainer, config, engine, data_dir)
+        configure_for_training(threads, engine, config)  # process-wide, before the first step
+        print(f"training {_describe(config, engine, data_dir, threads)} -> {out}")
         try:
             trainer.run()
         except TrainingDiverged as error:
@@ -234,7 +310,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             print(f"resume with: {resume_command(trainer.checkpoint_path, engine)}", file=sys.stderr)
             return EXIT_INTERRUPTED
         tracked = f"{os.path.join(out, 'gradients.csv')}, {os.path.join(out, 'gradients.png')}, " \
-            if args.track_gradients else ""
+            if trainer.gradients is not None else ""
         print(f"done: {os.path.join(out, 'metrics.csv')}, {os.path.join(out, 'curves.png')}, {tracked}"
               f"{trainer.checkpoint_path}")
         return 0
