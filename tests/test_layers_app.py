@@ -283,6 +283,16 @@ def test_cli_trains_evaluates_exports_imports_and_resumes_a_stack(data_root, tmp
     assert refused.returncode == 2, refused.stderr
     assert "--layers 'flatten, linear(784, 10)' conflicts with the checkpoint (--layers " \
            f"'{format_layers(STACK)}')" in refused.stderr
+    # An imported model can be trained on a subset, as a run started with train --limit.
+    subset = str(tmp_path / "imported-subset")
+    result = run_cli("import", model, "--layers", STACK_TEXT, "--dataset", "fashion-mnist", "--data-dir", data_root,
+                     "--limit", "64", "--out", subset)
+    assert result.returncode == 0, result.stderr
+    assert load_checkpoint(subset).meta["rng"]["train_samples"] == 64
+    trained = run_cli("train", "--resume", subset, "--epochs", "1", "--quiet")
+    assert trained.returncode == 0, trained.stderr
+    assert load_checkpoint(subset).progress.history[0]["samples_per_s"] > 0
+    assert load_checkpoint(subset).config.limit == 64
 
 
 @pytest.mark.parametrize("text, message", [

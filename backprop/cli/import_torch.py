@@ -21,6 +21,7 @@ from .options import (
     claim_out,
     fail,
     layer_list,
+    positive_int,
 )
 from .options import LAYERS_HELP as _LAYERS_HELP
 
@@ -42,6 +43,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     add_data_options(p, dataset_help="the dataset the run belongs to (default: mnist)",
                      data_dir_help=f"where that dataset's training split is (its size is part of the run; default: "
                                    f"{DEFAULT_DATA_DIR})")
+    p.add_argument("--limit", type=positive_int, metavar="N",
+                   help="the run trains on the first N training samples only, as train --limit (default: all)")
     p.add_argument("--out", required=True, metavar="DIR", help="the new (or empty) run directory to write")
     return p
 
@@ -50,7 +53,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Import; returns the exit status."""
     preset = args.preset or "lenet"
     try:
-        config = new_config(preset, layers=args.layers, dataset=args.dataset)
+        config = new_config(preset, layers=args.layers, dataset=args.dataset, limit=args.limit)
     except ConfigError as error:
         parser.error(str(error))
     if config.layers is None:
@@ -69,7 +72,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             dataset = load_dataset(config.dataset, data_dir, dtype=config.dtype, splits=("train",))
         except DataError as error:
             return fail(str(error))
-        meta = checkpoint_meta(config, "torch.nn", Progress(), len(dataset.train_y), data_dir,
+        samples = len(dataset.train_y[: config.limit])  # what `train --resume` will check against
+        meta = checkpoint_meta(config, "torch.nn", Progress(), samples, data_dir,
                                num_batches_tracked=tracked)
         path = os.path.join(run_dir.path, CHECKPOINT_NAME)
         save_checkpoint(path, params, {"step": 0, "lr": config.lr, "state": {}}, meta)
