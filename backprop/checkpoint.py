@@ -270,7 +270,8 @@ def _check_layer_state(meta: dict[str, Any], config: TrainConfig) -> tuple[dict[
 
 def _check_run_options(meta: dict[str, Any]) -> None:
     """The optional blas_threads (an integer >= 1) and gradients ({"layers": [str], "steps": int
-    >= 0, "sums": one [weight_grad_norm, delta_norm, update_ratio] row of numbers >= 0 per layer})."""
+    >= 0, "sums": one [weight_grad_norm, delta_norm, update_ratio] row of numbers >= 0 per layer,
+    "history" (optional): one [epoch, steps, such rows] per finished epoch})."""
     if "blas_threads" in meta:
         count = meta["blas_threads"]
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 4096:
@@ -287,6 +288,19 @@ def _check_run_options(meta: dict[str, Any]) -> None:
             isinstance(row, list) and len(row) == 3 and all(
                 not isinstance(v, bool) and isinstance(v, (int, float)) and v >= 0 for v in row) for row in sums):
         raise ValueError(f"gradients.sums: expected {len(layers)} rows of 3 numbers >= 0 (one per layer)")
+    history = state.get("history", [])
+    if not isinstance(history, list):
+        raise ValueError(f"gradients.history: expected a list of [epoch, steps, means], got {history!r:.60}")
+    for i, entry in enumerate(history):
+        ok = (isinstance(entry, list) and len(entry) == 3
+              and all(not isinstance(v, bool) and isinstance(v, int) and v >= 1 for v in entry[:2])
+              and isinstance(entry[2], list) and len(entry[2]) == len(layers) and all(
+                  isinstance(row, list) and len(row) == 3 and all(
+                      not isinstance(v, bool) and isinstance(v, (int, float)) and v >= 0 for v in row)
+                  for row in entry[2]))
+        if not ok:
+            raise ValueError(f"gradients.history[{i}]: expected [epoch >= 1, steps >= 1, {len(layers)} rows of 3 "
+                             "numbers >= 0]")
 
 
 def _one_line(error: BaseException) -> str:

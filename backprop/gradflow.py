@@ -125,10 +125,16 @@ class GradientTracker:
         return new
 
     def state(self) -> dict[str, Any]:
-        """The epoch in progress, JSON-ready for a checkpoint: {"layers": the weight keys, "steps":
-        steps recorded, "sums": (layers, 3) running sums of the METRICS as lists of floats}
-        (repr-exact in JSON, so a resumed run's means equal an uninterrupted run's bit for bit)."""
-        return {"layers": list(self.keys), "steps": self._steps, "sums": self._sums.tolist()}
+        """JSON-ready for a checkpoint: {"layers": the weight keys, "steps": steps recorded in the
+        epoch in progress, "sums": its (layers, 3) running sums of the METRICS, "history": one
+        [epoch, steps, (layers, 3) means] per finished epoch} (floats are repr-exact in JSON, so a
+        resumed run's rows equal an uninterrupted run's bit for bit, in whatever --out it writes)."""
+        history: dict[int, list[Any]] = {}
+        for row in self.rows:
+            entry = history.setdefault(row["epoch"], [row["epoch"], row["steps"], []])
+            entry[2].append([float(row[m]) for m in METRICS])
+        return {"layers": list(self.keys), "steps": self._steps, "sums": self._sums.tolist(),
+                "history": list(history.values())}
 
     def set_state(self, state: dict[str, Any]) -> None:
         """Continue the epoch in progress from ``state`` (state()'s dict, as a checkpoint holds it);
@@ -141,6 +147,10 @@ class GradientTracker:
             raise ValueError(f"the checkpoint's gradient sums have shape {sums.shape}, expected {self._sums.shape}")
         self._sums[...] = sums
         self._steps = int(state["steps"])
+        if "history" in state:  # the finished epochs' rows travel with the checkpoint
+            self.rows = [{"epoch": epoch, "layer": self.layer_name(key), "shape": "x".join(map(str, self.shapes[key])),
+                          **dict(zip(METRICS, (float(v) for v in means[row]))), "steps": steps}
+                         for epoch, steps, means in state["history"] for row, key in enumerate(self.keys)]
 
     def load(self, path: str, epochs: int) -> None:
         """Keep the rows of epochs 1..``epochs`` from an earlier session's ``gradients.csv`` (a

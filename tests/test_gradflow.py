@@ -177,6 +177,13 @@ def test_train_track_gradients_writes_the_files_and_a_resumed_run_extends_them(d
     assert all(r["weight_grad_norm"] > 0 and r["delta_norm"] > 0 for r in rows)
     # The default preset's cosine schedule, fixed at creation to 1 epoch, has lr 0 in epoch 2: no update.
     assert all(r["update_ratio"] > 0 for r in rows[:2]) and all(r["update_ratio"] == 0 for r in rows[2:])
+    # Resumed into another directory, the file still covers the whole run: the finished epochs'
+    # rows travel in the checkpoint, not only in the first directory's gradients.csv.
+    elsewhere = str(tmp_path / "elsewhere")
+    moved = run_cli("train", "--resume", out, "--epochs", "3", "--quiet", "--out", elsewhere)
+    assert moved.returncode == 0, moved.stderr
+    moved_rows = gradflow.read_csv(os.path.join(elsewhere, "gradients.csv"))
+    assert moved_rows[:4] == rows and [r["epoch"] for r in moved_rows[4:]] == [3, 3]
 
 
 def test_train_without_the_flag_writes_no_gradient_files(data_root, tmp_path):
