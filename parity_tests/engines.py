@@ -12,6 +12,7 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+import pytest
 
 from engine_core.protocol import check_engine_module
 
@@ -35,6 +36,13 @@ class Engine:
     def has(self, item: str) -> bool:
         """Whether the engine provides an optional part of the protocol (Adam, AdamW, ...)."""
         return hasattr(self.module, item)
+
+    def require(self, *items: str, why: str = "optional in the engine protocol") -> None:
+        """Skip the calling test, naming what is missing and ``why`` it may be, unless the engine
+        provides every one of ``items``: a part the engine lacks is reported, not failed."""
+        missing = [item for item in items if not self.has(item)]
+        if missing:
+            pytest.skip(f"{self.name} has no {', '.join(missing)} ({why})")
 
     def asarray(self, array: np.ndarray, dtype: str) -> Any:
         if hasattr(self.module, "asarray"):

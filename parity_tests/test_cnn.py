@@ -24,7 +24,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-import pytest
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -151,10 +150,7 @@ def cnn_problems(draw: st.DrawFn, dtype: str | None = None, steps: int = 1) -> t
 def _require(engine: Engine) -> None:
     """Skip, naming them, when the engine lacks a layer the random stacks use (or Sequential)."""
     kinds = sorted({*IMAGE_LAYERS, *VECTOR_LAYERS, *STRUCTURE})
-    missing = [KINDS[kind][0] for kind in kinds if not engine.has(KINDS[kind][0])]
-    missing += [] if engine.has("Sequential") else ["Sequential"]
-    if missing:
-        pytest.skip(f"{engine.name} has no {', '.join(missing)} (layers the random CNNs are built from)")
+    engine.require(*(KINDS[kind][0] for kind in kinds), "Sequential", why="layers the random CNNs are built from")
 
 
 # -- comparisons --------------------------------------------------------------------------------------
@@ -244,8 +240,7 @@ def test_one_adam_step_on_a_random_cnn_follows_torch_optim(engine, problem, adam
     difference bounded by what the pass property allows (RTOL of the gradient scale). The moments
     are linear (and quadratic) in g: RTOL of gs (and of gs^2)."""
     _require(engine)
-    if not engine.has(adam.kind):
-        pytest.skip(f"{engine.name} has no {adam.kind} (optional in the engine protocol)")
+    engine.require(adam.kind)
     spec, batches = problem
     note(f"engine={engine.name} spec={spec!r} adam={adam} batches={batches!r}")
     ref = _train(ORACLE, spec, adam, batches)

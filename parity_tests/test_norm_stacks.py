@@ -24,7 +24,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import pytest
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -119,10 +118,7 @@ def stack_problems(draw: st.DrawFn, dtype: str | None = None, steps: int = 1) ->
 
 def _require(engine: Engine) -> None:
     """Skip, naming them, when the engine lacks a layer the random stacks use (or Sequential)."""
-    missing = [KINDS[kind][0] for kind in USED if not engine.has(KINDS[kind][0])]
-    missing += [] if engine.has("Sequential") else ["Sequential"]
-    if missing:
-        pytest.skip(f"{engine.name} has no {', '.join(missing)} (layers the random stacks are built from)")
+    engine.require(*(KINDS[kind][0] for kind in USED), "Sequential", why="layers the random stacks are built from")
 
 
 def _forward_scale(spec: StackSpec, x: np.ndarray, warm_up: np.ndarray | None) -> float:
@@ -227,8 +223,7 @@ def test_one_adam_step_on_a_random_norm_stack_follows_torch_optim(engine, proble
     the batch norm's backward multiplied by up to |weight| / sqrt(eps). The noise allowance
     carries that factor."""
     _require(engine)
-    if not engine.has(adam.kind):
-        pytest.skip(f"{engine.name} has no {adam.kind} (optional in the engine protocol)")
+    engine.require(adam.kind)
     spec, batches = problem
     note(f"engine={engine.name} spec={spec!r} adam={adam} batches={batches!r}")
     ref = _train(ORACLE, spec, adam, batches)

@@ -101,8 +101,7 @@ def test_adam_and_adamw_after_backprop_follow_torch_optim_step_by_step(engine, p
     tolerance short of lr itself could be honest. float64's noise is 1e8 times below eps.
     The float32 optimizer itself is checked from identical gradients below."""
     spec, opt_spec, batch_list = problem
-    if not engine.has(opt_spec.kind):
-        pytest.skip(f"{engine.name} has no {opt_spec.kind} (optional in the engine protocol)")
+    engine.require(opt_spec.kind)
     note(f"engine={engine.name} spec={spec} adam={opt_spec} batches={batch_list!r}")
     ref = _train(ORACLE, spec, opt_spec, batch_list)
     got = _train(engine, spec, opt_spec, batch_list)
@@ -138,8 +137,7 @@ def test_adam_and_adamw_steps_from_identical_gradients_match_torch_optim(engine,
     """The optimizer alone, both dtypes: the same gradients (including some far below eps) go
     into every engine's Adam/AdamW and into torch.optim's; the parameters and moments that come
     out agree within the dtype's rtol of lr (the largest change one step can make)."""
-    if not engine.has(opt_spec.kind):
-        pytest.skip(f"{engine.name} has no {opt_spec.kind} (optional in the engine protocol)")
+    engine.require(opt_spec.kind)
     rng = np.random.default_rng(seed)
     nets, opts = {}, {}
     for e in (engine, ORACLE):
@@ -182,8 +180,7 @@ def test_sgd_rejects_what_torch_optim_sgd_rejects_with_its_message(engine, kwarg
 def test_adam_rejects_what_torch_optim_adam_rejects_with_its_message(engine, kind, kwargs):
     import torch
 
-    if not engine.has(kind):
-        pytest.skip(f"{engine.name} has no {kind} (optional in the engine protocol)")
+    engine.require(kind)
     with pytest.raises(ValueError) as theirs:
         getattr(torch.optim, kind)([torch.zeros(1, requires_grad=True)], **kwargs)
     with pytest.raises(ValueError, match=re.escape(str(theirs.value))):
@@ -196,8 +193,7 @@ def test_adam_state_moves_to_and_from_the_oracle_and_training_continues_alike(en
     a third step in each: the same parameters (float64; rounding only)."""
     from .strategies import AdamSpec, Batch, NetSpec
 
-    if not engine.has("AdamW"):
-        pytest.skip(f"{engine.name} has no AdamW (optional in the engine protocol)")
+    engine.require("AdamW")
     spec = NetSpec(sizes=(5, 4, 3), activation="tanh", init="he_normal", seed=2, dtype="float64")
     adam = AdamSpec(kind="AdamW", lr=0.01, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.01, amsgrad=True)
     rng = np.random.default_rng(0)

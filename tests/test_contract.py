@@ -31,13 +31,18 @@ def _batch(engine: Engine, dtype: str = "float64", batch: int = 6):
 def _adam_after_one_step(engine: Engine, amsgrad: bool = False):
     net = engine.MLP([5, 4, 3], activation="tanh", seed=1, dtype="float64")
     opt = engine.Adam(net, lr=0.01, amsgrad=amsgrad)
+    _train_step(engine, net, opt)
+    return net, opt
+
+
+def _train_step(engine: Engine, net, opt) -> None:
+    """One step on _batch: forward, loss, zero_grad, backward, optimizer step."""
     x, y = _batch(engine)
     loss = engine.SoftmaxCrossEntropy()
     loss.forward(net.forward(x), y)
     opt.zero_grad()
     net.backward(loss.backward())
     opt.step()
-    return net, opt
 
 
 def _outcome(call):
@@ -378,12 +383,7 @@ def test_a_loaded_optimizer_state_never_shares_memory_with_the_callers_arrays(su
     state = opt.state_dict()
     kept = {b: {k: v.copy() for k, v in per.items()} for b, per in state["state"].items()}
     opt.load_state_dict(state)
-    x, y = _batch(subject)
-    loss = subject.SoftmaxCrossEntropy()
-    loss.forward(net.forward(x), y)
-    opt.zero_grad()
-    net.backward(loss.backward())
-    opt.step()
+    _train_step(subject, net, opt)
     for buffer, per in kept.items():
         for key, value in per.items():
             assert np.array_equal(state["state"][buffer][key], value), (buffer, key)
