@@ -266,8 +266,12 @@ class MaxPool2d(Windowed):
         assert winner is not None
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
         dx = self._buffer("_dx", self.in_shape, delta.dtype)  # type: ignore[arg-type]
-        dx.fill(0)
         overlapping = sh < kh or sw < kw
+        _, _, height, width = dx.shape
+        if (sh, sw) != (kh, kw) or kh * self.out_shape[2] != height or kw * self.out_shape[3] != width:
+            # Unless the windows tile x exactly, some pixels are in no window (they get 0) or in
+            # several (their shares add up): start from 0.
+            dx.fill(0)
         routed = self._buffer("_routed", self.out_shape, delta.dtype) if overlapping else None
         for o, (_, _, rows, cols) in enumerate(_offsets(self.kernel_size, self.stride, self.out_shape[2:])):
             target = dx[:, :, rows, cols]

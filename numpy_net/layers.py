@@ -66,9 +66,9 @@ class Linear(Layer):
         """z (B, out) for x (B, in) of the layer's dtype; TypeError/ValueError otherwise."""
         x = check_features(x, self.in_features, self.weight.dtype)
         if self.fresh_output:
-            z = np.matmul(x, self.weight)
+            z = np.dot(x, self.weight)
         else:
-            z = np.matmul(x, self.weight, out=self._buffer("_z", (x.shape[0], self.out_features), self.weight.dtype))
+            z = np.dot(x, self.weight, out=self._buffer("_z", (x.shape[0], self.out_features), self.weight.dtype))
         if self.has_bias:
             z += self.bias
         self.x = x
@@ -86,14 +86,14 @@ class Linear(Layer):
                 self.describe(), shape_of(delta), f"(batch, {self.out_features})"))
         delta = check_delta(self, delta, (self.x.shape[0], self.out_features), self.weight.dtype)
         self.delta = delta
-        np.matmul(self.x.T, delta, out=self.grad_weight)
+        np.dot(self.x.T, delta, out=self.grad_weight)
         if self.has_bias:
             ones = self._ones if len(self._ones) == len(delta) else self._make_ones(delta)
-            np.matmul(ones, delta, out=self.grad_bias)  # sum over the batch, as one BLAS gemv
+            np.dot(ones, delta, out=self.grad_bias)  # sum over the batch, as one BLAS gemv
         if not input_grad:
             return None
         dx = self._buffer("_dx", (delta.shape[0], self.in_features), delta.dtype)
-        return np.matmul(delta, self.weight.T, out=dx)
+        return np.dot(delta, self.weight.T, out=dx)
 
     def _make_ones(self, like: np.ndarray) -> np.ndarray:
         self._ones = np.ones(len(like), like.dtype)

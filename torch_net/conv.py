@@ -4,8 +4,9 @@ Images are (B, C, H, W). Nothing sets requires_grad; every backward is written h
 primitives only (conv2d, conv_transpose2d, strided copies and adds), never autograd or
 torch.nn.grad. Conv2d runs its sums through torch's convolution kernels (conv2d forward; conv2d
 and conv_transpose2d backward): measured on LeNet's shapes (batch 64) they beat numpy_net's im2col
-copy plus GEMM on tensors. MaxPool2d is numpy_net's algorithm on tensors (its window copy and
-first-maximum masks also beat torch's max_pool2d with indices on the CPU, 2-3x at LeNet's shapes);
+copy plus GEMM on tensors. MaxPool2d is numpy_net's algorithm on tensors, its first-maximum masks
+held as 0/1 floats instead of booleans (window copy, masks and routing beat torch's max_pool2d
+with indices on the CPU, 2-3x at LeNet's shapes);
 AvgPool2d's forward is torch's avg_pool2d (the same row-major window sums), its backward numpy_net's.
 
 Notation as in numpy_net/conv.py: x the input, xp x zero-padded by p_h rows and p_w columns on
@@ -201,7 +202,7 @@ class MaxPool2d(Windowed):
 
     def __init__(self, kernel_size: int | Pair, stride: int | Pair | None = None) -> None:
         self.kernel_size, self.stride = check_pool_args(kernel_size, stride)
-        self.winner: torch.Tensor | None = None  # (kh kw, B, C, H_out, W_out): the arg-max of each window
+        self.winner: torch.Tensor | None = None  # (kh kw, B, C, H_out, W_out): 1 at each window's arg-max, else 0
 
     def __repr__(self) -> str:
         return f"MaxPool2d(kernel_size={_size(self.kernel_size)}, stride={_size(self.stride)})"
@@ -220,16 +221,18 @@ class MaxPool2d(Windowed):
         cols = cols.view(area, batch, channels, out_h, out_w)
         y = self._buffer("_y", self.out_shape, x)
         torch.amax(cols, dim=0, out=y)
-        # winner[o]: cols[o] is the window's maximum and no earlier element was.
-        winner = self._buffer_of("_winner", (area, batch, channels, out_h, out_w), torch.bool, x.device)
-        taken = self._buffer_of("_taken", self.out_shape, torch.bool, x.device)
+        # winner[o]: cols[o] is the window's maximum and no earlier element was. Kept as 0/1 in
+        # x's dtype, not as booleans (numpy_net's masks): this torch's comparisons are ~5x slower
+        # into a bool tensor than into a float one, and its float-by-bool multiply (backward) ~2x.
+        winner = self._buffer("_winner", (area, batch, channels, out_h, out_w), x)
+        taken = self._buffer("_taken", self.out_shape, x)
         torch.eq(cols[0], y, out=winner[0])
         taken.copy_(winner[0])
         for o in range(1, area):
             torch.eq(cols[o], y, out=winner[o])
-            torch.gt(winner[o], taken, out=winner[o])  # a and not b, on booleans
+            torch.gt(winner[o], taken, out=winner[o])  # a and not b, on 0/1 values
             if o < area - 1:
-                torch.logical_or(taken, winner[o], out=taken)
+                taken += winner[o]  # stays 0/1: winner[o] is 1 only where taken is 0
         self.winner = winner
         return y
 
@@ -240,8 +243,12 @@ class MaxPool2d(Windowed):
         assert winner is not None
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
         dx = self._buffer("_dx", self.in_shape, delta)  # type: ignore[arg-type]
-        dx.zero_()
         overlapping = sh < kh or sw < kw
+        _, _, height, width = dx.shape
+        if (sh, sw) != (kh, kw) or kh * self.out_shape[2] != height or kw * self.out_shape[3] != width:
+            # Unless the windows tile x exactly, some pixels are in no window (they get 0) or in
+            # several (their shares add up): start from 0.
+            dx.zero_()
         routed = self._buffer("_routed", self.out_shape, delta) if overlapping else None
         for o, (_, _, rows, cols) in enumerate(_offsets(self.kernel_size, self.stride, self.out_shape[2:])):
             target = dx[:, :, rows, cols]
