@@ -127,3 +127,26 @@ def test_bench_writes_rows_for_every_engine_workload_and_batch_size(tmp_path):
     assert report["compiled"] == {"requested": False, "available": False, "reason": "--no-compile"}
     assert report["machine"]["cpu_count"] and "numpy" in report["machine"]
     assert os.path.getsize(out / "bench.png") > 0
+
+
+def test_the_compiled_rows_probe_drops_only_torchs_cpu_only_cuda_notice(monkeypatch):
+    # torch.compile logs "No CUDA runtime is found" on every CPU-only machine, which printed a
+    # line of noise above bench's table; other records of that logger must still come through.
+    import logging
+
+    import torch
+
+    from backprop.benchmark import CompiledReference
+
+    monkeypatch.setattr(torch, "compile", lambda model: model)  # the probe, without compiling
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    monkeypatch.setattr(logger, "filters", [])
+    for _ in range(2):  # a second probe adds no second filter
+        assert CompiledReference(load_engine("autograd")).available()
+    assert len(logger.filters) == 1
+
+    def passes(message: str) -> bool:
+        return bool(logger.filter(logging.LogRecord(logger.name, logging.WARNING, __file__, 1, message, None, None)))
+
+    assert not passes("No CUDA runtime is found, using CUDA_HOME='/usr/local'")
+    assert passes("Error building extension 'x'")

@@ -222,8 +222,8 @@ class MaxPool2d(Windowed):
         y = self._buffer("_y", self.out_shape, x)
         torch.amax(cols, dim=0, out=y)
         # winner[o]: cols[o] is the window's maximum and no earlier element was. Kept as 0/1 in
-        # x's dtype, not as booleans (numpy_net's masks): this torch's comparisons are ~5x slower
-        # into a bool tensor than into a float one, and its float-by-bool multiply (backward) ~2x.
+        # x's dtype, not as booleans (numpy_net's masks): this torch's comparisons are 4-5x slower
+        # into a bool tensor than into a float one, and its float-by-bool multiply (backward) 2-4x.
         winner = self._buffer("_winner", (area, batch, channels, out_h, out_w), x)
         taken = self._buffer("_taken", self.out_shape, x)
         torch.eq(cols[0], y, out=winner[0])
