@@ -25,6 +25,9 @@ from engine_core.conv_checks import (
     check_flatten_facts,
     check_image_facts,
     check_pool_args,
+    size_repr,
+    window_offsets,
+    windows_tile,
 )
 from engine_core.errors import backward_before_forward_message
 
@@ -32,22 +35,9 @@ from .checks import ARRAY_TYPE, check_delta
 from .layers import Layer
 
 
-def _size(pair: Pair) -> int | Pair:
-    """A pair as torch's repr shows an argument given as an int: 5 for (5, 5)."""
-    return pair[0] if pair[0] == pair[1] else pair
-
-
-def _offsets(kernel: Pair, stride: Pair, out_hw: tuple[int, ...]) -> list[tuple[int, int, slice, slice]]:
-    """(i, j, rows, columns) for every kernel offset: x[..., rows, columns] are the (H_out, W_out)
-    input pixels at offset (i, j) of every window, row-major (i, then j)."""
-    (kh, kw), (sh, sw), (ho, wo) = kernel, stride, out_hw
-    return [(i, j, slice(i, i + sh * (ho - 1) + 1, sh), slice(j, j + sw * (wo - 1) + 1, sw))
-            for i in range(kh) for j in range(kw)]
-
-
 class Windowed(Layer):
-    """Base of the sliding-window layers: their input check and buffers of any shape (an image
-    layer's height and width may change between calls, not only the batch size)."""
+    """Base of the sliding-window layers: their input check. Their buffers are _exact_buffer's
+    (an image layer's height and width may change between calls, not only the batch size)."""
 
     kernel_size: Pair = (1, 1)
     stride: Pair = (1, 1)
@@ -55,14 +45,6 @@ class Windowed(Layer):
     in_shape: tuple[int, ...] | None = None  # (B, C, H, W) of the last forward; None before any
     out_shape: tuple[int, int, int, int] = (0, 0, 0, 0)
     _dtype: np.dtype = np.dtype(np.float64)  # the last forward's dtype
-
-    def _buffer(self, name: str, shape: tuple[int, ...], dtype: np.dtype, zero: bool = False) -> np.ndarray:
-        """A reusable array of exactly this shape and dtype (zeros when (re)allocated with zero=True)."""
-        buf = self.__dict__.get(name)
-        if buf is None or buf.shape != shape or buf.dtype != dtype:
-            buf = np.zeros(shape, dtype) if zero else np.empty(shape, dtype)
-            setattr(self, name, buf)
-        return buf
 
     def _check_input(self, x: object, channels: int | None, dtype: np.dtype | None) -> np.ndarray:
         """x as a native-byte-order (B, C, H, W) array; sets in_shape and out_shape.
@@ -135,8 +117,8 @@ class Conv2d(Windowed):
     def __repr__(self) -> str:
         extra = "" if self.has_bias else ", bias=False"
         return (f"Conv2d(in_channels={self.in_channels}, out_channels={self.out_channels}, "
-                f"kernel_size={_size(self.kernel_size)}, stride={_size(self.stride)}, "
-                f"padding={_size(self.padding)}{extra})")
+                f"kernel_size={size_repr(self.kernel_size)}, stride={size_repr(self.stride)}, "
+                f"padding={size_repr(self.padding)}{extra})")
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """z (B, C_out, H_out, W_out) for x (B, C_in, H, W) of the layer's dtype."""
@@ -146,18 +128,18 @@ class Conv2d(Windowed):
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         dtype = self.weight.dtype
         # xp, batch innermost; its border is zero from the allocation and never written.
-        xp = self._buffer("_xp", (channels, height + 2 * ph, width + 2 * pw, batch), dtype, zero=True)
+        xp = self._exact_buffer("_xp", (channels, height + 2 * ph, width + 2 * pw, batch), dtype, zero=True)
         np.copyto(xp[:, ph : ph + height, pw : pw + width], x.transpose(1, 2, 3, 0))
         # im2col: windows[c, h, w, b, i, j] = xp[c, s_h h + i, s_w w + j, b], copied as X.
         windows = sliding_window_view(xp, (kh, kw), axis=(1, 2))[:, ::sh, ::sw]
-        cols = self._buffer("_cols", (channels, kh, kw, out_h, out_w, batch), dtype)
+        cols = self._exact_buffer("_cols", (channels, kh, kw, out_h, out_w, batch), dtype)
         np.copyto(cols, windows.transpose(0, 4, 5, 1, 2, 3))
         self._cols = cols
         # Z = W2 X: one GEMM, (C_out, C_in kh kw) x (C_in kh kw, H_out W_out B).
-        zt = self._buffer("_zt", (out_channels, out_h, out_w, batch), dtype)
+        zt = self._exact_buffer("_zt", (out_channels, out_h, out_w, batch), dtype)
         np.matmul(self.weight.reshape(out_channels, -1), cols.reshape(-1, out_h * out_w * batch),
                   out=zt.reshape(out_channels, -1))
-        z = self._buffer("_z", (batch, out_channels, out_h, out_w), dtype)
+        z = self._exact_buffer("_z", (batch, out_channels, out_h, out_w), dtype)
         if self.has_bias:
             np.add(zt.transpose(3, 0, 1, 2), self.bias.reshape(-1, 1, 1), out=z)
         else:
@@ -179,27 +161,27 @@ class Conv2d(Windowed):
         (kh, kw), (ph, pw) = self.kernel_size, self.padding
         dtype = self.weight.dtype
         columns = out_h * out_w * batch
-        dt = self._buffer("_dt", (out_channels, out_h, out_w, batch), dtype)
+        dt = self._exact_buffer("_dt", (out_channels, out_h, out_w, batch), dtype)
         np.copyto(dt, delta.transpose(1, 2, 3, 0))  # D, batch innermost like X
         d = dt.reshape(out_channels, columns)
         cols = self._cols.reshape(-1, columns)  # type: ignore[union-attr]
         # D X^T, computed as (X D^T)^T: both GEMM operands are then read along their long axis.
-        gwt = self._buffer("_gwt", (cols.shape[0], out_channels), dtype)
+        gwt = self._exact_buffer("_gwt", (cols.shape[0], out_channels), dtype)
         np.matmul(cols, d.T, out=gwt)
         np.copyto(self.grad_weight.reshape(out_channels, -1), gwt.T)
         if self.has_bias:
             np.matmul(d, self._ones(columns, dtype), out=self.grad_bias)  # sum over (h, w, b), as one BLAS gemv
         if not input_grad:
             return None
-        dcols = self._buffer("_dcols", (channels, kh, kw, out_h, out_w, batch), dtype)
+        dcols = self._exact_buffer("_dcols", (channels, kh, kw, out_h, out_w, batch), dtype)
         np.matmul(self.weight.reshape(out_channels, -1).T, d, out=dcols.reshape(-1, columns))
         # col2im: every offset (i, j) adds its (C, H_out, W_out, B) slab at stride s.
-        dxp = self._buffer("_dxp", (channels, height + 2 * ph, width + 2 * pw, batch), dtype)
+        dxp = self._exact_buffer("_dxp", (channels, height + 2 * ph, width + 2 * pw, batch), dtype)
         dxp.fill(0)
-        for i, j, rows, cols_ in _offsets(self.kernel_size, self.stride, (out_h, out_w)):
+        for i, j, rows, cols_ in window_offsets(self.kernel_size, self.stride, (out_h, out_w)):
             target = dxp[:, rows, cols_]
             np.add(target, dcols[:, i, j], out=target)
-        dx = self._buffer("_dx", (batch, channels, height, width), dtype)
+        dx = self._exact_buffer("_dx", (batch, channels, height, width), dtype)
         np.copyto(dx, dxp[:, ph : ph + height, pw : pw + width].transpose(3, 0, 1, 2))  # crop the padding
         return dx
 
@@ -230,7 +212,7 @@ class MaxPool2d(Windowed):
         self.winner: np.ndarray | None = None  # (kh kw, B, C, H_out, W_out): the arg-max of each window
 
     def __repr__(self) -> str:
-        return f"MaxPool2d(kernel_size={_size(self.kernel_size)}, stride={_size(self.stride)})"
+        return f"MaxPool2d(kernel_size={size_repr(self.kernel_size)}, stride={size_repr(self.stride)})"
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """y (B, C, H_out, W_out), x's dtype."""
@@ -241,14 +223,14 @@ class MaxPool2d(Windowed):
         area = kh * kw
         # cols[o] = the o-th element (row-major) of every window: one strided copy.
         windows = sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
-        cols = self._buffer("_cols", (kh, kw, batch, channels, out_h, out_w), x.dtype)
+        cols = self._exact_buffer("_cols", (kh, kw, batch, channels, out_h, out_w), x.dtype)
         np.copyto(cols, windows.transpose(4, 5, 0, 1, 2, 3))
         cols = cols.reshape(area, batch, channels, out_h, out_w)
-        y = self._buffer("_y", self.out_shape, x.dtype)
+        y = self._exact_buffer("_y", self.out_shape, x.dtype)
         np.max(cols, axis=0, out=y)
         # winner[o]: cols[o] is the window's maximum and no earlier element was.
-        winner = self._buffer("_winner", (area, batch, channels, out_h, out_w), np.dtype(bool))
-        taken = self._buffer("_taken", self.out_shape, np.dtype(bool))
+        winner = self._exact_buffer("_winner", (area, batch, channels, out_h, out_w), np.dtype(bool))
+        taken = self._exact_buffer("_taken", self.out_shape, np.dtype(bool))
         np.equal(cols[0], y, out=winner[0])
         np.copyto(taken, winner[0])
         for o in range(1, area):
@@ -265,15 +247,13 @@ class MaxPool2d(Windowed):
         winner = self.winner
         assert winner is not None
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
-        dx = self._buffer("_dx", self.in_shape, delta.dtype)  # type: ignore[arg-type]
+        dx = self._exact_buffer("_dx", self.in_shape, delta.dtype)  # type: ignore[arg-type]
         overlapping = sh < kh or sw < kw
-        _, _, height, width = dx.shape
-        if (sh, sw) != (kh, kw) or kh * self.out_shape[2] != height or kw * self.out_shape[3] != width:
-            # Unless the windows tile x exactly, some pixels are in no window (they get 0) or in
-            # several (their shares add up): start from 0.
+        if not windows_tile(self.kernel_size, self.stride, dx.shape[2:], self.out_shape[2:]):
+            # Some pixels are in no window (they get 0) or in several (their shares add up).
             dx.fill(0)
-        routed = self._buffer("_routed", self.out_shape, delta.dtype) if overlapping else None
-        for o, (_, _, rows, cols) in enumerate(_offsets(self.kernel_size, self.stride, self.out_shape[2:])):
+        routed = self._exact_buffer("_routed", self.out_shape, delta.dtype) if overlapping else None
+        for o, (_, _, rows, cols) in enumerate(window_offsets(self.kernel_size, self.stride, self.out_shape[2:])):
             target = dx[:, :, rows, cols]
             if routed is None:  # windows do not overlap: each input pixel gets at most one value
                 np.multiply(delta, winner[o], out=target)
@@ -298,13 +278,13 @@ class AvgPool2d(Windowed):
         self.kernel_size, self.stride = check_pool_args(kernel_size, stride)
 
     def __repr__(self) -> str:
-        return f"AvgPool2d(kernel_size={_size(self.kernel_size)}, stride={_size(self.stride)})"
+        return f"AvgPool2d(kernel_size={size_repr(self.kernel_size)}, stride={size_repr(self.stride)})"
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """y (B, C, H_out, W_out), x's dtype: the window sums, offset by offset, over kh kw."""
         x = self._check_input(x, None, None)
-        y = self._buffer("_y", self.out_shape, x.dtype)
-        offsets = _offsets(self.kernel_size, self.stride, self.out_shape[2:])
+        y = self._exact_buffer("_y", self.out_shape, x.dtype)
+        offsets = window_offsets(self.kernel_size, self.stride, self.out_shape[2:])
         for o, (_, _, rows, cols) in enumerate(offsets):  # row-major, the order torch sums in
             if o == 0:
                 np.copyto(y, x[:, :, rows, cols])
@@ -317,12 +297,12 @@ class AvgPool2d(Windowed):
         """dL/dx (B, C, H, W): delta / (kh kw) spread over every window."""
         delta = self._check_delta(delta)
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
-        share = self._buffer("_share", self.out_shape, delta.dtype)
+        share = self._exact_buffer("_share", self.out_shape, delta.dtype)
         np.divide(delta, kh * kw, out=share)
-        dx = self._buffer("_dx", self.in_shape, delta.dtype)  # type: ignore[arg-type]
+        dx = self._exact_buffer("_dx", self.in_shape, delta.dtype)  # type: ignore[arg-type]
         dx.fill(0)
         overlapping = sh < kh or sw < kw
-        for _, _, rows, cols in _offsets(self.kernel_size, self.stride, self.out_shape[2:]):
+        for _, _, rows, cols in window_offsets(self.kernel_size, self.stride, self.out_shape[2:]):
             target = dx[:, :, rows, cols]
             if overlapping:
                 np.add(target, share, out=target)

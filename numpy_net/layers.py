@@ -19,7 +19,7 @@ from engine_core.checks import check_type, native, shape_of
 from engine_core.errors import backward_before_forward_message
 from engine_core.layer_checks import check_approximate, check_negative_slope
 
-from .checks import check_delta, check_features
+from .checks import ARRAY_TYPE, check_delta, check_features
 
 
 class Layer(LayerBase[np.ndarray]):
@@ -31,6 +31,15 @@ class Layer(LayerBase[np.ndarray]):
         # Only the batch size varies between calls (a layer's widths and dtype are fixed).
         if buf is None or buf.shape[0] != shape[0] or buf.dtype != dtype:
             buf = np.empty(shape, dtype)
+            setattr(self, name, buf)
+        return buf
+
+    def _exact_buffer(self, name: str, shape: tuple[int, ...], dtype: np.dtype, zero: bool = False) -> np.ndarray:
+        """A reusable array of exactly this shape and dtype, reallocated when either changes (zeros
+        when (re)allocated with zero=True): for layers whose inputs change in more than the batch size."""
+        buf = self.__dict__.get(name)
+        if buf is None or buf.shape != shape or buf.dtype != dtype:
+            buf = np.zeros(shape, dtype) if zero else np.empty(shape, dtype)
             setattr(self, name, buf)
         return buf
 
@@ -121,7 +130,7 @@ class Activation(Layer):
         """x as a float np.ndarray in native byte order; TypeError naming the layer otherwise."""
         if x.__class__ is np.ndarray and x.dtype.isnative and x.dtype.kind == "f":  # type: ignore[attr-defined]
             return x  # type: ignore[return-value]
-        check_type(f"{self.describe()}: x", x, np.ndarray, "numpy.ndarray")
+        check_type(f"{self.describe()}: x", x, np.ndarray, ARRAY_TYPE)
         array = native(x)  # type: ignore[arg-type]
         if array.dtype.kind != "f":
             raise TypeError(f"{self.describe()}: x: expected a floating-point array, got dtype {array.dtype}")

@@ -20,15 +20,6 @@ from .checks import ARRAY_TYPE, check_delta
 from .layers import Layer
 
 
-def _reuse(layer: Layer, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """layer.<name>: an array of exactly this shape and dtype, reallocated only when either changes."""
-    buf = layer.__dict__.get(name)
-    if buf is None or buf.shape != shape or buf.dtype != dtype:
-        buf = np.empty(shape, dtype)
-        setattr(layer, name, buf)
-    return buf
-
-
 class _BatchNorm(Layer):
     """The math of BatchNorm1d and BatchNorm2d; subclasses fix the input's rank.
 
@@ -91,8 +82,8 @@ class _BatchNorm(Layer):
         """
         x = self._check_input(x)
         view = self._view
-        xhat = _reuse(self, "_xhat", x.shape, x.dtype)
-        y = _reuse(self, "_y", x.shape, x.dtype)
+        xhat = self._exact_buffer("_xhat", x.shape, x.dtype)
+        y = self._exact_buffer("_y", x.shape, x.dtype)
         if self.training:
             n = x.size // self.num_features
             mean = np.mean(x, axis=self._axes, out=self._mean)
@@ -129,7 +120,7 @@ class _BatchNorm(Layer):
                 self.describe(), shape_of(delta), "(the shape of the forward's input)"))
         delta = check_delta(self, delta, xhat.shape, xhat.dtype)
         view, axes = self._view, self._axes
-        dx = _reuse(self, "_dx", delta.shape, delta.dtype)
+        dx = self._exact_buffer("_dx", delta.shape, delta.dtype)
         np.sum(delta, axis=axes, out=self.grad_bias)
         np.multiply(delta, xhat, out=dx)
         np.sum(dx, axis=axes, out=self.grad_weight)
@@ -214,9 +205,9 @@ class Dropout(Layer):
             self.mask = None
             return x
         keep = self.masks.keep(x.shape, self.p)
-        mask = np.multiply(keep, self.scale, out=_reuse(self, "_mask", x.shape, x.dtype))
+        mask = np.multiply(keep, self.scale, out=self._exact_buffer("_mask", x.shape, x.dtype))
         self.mask = mask
-        return np.multiply(x, mask, out=_reuse(self, "_y", x.shape, x.dtype))
+        return np.multiply(x, mask, out=self._exact_buffer("_y", x.shape, x.dtype))
 
     def backward(self, delta: np.ndarray) -> np.ndarray:
         """dy * mask (train) or dy (eval). RuntimeError before any forward; ValueError/TypeError
@@ -227,7 +218,7 @@ class Dropout(Layer):
         delta = check_delta(self, delta, *self._out)
         if self.mask is None:
             return delta
-        return np.multiply(delta, self.mask, out=_reuse(self, "_dx", delta.shape, delta.dtype))
+        return np.multiply(delta, self.mask, out=self._exact_buffer("_dx", delta.shape, delta.dtype))
 
     def rng_state(self) -> dict:
         """The mask generator's state: a JSON-ready dict (numpy's bit_generator.state)."""

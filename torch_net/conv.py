@@ -26,6 +26,9 @@ from engine_core.conv_checks import (
     check_flatten_facts,
     check_image_facts,
     check_pool_args,
+    size_repr,
+    window_offsets,
+    windows_tile,
 )
 from engine_core.errors import backward_before_forward_message
 
@@ -33,22 +36,9 @@ from .checks import ARRAY_TYPE, check_delta, check_device, dtype_name
 from .layers import Layer
 
 
-def _size(pair: Pair) -> int | Pair:
-    """A pair as torch's repr shows an argument given as an int: 5 for (5, 5)."""
-    return pair[0] if pair[0] == pair[1] else pair
-
-
-def _offsets(kernel: Pair, stride: Pair, out_hw: tuple[int, ...]) -> list[tuple[int, int, slice, slice]]:
-    """(i, j, rows, columns) for every kernel offset: x[..., rows, columns] are the (H_out, W_out)
-    input pixels at offset (i, j) of every window, row-major (i, then j)."""
-    (kh, kw), (sh, sw), (ho, wo) = kernel, stride, out_hw
-    return [(i, j, slice(i, i + sh * (ho - 1) + 1, sh), slice(j, j + sw * (wo - 1) + 1, sw))
-            for i in range(kh) for j in range(kw)]
-
-
 class Windowed(Layer):
-    """Base of the sliding-window layers: their input check and buffers of any shape (an image
-    layer's height and width may change between calls, not only the batch size)."""
+    """Base of the sliding-window layers: their input check. Their buffers are _exact_buffer's
+    (an image layer's height and width may change between calls, not only the batch size)."""
 
     kernel_size: Pair = (1, 1)
     stride: Pair = (1, 1)
@@ -56,18 +46,6 @@ class Windowed(Layer):
     in_shape: tuple[int, ...] | None = None  # (B, C, H, W) of the last forward; None before any
     out_shape: tuple[int, int, int, int] = (0, 0, 0, 0)
     _dtype: torch.dtype = torch.float64  # the last forward's dtype
-
-    def _buffer(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
-        """A reusable tensor of exactly this shape, with like's dtype and device."""
-        return self._buffer_of(name, shape, like.dtype, like.device)
-
-    def _buffer_of(self, name: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-        """A reusable tensor of exactly this shape, dtype and device (e.g. a boolean mask)."""
-        buf = self.__dict__.get(name)
-        if buf is None or buf.shape != shape or buf.dtype != dtype or buf.device != device:
-            buf = torch.empty(shape, dtype=dtype, device=device)
-            setattr(self, name, buf)
-        return buf
 
     def _check_input(self, x: object, channels: int | None, dtype: torch.dtype | None,
                      device: torch.device | None = None) -> torch.Tensor:
@@ -144,8 +122,8 @@ class Conv2d(Windowed):
     def __repr__(self) -> str:
         extra = "" if self.has_bias else ", bias=False"
         return (f"Conv2d(in_channels={self.in_channels}, out_channels={self.out_channels}, "
-                f"kernel_size={_size(self.kernel_size)}, stride={_size(self.stride)}, "
-                f"padding={_size(self.padding)}{extra})")
+                f"kernel_size={size_repr(self.kernel_size)}, stride={size_repr(self.stride)}, "
+                f"padding={size_repr(self.padding)}{extra})")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """z (B, C_out, H_out, W_out) for x (B, C_in, H, W) of the layer's dtype and device."""
@@ -205,7 +183,7 @@ class MaxPool2d(Windowed):
         self.winner: torch.Tensor | None = None  # (kh kw, B, C, H_out, W_out): 1 at each window's arg-max, else 0
 
     def __repr__(self) -> str:
-        return f"MaxPool2d(kernel_size={_size(self.kernel_size)}, stride={_size(self.stride)})"
+        return f"MaxPool2d(kernel_size={size_repr(self.kernel_size)}, stride={size_repr(self.stride)})"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """y (B, C, H_out, W_out), x's dtype."""
@@ -216,16 +194,16 @@ class MaxPool2d(Windowed):
         area = kh * kw
         # cols[o] = the o-th element (row-major) of every window: one strided copy.
         windows = x.unfold(2, kh, sh).unfold(3, kw, sw)
-        cols = self._buffer("_cols", (kh, kw, batch, channels, out_h, out_w), x)
+        cols = self._exact_buffer("_cols", (kh, kw, batch, channels, out_h, out_w), x)
         cols.copy_(windows.permute(4, 5, 0, 1, 2, 3))
         cols = cols.view(area, batch, channels, out_h, out_w)
-        y = self._buffer("_y", self.out_shape, x)
+        y = self._exact_buffer("_y", self.out_shape, x)
         torch.amax(cols, dim=0, out=y)
         # winner[o]: cols[o] is the window's maximum and no earlier element was. Kept as 0/1 in
         # x's dtype, not as booleans (numpy_net's masks): this torch's comparisons are 4-5x slower
         # into a bool tensor than into a float one, and its float-by-bool multiply (backward) 2-4x.
-        winner = self._buffer("_winner", (area, batch, channels, out_h, out_w), x)
-        taken = self._buffer("_taken", self.out_shape, x)
+        winner = self._exact_buffer("_winner", (area, batch, channels, out_h, out_w), x)
+        taken = self._exact_buffer("_taken", self.out_shape, x)
         torch.eq(cols[0], y, out=winner[0])
         taken.copy_(winner[0])
         for o in range(1, area):
@@ -242,15 +220,13 @@ class MaxPool2d(Windowed):
         winner = self.winner
         assert winner is not None
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
-        dx = self._buffer("_dx", self.in_shape, delta)  # type: ignore[arg-type]
+        dx = self._exact_buffer("_dx", self.in_shape, delta)  # type: ignore[arg-type]
         overlapping = sh < kh or sw < kw
-        _, _, height, width = dx.shape
-        if (sh, sw) != (kh, kw) or kh * self.out_shape[2] != height or kw * self.out_shape[3] != width:
-            # Unless the windows tile x exactly, some pixels are in no window (they get 0) or in
-            # several (their shares add up): start from 0.
+        if not windows_tile(self.kernel_size, self.stride, dx.shape[2:], self.out_shape[2:]):
+            # Some pixels are in no window (they get 0) or in several (their shares add up).
             dx.zero_()
-        routed = self._buffer("_routed", self.out_shape, delta) if overlapping else None
-        for o, (_, _, rows, cols) in enumerate(_offsets(self.kernel_size, self.stride, self.out_shape[2:])):
+        routed = self._exact_buffer("_routed", self.out_shape, delta) if overlapping else None
+        for o, (_, _, rows, cols) in enumerate(window_offsets(self.kernel_size, self.stride, self.out_shape[2:])):
             target = dx[:, :, rows, cols]
             if routed is None:  # windows do not overlap: each input pixel gets at most one value
                 torch.mul(delta, winner[o], out=target)
@@ -275,7 +251,7 @@ class AvgPool2d(Windowed):
         self.kernel_size, self.stride = check_pool_args(kernel_size, stride)
 
     def __repr__(self) -> str:
-        return f"AvgPool2d(kernel_size={_size(self.kernel_size)}, stride={_size(self.stride)})"
+        return f"AvgPool2d(kernel_size={size_repr(self.kernel_size)}, stride={size_repr(self.stride)})"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """y (B, C, H_out, W_out), x's dtype: torch's avg_pool2d (window sums over kh kw)."""
@@ -286,12 +262,12 @@ class AvgPool2d(Windowed):
         """dL/dx (B, C, H, W): delta / (kh kw) spread over every window."""
         delta = self._check_delta(delta)
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
-        share = self._buffer("_share", self.out_shape, delta)
+        share = self._exact_buffer("_share", self.out_shape, delta)
         torch.div(delta, kh * kw, out=share)
-        dx = self._buffer("_dx", self.in_shape, delta)  # type: ignore[arg-type]
+        dx = self._exact_buffer("_dx", self.in_shape, delta)  # type: ignore[arg-type]
         dx.zero_()
         overlapping = sh < kh or sw < kw
-        for _, _, rows, cols in _offsets(self.kernel_size, self.stride, self.out_shape[2:]):
+        for _, _, rows, cols in window_offsets(self.kernel_size, self.stride, self.out_shape[2:]):
             target = dx[:, :, rows, cols]
             if overlapping:
                 target.add_(share)

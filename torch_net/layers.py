@@ -15,7 +15,7 @@ from engine_core.checks import check_type, shape_of
 from engine_core.errors import backward_before_forward_message
 from engine_core.layer_checks import check_approximate, check_negative_slope
 
-from .checks import check_delta, check_features
+from .checks import ARRAY_TYPE, check_delta, check_features
 
 
 class Layer(LayerBase[torch.Tensor]):
@@ -27,6 +27,15 @@ class Layer(LayerBase[torch.Tensor]):
         # Only the batch size varies between calls (a layer's widths, dtype and device are fixed);
         # comparing one int keeps this off the profile.
         if buf is None or buf.shape[0] != shape[0] or buf.dtype != like.dtype:
+            buf = torch.empty(shape, dtype=like.dtype, device=like.device)
+            setattr(self, name, buf)
+        return buf
+
+    def _exact_buffer(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        """A reusable tensor of exactly this shape, with like's dtype and device, reallocated when one
+        of them changes: for layers whose inputs change in more than the batch size."""
+        buf = self.__dict__.get(name)
+        if buf is None or buf.shape != shape or buf.dtype != like.dtype or buf.device != like.device:
             buf = torch.empty(shape, dtype=like.dtype, device=like.device)
             setattr(self, name, buf)
         return buf
@@ -119,7 +128,7 @@ class Activation(Layer):
         """x as a float tensor without a graph; TypeError naming the layer otherwise."""
         if x.__class__ is torch.Tensor and x.dtype.is_floating_point and not x.requires_grad:  # type: ignore[attr-defined]
             return x  # type: ignore[return-value]
-        check_type(f"{self.describe()}: x", x, torch.Tensor, "torch.Tensor")
+        check_type(f"{self.describe()}: x", x, torch.Tensor, ARRAY_TYPE)
         tensor: torch.Tensor = x  # type: ignore[assignment]
         if not tensor.dtype.is_floating_point:
             raise TypeError(f"{self.describe()}: x: expected a floating-point array, got dtype {tensor.dtype}")

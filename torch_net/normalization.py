@@ -20,16 +20,6 @@ from .checks import ARRAY_TYPE, check_delta, check_device, dtype_name
 from .layers import Layer
 
 
-def _reuse(layer: Layer, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
-    """layer.<name>: a tensor of exactly this shape, with like's dtype and device, reallocated only
-    when one of them changes."""
-    buf = layer.__dict__.get(name)
-    if buf is None or buf.shape != shape or buf.dtype != like.dtype or buf.device != like.device:
-        buf = torch.empty(shape, dtype=like.dtype, device=like.device)
-        setattr(layer, name, buf)
-    return buf
-
-
 class _BatchNorm(Layer):
     """The math of BatchNorm1d and BatchNorm2d; subclasses fix the input's rank.
 
@@ -97,8 +87,8 @@ class _BatchNorm(Layer):
         """
         x = self._check_input(x)
         view, shape = self._view, tuple(x.shape)
-        xhat = _reuse(self, "_xhat", shape, x)
-        y = _reuse(self, "_y", shape, x)
+        xhat = self._exact_buffer("_xhat", shape, x)
+        y = self._exact_buffer("_y", shape, x)
         if self.training:
             n = x.numel() // self.num_features
             mean = torch.mean(x, dim=self._axes, out=self._mean)
@@ -132,7 +122,7 @@ class _BatchNorm(Layer):
                 self.describe(), shape_of(delta), "(the shape of the forward's input)"))
         delta = check_delta(self, delta, tuple(xhat.shape), xhat.dtype)
         view, axes = self._view, self._axes
-        dx = _reuse(self, "_dx", tuple(delta.shape), delta)
+        dx = self._exact_buffer("_dx", tuple(delta.shape), delta)
         torch.sum(delta, dim=axes, out=self.grad_bias)
         torch.mul(delta, xhat, out=dx)
         torch.sum(dx, dim=axes, out=self.grad_weight)
@@ -218,9 +208,9 @@ class Dropout(Layer):
             self.mask = None
             return x
         keep = self.masks.keep(shape, self.p)  # drawn by NumPy on the CPU, copied to x's device
-        mask = _reuse(self, "_mask", shape, x).copy_(torch.from_numpy(keep)).mul_(self.scale)
+        mask = self._exact_buffer("_mask", shape, x).copy_(torch.from_numpy(keep)).mul_(self.scale)
         self.mask = mask
-        return torch.mul(x, mask, out=_reuse(self, "_y", shape, x))
+        return torch.mul(x, mask, out=self._exact_buffer("_y", shape, x))
 
     def backward(self, delta: torch.Tensor) -> torch.Tensor:
         """dy * mask (train) or dy (eval). RuntimeError before any forward; ValueError/TypeError
@@ -231,7 +221,7 @@ class Dropout(Layer):
         delta = check_delta(self, delta, *self._out)
         if self.mask is None:
             return delta
-        return torch.mul(delta, self.mask, out=_reuse(self, "_dx", tuple(delta.shape), delta))
+        return torch.mul(delta, self.mask, out=self._exact_buffer("_dx", tuple(delta.shape), delta))
 
     def rng_state(self) -> dict:
         """The mask generator's state: a JSON-ready dict (numpy's bit_generator.state)."""
