@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import engine_core
+from engine_core.errors import clipped
 from engine_core.specs import LayerSpec
 
 from .architecture import LENET, LayersSyntaxError, check_stack, format_layers
@@ -282,8 +283,7 @@ def _number(name: str, value: object, minimum: float = 0.0, below: float | None 
         fits = False
     if not fits:
         upper = f" and < {below:g}" if below is not None else ""
-        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
-        raise ValueError(f"{name}: expected a finite number >= {minimum:g}{upper}, got {shown}")
+        raise ValueError(f"{name}: expected a finite number >= {minimum:g}{upper}, got {clipped(repr(value))}")
 
 
 def _choice(choices: tuple[str, ...]):

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import type_name
+from .errors import clipped, type_name
 from .formats import OptimizerState
 from .naming import DTYPES, OPTIMIZER_BUFFERS, OPTIMIZERS
 
@@ -265,11 +265,10 @@ def check_num_batches_tracked(name: str, value: object) -> int:
     """A batch norm's num_batches_tracked: an integer 0 <= n < 2**63 (torch keeps it as a 0-d
     int64). Raises TypeError (not an integer; bool refused) or ValueError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
-        raise TypeError(f"{name}: expected an integer >= 0, got {type_name(value)} {shown}")
+        raise TypeError(f"{name}: expected an integer >= 0, got {type_name(value)} {clipped(repr(value))}")
     if not 0 <= int(value) < 2**63:
-        shown = str(int(value)) if len(str(int(value))) <= 40 else str(int(value))[:37] + "..."
-        raise ValueError(f"{name}: expected an integer in [0, 2**63) (torch's int64 counter), got {shown}")
+        raise ValueError(f"{name}: expected an integer in [0, 2**63) (torch's int64 counter), "
+                         f"got {clipped(str(int(value)))}")
     return int(value)
 
 
@@ -325,8 +324,7 @@ def check_optimizer_state(
     except OverflowError:  # an int beyond any float
         finite = False
     if not finite:
-        shown = repr(lr) if len(repr(lr)) <= 40 else repr(lr)[:37] + "..."
-        raise ValueError(f"{label}: 'lr' must be a finite number >= 0, got {shown}")
+        raise ValueError(f"{label}: 'lr' must be a finite number >= 0, got {clipped(repr(lr))}")
     buffers = state["state"]
     if not isinstance(buffers, Mapping):
         raise TypeError(f"{label}: 'state' must be a dict of buffers, got {type_name(buffers)}")

@@ -18,6 +18,11 @@ def type_name(value: object) -> str:
     return f"{module.split('.')[0]}.{cls.__qualname__}"
 
 
+def clipped(text: str, width: int = 40) -> str:
+    """``text`` cut to ``width`` characters, ending in "..." when cut: a huge value in a message."""
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 def label_range_message(position: int, value: int, classes: int) -> str:
     """y holds a label outside [0, classes)."""
     return f"y: labels must lie in [0, {classes}), got {value} at position {position}"

@@ -35,10 +35,7 @@ TRAINING_KWARGS: dict[str, object] = {}
 def asarray(array: np.ndarray, dtype: str = "float32", device: str | torch.device = "cpu") -> torch.Tensor:
     """A NumPy array as this engine's tensor, in ``dtype``; shares memory when no cast or copy
     is needed (a C-contiguous, writeable, native-byte-order array of that dtype, on the CPU)."""
-    converted = np.ascontiguousarray(native(np.asarray(array)), dtype=dtype)
-    if not converted.flags.writeable:  # torch tensors are writeable: never alias read-only memory
-        converted = converted.copy()
-    return torch.from_numpy(converted).to(device)
+    return _tensor(np.ascontiguousarray(native(np.asarray(array)), dtype=dtype), device)
 
 
 def to_numpy(array: torch.Tensor) -> np.ndarray:
@@ -51,10 +48,15 @@ def labels(array: np.ndarray, device: str | torch.device = "cpu") -> torch.Tenso
 
     Raises TypeError for non-integer labels (a cast would truncate floats) and ValueError for a
     value beyond int64 (engine_core.checks.check_label_values)."""
-    converted = np.ascontiguousarray(check_label_values(array))
-    if not converted.flags.writeable:
-        converted = converted.copy()
-    return torch.from_numpy(converted).to(device)
+    return _tensor(np.ascontiguousarray(check_label_values(array)), device)
+
+
+def _tensor(array: np.ndarray, device: str | torch.device) -> torch.Tensor:
+    """A C-contiguous array as a tensor on ``device``, sharing its memory on the CPU unless it is
+    read-only (torch tensors are writeable: read-only memory is copied, never aliased)."""
+    if not array.flags.writeable:
+        array = array.copy()
+    return torch.from_numpy(array).to(device)
 
 
 __all__ = [
