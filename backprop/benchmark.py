@@ -11,7 +11,6 @@ headline timing carries no clock reads or synchronisations of its own.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 import os
@@ -32,10 +31,10 @@ except ImportError:
 
 from engine_core.specs import LayerSpec
 
-from .architecture import LENET, image_view, input_shape
+from .architecture import LENET, image_view
 from .config import CLASSES, IN_FEATURES, OPTIMIZER_DEFAULTS, PRESETS
 from .engines import Engine
-from .floor import Floor, floor_library, gemm_flops, make_floor, spec_gemms, training_gemms
+from .floor import Floor, floor_library, gemm_flops, make_floor, network_gemms
 from .threads import AUTO, apply_threads, choose_threads, cpu_count, rule_threads, thread_candidates, threads_of
 
 # The networks bench can time. MLPs: hidden widths, activation, init; lenet: a layer stack.
@@ -117,10 +116,7 @@ def workload_specs(workload: str) -> list[LayerSpec]:
 
 def workload_gemms(workload: str, batch: int) -> list:
     """The GEMMs of one training step of the workload at ``batch`` (backprop.floor)."""
-    layers = workload_layers(workload)
-    if layers is not None:
-        return spec_gemms(layers, input_shape(layers), batch)
-    return training_gemms([IN_FEATURES, *WORKLOADS[workload]["hidden"], CLASSES], batch)
+    return network_gemms(workload_layers(workload), WORKLOADS[workload].get("hidden", []), batch)
 
 
 def default_steps(steps_per_epoch: int, step_seconds: float, budget_s: float, minimum: int = 10) -> int:
@@ -244,7 +240,7 @@ def engine_runner(engine: Engine, workload: str, batch: int, settings: BenchSett
                   y: np.ndarray) -> Runner:
     """A Runner training ``engine``'s network of ``workload`` on x (N, 784), y (N,) as
     backprop.training.make_step does (lenet's batches as (B, 1, 28, 28) views)."""
-    from .training import make_step
+    from .training import make_step, step_backward
 
     spec, layers = WORKLOADS[workload], workload_layers(workload)
     if layers is not None:
@@ -265,8 +261,7 @@ def engine_runner(engine: Engine, workload: str, batch: int, settings: BenchSett
     def feed(i: int) -> None:
         feeder.batch(i % full)
 
-    backward = net.backward
-    no_input_grad = "input_grad" in inspect.signature(backward).parameters
+    backward = step_backward(net)
     zero_grad = opt.zero_grad if engine.traits.accumulates_gradients else None
     clock = _phase_clock(engine.synchronize)
 
@@ -280,10 +275,7 @@ def engine_runner(engine: Engine, workload: str, batch: int, settings: BenchSett
         t3 = clock()
         if zero_grad is not None:
             zero_grad()
-        if no_input_grad:
-            backward(loss_fn.backward(), input_grad=False)
-        else:
-            backward(loss_fn.backward())
+        backward(loss_fn.backward())
         t4 = clock()
         opt.step()
         t5 = clock()

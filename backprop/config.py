@@ -15,7 +15,7 @@ import engine_core
 from engine_core.errors import clipped
 from engine_core.specs import LayerSpec
 
-from .architecture import LENET, LayersSyntaxError, check_stack, format_layers
+from .architecture import CLASSES, LENET, PIXELS, LayersSyntaxError, check_stack, format_layers
 from .datasets import DATASETS
 from .schedules import SCHEDULES
 
@@ -25,7 +25,7 @@ DTYPE_NAMES: tuple[str, ...] = tuple(engine_core.DTYPES)
 OPTIMIZER_NAMES: tuple[str, ...] = tuple(engine_core.OPTIMIZERS)
 DATASET_NAMES: tuple[str, ...] = tuple(DATASETS)
 SCHEDULE_NAMES: tuple[str, ...] = SCHEDULES
-IN_FEATURES, CLASSES = 784, 10  # 28x28 images, 10 classes
+IN_FEATURES = PIXELS  # 28x28 images (CLASSES: 10, architecture's)
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The original notebook's run, with correct gradients.

@@ -30,6 +30,8 @@ import numpy as np
 
 from engine_core.specs import LayerSpec, output_shapes, pair
 
+from .architecture import CLASSES, PIXELS, input_shape
+
 ROLES = ("forward", "grad_weight", "grad_input")
 # The weight as (in, out), or as torch.nn.Linear stores it, (out, in); activations and deltas
 # batch-major (rows, features), as the MLP engines hold them, or feature-major (features, rows),
@@ -133,6 +135,15 @@ def spec_gemms(specs: Sequence[LayerSpec], input_shape: tuple[int, ...], batch: 
             layers.append(_layer_gemms(f"{index}.conv2d", batch * height * width,
                                        spec.args["in_channels"] * kh * kw, channels))
     return _ordered(layers)
+
+
+def network_gemms(layers: Sequence[LayerSpec] | None, hidden: Sequence[int], batch: int) -> list[Gemm]:
+    """The products of one training step at ``batch``: the layer stack's (``layers``, spec_gemms on
+    its input shape) or, when there is none, the MLP's on 784 inputs and 10 classes with ``hidden``
+    widths (training_gemms)."""
+    if layers:
+        return spec_gemms(layers, input_shape(layers), batch)
+    return training_gemms([PIXELS, *hidden, CLASSES], batch)
 
 
 def step_flops(sizes: list[int], batch: int) -> int:

@@ -14,10 +14,11 @@ products do gain from it. So the count is chosen per run:
   README's bench every workload's products (3 MFLOP and up) get 2 threads, the count that was
   fastest there at every batch size; a product of a few hundred kFLOP gets 1. A run records
   the count it used (checkpoint and config.json), and its resumed sessions reuse it.
-* ``auto`` for `bench` (configure, benchmark.set_floor_threads): measured once per case. The
-  case's GEMMs (backprop.floor) are timed at each count of thread_candidates() (1, 2, 4, ...
-  up to the cores) and the fastest count is taken (choose_threads: the lowest time; a tie
-  goes to fewer threads, which leave cores to everything else). bench also reports the count
+* ``auto`` for `bench` (benchmark.choose_floor): measured once per case. The case's floor
+  (backprop.floor, its formulations chosen at each count) is timed at each count of
+  thread_candidates() (1, 2, 4, ... up to the cores) and the fastest count is taken
+  (choose_threads: the lowest time; a tie goes to fewer threads, which leave cores to
+  everything else). bench also reports the count
   train's rule gives for the case.
 
 Counts are process-wide: NumPy's BLAS and torch each have one pool per process.
@@ -27,14 +28,12 @@ from __future__ import annotations
 
 import os
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from .floor import Gemm, formulations, gemm_flops, prepare, time_candidates
+from .floor import Gemm, network_gemms
 
 AUTO = "auto"
-LIBRARIES = ("numpy", "torch")
 _limiters: list[Any] = []  # threadpoolctl limiters in force (kept so the limit is not dropped)
 
 
@@ -130,67 +129,12 @@ def threads_of(library: str) -> int | None:
     return current_threads()["numpy_blas" if library == "numpy" else "torch"]
 
 
-def measure_threads(library: str, gemms: Sequence[Gemm], dtype: str, device: str = "cpu",
-                    candidates: Sequence[int] | None = None, timer: Callable[[], float] = time.perf_counter,
-                    rounds: int = 3, min_time: float = 1e-3) -> dict[int, float]:
-    """Seconds of one pass over ``gemms`` (each in the library's first formulation, the plain
-    preallocated call) at each thread count of ``candidates`` (default thread_candidates());
-    leaves the last count applied."""
-    counts = list(candidates or thread_candidates(cpu_count()))
-    plain = formulations(library)[0]
-    distinct = list({(g.m, g.k, g.n, g.role): g for g in gemms}.values())
-    weights = [sum(1 for g in gemms if (g.m, g.k, g.n, g.role) == (d.m, d.k, d.n, d.role)) for d in distinct]
-    ops = [prepare(library, g, plain, dtype, device) for g in distinct]
-    results = {}
-    for count in counts:
-        apply_threads(library, count)
-        times = time_candidates(ops, timer, rounds, min_time)
-        results[count] = sum(w * t for w, t in zip(weights, times))
-    return results
-
-
-def configure(setting: int | str, library: str, gemms: Sequence[Gemm], dtype: str, device: str = "cpu") -> int:
-    """Apply ``setting`` (a count, or "auto": measure_threads and choose_threads on this run's
-    products) to ``library``; returns the count applied. On a GPU device torch's CPU threads do
-    not run the GEMMs, so "auto" leaves torch's count as it is there."""
-    if setting != AUTO:
-        apply_threads(library, int(setting))
-        return int(setting)
-    if library == "torch" and not device.startswith("cpu"):
-        return threads_of(library) or 1
-    if not gemms or gemm_flops(gemms) == 0:
-        count = 1
-    else:
-        count = choose_threads(measure_threads(library, gemms, dtype, device))
-    apply_threads(library, count)
-    return count
-
-
 def config_gemms(config: Any) -> list[Gemm]:
-    """The GEMMs of one training step of ``config`` (a TrainConfig): its MLP's or its layer
-    stack's products at its batch size."""
-    from .config import CLASSES, IN_FEATURES
-    from .floor import spec_gemms, training_gemms
-
-    layers = getattr(config, "layers", None)
-    if layers:
-        from .architecture import input_shape
-
-        return spec_gemms(layers, input_shape(layers), config.batch_size)
-    return training_gemms([IN_FEATURES, *config.hidden, CLASSES], config.batch_size)
+    """The GEMMs of one training step of ``config`` (a TrainConfig) at its batch size."""
+    return network_gemms(getattr(config, "layers", None), config.hidden, config.batch_size)
 
 
 def training_threads(setting: int | str, config: Any) -> int:
     """The count a `backprop train` run uses: ``setting`` itself, or for "auto" rule_threads on
     ``config``'s step (deterministic: no timing)."""
     return rule_threads(config_gemms(config)) if setting == AUTO else int(setting)
-
-
-def configure_for_training(setting: int | str, engine: Any, config: Any) -> int:
-    """Apply training_threads(setting, config) to ``engine``'s GEMM library (a backprop.engines.Engine's:
-    NumPy's BLAS or torch) for the rest of the process; returns the count."""
-    from .floor import floor_library
-
-    count = training_threads(setting, config)
-    apply_threads(floor_library(engine), count)
-    return count

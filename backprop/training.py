@@ -59,6 +59,18 @@ def _accepts(function: Callable[..., Any], parameter: str) -> bool:
         return False
 
 
+def step_backward(net: Any) -> Callable[[Any], Any]:
+    """net.backward as a training step calls it: told that dL/dx is not needed when it takes
+    ``input_grad`` (the first layer's input gradient is never used), as it is otherwise."""
+    if not _accepts(net.backward, "input_grad"):
+        return net.backward  # type: ignore[no-any-return]
+
+    def backward(delta: Any, _backward: Callable[..., Any] = net.backward) -> Any:
+        return _backward(delta, input_grad=False)
+
+    return backward
+
+
 def make_step(engine: Engine, net: Any, optimizer: Any, loss_fn: Any) -> StepFunction:
     """One training step as a closure: (x, y) in the engine's arrays -> (mean loss, correct predictions).
 
@@ -68,10 +80,7 @@ def make_step(engine: Engine, net: Any, optimizer: Any, loss_fn: Any) -> StepFun
     """
     forward, loss_forward, loss_backward = net.forward, loss_fn.forward, loss_fn.backward
     step, hits = optimizer.step, engine.argmax_hits
-    backward = net.backward
-    if _accepts(backward, "input_grad"):
-        def backward(delta: Any, _backward: Callable[..., Any] = net.backward) -> Any:
-            return _backward(delta, input_grad=False)
+    backward = step_backward(net)
 
     if engine.traits.accumulates_gradients:
         zero_grad = optimizer.zero_grad
@@ -406,16 +415,15 @@ class Trainer:
         p.step = p.correct = p.seen = 0
         p.loss_sum = p.seconds = 0.0
         # Files first, then the line: a reader that went away (`| head`) cannot cost the epoch.
-        engines = [str(r.get("engine", self.engine.name)) for r in p.history]
+        title = curves_title(self.config, [str(r["engine"]) for r in p.history], self.dataset_name)
         if self.gradients is not None:
             # Closed (sums back to 0) and written before the checkpoint: a checkpoint never holds a
             # finished epoch's sums, and a gradients.csv row ahead of it is dropped on resume (load).
             self.gradients.end_epoch(p.epoch)  # p.epoch: the epoch just finished, 1-based
-            self.gradients.write(self.out_dir, title=curves_title(self.config, engines, self.dataset_name))
+            self.gradients.write(self.out_dir, title=title)
         self.save()
         atomic_write_text(os.path.join(self.out_dir, "metrics.csv"), metrics_csv(p.history))
-        plot_curves(p.history, os.path.join(self.out_dir, "curves.png"),
-                    title=curves_title(self.config, engines, self.dataset_name))
+        plot_curves(p.history, os.path.join(self.out_dir, "curves.png"), title=title)
         self.log(
             f"epoch {row['epoch']:>2}/{self.config.epochs}  lr {row['lr']:.4g}  train loss {row['train_loss']:.4f} "
             f"acc {row['train_acc']:.4f}  |  test loss {row['test_loss']:.4f} acc {row['test_acc']:.4f}"

@@ -199,18 +199,6 @@ def test_parse_threads_takes_counts_and_auto_only():
             threads.parse_threads(bad)
 
 
-def test_configure_applies_a_count_and_auto_applies_the_measured_choice(monkeypatch):
-    before = threads.threads_of("numpy")
-    try:
-        assert threads.configure(1, "numpy", training_gemms([8, 4, 2], 4), "float64") == 1
-        assert threads.threads_of("numpy") == 1
-        monkeypatch.setattr(threads, "measure_threads", lambda *args, **kwargs: {1: 2.0, 2: 1.0})
-        assert threads.configure("auto", "numpy", training_gemms([8, 4, 2], 4), "float64") == 2
-        assert threads.threads_of("numpy") == 2
-    finally:
-        threads.apply_threads("numpy", before or 1)
-
-
 def test_trains_auto_rule_is_one_thread_per_mflop_of_the_largest_gemm_within_1_and_the_cores():
     from backprop.benchmark import WORKLOADS, workload_gemms
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import os
 import sys
@@ -32,12 +31,14 @@ from .options import (
     add_engine_options,
     check_data_dir,
     claim_out,
+    close_match,
     comma_list,
     default_stem,
     fail,
     open_engine,
     positive_float,
     positive_int,
+    require_optimizer,
 )
 from .threads import add_threads_option, warn_oversubscribed
 
@@ -84,9 +85,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Benchmark; returns the exit status."""
     for name in args.workloads:
         if name not in WORKLOADS:
-            guess = difflib.get_close_matches(name, list(WORKLOADS), n=1)
+            guess = close_match(name, list(WORKLOADS))
             parser.error(f"--workloads: unknown workload {name!r} (choose from {', '.join(WORKLOADS)})"
-                         + (f"; did you mean {guess[0]!r}?" if guess else ""))
+                         + (f"; did you mean {guess!r}?" if guess else ""))
     if not args.workloads:
         parser.error("--workloads: give at least one workload, e.g. notebook")
     if not args.engines or len(set(args.engines)) != len(args.engines):
@@ -94,9 +95,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.batch_sizes is not None and (not args.batch_sizes or len(set(args.batch_sizes)) != len(args.batch_sizes)):
         parser.error("--batch-sizes: give one or more different batch sizes, e.g. 32,128")
     engines = [open_engine(parser, spec, args.device, "--engines") for spec in args.engines]
-    for engine in engines:
-        if not engine.has_optimizer(args.optimizer):
-            parser.error(f"argument --engines: engine {engine.spec!r} has no optimizer {args.optimizer!r}")
+    require_optimizer(parser, engines, args.optimizer, "--engines")
     check_data_dir(parser, args.data_dir)
     warn_oversubscribed(args.blas_threads, "bench")
     with claim_out(parser, args.out, default_stem("bench")) as run_dir:

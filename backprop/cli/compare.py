@@ -27,6 +27,7 @@ from .options import (
     non_negative_float,
     open_engine,
     positive_int,
+    require_optimizer,
 )
 
 PRESET = "notebook"  # compare's default: the original notebook's run
@@ -93,9 +94,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error("--engines: give two or three different engines, e.g. numpy,torch")
     engines = [open_engine(parser, spec, args.device, "--engines") for spec in args.engines]
     optimizer = args.optimizer or PRESETS[args.preset or PRESET]["optimizer"]
-    for engine in engines:
-        if not engine.has_optimizer(optimizer):
-            parser.error(f"argument --engines: engine {engine.spec!r} has no optimizer {optimizer!r}")
+    require_optimizer(parser, engines, optimizer, "--engines")
     if optimizer != "sgd" and args.momentum:
         parser.error(f"--momentum applies to --optimizer sgd only; {optimizer} has no momentum")
     mlp_flags = [flag for flag, value in (("--hidden", args.hidden), ("--activation", args.activation),

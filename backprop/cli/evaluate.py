@@ -18,6 +18,7 @@ from ..plots import plot_confusion
 from ..training import build_network, evaluate
 from .options import (
     DEFAULT_DATA_DIR,
+    REMEMBERED_DATA_DIR,
     add_data_options,
     add_engine_options,
     check_data_dir,
@@ -81,8 +82,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         dataset = load_dataset(dataset_name, data_dir, dtype=config.dtype, splits=("test",))
     except DataError as error:
         remembered = not args.data_dir and checkpoint.data_dir
-        return fail(f"{error}" + (" (the data directory the run was trained from; pass --data-dir to use another)"
-                                  if remembered else ""))
+        return fail(f"{error}{REMEMBERED_DATA_DIR if remembered else ''}")
 
     try:
         net = build_network(engine, config)

@@ -66,7 +66,8 @@ class HelpFormatter(argparse.HelpFormatter):
         return f"{text} (default: {str(default).replace('%', '%%')})"
 
 
-def _close(word: str, candidates: Sequence[str]) -> str | None:
+def close_match(word: str, candidates: Sequence[str]) -> str | None:
+    """The candidate nearest to a mistyped ``word`` (difflib), or None when none is near."""
     matches = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
     return matches[0] if matches else None
 
@@ -88,7 +89,7 @@ class Parser(argparse.ArgumentParser):
             super()._check_value(action, value)  # type: ignore[misc]
         except argparse.ArgumentError as error:
             choices = [str(c) for c in (action.choices or [])]
-            guess = _close(str(value), choices) if isinstance(value, str) else None
+            guess = close_match(str(value), choices) if isinstance(value, str) else None
             if guess is None:
                 raise
             raise argparse.ArgumentError(action, f"{error.message}; did you mean {guess!r}?") from None
@@ -124,7 +125,7 @@ class Parser(argparse.ArgumentParser):
         flags = [s for a in self._actions for s in a.option_strings if s.startswith("--")]
         for extra in extras:
             if extra.startswith("-"):
-                guess = _close(extra.split("=", 1)[0], flags)
+                guess = close_match(extra.split("=", 1)[0], flags)
                 if guess:
                     return f"{message}; did you mean {guess}?"
         return message
@@ -338,7 +339,7 @@ def open_engine(parser: argparse.ArgumentParser, spec: str, device: str, flag: s
     try:
         engine = load_engine(spec, device)
     except EngineError as error:
-        guess = _close(spec, list(ENGINES)) if str(error).startswith("unknown engine") else None
+        guess = close_match(spec, list(ENGINES)) if str(error).startswith("unknown engine") else None
         parser.error(f"argument {flag}: {error}" + (f"; did you mean {guess!r}?" if guess else ""))
     check_device_available(parser, device)
     return engine
@@ -419,3 +420,14 @@ def fail(message: str, code: int = EXIT_DATA) -> int:
     """Print ``backprop: error: <message>`` to stderr and return ``code`` (for ``return fail(...)``)."""
     print(f"backprop: error: {message}", file=sys.stderr)
     return code
+
+
+# Appended to a data error when the directory came from the run being continued or evaluated.
+REMEMBERED_DATA_DIR = " (the data directory the run was trained from; pass --data-dir to use another)"
+
+
+def require_optimizer(parser: argparse.ArgumentParser, engines: Sequence[Any], optimizer: str, flag: str) -> None:
+    """A usage error naming ``flag`` unless every engine provides ``optimizer``."""
+    for engine in engines:
+        if not engine.has_optimizer(optimizer):
+            parser.error(f"argument {flag}: engine {engine.spec!r} has no optimizer {optimizer!r}")

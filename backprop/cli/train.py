@@ -8,14 +8,15 @@ import os
 import sys
 from typing import Any
 
+from .. import gradflow
 from ..architecture import format_layers
-from ..checkpoint import Checkpoint, CheckpointError, checkpoint_path, load_checkpoint
+from ..checkpoint import CHECKPOINT_NAME, Checkpoint, CheckpointError, checkpoint_path, load_checkpoint
 from ..config import DEFAULT_PRESET, ConfigError, TrainConfig, new_config
 from ..datasets import DataError, load_dataset
 from ..engines import Engine, EngineError
 from ..floor import floor_library
 from ..rundir import RunDir, timestamp
-from ..threads import config_gemms, configure_for_training, rule_threads, training_threads
+from ..threads import AUTO, apply_threads, training_threads
 from ..training import Trainer, TrainingDiverged, TrainingInterrupted
 from . import hints
 from .options import (
@@ -23,6 +24,7 @@ from .options import (
     DEFAULT_ENGINE,
     EXIT_DIVERGED,
     EXIT_INTERRUPTED,
+    REMEMBERED_DATA_DIR,
     add_data_options,
     add_engine_options,
     add_model_options,
@@ -35,6 +37,7 @@ from .options import (
     from_preset,
     open_engine,
     positive_int,
+    require_optimizer,
 )
 from .threads import add_threads_option, blas_threads, warn_oversubscribed
 
@@ -185,8 +188,8 @@ def _claim(args: argparse.Namespace, parser: argparse.ArgumentParser, engine: En
     if resume is None:
         if args.out is None:
             return claim_out(parser, None, f"{timestamp()}-{engine.name}")
-        if os.path.isfile(os.path.join(args.out, "checkpoint.npz")):
-            existing = os.path.join(args.out, "checkpoint.npz")
+        existing = os.path.join(args.out, CHECKPOINT_NAME)
+        if os.path.isfile(existing):
             parser.error(f"--out {args.out} already holds a run ({existing}); continue it with: "
                          f"{hints.command('train', '--resume', existing)}, or choose another --out "
                          "(nothing was overwritten)")
@@ -212,7 +215,7 @@ def session_threads(args: argparse.Namespace, config: TrainConfig, checkpoint: C
     then differ in their last bits from the uninterrupted run), and one when it exceeds the cores."""
     recorded = checkpoint.blas_threads if checkpoint is not None else None
     if checkpoint is not None and args.blas_threads is None:
-        count = recorded if recorded is not None else rule_threads(config_gemms(config))
+        count = recorded if recorded is not None else training_threads(AUTO, config)
     else:
         count = training_threads(blas_threads(args), config)
         if recorded is not None and count != recorded:
@@ -254,8 +257,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         config = resumed_config(args, parser, checkpoint)
     else:
         config = train_config(args, parser)
-    if not engine.has_optimizer(config.optimizer):
-        parser.error(f"argument --engine: engine {engine.spec!r} has no optimizer {config.optimizer!r}")
+    require_optimizer(parser, [engine], config.optimizer, "--engine")
     data_dir = args.data_dir or (checkpoint.data_dir if checkpoint else None) or DEFAULT_DATA_DIR
     if checkpoint is not None and resume is not None and checkpoint.progress.epoch >= config.epochs:
         done = checkpoint.progress.epoch
@@ -270,9 +272,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             dataset = load_dataset(config.dataset, data_dir, dtype=config.dtype)
         except DataError as error:
             remembered = checkpoint is not None and not args.data_dir and checkpoint.data_dir
-            suffix = " (the data directory the run was trained from; pass --data-dir to use another)" \
-                if remembered else ""
-            return fail(f"{error}{suffix}")
+            return fail(f"{error}{REMEMBERED_DATA_DIR if remembered else ''}")
         samples = len(dataset.train_y) if config.limit is None else min(config.limit, len(dataset.train_y))
         if config.limit is not None and config.limit > len(dataset.train_y):
             return fail(f"--limit {config.limit} exceeds the {len(dataset.train_y)} training samples")
@@ -297,7 +297,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 print(f"--track-gradients: the run did not track gradients before; tracking starts at epoch "
                       f"{p.epoch + 1}, batch {p.step}{partial}, and continues on every later resume")
             _warn_idle_epochs(trainer, config, engine, data_dir)
-        configure_for_training(threads, engine, config)  # process-wide, before the first step
+        apply_threads(floor_library(engine), threads)  # process-wide, before the first step
         print(f"training {_describe(config, engine, data_dir, threads)} -> {out}")
         try:
             trainer.run()
@@ -309,7 +309,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             print(f"\n{error}", file=sys.stderr)
             print(f"resume with: {resume_command(trainer.checkpoint_path, engine)}", file=sys.stderr)
             return EXIT_INTERRUPTED
-        tracked = f"{os.path.join(out, 'gradients.csv')}, {os.path.join(out, 'gradients.png')}, " \
+        tracked = f"{os.path.join(out, gradflow.CSV_NAME)}, {os.path.join(out, gradflow.PNG_NAME)}, " \
             if trainer.gradients is not None else ""
         print(f"done: {os.path.join(out, 'metrics.csv')}, {os.path.join(out, 'curves.png')}, {tracked}"
               f"{trainer.checkpoint_path}")
