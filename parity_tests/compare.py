@@ -59,10 +59,12 @@ class Mismatch(AssertionError):
     pass
 
 
-def check_close(what: str, got, want, scale: float, dtype: str, context: str = "", atol: float = 0.0,
-                rtol: float | None = None) -> None:
+def check_close(what: str, got, want, scale: float, dtype: str, context: str = "",
+                atol: float | np.ndarray = 0.0, rtol: float | None = None) -> None:
     """Raise a Mismatch naming the quantity, the worst element, expected vs got and the bound
-    |got - want| <= rtol * scale + atol (rtol: RTOL[dtype] unless given)."""
+    |got - want| <= rtol * scale + atol (rtol: RTOL[dtype] unless given; atol a number, or an
+    array of got's shape for a bound per element, the worst element then the one furthest past
+    its own bound). Non-finite values in got always fail."""
     rtol = RTOL[dtype] if rtol is None else rtol
     got = np.asarray(got, dtype=np.float64)
     want = np.asarray(want, dtype=np.float64)
@@ -70,16 +72,18 @@ def check_close(what: str, got, want, scale: float, dtype: str, context: str = "
         raise Mismatch(f"{what}: shape {got.shape}, expected {want.shape}. {context}")
     if not np.all(np.isfinite(got)):
         raise Mismatch(f"{what}: got non-finite values {got}. {context}")
-    bound = rtol * scale + atol
     if got.size == 0:
         return
+    atol = np.broadcast_to(np.asarray(atol, dtype=np.float64), got.shape)
+    bound = rtol * scale + atol
     err = np.abs(got - want)
-    worst = np.unravel_index(int(np.argmax(err)), err.shape) if err.ndim else ()
-    if err[worst] > bound:
+    worst = np.unravel_index(int(np.argmax(err - bound)), err.shape) if err.ndim else ()
+    if err[worst] > bound[worst]:
         raise Mismatch(
             f"{what} differs at index {tuple(int(i) for i in worst)}: expected {want[worst]!r}, "
-            f"got {got[worst]!r}; |diff| = {err[worst]:.3e} > {bound:.3e} "
-            f"(rtol {rtol:g} x scale {scale:.3e}{f' + {atol:.3e}' if atol else ''}, {dtype}). {context}"
+            f"got {got[worst]!r}; |diff| = {err[worst]:.3e} > {bound[worst]:.3e} "
+            f"(rtol {rtol:g} x scale {scale:.3e}{f' + {atol[worst]:.3e}' if atol[worst] else ''}, {dtype}). "
+            f"{context}"
         )
 
 
@@ -109,3 +113,50 @@ def compare_passes(got: Pass, ref: Pass, spec: NetSpec, pre: list[np.ndarray], n
         check_close(f"{name}: grads[{key!r}]", got.grads[key], ref.grads[key], gs, spec.dtype)
     if got.dx is not None and ref.dx is not None:
         check_close(f"{name}: dL/dx", got.dx, ref.dx, max(gs, max_abs([ref.dx])), spec.dtype)
+
+
+def train_steps(engine, spec, opt_spec, batch_list):
+    """Run the batches through one engine, one optimizer step each; per step: parameters,
+    buffers and the pass."""
+    net = spec.build(engine)
+    opt = opt_spec.build(engine, net)
+    history = []
+    for batch in batch_list:
+        opt.zero_grad()
+        result = run_pass(engine, net, spec, batch)
+        opt.step()
+        state = opt.state_dict()
+        history.append(
+            {
+                "pass": result,
+                "params": {k: np.asarray(v, np.float64) for k, v in net.state_dict().items()},
+                "buffers": {
+                    buf: {k: np.asarray(v, np.float64) for k, v in per.items()}
+                    for buf, per in state["state"].items()
+                },
+            }
+        )
+    return history
+
+
+def compare_trajectories(got, ref, spec, lr, name, param_atol=0.0):
+    """Report the first step at which any parameter or buffer left tolerance."""
+    for step, (g, r) in enumerate(zip(got, ref), start=1):
+        gs = gradient_scale(r["pass"])
+        for key, want in r["params"].items():
+            previous = ref[step - 2]["params"][key] if step > 1 else want
+            scale = max(max_abs([want, previous]), lr * gs, np.finfo(float).tiny)
+            check_close(f"{name}: step {step}: parameter {key!r}", g["params"][key], want, scale,
+                        spec.dtype, f"(first step out of tolerance: {step})", atol=param_atol)
+        if sorted(g["buffers"]) != sorted(r["buffers"]):
+            raise Mismatch(
+                f"{name}: step {step}: optimizer buffers {sorted(g['buffers'])}, "
+                f"expected {sorted(r['buffers'])}"
+            )
+        for buf, per in r["buffers"].items():
+            for key, want in per.items():
+                scale = max(max_abs([want]), gs, np.finfo(float).tiny)
+                if buf in ("exp_avg_sq", "max_exp_avg_sq"):
+                    scale = max(max_abs([want]), gs * gs, np.finfo(float).tiny)
+                check_close(f"{name}: step {step}: {buf}[{key!r}]", g["buffers"][buf][key], want,
+                            scale, spec.dtype, f"(first step out of tolerance: {step})")

@@ -44,6 +44,13 @@ class Engine:
         if missing:
             pytest.skip(f"{self.name} has no {', '.join(missing)} ({why})")
 
+    def require_layers(self, *kinds: str, why: str) -> None:
+        """require() for the layer classes of ``kinds`` (engine_core.specs kind names, e.g.
+        "conv2d") and a Sequential to hold them."""
+        from engine_core.specs import KINDS
+
+        self.require(*(KINDS[kind][0] for kind in kinds), "Sequential", why=why)
+
     def asarray(self, array: np.ndarray, dtype: str) -> Any:
         if hasattr(self.module, "asarray"):
             return self.module.asarray(array, dtype)

@@ -28,12 +28,11 @@ from hypothesis import given, note, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from engine_core.specs import KINDS, LayerSpec, build, output_shape
+from engine_core.specs import LayerSpec, build, output_shape
 
-from .compare import Mismatch, check_close, gradient_scale, max_abs, run_pass
+from .compare import Mismatch, check_close, compare_trajectories, gradient_scale, max_abs, run_pass, train_steps
 from .engines import Engine, oracle
 from .strategies import DTYPES, Batch, adam_specs, sgd_specs
-from .test_optimizers import _compare_trajectories, _train
 
 ORACLE = oracle()
 RTOL = {"float64": 1e-10, "float32": 2e-4}  # as compare.py; argued above
@@ -149,8 +148,8 @@ def cnn_problems(draw: st.DrawFn, dtype: str | None = None, steps: int = 1) -> t
 
 def _require(engine: Engine) -> None:
     """Skip, naming them, when the engine lacks a layer the random stacks use (or Sequential)."""
-    kinds = sorted({*IMAGE_LAYERS, *VECTOR_LAYERS, *STRUCTURE})
-    engine.require(*(KINDS[kind][0] for kind in kinds), "Sequential", why="layers the random CNNs are built from")
+    engine.require_layers(*sorted({*IMAGE_LAYERS, *VECTOR_LAYERS, *STRUCTURE}),
+                          why="layers the random CNNs are built from")
 
 
 # -- comparisons --------------------------------------------------------------------------------------
@@ -210,14 +209,14 @@ def test_random_cnns_follow_torch_optim_sgd_for_one_and_three_steps(engine, prob
 
     float32: a step moves a parameter by lr g, and g agrees within RTOL of the gradient scale gs
     (the pass property), so after one step the parameters agree within RTOL of max(|param|, lr gs),
-    the scale _compare_trajectories applies; later steps add their own gradients' rounding."""
+    the scale compare_trajectories applies; later steps add their own gradients' rounding."""
     _require(engine)
     spec, batches = problem
     batches = batches[:steps]
     note(f"engine={engine.name} spec={spec!r} sgd={sgd} batches={batches!r}")
-    ref = _train(ORACLE, spec, sgd, batches)
-    got = _train(engine, spec, sgd, batches)
-    _compare_trajectories(got, ref, spec, sgd.lr, engine.name)
+    ref = train_steps(ORACLE, spec, sgd, batches)
+    got = train_steps(engine, spec, sgd, batches)
+    compare_trajectories(got, ref, spec, sgd.lr, engine.name)
 
 
 def _adam_bound(lr: float, eps: float, g: np.ndarray, noise: float) -> np.ndarray:
@@ -243,8 +242,8 @@ def test_one_adam_step_on_a_random_cnn_follows_torch_optim(engine, problem, adam
     engine.require(adam.kind)
     spec, batches = problem
     note(f"engine={engine.name} spec={spec!r} adam={adam} batches={batches!r}")
-    ref = _train(ORACLE, spec, adam, batches)
-    got = _train(engine, spec, adam, batches)
+    ref = train_steps(ORACLE, spec, adam, batches)
+    got = train_steps(engine, spec, adam, batches)
     start = spec.build(ORACLE).state_dict()
     rtol, gs = RTOL[spec.dtype], gradient_scale(ref[0]["pass"])
     for key, want in ref[0]["params"].items():
@@ -252,15 +251,9 @@ def test_one_adam_step_on_a_random_cnn_follows_torch_optim(engine, problem, adam
         if adam.kind == "Adam":  # coupled weight decay: the step sees g + wd * param
             g = g + adam.weight_decay * start[key]
         scale = max(max_abs([want, start[key]]), adam.lr)
-        bound = rtol * scale + _adam_bound(adam.lr, adam.eps, g, rtol * gs)
-        error = np.abs(got[0]["params"][key] - want)
-        worst = np.unravel_index(int(np.argmax(error - bound)), error.shape)
-        if error[worst] > bound[worst]:
-            raise Mismatch(
-                f"{engine.name}: {adam.kind} step: parameter {key!r} differs at index {tuple(map(int, worst))}: "
-                f"expected {want[worst]!r}, got {got[0]['params'][key][worst]!r}; |diff| = {error[worst]:.3e} > "
-                f"{bound[worst]:.3e} (rtol {rtol:g} x {scale:.3e} + Adam's amplification of the gradient's "
-                f"rounding at g = {g[worst]:.3e}, {spec.dtype})")
+        check_close(f"{engine.name}: {adam.kind} step: parameter {key!r}", got[0]["params"][key], want, scale,
+                    spec.dtype, "(+ Adam's amplification of the gradient's rounding, _adam_bound)",
+                    atol=_adam_bound(adam.lr, adam.eps, g, rtol * gs), rtol=rtol)
     for buffer, per in ref[0]["buffers"].items():
         for key, want in per.items():
             scale = max(max_abs([want]), gs * gs if buffer in ("exp_avg_sq", "max_exp_avg_sq") else gs,

@@ -22,9 +22,7 @@ KINDS = list(CATALOG)
 
 def _require(engine: Engine, case_kind: str) -> None:
     """Skip (with the class name) when the engine lacks the layer or a Sequential to hold it."""
-    from engine_core.specs import KINDS as SPEC_KINDS
-
-    engine.require(SPEC_KINDS[case_kind][0], "Sequential", why=f"layer {case_kind!r} is optional in the protocol")
+    engine.require_layers(case_kind, why=f"layer {case_kind!r} is optional in the protocol")
 
 
 def _run(engine: Engine, case: LayerCase, x: np.ndarray | None = None) -> dict:

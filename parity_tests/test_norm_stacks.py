@@ -28,12 +28,11 @@ from hypothesis import given, note, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from engine_core.specs import KINDS, LayerSpec, build
+from engine_core.specs import LayerSpec, build
 
-from .compare import Mismatch, Pass, check_close, gradient_scale, max_abs, run_pass
+from .compare import Mismatch, Pass, check_close, compare_trajectories, gradient_scale, max_abs, run_pass, train_steps
 from .engines import Engine, oracle
 from .strategies import DTYPES, Batch, adam_specs, sgd_specs
-from .test_optimizers import _compare_trajectories, _train
 
 ORACLE = oracle()
 MAX_EXAMPLES = 50  # per property and engine
@@ -118,7 +117,7 @@ def stack_problems(draw: st.DrawFn, dtype: str | None = None, steps: int = 1) ->
 
 def _require(engine: Engine) -> None:
     """Skip, naming them, when the engine lacks a layer the random stacks use (or Sequential)."""
-    engine.require(*(KINDS[kind][0] for kind in USED), "Sequential", why="layers the random stacks are built from")
+    engine.require_layers(*USED, why="layers the random stacks are built from")
 
 
 def _forward_scale(spec: StackSpec, x: np.ndarray, warm_up: np.ndarray | None) -> float:
@@ -206,7 +205,7 @@ def test_one_sgd_step_on_a_random_norm_stack_follows_torch_optim(engine, problem
     _require(engine)
     spec, batches = problem
     note(f"engine={engine.name} spec={spec!r} sgd={sgd} batches={batches!r}")
-    _compare_trajectories(_train(engine, spec, sgd, batches), _train(ORACLE, spec, sgd, batches), spec, sgd.lr,
+    compare_trajectories(train_steps(engine, spec, sgd, batches), train_steps(ORACLE, spec, sgd, batches), spec, sgd.lr,
                           engine.name)
 
 
@@ -226,11 +225,11 @@ def test_one_adam_step_on_a_random_norm_stack_follows_torch_optim(engine, proble
     engine.require(adam.kind)
     spec, batches = problem
     note(f"engine={engine.name} spec={spec!r} adam={adam} batches={batches!r}")
-    ref = _train(ORACLE, spec, adam, batches)
-    got = _train(engine, spec, adam, batches)
+    ref = train_steps(ORACLE, spec, adam, batches)
+    got = train_steps(engine, spec, adam, batches)
     gs = gradient_scale(ref[0]["pass"])
     gain = max([1.0] + [float(np.max(np.abs(spec.state[f"{i}.weight"]))) / np.sqrt(layer.args["eps"])
                         for i, layer in enumerate(spec.layers) if layer.kind == "batchnorm1d"])
     noise = 64 * np.finfo(spec.dtype).eps * gs * gain
-    _compare_trajectories(got, ref, spec, adam.lr / max(gs, 1e-30), engine.name,
+    compare_trajectories(got, ref, spec, adam.lr / max(gs, 1e-30), engine.name,
                           param_atol=adam.lr * min(1.0, noise / adam.eps))

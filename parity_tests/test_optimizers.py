@@ -10,57 +10,11 @@ import pytest
 from hypothesis import given, note
 from hypothesis import strategies as st
 
-from .compare import Mismatch, check_close, gradient_scale, max_abs, run_pass
+from .compare import check_close, compare_trajectories, gradient_scale, max_abs, run_pass, train_steps
 from .engines import oracle
 from .strategies import adam_specs, batches, net_specs, sgd_specs
 
 ORACLE = oracle()
-
-
-def _train(engine, spec, opt_spec, batch_list):
-    """Run the batches through one engine; per step: parameters, buffers and the pass."""
-    net = spec.build(engine)
-    opt = opt_spec.build(engine, net)
-    history = []
-    for batch in batch_list:
-        opt.zero_grad()
-        result = run_pass(engine, net, spec, batch)
-        opt.step()
-        state = opt.state_dict()
-        history.append(
-            {
-                "pass": result,
-                "params": {k: np.asarray(v, np.float64) for k, v in net.state_dict().items()},
-                "buffers": {
-                    buf: {k: np.asarray(v, np.float64) for k, v in per.items()}
-                    for buf, per in state["state"].items()
-                },
-            }
-        )
-    return history
-
-
-def _compare_trajectories(got, ref, spec, lr, name, param_atol=0.0):
-    """Report the first step at which any parameter or buffer left tolerance."""
-    for step, (g, r) in enumerate(zip(got, ref), start=1):
-        gs = gradient_scale(r["pass"])
-        for key, want in r["params"].items():
-            previous = ref[step - 2]["params"][key] if step > 1 else want
-            scale = max(max_abs([want, previous]), lr * gs, np.finfo(float).tiny)
-            check_close(f"{name}: step {step}: parameter {key!r}", g["params"][key], want, scale,
-                        spec.dtype, f"(first step out of tolerance: {step})", atol=param_atol)
-        if sorted(g["buffers"]) != sorted(r["buffers"]):
-            raise Mismatch(
-                f"{name}: step {step}: optimizer buffers {sorted(g['buffers'])}, "
-                f"expected {sorted(r['buffers'])}"
-            )
-        for buf, per in r["buffers"].items():
-            for key, want in per.items():
-                scale = max(max_abs([want]), gs, np.finfo(float).tiny)
-                if buf in ("exp_avg_sq", "max_exp_avg_sq"):
-                    scale = max(max_abs([want]), gs * gs, np.finfo(float).tiny)
-                check_close(f"{name}: step {step}: {buf}[{key!r}]", g["buffers"][buf][key], want,
-                            scale, spec.dtype, f"(first step out of tolerance: {step})")
 
 
 @st.composite
@@ -75,9 +29,9 @@ def optimizer_problems(draw, optimizers, steps: tuple[int, int], dtype: str | No
 def _sgd_agrees_with_torch_optim(engine, problem) -> None:
     spec, opt_spec, batch_list = problem
     note(f"engine={engine.name} spec={spec} sgd={opt_spec} batches={batch_list!r}")
-    ref = _train(ORACLE, spec, opt_spec, batch_list)
-    got = _train(engine, spec, opt_spec, batch_list)
-    _compare_trajectories(got, ref, spec, opt_spec.lr, engine.name)
+    ref = train_steps(ORACLE, spec, opt_spec, batch_list)
+    got = train_steps(engine, spec, opt_spec, batch_list)
+    compare_trajectories(got, ref, spec, opt_spec.lr, engine.name)
 
 
 @given(optimizer_problems(sgd_specs(), steps=(1, 1)))
@@ -103,14 +57,14 @@ def test_adam_and_adamw_after_backprop_follow_torch_optim_step_by_step(engine, p
     spec, opt_spec, batch_list = problem
     engine.require(opt_spec.kind)
     note(f"engine={engine.name} spec={spec} adam={opt_spec} batches={batch_list!r}")
-    ref = _train(ORACLE, spec, opt_spec, batch_list)
-    got = _train(engine, spec, opt_spec, batch_list)
+    ref = train_steps(ORACLE, spec, opt_spec, batch_list)
+    got = train_steps(engine, spec, opt_spec, batch_list)
     # The update itself is at most ~lr per element, so lr is the scale of a parameter's change.
     # A gradient that is 0 in exact arithmetic comes out as rounding noise (<= 64 u times the
     # gradient scale); Adam turns noise n into a step of lr * n / eps, which is allowed for.
     gs = gradient_scale(ref[0]["pass"])
     noise = 64 * np.finfo(spec.dtype).eps * gs
-    _compare_trajectories(got, ref, spec, opt_spec.lr / max(gs, 1e-30), engine.name,
+    compare_trajectories(got, ref, spec, opt_spec.lr / max(gs, 1e-30), engine.name,
                           param_atol=opt_spec.lr * min(1.0, noise / opt_spec.eps))
 
 
