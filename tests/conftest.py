@@ -11,6 +11,7 @@ import pytest
 import parity_tests.profile  # noqa: F401  (registers the profiles, loads $HYPOTHESIS_PROFILE, default ci)
 
 from .datasets import write_dataset
+from .helpers import finished_run
 
 
 @pytest.fixture
@@ -18,3 +19,10 @@ def data_root(tmp_path):
     """A --data-dir holding a small Fashion-MNIST-format dataset (256 train, 64 test) as IDX files."""
     write_dataset(str(tmp_path / "data"))
     return str(tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory) -> tuple[str, str]:
+    """(data dir, run dir) of one finished 1-epoch SMALL_RUN, trained once per test process and
+    shared: copy the run (helpers.copy_run) before changing it."""
+    return finished_run(str(tmp_path_factory.mktemp("finished")))

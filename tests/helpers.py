@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from typing import Any
@@ -69,3 +70,10 @@ def finished_run(root: str) -> tuple[str, str]:
     result = run_cli("train", *SMALL_RUN, "--data-dir", data, "--epochs", "1", "--out", out)
     assert result.returncode == 0, result.stderr
     return data, out
+
+
+def copy_run(run: str, tmp_path: Any) -> str:
+    """A copy of the run directory ``run`` at tmp_path/run, to change without touching the original."""
+    copy = os.path.join(str(tmp_path), "run")
+    shutil.copytree(run, copy)
+    return copy

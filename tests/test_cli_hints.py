@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 
@@ -15,21 +14,7 @@ import pytest
 from backprop.checkpoint import load_checkpoint
 from backprop.cli import hints
 
-from .helpers import ROOT, SMALL_RUN, finished_run, run_cli
-
-COMMON = SMALL_RUN
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> tuple[str, str]:
-    """(data dir, run dir) of one finished 1-epoch run, shared by this module's tests (copy before changing)."""
-    return finished_run(str(tmp_path_factory.mktemp("hints")))
-
-
-def _copy(run: str, tmp_path) -> str:
-    copy = str(tmp_path / "run")
-    shutil.copytree(run, copy)
-    return copy
+from .helpers import ROOT, SMALL_RUN, copy_run, run_cli
 
 
 def _run_printed(command: str, cwd: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -51,7 +36,7 @@ def test_a_run_records_its_data_directory_in_config_json_and_the_checkpoint(trai
 
 
 def test_resume_and_evaluate_find_the_data_without_data_dir_from_any_directory(trained, tmp_path):
-    out = _copy(trained[1], tmp_path)
+    out = copy_run(trained[1], tmp_path)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {"PYTHONPATH": ROOT}
@@ -80,8 +65,8 @@ def test_the_divergence_hint_starts_a_new_run_with_a_smaller_learning_rate(data_
 
 
 def test_the_already_holds_a_run_hint_continues_that_run(trained, tmp_path):
-    data_root, out = trained[0], _copy(trained[1], tmp_path)
-    again = run_cli("train", *COMMON, "--data-dir", data_root, "--epochs", "2", "--out", out)
+    data_root, out = trained[0], copy_run(trained[1], tmp_path)
+    again = run_cli("train", *SMALL_RUN, "--data-dir", data_root, "--epochs", "2", "--out", out)
     assert again.returncode == 2 and "nothing was overwritten" in again.stderr
     hint = _line_after(again.stderr, "continue it with: ").split(", or choose", 1)[0]
     resumed = _run_printed(hint + " --epochs 2 --quiet", cwd=ROOT)
@@ -90,7 +75,7 @@ def test_the_already_holds_a_run_hint_continues_that_run(trained, tmp_path):
 
 
 def test_the_nothing_to_do_hint_trains_on(trained, tmp_path):
-    out = _copy(trained[1], tmp_path)
+    out = copy_run(trained[1], tmp_path)
     done = run_cli("train", "--resume", out)
     assert done.returncode == 0 and "nothing to do" in done.stdout
     hint = _line_after(done.stdout, "raise --epochs: ")

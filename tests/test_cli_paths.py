@@ -15,15 +15,7 @@ from backprop.cli import main
 from backprop.datasets import load_dataset
 
 from .datasets import write_dataset
-from .helpers import SMALL_RUN, finished_run, run_cli
-
-TRAIN = SMALL_RUN
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> tuple[str, str]:
-    """(data dir, run dir) of one finished 1-epoch run, shared by this module's tests (copy before changing)."""
-    return finished_run(str(tmp_path_factory.mktemp("paths")))
+from .helpers import SMALL_RUN, copy_run, run_cli
 
 
 def _one_line_error(result, *words: str) -> str:
@@ -36,9 +28,7 @@ def _one_line_error(result, *words: str) -> str:
 
 
 def test_a_run_directory_means_its_checkpoint_in_every_command(trained, tmp_path):
-    run = trained[1]
-    copy = str(tmp_path / "run")
-    shutil.copytree(run, copy)
+    copy = copy_run(trained[1], tmp_path)
     evaluated = run_cli("evaluate", copy)
     assert evaluated.returncode == 0 and f"{copy}/checkpoint.npz on fashion-mnist" in evaluated.stdout
     exported = run_cli("export", copy, "--to", str(tmp_path / "m.pt"))
@@ -91,8 +81,8 @@ def test_every_wrong_output_path_is_a_usage_error_naming_it(trained, tmp_path):
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
     cases = [
-        (["train", *TRAIN, "--data-dir", data_root, "--out", str(a_file)], "exists and is not a directory"),
-        (["train", *TRAIN, "--data-dir", data_root, "--out", str(a_file / "run")], "is not a directory"),
+        (["train", *SMALL_RUN, "--data-dir", data_root, "--out", str(a_file)], "exists and is not a directory"),
+        (["train", *SMALL_RUN, "--data-dir", data_root, "--out", str(a_file / "run")], "is not a directory"),
         (["evaluate", run, "--out", str(a_file)], "exists and is not a directory"),
         (["export", run, "--to", str(tmp_path)], "is a directory; name the file to write"),
         (["export", run, "--to", str(tmp_path / "sub") + "/"], "is a directory; name the file to write"),
@@ -131,7 +121,7 @@ def test_a_failed_write_names_the_file_not_its_temporary(tmp_path, monkeypatch, 
 
     monkeypatch.setattr(fileio.os, "fsync", full_disk)
     out = str(tmp_path / "run")
-    status = main(["train", *TRAIN, "--data-dir", data_root, "--epochs", "1", "--out", out])
+    status = main(["train", *SMALL_RUN, "--data-dir", data_root, "--epochs", "1", "--out", out])
     err = capsys.readouterr().err
     assert status == 1, err
     assert err.strip() == f"backprop: error: {out}/config.json: No space left on device", err

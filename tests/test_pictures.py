@@ -12,7 +12,7 @@ import engine_core.specs as specs
 from backprop import pictures
 from backprop.engines import load_engine
 
-from .helpers import finished_run, run_cli
+from .helpers import run_cli
 
 NAMES = [f"class{i}" for i in range(10)]
 
@@ -99,8 +99,8 @@ def test_probabilities_are_the_softmax_of_the_networks_logits():
     np.testing.assert_allclose(probabilities, expected, rtol=1e-12)
 
 
-def test_evaluate_writes_the_weight_and_mistake_grids(tmp_path):
-    _, run = finished_run(str(tmp_path))
+def test_evaluate_writes_the_weight_and_mistake_grids(trained, tmp_path):
+    _, run = trained
     out = str(tmp_path / "eval")
     result = run_cli("evaluate", run, "--out", out)
     assert result.returncode == 0, result.stderr
