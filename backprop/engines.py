@@ -231,6 +231,14 @@ def training_numerics() -> Iterator[None]:
             torch.set_flush_denormal(False)
 
 
+def set_mode(net: Any, training: bool) -> None:
+    """net.train() or net.eval(), as torch.nn.Module's, when the net has them (an external
+    engine's MLP may not: it has no layer whose behaviour depends on the mode)."""
+    method = getattr(net, "train" if training else "eval", None)
+    if callable(method):
+        method()
+
+
 def inference_mode() -> contextlib.AbstractContextManager[Any]:
     """A context for forward-only passes: torch's no_grad when torch is loaded (so autograd
     engines record no graph), nothing otherwise (it changes nothing for other engines)."""

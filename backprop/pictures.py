@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .engines import Engine, inference_mode
+from .engines import Engine, inference_mode, set_mode
 from .plots import _pyplot, fitted, save_figure
 
 WEIGHTS_PNG = "weights.png"
@@ -59,8 +59,7 @@ def predict_probabilities(engine: Engine, net: Any, x: np.ndarray, chunk: int = 
     cannot overflow). x: (N, F) or (N, C, H, W), as the net takes it."""
     parts = []
     training = bool(getattr(net, "training", False))
-    if training and callable(getattr(net, "eval", None)):
-        net.eval()
+    set_mode(net, False)
     try:
         with inference_mode():
             for start in range(0, len(x), chunk):
@@ -70,8 +69,8 @@ def predict_probabilities(engine: Engine, net: Any, x: np.ndarray, chunk: int = 
                 np.exp(logits, out=logits)
                 parts.append(logits / logits.sum(axis=1, keepdims=True))
     finally:
-        if training and callable(getattr(net, "train", None)):
-            net.train()
+        if training:
+            set_mode(net, True)
     return np.concatenate(parts) if parts else np.empty((0, 0))
 
 

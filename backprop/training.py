@@ -29,7 +29,7 @@ from .checkpoint import (
 )
 from .config import TrainConfig
 from .datasets import Dataset
-from .engines import Engine, inference_mode, training_numerics
+from .engines import Engine, inference_mode, set_mode, training_numerics
 from .fileio import atomic_write_text
 from .gradflow import CSV_NAME as GRADIENTS_CSV
 from .gradflow import GradientTracker
@@ -110,14 +110,6 @@ def build_network(engine: Engine, config: TrainConfig, training: bool = False) -
     naming a layer the engine lacks); ``training`` adds the engine's TRAINING_KWARGS."""
     return engine.build_net(config.sizes, config.activation, config.init, config.seed, config.dtype,
                             training=training, layers=config.layers)
-
-
-def set_mode(net: Any, training: bool) -> None:
-    """net.train() or net.eval(), as torch.nn.Module's, when the net has them (an external
-    engine's MLP may not: it has no layer whose behaviour depends on the mode)."""
-    method = getattr(net, "train" if training else "eval", None)
-    if callable(method):
-        method()
 
 
 def evaluate(engine: Engine, net: Any, x: np.ndarray, y: np.ndarray,
