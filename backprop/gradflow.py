@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from engine_core.naming import is_layer_weight
+
 from .fileio import atomic_write_text
 
 CSV_NAME = "gradients.csv"
@@ -50,7 +52,7 @@ def _norm(array: np.ndarray) -> float:
 def weight_keys(net: Any) -> list[str]:
     """State-dict keys of the weights tracked: ``*.weight`` gradients with >= 2 dimensions (Linear,
     Conv2d), in the order of ``net.grads()``, which is the order of ``net.deltas()``."""
-    return [key for key, value in net.grads().items() if key.endswith(".weight") and len(value.shape) >= 2]
+    return [key for key, value in net.grads().items() if is_layer_weight(key, len(value.shape))]
 
 
 class GradientTracker:

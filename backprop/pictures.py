@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from engine_core.naming import is_layer_weight
+
 from .engines import Engine, inference_mode, set_mode
 from .plots import _pyplot, fitted, save_figure
 
@@ -24,7 +26,7 @@ def first_weight(state: dict[str, np.ndarray]) -> tuple[str, np.ndarray]:
     """(key, array) of the first Linear or Conv2d weight in state-dict order (the first
     ``*.weight`` with two or more dimensions; batch norm's are 1-D). ValueError if there is none."""
     for key, value in state.items():
-        if key.endswith(".weight") and np.ndim(value) >= 2:
+        if is_layer_weight(key, np.ndim(value)):
             return key, np.asarray(value)
     raise ValueError("the network has no Linear or Conv2d weight to draw")
 

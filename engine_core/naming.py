@@ -35,3 +35,9 @@ def parameter_shapes(sizes: list[int]) -> dict[str, tuple[int, ...]]:
         shapes[f"{linear_name(i)}.weight"] = (int(fan_in), int(fan_out))
         shapes[f"{linear_name(i)}.bias"] = (int(fan_out),)
     return shapes
+
+
+def is_layer_weight(key: str, ndim: int) -> bool:
+    """Whether a state-dict entry of ``ndim`` dimensions is a Linear or Conv2d weight: a
+    ``*.weight`` with two or more (batch norm's weight is 1-D)."""
+    return key.endswith(".weight") and ndim >= 2
