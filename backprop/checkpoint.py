@@ -27,7 +27,7 @@ from engine_core.layer_checks import DropoutMasks, check_rng_state
 from engine_core.specs import LayerSpec, parameter_shapes_of, state_shapes
 
 from .config import TrainConfig
-from .fileio import atomic_write
+from .fileio import atomic_write, missing_dirs
 
 FORMAT = "backprop-checkpoint"
 VERSION = 3  # 2: config.t_max and the lr column; 3: config.layers, dropout_rng, num_batches_tracked
@@ -192,9 +192,7 @@ def checkpoint_path(path: str) -> str:
     if not os.path.exists(path):
         parent = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(parent):
-            missing = parent
-            while not os.path.exists(os.path.dirname(missing)) and os.path.dirname(missing) != missing:
-                missing = os.path.dirname(missing)
+            missing = (missing_dirs(parent) or [parent])[-1]  # the outermost missing one, or a file
             what = "is not a directory" if os.path.exists(missing) else "does not exist"
             raise CheckpointError(f"{path}: no such checkpoint file ({missing} {what})")
         raise CheckpointError(f"{path}: no such checkpoint file")

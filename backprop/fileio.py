@@ -27,6 +27,19 @@ def fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
+def missing_dirs(path: str) -> list[str]:
+    """``path`` (made absolute) and its ancestors that do not exist, innermost first, up to the
+    first that does: [] when ``path`` exists; the last item's parent is the nearest existing one."""
+    missing, probe = [], os.path.abspath(path)
+    while not os.path.exists(probe):
+        missing.append(probe)
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    return missing
+
+
 def current_umask() -> int:
     """The process's umask (read from /proc where it is shown, else set and restored at once)."""
     try:

@@ -16,6 +16,8 @@ import socket
 import time
 from dataclasses import dataclass, field
 
+from .fileio import missing_dirs
+
 LOCK_NAME = ".backprop.lock"
 
 
@@ -61,16 +63,8 @@ class RunDir:
 def _makedirs(path: str) -> list[str]:
     """os.makedirs(path)'s parents, recording which it created (outermost first); ``path``
     itself is not created. OSError as os.makedirs raises it."""
-    missing = []
-    parent = os.path.dirname(os.path.abspath(path))
-    while parent and not os.path.exists(parent):
-        missing.append(parent)
-        up = os.path.dirname(parent)
-        if up == parent:
-            break
-        parent = up
     created = []
-    for directory in reversed(missing):
+    for directory in reversed(missing_dirs(os.path.dirname(os.path.abspath(path)))):
         try:
             os.mkdir(directory)
             created.append(directory)

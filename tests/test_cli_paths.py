@@ -152,3 +152,13 @@ def test_evaluate_reads_only_the_test_split_and_compare_and_bench_only_the_train
     assert calls == [("test",), ("train",), ("train",)]
     split = real("fashion-mnist", data_root, splits=("test",))
     assert split.train_x.shape == (0, 784) and len(split.test_y) == 64
+
+
+def test_missing_dirs_lists_the_missing_ancestors_innermost_first(tmp_path):
+    from backprop.fileio import missing_dirs
+
+    assert missing_dirs(str(tmp_path)) == []
+    deep = tmp_path / "a" / "b" / "c"
+    assert missing_dirs(str(deep)) == [str(deep), str(tmp_path / "a" / "b"), str(tmp_path / "a")]
+    (tmp_path / "f").write_text("x")  # a file counts as existing: the walk stops there
+    assert missing_dirs(str(tmp_path / "f" / "g")) == [str(tmp_path / "f" / "g")]

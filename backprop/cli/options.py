@@ -31,6 +31,7 @@ from ..config import (
     TrainConfig,
 )
 from ..engines import ENGINES, Engine, EngineError, load_engine
+from ..fileio import missing_dirs
 from ..rundir import RunDir, RunDirError, claim, claim_new, timestamp
 
 # Exit statuses (the README's "Errors and recovery" table).
@@ -358,12 +359,8 @@ def writable_dir_problem(path: str) -> str | None:
     """Why ``path`` cannot be an output directory, or None if it can (it is created when missing)."""
     if os.path.exists(path) and not os.path.isdir(path):
         return f"{path} exists and is not a directory"
-    probe = os.path.abspath(path)
-    while not os.path.exists(probe):
-        parent = os.path.dirname(probe)
-        if parent == probe:
-            break
-        probe = parent
+    missing = missing_dirs(path)
+    probe = os.path.dirname(missing[-1]) if missing else os.path.abspath(path)  # the nearest existing
     if not os.path.isdir(probe):
         return f"{probe} is not a directory"
     if not os.access(probe, os.W_OK | os.X_OK):

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..fileio import missing_dirs
 from .idx import RAW_FILES, DataError, check_raw_files
 
 # --dataset name -> torchvision class name (also the folder under --data-dir)
@@ -159,13 +160,8 @@ def _nothing_left_if_it_fails(folder: str) -> Iterator[None]:
     """Inside: a download into ``folder``. If it fails, the directories it created (torchvision
     makes ``folder`` with all its missing parents before it tries the network) are removed again,
     so a typo in --data-dir leaves nothing behind."""
-    top, probe = None, os.path.abspath(folder)
-    while not os.path.exists(probe):
-        top = probe
-        parent = os.path.dirname(probe)
-        if parent == probe:
-            break
-        probe = parent
+    missing = missing_dirs(folder)
+    top = missing[-1] if missing else None  # the outermost directory the download may create
     try:
         yield
     except BaseException:
