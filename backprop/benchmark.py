@@ -18,7 +18,7 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -250,10 +250,38 @@ def engine_runner(engine: Engine, workload: str, batch: int, settings: BenchSett
                                settings.dtype, training=True)
     opt = engine.build_optimizer(net, settings.optimizer, workload_lr(workload, settings.optimizer))
     loss_fn = engine.loss()
-    feeder = engine.feeder(image_view(x, layers), y, batch, seed=0)
+    backward = step_backward(net)
+    zero_grad = opt.zero_grad if engine.traits.accumulates_gradients else None
+
+    def phases(xb: Any, yb: Any) -> Iterator[None]:
+        logits = net.forward(xb)
+        yield
+        loss_fn.forward(logits, yb)
+        yield
+        if zero_grad is not None:
+            zero_grad()
+        backward(loss_fn.backward())
+        yield
+        opt.step()
+        yield
+        engine.argmax_hits(logits, yb)
+
+    return _runner(engine.spec, engine, image_view(x, layers), y, batch, make_step(engine, net, opt, loss_fn),
+                   phases, floor_library(engine))
+
+
+PhaseSteps = Callable[[Any, Any], Iterator[None]]
+
+
+def _runner(name: str, engine: Engine, x: np.ndarray, y: np.ndarray, batch: int,
+            step: Callable[[Any, Any], object], phases: PhaseSteps, library: str,
+            notes: dict[str, Any] | None = None) -> Runner:
+    """A Runner of ``step`` on ``engine``'s batches of x, y (the same seeded order for every row;
+    only full batches). ``phases(xb, yb)`` is the same step as a generator that yields after its
+    forward, loss, backward and update, so the phase pass reads the clock in between."""
+    feeder = engine.feeder(x, y, batch, seed=0)
     feeder.start_epoch(0)
-    full = (len(y) // batch) or 1  # time only full batches
-    step = make_step(engine, net, opt, loss_fn)
+    full = (len(y) // batch) or 1
 
     def train(i: int) -> None:
         step(*feeder.batch(i % full))
@@ -261,30 +289,19 @@ def engine_runner(engine: Engine, workload: str, batch: int, settings: BenchSett
     def feed(i: int) -> None:
         feeder.batch(i % full)
 
-    backward = step_backward(net)
-    zero_grad = opt.zero_grad if engine.traits.accumulates_gradients else None
     clock = _phase_clock(engine.synchronize)
 
     def phased(i: int, totals: dict[str, float]) -> None:
-        t0 = clock()
+        times = [clock()]
         xb, yb = feeder.batch(i % full)
-        t1 = clock()
-        logits = net.forward(xb)
-        t2 = clock()
-        loss_fn.forward(logits, yb)
-        t3 = clock()
-        if zero_grad is not None:
-            zero_grad()
-        backward(loss_fn.backward())
-        t4 = clock()
-        opt.step()
-        t5 = clock()
-        engine.argmax_hits(logits, yb)
-        t6 = clock()
-        for name, seconds in zip(PHASES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5)):
-            totals[name] += seconds
+        times.append(clock())
+        for _ in phases(xb, yb):
+            times.append(clock())
+        times.append(clock())
+        for name, start, end in zip(PHASES, times, times[1:]):
+            totals[name] += end - start
 
-    return Runner(engine.spec, train, feed, phased, engine.synchronize, floor_library(engine))
+    return Runner(name, train, feed, phased, engine.synchronize, library, notes=notes or {})
 
 
 class _DropNoCudaNotice(logging.Filter):
@@ -353,9 +370,6 @@ class CompiledReference:
         runs untimed)."""
         _module, forward_loss, opt = self._model(workload, settings)
         engine = self.autograd
-        feeder = engine.feeder(image_view(x, workload_layers(workload)), y, batch, seed=0)
-        feeder.start_epoch(0)
-        full = (len(y) // batch) or 1
         hits = engine.argmax_hits
 
         def step(xb: Any, yb: Any) -> tuple[float, int]:
@@ -365,34 +379,20 @@ class CompiledReference:
             opt.step()
             return float(loss.detach()), hits(logits, yb)
 
-        def train(i: int) -> None:
-            step(*feeder.batch(i % full))
-
-        def feed(i: int) -> None:
-            feeder.batch(i % full)
-
-        clock = _phase_clock(engine.synchronize)
-
-        def phased(i: int, totals: dict[str, float]) -> None:
-            t0 = clock()
-            xb, yb = feeder.batch(i % full)
-            t1 = clock()
+        def phases(xb: Any, yb: Any) -> Iterator[None]:
             logits, loss = forward_loss(xb, yb)  # one compiled graph: forward and loss fused
-            t2 = clock()
+            yield
             float(loss.detach())
-            t3 = clock()
+            yield
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            t4 = clock()
+            yield
             opt.step()
-            t5 = clock()
+            yield
             hits(logits, yb)
-            t6 = clock()
-            for name, seconds in zip(PHASES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5)):
-                totals[name] += seconds
 
-        return Runner(COMPILED, train, feed, phased, engine.synchronize, TORCH_FLOOR,
-                      notes={"phases_note": "forward includes the loss (compiled together)"})
+        return _runner(COMPILED, engine, image_view(x, workload_layers(workload)), y, batch, step, phases,
+                       TORCH_FLOOR, notes={"phases_note": "forward includes the loss (compiled together)"})
 
 
 def choose_floor(library: str, gemms: Sequence[Any], settings: BenchSettings,
