@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-from ..config import CLASSES, IN_FEATURES, PRESETS, TrainConfig, default_lr, default_momentum
+from ..config import ConfigError, TrainConfig, new_config
 from ..datasets import DataError, training_arrays
 from ..fileio import atomic_write_text
 from ..lockstep import LockstepSettings, rows_csv, run_lockstep, steps_per_epoch, summary
@@ -59,33 +59,15 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     return p
 
 
-def settings_from(args: argparse.Namespace, n: int) -> LockstepSettings:
-    """The lockstep run the flags describe: the preset, overridden by the flags given, on n
-    samples (the learning rate and momentum default as in `train`: config.default_lr)."""
-    name = args.preset or PRESET
-    preset = PRESETS[name]
-    optimizer = args.optimizer or preset["optimizer"]
-    batch = args.batch_size or preset["batch_size"]
-    total = args.steps or (args.epochs or 1) * steps_per_epoch(n, batch)
-    layers = args.layers if args.layers is not None else preset.get("layers")
+def settings_from(config: TrainConfig, args: argparse.Namespace, n: int) -> LockstepSettings:
+    """The lockstep run of ``config`` (config.new_config of the flags, as `train` makes it) for
+    --steps, or --epochs (default 1) of n samples."""
     return LockstepSettings(
-        layers=layers,
-        sizes=[IN_FEATURES, *(args.hidden if args.hidden is not None else preset["hidden"]), CLASSES],
-        activation=args.activation or preset["activation"],
-        init=args.init or preset["init"],
-        dtype=args.dtype,
-        batch_size=batch,
-        seed=args.seed if args.seed is not None else 0,
-        optimizer=optimizer,
-        lr=args.lr if args.lr is not None else default_lr(name, optimizer),
-        momentum=args.momentum if args.momentum is not None else default_momentum(name, optimizer),
-        steps=total,
+        layers=config.layers, sizes=config.sizes, activation=config.activation, init=config.init,
+        dtype=config.dtype, batch_size=config.batch_size, seed=config.seed, optimizer=config.optimizer,
+        lr=config.lr, momentum=config.momentum,
+        steps=args.steps or (args.epochs or 1) * steps_per_epoch(n, config.batch_size),
     )
-
-
-def _network(settings: LockstepSettings) -> str:
-    config = TrainConfig(hidden=settings.sizes[1:-1], activation=settings.activation, layers=settings.layers)
-    return config.network_summary()
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -93,26 +75,14 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if not 2 <= len(args.engines) <= 3 or len(set(args.engines)) != len(args.engines):
         parser.error("--engines: give two or three different engines, e.g. numpy,torch")
     engines = [open_engine(parser, spec, args.device, "--engines") for spec in args.engines]
-    optimizer = args.optimizer or PRESETS[args.preset or PRESET]["optimizer"]
-    require_optimizer(parser, engines, optimizer, "--engines")
-    if optimizer != "sgd" and args.momentum:
-        parser.error(f"--momentum applies to --optimizer sgd only; {optimizer} has no momentum")
-    mlp_flags = [flag for flag, value in (("--hidden", args.hidden), ("--activation", args.activation),
-                                          ("--init", args.init)) if value is not None]
-    if args.layers is not None and mlp_flags:
-        parser.error(f"--layers cannot be combined with {', '.join(mlp_flags)}: --layers describes the whole "
-                     "network, and --hidden, --activation and --init describe an MLP")
-    preset_name = args.preset or PRESET
-    if PRESETS[preset_name].get("layers") is not None and args.layers is None and mlp_flags:
-        parser.error(f"{', '.join(mlp_flags)} cannot be combined with --preset {preset_name}: its network is a "
-                     "layer stack; change it with --layers")
-    if args.hidden == [] and args.activation:
-        parser.error(f"--activation {args.activation}: a network without hidden layers (--hidden none) has no "
-                     "activation")
-    batch = args.batch_size or PRESETS[args.preset or PRESET]["batch_size"]
-    if args.limit is not None and batch > args.limit:
-        parser.error(f"--batch-size {batch} is larger than --limit {args.limit}; give --batch-size "
-                     f"{args.limit} or less")
+    try:  # the flags' combinations are checked as `train` checks them, with its words
+        config = new_config(args.preset or PRESET, layers=args.layers, hidden=args.hidden,
+                            activation=args.activation, init=args.init, dtype=args.dtype, seed=args.seed,
+                            batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+                            momentum=args.momentum, limit=args.limit)
+    except ConfigError as error:
+        parser.error(str(error))
+    require_optimizer(parser, engines, config.optimizer, "--engines")
     check_data_dir(parser, args.data_dir)
     with claim_out(parser, args.out, default_stem("compare")) as run_dir:
         out = run_dir.path
@@ -124,11 +94,11 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             if args.limit > len(y):
                 return fail(f"--limit {args.limit} exceeds the {len(y)} training samples")
             x, y = x[: args.limit], y[: args.limit]
-        if batch > len(y):
-            parser.error(f"--batch-size {batch} is larger than the {len(y)} training samples")
-        settings = settings_from(args, len(y))
+        if config.batch_size > len(y):
+            parser.error(f"--batch-size {config.batch_size} is larger than the {len(y)} training samples")
+        settings = settings_from(config, args, len(y))
         names = [e.spec for e in engines]
-        header = (f"{' vs '.join(names)}, {_network(settings)}, {settings.dtype}, batch {settings.batch_size}, "
+        header = (f"{' vs '.join(names)}, {config.network_summary()}, {settings.dtype}, batch {settings.batch_size}, "
                   f"{settings.optimizer} lr {settings.lr:g}"
                   + (f" momentum {settings.momentum:g}" if settings.momentum else "")
                   + f", {settings.steps} step{'s' if settings.steps != 1 else ''} on {source}")
