@@ -117,14 +117,17 @@ class GradientTracker:
         return them; nothing when no step was recorded. Starts the next epoch's sums."""
         if not self._steps:
             return []
-        means = self._sums / self._steps
-        new = [{"epoch": epoch, "layer": self.layer_name(key), "shape": "x".join(map(str, self.shapes[key])),
-                **dict(zip(METRICS, (float(v) for v in means[row]))), "steps": self._steps}
-               for row, key in enumerate(self.keys)]
+        new = self._rows(epoch, self._steps, self._sums / self._steps)
         self.rows.extend(new)
         self._sums[...] = 0
         self._steps = 0
         return new
+
+    def _rows(self, epoch: int, steps: int, means: Any) -> list[dict[str, Any]]:
+        """One epoch's CSV rows: per tracked weight, its (3,) row of ``means`` (METRICS order)."""
+        return [{"epoch": epoch, "layer": self.layer_name(key), "shape": "x".join(map(str, self.shapes[key])),
+                 **dict(zip(METRICS, (float(v) for v in means[row]))), "steps": steps}
+                for row, key in enumerate(self.keys)]
 
     def state(self) -> dict[str, Any]:
         """JSON-ready for a checkpoint: {"layers": the weight keys, "steps": steps recorded in the
@@ -150,9 +153,7 @@ class GradientTracker:
         self._sums[...] = sums
         self._steps = int(state["steps"])
         if "history" in state:  # the finished epochs' rows travel with the checkpoint
-            self.rows = [{"epoch": epoch, "layer": self.layer_name(key), "shape": "x".join(map(str, self.shapes[key])),
-                          **dict(zip(METRICS, (float(v) for v in means[row]))), "steps": steps}
-                         for epoch, steps, means in state["history"] for row, key in enumerate(self.keys)]
+            self.rows = [row for epoch, steps, means in state["history"] for row in self._rows(epoch, steps, means)]
 
     def load(self, path: str, epochs: int) -> None:
         """Keep the rows of epochs 1..``epochs`` from an earlier session's ``gradients.csv`` (a
@@ -188,11 +189,9 @@ def plot_gradients(rows: list[dict[str, Any]], path: str, title: str = "") -> No
     """Three panels (weight gradient, delta, relative update) against the epoch, log y, one line
     per layer, first layer darkest-to-lightest so depth reads off the colour; one legend for all
     three panels, on the right, clear of the lines."""
-    from matplotlib.ticker import MaxNLocator
+    from .plots import epoch_axis, pyplot, save_figure, suptitle
 
-    from .plots import _pyplot, fitted, save_figure
-
-    plt = _pyplot()
+    plt = pyplot()
     layers = list(dict.fromkeys(row["layer"] for row in rows))
     colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, max(len(layers), 1)))
     fig, axes = plt.subplots(1, len(METRICS), figsize=(15, 4.3))
@@ -204,15 +203,11 @@ def plot_gradients(rows: list[dict[str, Any]], path: str, title: str = "") -> No
             ax.plot([row["epoch"] for row in points], values, marker="o", color=colour,
                     label=f"{layer} ({points[0]['shape']})")
         ax.set(yscale="log", xlabel="epoch", title=LABELS[metric])
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        epochs = sorted({row["epoch"] for row in rows})
-        if len(epochs) == 1:  # one epoch: one tick at it, not fractions of an epoch around it
-            ax.set_xlim(epochs[0] - 1, epochs[0] + 1)
+        epoch_axis(ax, [row["epoch"] for row in rows])
         ax.grid(alpha=0.3, which="both")
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="center right", fontsize=8, title="layer (weight shape)", title_fontsize=8)
-    if title:  # wrapped to the figure's width: a layer stack's title is longer than the figure
-        fig.suptitle(fitted(title, fig.get_figwidth(), 10), fontsize=10)
+    suptitle(fig, title)
     fig.tight_layout(rect=(0, 0, 0.87, 1))
     save_figure(fig, path)
     plt.close(fig)

@@ -16,7 +16,7 @@ import numpy as np
 from engine_core.naming import is_layer_weight
 
 from .engines import Engine, inference_mode, set_mode
-from .plots import _pyplot, fitted, save_figure
+from .plots import fitted, pyplot, save_figure
 
 WEIGHTS_PNG = "weights.png"
 MISTAKES_PNG = "mistakes.png"
@@ -106,7 +106,7 @@ def image_grid(images: np.ndarray, titles: list[str], title: str = "", cmap: str
     colour map's middle (weights: red positive, blue negative); otherwise [0, 1]. ``title`` is
     wrapped to the figure's width; each row is as tall as its panel plus its titles' lines, so
     multi-line panel titles do not run into the row above."""
-    plt = _pyplot()
+    plt = pyplot()
     n = max(len(images), 1)
     columns = min(n, 8)
     rows = math.ceil(n / columns)
@@ -135,7 +135,7 @@ def write_pictures(engine: Engine, net: Any, x: np.ndarray, y: np.ndarray, names
                    title: str = "", count: int = 24) -> list[str]:
     """Write weights.png (the first layer's weights, weight_images) and mistakes.png (the ``count``
     most confident mistakes on x, y) into ``out_dir``, atomically; returns the paths written."""
-    plt = _pyplot()
+    plt = pyplot()
     images, titles, key = weight_images(net.state_dict())
     paths = [os.path.join(out_dir, WEIGHTS_PNG), os.path.join(out_dir, MISTAKES_PNG)]
     fig = image_grid(images, titles, title=f"{title}{key}: first {len(images)}", cmap="RdBu_r", symmetric=True)

@@ -14,7 +14,7 @@ import numpy as np
 from .fileio import atomic_write
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -53,9 +53,19 @@ def suptitle(fig: Any, text: str, fontsize: float = 10) -> None:
         fig.suptitle(fitted(text, fig.get_figwidth(), fontsize), fontsize=fontsize)
 
 
+def epoch_axis(ax: Any, epochs: Iterable[int]) -> None:
+    """Integer epoch ticks; a single epoch gets one tick at it, not fractions of an epoch around it."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    distinct = sorted(set(epochs))
+    if len(distinct) == 1:
+        ax.set_xlim(distinct[0] - 1, distinct[0] + 1)
+
+
 def finish(fig: Any, axes: Iterable[Any], path: str) -> None:
     """Grid and legend on every axis, then write the figure atomically and free it."""
-    plt = _pyplot()
+    plt = pyplot()
     for ax in axes:
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
@@ -66,9 +76,7 @@ def finish(fig: Any, axes: Iterable[Any], path: str) -> None:
 
 def plot_curves(rows: list[dict[str, Any]], path: str, title: str = "") -> None:
     """Loss and accuracy per epoch, train vs test (rows: metrics.csv's), on integer epoch ticks."""
-    plt = _pyplot()
-    from matplotlib.ticker import MaxNLocator
-
+    plt = pyplot()
     epochs = [r["epoch"] for r in rows]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4.3))
     for key in ("train", "test"):
@@ -77,9 +85,7 @@ def plot_curves(rows: list[dict[str, Any]], path: str, title: str = "") -> None:
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
     for ax in (ax_loss, ax_acc):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        if len(epochs) == 1:
-            ax.set_xlim(epochs[0] - 1, epochs[0] + 1)
+        epoch_axis(ax, epochs)
     suptitle(fig, title)
     finish(fig, (ax_loss, ax_acc), path)
 
@@ -87,7 +93,7 @@ def plot_curves(rows: list[dict[str, Any]], path: str, title: str = "") -> None:
 def plot_confusion(matrix: np.ndarray, path: str, title: str = "", classes: list[str] | None = None) -> None:
     """A (k, k) count matrix, rows the true class, columns the predicted one, labelled with the
     ``classes`` names (default 0..k-1) and a colour bar of image counts."""
-    plt = _pyplot()
+    plt = pyplot()
     names = classes if classes is not None else [str(i) for i in range(len(matrix))]
     fig, ax = plt.subplots(figsize=(7.5, 6.5))
     image = ax.imshow(matrix, cmap="Blues")
@@ -113,7 +119,7 @@ def plot_bench(rows: list[dict[str, Any]], path: str, title: str = "") -> None:
     (GEMM floors dashed, hollow squares) and, below, each engine's time as a ratio to its floor
     (1 = at the floor, the dotted line; a point below it ran faster than its floor). The x axes
     are ticked at exactly the batch sizes that were run."""
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.ticker import NullLocator, ScalarFormatter
 
     workloads = list(dict.fromkeys(r["workload"] for r in rows))
@@ -152,7 +158,7 @@ def plot_bench(rows: list[dict[str, Any]], path: str, title: str = "") -> None:
 
 def plot_divergence(rows: list[dict[str, Any]], path: str, tol: float, title: str = "") -> None:
     """compare's rows: the worst relative parameter difference and the loss difference per step."""
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
     fig, (ax_p, ax_l) = plt.subplots(1, 2, figsize=(11, 4.3))

@@ -86,7 +86,7 @@ def test_the_grid_draws_exactly_the_given_images_in_order():
         assert ax.get_title() == f"t{i}"
         m = np.abs(images[i]).max()
         assert ax.images[0].get_clim() == (-m, m)
-    pictures._pyplot().close(fig)
+    pictures.pyplot().close(fig)
 
 
 def test_probabilities_are_the_softmax_of_the_networks_logits():
@@ -137,4 +137,4 @@ def test_a_long_title_fits_the_figure_and_panel_titles_clear_the_row_above(count
         above = [p for p, _ in panels if p.y0 > panel.y1] or [title]
         assert label.y1 <= min(p.y0 for p in above), (label, above)
         assert label.y0 >= panel.y1 - 1  # the title sits on its own image, not over it
-    pictures._pyplot().close(fig)
+    pictures.pyplot().close(fig)
