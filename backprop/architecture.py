@@ -1,13 +1,14 @@
-"""Architectures beyond the MLP: the `--layers` text syntax, the presets' layer lists, and
-what the trainer needs to know about a stack (its input shape).
+"""Networks as the application sees them: the `--layers` text syntax, the presets' trees, and
+what the trainer needs to know about a network (its input shape, how to show it).
 
 Syntax: layers separated by commas; each is a kind (engine_core.specs.KINDS) with optional
 arguments in parentheses, positional in the order of torch's signature or by name, values as
-Python literals:
+Python literals; a container (``sequential``) takes layers as its arguments and nests:
 
-    conv2d(1, 6, 5, padding=2), relu, maxpool2d(2), flatten, linear(1176, 10)
+    conv2d(1, 6, 5, padding=2), relu, maxpool2d(2), flatten, sequential(linear(1176, 64), relu), linear(64, 10)
 
-A spec list is stored as JSON (LayerSpec.to_json) in config.json and checkpoints.
+The text is the root Sequential's children. A network is stored as JSON (LayerSpec.to_json) in
+config.json and checkpoints.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from engine_core.specs import KINDS, REQUIRED, LayerSpec, output_shape, output_shapes, pair
+from engine_core.specs import KINDS, REQUIRED, LayerSpec, as_network, leaf_shapes, mlp_of, output_shape, pair
 
 IMAGE_SHAPE = (1, 28, 28)  # one MNIST-format image: channels, height, width
 PIXELS = 784
@@ -56,7 +57,8 @@ def _split_top_level(text: str) -> list[str]:
 
 def parse_layer(item: str) -> LayerSpec:
     """One layer, 'kind' or 'kind(arg, ..., name=value)', as a LayerSpec, by Python's call rules:
-    positional arguments first, in torch's order, then keywords, each argument given once.
+    positional arguments first, in torch's order, then keywords, each argument given once; a
+    container's positional arguments are its layers ('sequential(linear(4, 3), relu)').
 
     Raises LayersSyntaxError naming the layer text: not a call, an unknown kind, too many
     positional arguments, a positional argument after a keyword one, an argument given twice
@@ -71,6 +73,10 @@ def parse_layer(item: str) -> LayerSpec:
             raise LayersSyntaxError(f"{item!r}: positional argument after a keyword argument (give the "
                                     "positional arguments first, then name=value ones)") from None
         raise LayersSyntaxError(f"{item!r}: expected kind or kind(arguments)") from None
+    return _parse_node(node, item)
+
+
+def _parse_node(node: ast.expr, item: str) -> LayerSpec:
     if isinstance(node, ast.Name):
         name, positional, keywords = node.id, [], []
     elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
@@ -80,7 +86,15 @@ def parse_layer(item: str) -> LayerSpec:
     kind = name.lower()
     if kind not in KINDS:
         raise LayersSyntaxError(f"{item!r}: unknown layer {name!r} (expected one of {', '.join(KINDS)})")
-    names = list(KINDS[kind][1])
+    if KINDS[kind].container:
+        if keywords:
+            raise LayersSyntaxError(f"{item!r}: {kind} takes layers only, no name=value arguments")
+        if not positional:
+            raise LayersSyntaxError(f"{item!r}: {kind} needs at least one layer inside, e.g. "
+                                    f"{kind}(linear(4, 3), relu)")
+        children = [_parse_node(child, ast.get_source_segment(item, child) or item) for child in positional]
+        return LayerSpec(kind, {}, tuple(children))
+    names = list(KINDS[kind].defaults)
     if len(positional) > len(names):
         raise LayersSyntaxError(f"{item!r}: {kind} takes at most {len(names)} arguments ({', '.join(names)})")
     args = {}
@@ -105,75 +119,86 @@ def parse_layer(item: str) -> LayerSpec:
         raise LayersSyntaxError(f"{item!r}: {error}") from None
 
 
-def parse_layers(text: str) -> list[LayerSpec]:
-    """A --layers text as a spec list that type-checks from MNIST-format input to 10 classes.
+def parse_layers(text: str) -> LayerSpec:
+    """A --layers text as a network (the root Sequential of its layers) that type-checks from
+    MNIST-format input to 10 classes.
 
     Raises LayersSyntaxError naming the layer and the problem.
     """
     if not text.strip():
         raise LayersSyntaxError("--layers: empty; expected e.g. 'linear(784, 64), relu, linear(64, 10)'")
-    specs = [parse_layer(item) for item in _split_top_level(text)]
-    check_stack(specs)
-    return specs
+    network = as_network([parse_layer(item) for item in _split_top_level(text)])
+    check_stack(network)
+    return network
 
 
-def input_shape(specs: Sequence[LayerSpec]) -> tuple[int, ...]:
-    """The per-sample input a stack takes: (1, 28, 28) images when it starts with a 2-D layer
+def input_shape(network: LayerSpec | Sequence[LayerSpec]) -> tuple[int, ...]:
+    """The per-sample input a network takes: (1, 28, 28) images when its first layer is a 2-D one
     (conv, pool, 2-D batch norm), else 784 flat pixels."""
-    first = specs[0].kind if specs else "linear"
+    leaves = as_network(network).leaves()
+    first = leaves[0][1].kind if leaves else "linear"
     return IMAGE_SHAPE if first in ("conv2d", "maxpool2d", "avgpool2d", "batchnorm2d") else (PIXELS,)
 
 
-def image_view(x: np.ndarray, specs: Sequence[LayerSpec] | None) -> np.ndarray:
-    """Rows of 784 pixels (N, 784) as the stack's input: (N, 1, 28, 28) images when it starts with
-    a 2-D layer (a view: no copy), x itself for an MLP (``specs`` None) or a flat stack."""
-    if specs is None:
-        return x
-    return x.reshape(len(x), *input_shape(specs))
+def image_view(x: np.ndarray, network: LayerSpec | Sequence[LayerSpec]) -> np.ndarray:
+    """Rows of 784 pixels (N, 784) as the network's input: (N, 1, 28, 28) images when it starts
+    with a 2-D layer (a view: no copy), else x as it is."""
+    return x.reshape(len(x), *input_shape(network))
 
 
-def evaluation_chunk(specs: Sequence[LayerSpec] | None, itemsize: int, budget: int = 256 * 2**20,
+def evaluation_chunk(network: LayerSpec | Sequence[LayerSpec], itemsize: int, budget: int = 256 * 2**20,
                      largest: int = 10_000) -> int:
     """How many samples to evaluate at once so that one chunk's activations stay near ``budget``
     bytes: budget / (itemsize * (every layer's output + each convolution's im2col matrix,
-    C_in kH kW H_out W_out)) per sample, between 64 and ``largest`` (an MLP: ``largest``).
+    C_in kH kW H_out W_out)) per sample, between 64 and ``largest``.
 
-    LeNet in float32 needs ~0.2 MB a sample (conv1's im2col alone 78 KB), so ~1,300 per chunk.
+    LeNet in float32 needs ~0.2 MB a sample (conv1's im2col alone 78 KB), so ~1,300 per chunk;
+    the default MLP ~1.6 KB, so ``largest``.
     """
-    if specs is None:
-        return largest
-    shape = (1, *input_shape(specs))
     values = 0
-    for spec in specs:
-        out = output_shape(spec, shape)
+    for _, spec, _, out in leaf_shapes(network, (1, *input_shape(network))):
         values += int(np.prod(out))
         if spec.kind == "conv2d":
             kernel = pair(spec.args["kernel_size"])
             values += spec.args["in_channels"] * kernel[0] * kernel[1] * int(np.prod(out[2:]))
-        shape = out
     return int(min(largest, max(64, budget // (itemsize * max(values, 1)))))
 
 
-def check_stack(specs: Sequence[LayerSpec]) -> None:
-    """The stack must type-check from input_shape(specs) and end in (batch, 10) logits."""
+def check_stack(network: LayerSpec | Sequence[LayerSpec]) -> None:
+    """The network must type-check from input_shape(network) and end in (batch, 10) logits."""
     try:
-        shapes = output_shapes(specs, (2, *input_shape(specs)))
+        shape = output_shape(as_network(network), (2, *input_shape(network)))
     except ValueError as error:
         raise LayersSyntaxError(f"--layers: {error}") from None
-    if shapes[-1] != (2, CLASSES):
+    if shape != (2, CLASSES):
         raise LayersSyntaxError(
-            f"--layers: the last layer outputs {shapes[-1][1:]} per sample; expected {CLASSES} logits")
+            f"--layers: the last layer outputs {shape[1:]} per sample; expected {CLASSES} logits")
 
 
-def format_layers(specs: Sequence[LayerSpec]) -> str:
-    """The text syntax for a spec list, arguments that differ from the defaults only (parse_layers' inverse)."""
-    items = []
-    for spec in specs:
-        defaults = KINDS[spec.kind][1]
-        shown = [repr(v) if defaults[k] is REQUIRED else f"{k}={v!r}"
-                 for k, v in spec.args.items() if defaults[k] is REQUIRED or v != defaults[k]]
-        items.append(f"{spec.kind}({', '.join(shown)})" if shown else spec.kind)
-    return ", ".join(items)
+def _format(spec: LayerSpec) -> str:
+    if spec.info.container:
+        return f"{spec.kind}({', '.join(_format(child) for child in spec.children)})"
+    defaults = KINDS[spec.kind].defaults
+    shown = [repr(v) if defaults[k] is REQUIRED else f"{k}={v!r}"
+             for k, v in spec.args.items() if defaults[k] is REQUIRED or v != defaults[k]]
+    return f"{spec.kind}({', '.join(shown)})" if shown else spec.kind
+
+
+def format_layers(network: LayerSpec | Sequence[LayerSpec]) -> str:
+    """The text syntax for a network (its root's children), arguments that differ from the
+    defaults only (parse_layers' inverse)."""
+    return ", ".join(_format(spec) for spec in as_network(network).children)
+
+
+def describe_network(network: LayerSpec) -> str:
+    """``784-256-128-10 relu`` for an MLP (``784-10, no hidden layer`` without hidden layers),
+    ``layers <the --layers text>`` for any other network."""
+    found = mlp_of(network)
+    if found is None:
+        return f"layers {format_layers(network)}"
+    sizes, activation = found
+    widths = "-".join(map(str, sizes))
+    return f"{widths} {activation}" if len(sizes) > 2 else f"{widths}, no hidden layer"
 
 
 LENET = parse_layers(LENET_TEXT)

@@ -29,22 +29,23 @@ try:  # reports BLAS thread pools (a dependency; tolerated missing in a bare che
 except ImportError:
     threadpool_info = None
 
-from engine_core.specs import LayerSpec
+from engine_core.specs import LayerSpec, mlp
 
-from .architecture import LENET, image_view
-from .config import CLASSES, IN_FEATURES, OPTIMIZER_DEFAULTS, PRESETS
+from .architecture import image_view
+from .config import CLASSES, IN_FEATURES, OPTIMIZER_DEFAULTS, PRESETS, preset_network
 from .engines import Engine
-from .floor import Floor, floor_library, gemm_flops, make_floor, network_gemms
+from .floor import Floor, make_floor
+from .gemms import gemm_flops, gemm_library, network_gemms
 from .threads import AUTO, apply_threads, choose_threads, cpu_count, rule_threads, thread_candidates, threads_of
 
-# The networks bench can time. MLPs: hidden widths, activation, init; lenet: a layer stack.
-# lr: SGD's (other optimizers run at torch's default); batch_sizes: the default --batch-sizes.
+# The networks bench can time: a network (a tree) and its init, the presets' for the presets'
+# names; lr: SGD's (other optimizers run at torch's default); batch_sizes: the default --batch-sizes.
 WORKLOADS: dict[str, dict[str, Any]] = {
-    **{name: {**{k: PRESETS[name][k] for k in ("hidden", "activation", "init", "lr")},
-              "batch_sizes": (32, 128, 1024)} for name in ("notebook", "default")},
-    "lenet": {"layers": LENET, "lr": PRESETS["lenet"]["lr"] if "lenet" in PRESETS else 0.05, "batch_sizes": (64,)},
+    **{name: {"network": preset_network(name), "init": PRESETS[name]["init"], "lr": PRESETS[name]["lr"],
+              "batch_sizes": (32, 128, 1024) if name != "lenet" else (64,)}
+       for name in ("notebook", "default", "lenet")},
     # How cost grows with width: 784-1024-1024-10.
-    "wide": {"hidden": [1024, 1024], "activation": "relu", "init": "he_normal", "lr": 0.05,
+    "wide": {"network": mlp([IN_FEATURES, 1024, 1024, CLASSES], "relu"), "init": "he_normal", "lr": 0.05,
              "batch_sizes": (32, 128, 1024)},
 }
 DEFAULT_WORKLOADS = ("notebook", "default", "lenet")
@@ -94,29 +95,14 @@ def workload_lr(workload: str, optimizer: str) -> float:
     return float(WORKLOADS[workload]["lr"]) if optimizer == "sgd" else OPTIMIZER_DEFAULTS[optimizer]["lr"]
 
 
-def workload_layers(workload: str) -> list[LayerSpec] | None:
-    """The workload's layer stack (lenet), or None for an MLP."""
-    return WORKLOADS[workload].get("layers")
-
-
-def workload_specs(workload: str) -> list[LayerSpec]:
-    """The workload as a layer stack (an MLP's Linear and activation layers spelled out)."""
-    layers = workload_layers(workload)
-    if layers is not None:
-        return list(layers)
-    spec = WORKLOADS[workload]
-    sizes = [IN_FEATURES, *spec["hidden"], CLASSES]
-    stack: list[LayerSpec] = []
-    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        stack.append(LayerSpec("linear", {"in_features": fan_in, "out_features": fan_out}))
-        if i < len(sizes) - 2:
-            stack.append(LayerSpec(spec["activation"]))
-    return stack
+def workload_network(workload: str) -> LayerSpec:
+    """The workload's network (a tree, engine_core.specs)."""
+    return WORKLOADS[workload]["network"]
 
 
 def workload_gemms(workload: str, batch: int) -> list:
-    """The GEMMs of one training step of the workload at ``batch`` (backprop.floor)."""
-    return network_gemms(workload_layers(workload), WORKLOADS[workload].get("hidden", []), batch)
+    """The GEMMs of one training step of the workload at ``batch`` (backprop.gemms)."""
+    return network_gemms(workload_network(workload), batch)
 
 
 def default_steps(steps_per_epoch: int, step_seconds: float, budget_s: float, minimum: int = 10) -> int:
@@ -242,12 +228,8 @@ def engine_runner(engine: Engine, workload: str, batch: int, settings: BenchSett
     backprop.training.make_step does (lenet's batches as (B, 1, 28, 28) views)."""
     from .training import make_step, step_backward
 
-    spec, layers = WORKLOADS[workload], workload_layers(workload)
-    if layers is not None:
-        net = engine.build_net([], "identity", "torch_default", 0, settings.dtype, training=True, layers=layers)
-    else:
-        net = engine.build_net([IN_FEATURES, *spec["hidden"], CLASSES], spec["activation"], spec["init"], 0,
-                               settings.dtype, training=True)
+    network = workload_network(workload)
+    net = engine.build_net(network, WORKLOADS[workload]["init"], 0, settings.dtype, training=True)
     opt = engine.build_optimizer(net, settings.optimizer, workload_lr(workload, settings.optimizer))
     loss_fn = engine.loss()
     backward = step_backward(net)
@@ -266,8 +248,8 @@ def engine_runner(engine: Engine, workload: str, batch: int, settings: BenchSett
         yield
         engine.argmax_hits(logits, yb)
 
-    return _runner(engine.spec, engine, image_view(x, layers), y, batch, make_step(engine, net, opt, loss_fn),
-                   phases, floor_library(engine))
+    return _runner(engine.spec, engine, image_view(x, network), y, batch, make_step(engine, net, opt, loss_fn),
+                   phases, gemm_library(engine))
 
 
 PhaseSteps = Callable[[Any, Any], Iterator[None]]
@@ -351,8 +333,8 @@ class CompiledReference:
         if key not in self._models:
             import torch
 
-            net = self.autograd.build_net([], "identity", "torch_default", 0, settings.dtype, training=True,
-                                          layers=workload_specs(workload))
+            net = self.autograd.build_net(workload_network(workload), WORKLOADS[workload]["init"], 0,
+                                          settings.dtype, training=True)
             module = net.module
             cross_entropy = torch.nn.functional.cross_entropy
 
@@ -391,7 +373,7 @@ class CompiledReference:
             yield
             hits(logits, yb)
 
-        return _runner(COMPILED, engine, image_view(x, workload_layers(workload)), y, batch, step, phases,
+        return _runner(COMPILED, engine, image_view(x, workload_network(workload)), y, batch, step, phases,
                        TORCH_FLOOR, notes={"phases_note": "forward includes the loss (compiled together)"})
 
 

@@ -1,13 +1,14 @@
 """Checkpoints: one .npz of plain NumPy arrays plus JSON metadata, written atomically, and
 validated in full when read, once, for every command that reads one.
 
-Keys: ``param/<name>`` (weights (in, out); for a layer stack also batch norm's running_mean
-and running_var, under torch.nn.Sequential's names ``"{index}.running_mean"``),
-``optim/<buffer>/<name>`` (optimizer state) and ``meta`` (UTF-8 JSON as uint8). A layer stack's
-meta also holds every Dropout's mask generator state (``dropout_rng``: index -> numpy bit
-generator state) and every batch norm's ``num_batches_tracked`` (index -> int), so that a resumed
-run draws the same masks and an export carries torch's counter. Loaded with allow_pickle=False,
-so nothing in a file is ever executed; any engine reads any engine's checkpoint.
+Keys: ``param/<name>`` (the network's state dict under torch's dotted names, ``0.weight``,
+``1.0.running_mean``; Linear weights (in, out)), ``optim/<buffer>/<name>`` (optimizer state)
+and ``meta`` (UTF-8 JSON as uint8). The meta also holds every Dropout's mask generator state
+(``dropout_rng``: layer path -> numpy bit generator state) and every batch norm's
+``num_batches_tracked`` (layer path -> int), so that a resumed run draws the same masks and an
+export carries torch's counter. Loaded with allow_pickle=False, so nothing in a file is ever
+executed; any engine reads any engine's checkpoint. Files of versions 1 to 3 are converted on
+read (backprop.legacy).
 """
 
 from __future__ import annotations
@@ -23,19 +24,20 @@ import numpy as np
 
 import engine_core
 from engine_core.checks import check_num_batches_tracked
-from engine_core.layer_checks import DropoutMasks, check_rng_state
-from engine_core.specs import LayerSpec, parameter_shapes_of, state_shapes
+from engine_core.dropout_masks import DropoutMasks
+from engine_core.layer_checks import check_rng_state
+from engine_core.specs import find, join, parameter_shapes_of, paths_of, state_shapes
 
 from .config import TrainConfig
 from .fileio import atomic_write, missing_dirs
+from .legacy import is_legacy_mlp, state_key
+from .progress import METRIC_COLUMNS, Progress
 
 FORMAT = "backprop-checkpoint"
-VERSION = 3  # 2: config.t_max and the lr column; 3: config.layers, dropout_rng, num_batches_tracked
-READABLE_VERSIONS = (1, 2, 3)
-# The keys every row of a checkpoint's history has (rows may also name the "engine" that trained
-# the epoch); metrics.csv has these columns and the engine.
-METRIC_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds", "samples_per_s"]
-CSV_COLUMNS = [*METRIC_COLUMNS, "engine"]
+# 2: config.t_max and the lr column; 3: config.layers, dropout_rng, num_batches_tracked;
+# 4: every network a tree (config.layers always; torch's keys for an MLP too, layers by path)
+VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 CHECKPOINT_NAME = "checkpoint.npz"  # in a run directory
 
 
@@ -44,26 +46,12 @@ class CheckpointError(Exception):
 
 
 @dataclass
-class Progress:
-    """Where a run stands; what a checkpoint needs beyond parameters and optimizer state."""
-
-    epoch: int = 0  # the epoch in progress (0-based) = epochs finished
-    step: int = 0  # batches of it already done
-    global_step: int = 0  # optimizer steps since the run began
-    loss_sum: float = 0.0  # sum of the loss over the epoch's samples so far
-    correct: int = 0
-    seen: int = 0
-    seconds: float = 0.0  # training time spent in this epoch so far
-    last_loss: float | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)  # one metrics row per finished epoch
-
-
-@dataclass
 class Checkpoint:
     """A validated checkpoint: ``config`` and ``progress`` parsed, arrays consistent with them.
 
-    params: {"fc{i}.weight": (in, out), "fc{i}.bias": (out,)}; optimizer: {"step", "lr",
-    "state": {buffer: {name: array}}}; meta: the raw metadata (engine, config, progress, rng...).
+    params: the network's state dict (torch's keys, Linear weights (in, out)); optimizer:
+    {"step", "lr", "state": {buffer: {name: array}}}; meta: the raw metadata (engine, config,
+    progress, rng...), as written, or as converted from an older version.
     """
 
     params: dict[str, np.ndarray]
@@ -71,8 +59,8 @@ class Checkpoint:
     meta: dict[str, Any]
     config: TrainConfig
     progress: Progress
-    dropout_rng: dict[int, dict[str, Any]] = field(default_factory=dict)  # layer index -> generator state
-    num_batches_tracked: dict[int, int] = field(default_factory=dict)  # batch norm layer index -> count
+    dropout_rng: dict[str, dict[str, Any]] = field(default_factory=dict)  # layer path -> generator state
+    num_batches_tracked: dict[str, int] = field(default_factory=dict)  # batch norm layer path -> count
 
     @property
     def engine(self) -> str:
@@ -106,45 +94,35 @@ class Checkpoint:
 
 
 def model_shapes(config: TrainConfig) -> tuple[dict[str, tuple[int, ...]], dict[str, tuple[int, ...]]]:
-    """(every state-dict entry's shape, the trainable parameters' shapes) of config's network:
-    the MLP's fc{i} parameters, or a layer stack's "{index}.name" parameters and buffers."""
-    if config.layers is None:
-        shapes = engine_core.parameter_shapes(config.sizes)
-        return shapes, shapes
-    params = {f"{index}.{name}": shape for index, spec in enumerate(config.layers)
+    """(every state-dict entry's shape, the trainable parameters' shapes) of config's network."""
+    params = {join(path, name): shape for path, spec in config.network.walk()
               for name, shape in parameter_shapes_of(spec).items()}
-    return state_shapes(config.layers), params
-
-
-def layer_indices(layers: list[LayerSpec] | None, *kinds: str) -> list[int]:
-    """The positions of the layers of ``kinds`` in a stack ([] for an MLP)."""
-    return [index for index, spec in enumerate(layers or []) if spec.kind in kinds]
+    return state_shapes(config.network), params
 
 
 def checkpoint_meta(config: TrainConfig, engine_name: str, progress: Progress, train_samples: int,
-                    data_dir: str | None = None, dropout_rng: dict[int, dict[str, Any]] | None = None,
-                    num_batches_tracked: dict[int, int] | None = None, blas_threads: int | None = None,
+                    data_dir: str | None = None, dropout_rng: dict[str, dict[str, Any]] | None = None,
+                    num_batches_tracked: dict[str, int] | None = None, blas_threads: int | None = None,
                     gradients: dict[str, Any] | None = None) -> dict[str, Any]:
     """The metadata a run's checkpoint carries (save_checkpoint adds format, version, optimizer).
 
     ``data_dir``: where the run's data came from, stored absolute so that a resumed run or an
-    evaluation finds it again from any working directory. A layer stack's ``dropout_rng`` (each
-    Dropout's rng_state(), by layer index) and ``num_batches_tracked`` (by batch norm index;
-    default 0 for each, and for dropout the generator's state fresh from its seed).
+    evaluation finds it again from any working directory. ``dropout_rng`` (each Dropout's
+    rng_state(), by layer path) and ``num_batches_tracked`` (by batch norm path; default 0 for
+    each, and for dropout the generator's state fresh from its seed).
     ``blas_threads``: the GEMM thread count the run trains on (float32 results depend on it in
     their last bits, so a resumed session reuses it). ``gradients``: --track-gradients' state
     (GradientTracker.state(): the layers and the running sums of the epoch in progress), absent
     when the run does not track gradients.
     """
     meta: dict[str, Any] = {} if data_dir is None else {"data_dir": os.path.abspath(data_dir)}
-    if config.layers is not None:
-        rng = dropout_rng or {}
-        tracked = num_batches_tracked or {}
-        meta["dropout_rng"] = {
-            str(i): rng[i] if i in rng else DropoutMasks(config.layers[i].args["seed"]).state()
-            for i in layer_indices(config.layers, "dropout")}
-        meta["num_batches_tracked"] = {str(i): int(tracked.get(i, 0))
-                                       for i in layer_indices(config.layers, "batchnorm1d", "batchnorm2d")}
+    rng = dropout_rng or {}
+    tracked = num_batches_tracked or {}
+    meta["dropout_rng"] = {
+        path: rng[path] if path in rng else DropoutMasks(find(config.network, path).args["seed"]).state()
+        for path in paths_of(config.network, "dropout")}
+    meta["num_batches_tracked"] = {path: int(tracked.get(path, 0))
+                                   for path in paths_of(config.network, "batchnorm1d", "batchnorm2d")}
     return {
         **meta,
         "engine": engine_name,
@@ -216,6 +194,7 @@ def load_checkpoint(path: str) -> Checkpoint:
     path = checkpoint_path(path)
     arrays = _read_arrays(path)
     meta = _read_meta(path, arrays.pop("meta", None))
+    meta, arrays = _upgrade(meta, arrays)
     try:
         config, progress = _check_meta(meta)
         params, state = _split_arrays(arrays)
@@ -241,27 +220,47 @@ def load_checkpoint(path: str) -> Checkpoint:
                       dropout_rng=dropout_rng, num_batches_tracked=tracked)
 
 
-def _check_layer_state(meta: dict[str, Any], config: TrainConfig) -> tuple[dict[int, dict[str, Any]], dict[int, int]]:
-    """A layer stack's dropout_rng and num_batches_tracked: one entry per Dropout / batch norm
-    layer, keyed by its index, each a PCG64 generator state (engine_core check_rng_state) / an
-    integer in [0, 2**63) (check_num_batches_tracked). An MLP has neither."""
-    if config.layers is None:
+def _upgrade(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """A version 1-3 MLP's metadata and arrays with today's keys (backprop.legacy.state_key:
+    ``fc{i}.weight`` -> ``{2i}.weight``, in the parameters, the optimizer state and the gradient
+    tracker's layer names); its config is converted by TrainConfig.from_json. Anything else is
+    returned as it is (and validated as usual)."""
+    config = meta.get("config")
+    if meta["version"] >= 4 or not isinstance(config, dict) or not is_legacy_mlp(config):
+        return meta, arrays
+    renamed = {}
+    for key, value in arrays.items():
+        parts = key.split("/")
+        renamed["/".join([*parts[:-1], state_key(parts[-1])])] = value
+    meta = dict(meta)
+    gradients = meta.get("gradients")
+    if isinstance(gradients, dict) and isinstance(gradients.get("layers"), list):
+        meta["gradients"] = {**gradients, "layers": [state_key(name) if isinstance(name, str) else name
+                                                     for name in gradients["layers"]]}
+    return meta, renamed
+
+
+def _check_layer_state(meta: dict[str, Any], config: TrainConfig) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
+    """dropout_rng and num_batches_tracked: one entry per Dropout / batch norm layer, keyed by its
+    path, each a PCG64 generator state (engine_core check_rng_state) / an integer in [0, 2**63)
+    (check_num_batches_tracked). Files before version 4 that describe an MLP have neither."""
+    if meta["version"] < 4 and is_legacy_mlp(meta["config"]):
         for key in ("dropout_rng", "num_batches_tracked"):
             if key in meta:
                 raise ValueError(f"metadata field {key!r}: an MLP has no such state (config.layers is null)")
         return {}, {}
-    rng = _require(meta, "dropout_rng", dict, "an object of dropout layer index -> generator state")
-    tracked = _require(meta, "num_batches_tracked", dict, "an object of batch norm layer index -> count")
+    rng = _require(meta, "dropout_rng", dict, "an object of dropout layer path -> generator state")
+    tracked = _require(meta, "num_batches_tracked", dict, "an object of batch norm layer path -> count")
     for key, value, kinds in (("dropout_rng", rng, ("dropout",)),
                               ("num_batches_tracked", tracked, ("batchnorm1d", "batchnorm2d"))):
-        expected = [str(i) for i in layer_indices(config.layers, *kinds)]
+        expected = paths_of(config.network, *kinds)
         if sorted(value) != sorted(expected):
             raise ValueError(f"metadata field {key!r}: keys {sorted(value)} do not match the layers "
                              f"{expected} of config.layers")
     # Each value checked for its structure and ranges (engine_core), naming the field, before
     # NumPy or torch sees it.
-    states = {int(key): check_rng_state(f"dropout_rng[{key!r}]", state) for key, state in rng.items()}
-    counts = {int(key): check_num_batches_tracked(f"num_batches_tracked[{key!r}]", count)
+    states = {key: check_rng_state(f"dropout_rng[{key!r}]", state) for key, state in rng.items()}
+    counts = {key: check_num_batches_tracked(f"num_batches_tracked[{key!r}]", count)
               for key, count in tracked.items()}
     return states, counts
 

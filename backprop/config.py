@@ -8,14 +8,14 @@ and gathered here, so the command line, the checkpoint validator and the trainer
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import engine_core
 from engine_core.errors import clipped
-from engine_core.specs import LayerSpec
+from engine_core.specs import LayerSpec, as_network, mlp
 
-from .architecture import CLASSES, LENET, PIXELS, LayersSyntaxError, check_stack, format_layers
+from .architecture import CLASSES, LENET, PIXELS, LayersSyntaxError, check_stack, describe_network
 from .datasets import DATASETS
 from .schedules import SCHEDULES
 
@@ -37,9 +37,22 @@ PRESETS: dict[str, dict[str, Any]] = {
                     lr_schedule="cosine"),
     # LeNet-5 style (architecture.LENET): conv 6@5x5 pad 2, ReLU, max-pool 2, conv 16@5x5, ReLU,
     # max-pool 2, flatten, 120, 84, 10 (>= 0.90 test accuracy on Fashion-MNIST; README results).
-    "lenet": dict(layers=LENET, hidden=[], activation="identity", init="torch_default",
+    "lenet": dict(network=LENET, init="torch_default",
                   batch_size=64, lr=0.05, momentum=0.9, epochs=10, optimizer="sgd", lr_schedule="cosine"),
 }
+# An MLP preset describes its network by hidden widths and activation (the --hidden and
+# --activation flags change them); every preset's network is a tree (preset_network).
+NETWORK_FLAGS = ("layers", "hidden", "activation")
+
+
+def preset_network(preset: str) -> LayerSpec:
+    """The preset's network as a tree: an MLP preset's [784, *hidden, 10] with its activation."""
+    values = PRESETS[preset]
+    if "network" in values:
+        return values["network"]
+    return mlp([IN_FEATURES, *values["hidden"], CLASSES], values["activation"])
+
+
 PRESET_NAMES: tuple[str, ...] = tuple(PRESETS)
 DEFAULT_PRESET = "default"
 
@@ -76,34 +89,56 @@ def default_momentum(preset: str, optimizer: str) -> float:
     return 0.0
 
 
+def network_from_flags(preset: str, layers: Any = None, hidden: list[int] | None = None,
+                       activation: str | None = None) -> LayerSpec | None:
+    """The network the --layers, --hidden and --activation flags describe (None: none given, the
+    preset's stays): --layers as it is; --hidden/--activation change an MLP preset's widths or
+    activation. Raises ConfigError naming the flags for --layers with an MLP flag, an MLP flag
+    with a preset whose network is no MLP (lenet), and --activation without hidden layers."""
+    mlp_flags = [f"--{flag}" for flag, value in (("hidden", hidden), ("activation", activation)) if value is not None]
+    if layers:
+        if mlp_flags:
+            raise ConfigError(f"--layers cannot be combined with {', '.join(mlp_flags)}: --layers describes the "
+                              "whole network, and --hidden and --activation describe an MLP")
+        return as_network(layers)
+    if not mlp_flags:
+        return None
+    values = PRESETS[preset]
+    if "hidden" not in values:
+        raise ConfigError(f"{', '.join(mlp_flags)} cannot be combined with --preset {preset}: its network is a layer "
+                          "stack; change it with --layers, or pick an MLP preset (default, notebook)")
+    widths = values["hidden"] if hidden is None else hidden
+    if not widths and activation is not None:
+        raise ConfigError(f"--activation {activation}: a network without hidden layers (--hidden none) "
+                          "has no activation")
+    return mlp([IN_FEATURES, *widths, CLASSES], activation or values["activation"])
+
+
 def new_config(preset: str | None = None, **flags: Any) -> TrainConfig:
     """A new run's configuration: ``preset`` (default "default"), overridden by ``flags`` (the
-    TrainConfig fields, plus ``epochs``; None means "not given").
+    TrainConfig fields, plus ``epochs``, and the network flags ``layers``, ``hidden`` and
+    ``activation``; None means "not given").
 
     Defaults that depend on the choice: lr and momentum are the preset's for the preset's own
     optimizer and torch.optim's defaults for another (see default_lr); weight_decay is torch's
-    for the optimizer (0, AdamW 0.01). Raises ConfigError naming the flag for combinations that
-    make no sense: --momentum/--nesterov with Adam, --nesterov without momentum, --step-size or
-    --gamma without the step schedule, --activation without hidden layers, a --batch-size
-    larger than --limit, --layers with an MLP flag (--hidden, --activation, --init), and an MLP
-    flag with a preset whose network is a layer stack (lenet).
+    for the optimizer (0, AdamW 0.01); init is the preset's, and torch's default for a network
+    given by --layers. Raises ConfigError naming the flag for combinations that make no sense:
+    --momentum/--nesterov with Adam, --nesterov without momentum, --step-size or --gamma without
+    the step schedule, a --batch-size larger than --limit, and those of network_from_flags.
     """
     name = preset or DEFAULT_PRESET
     given = {k: v for k, v in flags.items() if v is not None}
-    unknown = set(given) - {f.name for f in fields(TrainConfig)}
+    unknown = set(given) - {f.name for f in fields(TrainConfig)} - set(NETWORK_FLAGS)
     if unknown:
         raise TypeError(f"new_config: unknown fields {sorted(unknown)}")
-    values: dict[str, Any] = {**TrainConfig().__dict__, **PRESETS[name], "preset": name}
-    mlp_flags = [f"--{flag}" for flag in ("hidden", "activation", "init") if flag in given]
-    if "layers" in given and mlp_flags:
-        raise ConfigError(f"--layers cannot be combined with {', '.join(mlp_flags)}: --layers describes the whole "
-                          "network, and --hidden, --activation and --init describe an MLP")
-    if PRESETS[name].get("layers") is not None and "layers" not in given and mlp_flags:
-        raise ConfigError(f"{', '.join(mlp_flags)} cannot be combined with --preset {name}: its network is a layer "
-                          "stack; change it with --layers, or pick an MLP preset (default, notebook)")
-    if "layers" in given:
-        # The stack is the whole network: the MLP fields say so (no hidden layer, nothing applied).
-        values.update(hidden=[], activation="identity", init="torch_default")
+    network = network_from_flags(name, **{flag: given.pop(flag, None) for flag in NETWORK_FLAGS})
+    preset_values = {k: v for k, v in PRESETS[name].items() if k not in ("hidden", "activation")}
+    values: dict[str, Any] = {**TrainConfig().__dict__, **preset_values, "preset": name,
+                              "network": preset_network(name)}
+    if network is not None:
+        values["network"] = network
+        if flags.get("layers") is not None:
+            values["init"] = "torch_default"  # a stack given as layers starts as torch would start it
     values.update(given)
     optimizer = values["optimizer"]
     if optimizer != "sgd":
@@ -128,9 +163,6 @@ def new_config(preset: str | None = None, **flags: Any) -> TrainConfig:
             source = "--lr-schedule" if "lr_schedule" in given else f"the {name} preset's schedule"
             raise ConfigError(f"--{stray[0].replace('_', '-')} applies to --lr-schedule step, and this run's "
                               f"schedule is {values['lr_schedule']} ({source})")
-    if not values["hidden"] and "activation" in given:
-        raise ConfigError(f"--activation {given['activation']}: a network without hidden layers (--hidden none) "
-                          "has no activation")
     limit, batch = values["limit"], values["batch_size"]
     if limit is not None and batch > limit:
         # A flag the user gave needs no source; a preset's value is said to come from the preset.
@@ -141,23 +173,25 @@ def new_config(preset: str | None = None, **flags: Any) -> TrainConfig:
     return TrainConfig(**values)
 
 
+def _default_network() -> LayerSpec:
+    return mlp([IN_FEATURES, 256, 128, CLASSES], "relu")
+
+
 @dataclass
 class TrainConfig:
     """Everything that decides a run's numbers (and so is stored in every checkpoint).
 
-    epochs is how far the run trains (a resumed run may raise it); t_max is the period, in
-    epochs, of the cosine schedule, fixed when the run is created (default: epochs), so that
-    raising epochs on resume does not change the rates already scheduled. lr, momentum,
-    weight_decay, gamma and eps are torch.optim's hyper-parameters of the same names; limit
-    keeps only the first N training samples. layers: the network as a layer stack
-    (engine_core.specs.LayerSpec list, the --layers syntax of backprop.architecture), or None for
-    the MLP that hidden, activation and init describe (with layers, hidden is [] and activation
-    identity).
+    network: the network as a tree (engine_core.specs: the root Sequential; an MLP is the tree
+    engine_core.specs.mlp gives); init: how its Linear and Conv2d weights start
+    (engine_core.specs.initial_state). epochs is how far the run trains (a resumed run may raise
+    it); t_max is the period, in epochs, of the cosine schedule, fixed when the run is created
+    (default: epochs), so that raising epochs on resume does not change the rates already
+    scheduled. lr, momentum, weight_decay, gamma and eps are torch.optim's hyper-parameters of
+    the same names; limit keeps only the first N training samples.
     """
 
     dataset: str = "mnist"
-    hidden: list[int] = field(default_factory=lambda: [256, 128])
-    activation: str = "relu"
+    network: LayerSpec = field(default_factory=_default_network)
     init: str = "he_normal"
     dtype: str = "float32"
     seed: int = 0
@@ -176,76 +210,56 @@ class TrainConfig:
     limit: int | None = None
     preset: str = "default"
     t_max: int | None = None
-    layers: list[LayerSpec] | None = None
 
     def __post_init__(self) -> None:
         if self.t_max is None:
             self.t_max = self.epochs
 
-    @property
-    def sizes(self) -> list[int]:
-        """[784, *hidden, 10]: the MLP's layer widths, input first (with layers: [784, 10])."""
-        return [IN_FEATURES, *self.hidden, CLASSES]
-
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict of every field, plus the derived ``sizes`` of an MLP; ``layers`` is
-        a list of {"kind", "args"} (LayerSpec.to_json) or null."""
-        out = asdict(self)
+        """A JSON-ready dict of every field; the network as ``layers``: the root Sequential's
+        children, each {"kind", "args"} (and "children" for a nested container; LayerSpec.to_json)."""
+        out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "network"}
         out["betas"] = list(self.betas)
-        out["layers"] = None if self.layers is None else [spec.to_json() for spec in self.layers]
-        if self.layers is None:
-            out["sizes"] = self.sizes
+        out["layers"] = [spec.to_json() for spec in self.network.children]
         return out
 
     @classmethod
     def from_json(cls, data: object) -> TrainConfig:
-        """The config stored by to_json, validated in full.
+        """The config stored by to_json, validated in full; files written before the network was
+        one tree are converted (backprop.legacy.network_fields: ``hidden`` and ``activation``
+        with ``layers`` null or absent are the MLP they describe).
 
-        Every field must be present with the right type and a known value, except ``layers``
-        (absent in files written before it existed: the MLP); ``sizes`` (when present) must agree
-        with ``hidden``; ``layers`` must be a stack that type-checks from MNIST-format input to 10
-        logits, with ``hidden`` empty, and each layer carrying every argument of its kind (none
-        filled in with a default: ``config.layers[i].<argument>: missing``). Raises ValueError (a
-        wrong or missing value) or TypeError (a wrong type) whose message starts with
-        ``config.<field>``.
+        Every field must be present with the right type and a known value; ``layers`` must be a
+        network that type-checks from MNIST-format input to 10 logits, each layer carrying every
+        argument of its kind (none filled in with a default: ``config.layers[i].<argument>:
+        missing``). Raises ValueError (a wrong or missing value) or TypeError (a wrong type)
+        whose message starts with ``config.<field>``.
         """
+        from .legacy import network_fields
+
         if not isinstance(data, dict):
             raise TypeError(f"config: expected a JSON object, got {type(data).__name__}")
-        names = [f.name for f in fields(cls)]
-        data = {"layers": None, **data}
-        for name in names:
+        data = network_fields(data, _hidden, _choice(ACTIVATION_NAMES))
+        names = [f.name for f in fields(cls) if f.name != "network"]
+        for name in [*names, "layers"]:
             if name not in data:
                 raise ValueError(f"config.{name}: missing")
-        unknown = [k for k in data if k not in names and k != "sizes"]
+        unknown = [k for k in data if k not in names and k != "layers"]
         if unknown:
             raise ValueError(f"config.{unknown[0]}: unknown field")
         for name, check in _FIELD_CHECKS.items():
             check(f"config.{name}", data[name])
         kwargs = {name: data[name] for name in names}
         kwargs["betas"] = tuple(float(b) for b in data["betas"])
-        kwargs["hidden"] = list(data["hidden"])
         for name in ("lr", "momentum", "weight_decay", "eps", "gamma"):
             kwargs[name] = float(data[name])
-        kwargs["layers"] = _layers(data["layers"])
-        if kwargs["layers"] is not None:
-            if kwargs["hidden"]:
-                raise ValueError(f"config.hidden: {kwargs['hidden']} contradicts config.layers (a layer stack has "
-                                 "no hidden widths; expected [])")
-            if "sizes" in data:
-                raise ValueError("config.sizes: an MLP's widths, but config.layers describes the network")
-        config = cls(**kwargs)
-        if "sizes" in data and data["sizes"] != config.sizes:
-            raise ValueError(f"config.sizes: {data['sizes']} contradicts config.hidden {config.hidden} "
-                             f"(expected {config.sizes})")
-        return config
+        kwargs["network"] = _network(data["layers"])
+        return cls(**kwargs)
 
     def network_summary(self) -> str:
-        """``784-256-128-10 relu`` (an activation is named only when there are hidden layers:
-        ``784-10, no hidden layer``); a layer stack in the --layers syntax."""
-        if self.layers is not None:
-            return f"layers {format_layers(self.layers)}"
-        widths = "-".join(map(str, self.sizes))
-        return f"{widths} {self.activation}" if self.hidden else f"{widths}, no hidden layer"
+        """``784-256-128-10 relu`` for an MLP (an activation is named only when there are hidden
+        layers: ``784-10, no hidden layer``); any other network in the --layers syntax."""
+        return describe_network(self.network)
 
     def optimizer_summary(self) -> str:
         """``sgd lr 0.05 momentum 0.9, cosine schedule``: the optimizer as it trains."""
@@ -260,9 +274,7 @@ class TrainConfig:
 
     def architecture(self) -> dict[str, Any]:
         """What decides the network's shape and first parameters (without the optimizer)."""
-        if self.layers is not None:
-            return {"layers": [spec.to_json() for spec in self.layers], "dtype": self.dtype}
-        return {"sizes": self.sizes, "activation": self.activation, "init": self.init,
+        return {"layers": [spec.to_json() for spec in self.network.children], "init": self.init,
                 "dtype": self.dtype}
 
 
@@ -318,27 +330,22 @@ def _optional_positive(name: str, value: object) -> None:
         _int(name, value, minimum=1)
 
 
-def _layers(value: object) -> list[LayerSpec] | None:
-    """config.layers as LayerSpecs (None stays None); ValueError/TypeError naming the layer."""
-    if value is None:
-        return None
+def _network(value: object) -> LayerSpec:
+    """config.layers as the network's tree; ValueError/TypeError naming the layer."""
     if not isinstance(value, list) or not value:
-        raise TypeError(f"config.layers: expected a non-empty list of {{'kind': ..., 'args': {{...}}}} or null, "
-                        f"got {value!r}")
+        raise TypeError(f"config.layers: expected a non-empty list of {{'kind': ..., 'args': {{...}}}}, got {value!r}")
     # Each layer as stored, every argument present (LayerSpec.from_json: a missing one is an
     # edit, not a default), errors naming config.layers[i].<argument>.
-    specs = [LayerSpec.from_json(item, f"config.layers[{index}]") for index, item in enumerate(value)]
+    network = as_network([LayerSpec.from_json(item, f"config.layers[{index}]") for index, item in enumerate(value)])
     try:
-        check_stack(specs)
+        check_stack(network)
     except LayersSyntaxError as error:
         raise ValueError(f"config.layers: {str(error).removeprefix('--layers: ')}") from None
-    return specs
+    return network
 
 
 _FIELD_CHECKS = {
     "dataset": _choice(DATASET_NAMES),
-    "hidden": _hidden,
-    "activation": _choice(ACTIVATION_NAMES),
     "init": _choice(INIT_NAMES),
     "dtype": _choice(DTYPE_NAMES),
     "seed": lambda n, v: _int(n, v, minimum=0),

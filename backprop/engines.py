@@ -11,7 +11,7 @@ import contextlib
 import importlib
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -20,7 +20,7 @@ import numpy as np
 
 import engine_core
 from engine_core import specs as layer_specs
-from engine_core.specs import LayerSpec
+from engine_core.specs import LayerSpec, mlp_of
 
 from .datasets import BatchFeeder
 
@@ -61,31 +61,30 @@ class Engine:
         return {} if self.on_cpu else {"device": self.device}
 
     # -- building ---------------------------------------------------------------------------
-    def build_net(self, sizes: list[int], activation: str, init: str, seed: int, dtype: str,
-                  training: bool = False, layers: Sequence[LayerSpec] | None = None) -> Any:
-        """The engine's MLP on this engine's device; ``training`` adds its TRAINING_KWARGS.
+    def build_net(self, network: LayerSpec, init: str, seed: int, dtype: str, training: bool = False) -> Any:
+        """The network (a tree, engine_core.specs) in this engine on its device, its initial state
+        drawn from ``seed`` by ``init``; ``training`` passes the engine's TRAINING_KWARGS to its
+        Sequential.
 
-        With ``layers``, the engine's Sequential of those layers instead (engine_core.specs.build:
-        torch's initialisation drawn from ``seed``; sizes, activation and init unused), the
-        TRAINING_KWARGS going to the Sequential. Raises EngineError naming the layer (or the
-        Sequential) the engine does not provide.
+        An engine without a Sequential (the protocol requires only MLP) gets an MLP tree through
+        its own MLP(sizes, activation, init, seed, dtype), which draws the same initial state.
+        Raises EngineError naming the layer (or the Sequential) the engine does not provide.
         """
-        if layers is not None:
-            extra = dict(self.traits.training_kwargs) if training else {}
-            try:
-                return layer_specs.build(self.module, layers, dtype, seed, sequential_kwargs=extra,
-                                         **self._device_kwargs())
-            except AttributeError as error:
-                if not str(error).startswith("engine "):
-                    raise
-                kinds = sorted({spec.class_name for spec in layers})
-                raise EngineError(f"engine {self.spec!r} cannot build this network: {error} (the layers "
-                                  f"need {', '.join(kinds)} and Sequential)") from None
-        kwargs: dict[str, Any] = {"activation": activation, "init": init, "seed": seed, "dtype": dtype,
-                                  **self._device_kwargs()}
-        if training:
-            kwargs.update(self.traits.training_kwargs)
-        return self.module.MLP(sizes, **kwargs)
+        extra = dict(self.traits.training_kwargs) if training else {}
+        found = mlp_of(network)
+        if not hasattr(self.module, "Sequential") and found is not None:
+            sizes, activation = found
+            return self.module.MLP(sizes, activation=activation, init=init, seed=seed, dtype=dtype,
+                                   **self._device_kwargs(), **extra)
+        try:
+            return layer_specs.build(self.module, network, dtype, seed, init, sequential_kwargs=extra,
+                                     **self._device_kwargs())
+        except AttributeError as error:
+            if not str(error).startswith("engine "):
+                raise
+            kinds = sorted({spec.class_name for _, spec in network.walk()})
+            raise EngineError(f"engine {self.spec!r} cannot build this network: {error} (the layers "
+                              f"need {', '.join(kinds)})") from None
 
     def has_optimizer(self, name: str) -> bool:
         """Whether the module provides optimizer ``name`` (a key of engine_core.OPTIMIZERS)."""
@@ -244,3 +243,12 @@ def inference_mode() -> contextlib.AbstractContextManager[Any]:
     engines record no graph), nothing otherwise (it changes nothing for other engines)."""
     torch = sys.modules.get("torch")
     return torch.no_grad() if torch is not None else contextlib.nullcontext()
+
+
+def layer_at(net: Any, path: str) -> Any:
+    """The module at a dotted path of a Sequential tree ("4", "1.0"), any engine's (each
+    Sequential keeps its children in ``layers``)."""
+    module = net
+    for part in path.split("."):
+        module = module.layers[int(part)]
+    return module

@@ -1,21 +1,21 @@
-"""Export a checkpoint as a plain torch.nn.Sequential state dict (weights (out, in)), and import
-one back.
+"""Export a checkpoint as a plain torch.nn state dict, and import one back.
 
-An MLP is built on the autograd oracle's own torch.nn module, so the keys and the rebuild code
-are whatever that module is. A layer stack (config.layers) becomes torch.nn.Sequential of the
-torch.nn classes of the same names and arguments (Dropout without its seed: torch draws its own
-masks); the keys map one to one (engine_core.specs.torch_state_shapes: ``"{index}.weight"``,
-``"{index}.running_mean"``, ``"{index}.num_batches_tracked"``, ...).
+Any network (a tree, engine_core.specs) becomes the torch.nn module tree of the same classes and
+arguments (torch.nn.Sequential nested as the tree is; Dropout without its seed: torch draws its
+own masks); the state-dict keys are the same dotted paths (``0.weight``, ``1.0.running_mean``,
+plus torch's ``num_batches_tracked`` per batch norm), Linear weights transposed to torch's
+(out, in). This module is the one place that converts between the engines' layout and torch's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from engine_core.specs import LayerSpec, from_torch_layout, to_torch_layout
+from engine_core.checks import check_model_state
+from engine_core.specs import LayerSpec, find, join, state_shapes
 
 from .checkpoint import Checkpoint
 from .fileio import atomic_write
@@ -25,51 +25,108 @@ class TorchImportError(ValueError):
     """A .pt file that cannot be imported; the message is one line naming the file and why."""
 
 
-def torch_sequential(specs: Sequence[LayerSpec], dtype: str = "float32") -> Any:
-    """torch.nn.Sequential of torch.nn's own layers for ``specs`` (torch's initialisation), in dtype."""
+def torch_module(network: LayerSpec, dtype: str = "float32") -> Any:
+    """The torch.nn module tree of ``network`` (torch's own classes and initialisation), in dtype."""
     import torch
     from torch import nn
 
-    layers = []
-    for spec in specs:
-        args = {k: v for k, v in spec.args.items() if not (spec.kind == "dropout" and k == "seed")}
-        layers.append(getattr(nn, spec.class_name)(**args))
-    return nn.Sequential(*layers).to(getattr(torch, dtype))
+    def make(spec: LayerSpec) -> Any:
+        cls = getattr(nn, spec.class_name)
+        if spec.info.container:
+            return cls(*(make(child) for child in spec.children))
+        return cls(**spec.info.torch_args(spec.args))
+
+    return make(network).to(getattr(torch, dtype))
 
 
-def oracle_module(checkpoint: Checkpoint) -> Any:
-    """The checkpoint's network as torch.nn.Sequential(Linear, activation, ..., Linear), on the CPU.
+def _transposed(network: LayerSpec, key: str) -> bool:
+    path, _, name = key.rpartition(".")
+    return name in find(network, path).info.transposed
 
-    Built by torch_net.autograd.MLP from the checkpoint's config and loaded with its parameters
-    (which that MLP checks key by key).
+
+def torch_state_shapes(network: LayerSpec) -> dict[str, tuple[int, ...]]:
+    """torch_module(network).state_dict()'s keys and shapes, in its order: state_shapes with
+    Linear weights (out, in) and, after each batch norm's buffers, its ``num_batches_tracked``
+    (a 0-d int64 counter, shape ())."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for key, shape in state_shapes(network).items():
+        shapes[key] = shape[::-1] if _transposed(network, key) else shape
+        path, _, name = key.rpartition(".")
+        if name == "running_var":
+            shapes[join(path, "num_batches_tracked")] = ()
+    return shapes
+
+
+def to_torch_layout(network: LayerSpec, state: Mapping[str, np.ndarray],
+                    num_batches_tracked: Mapping[str, int] | None = None) -> dict[str, np.ndarray]:
+    """An engine state dict (Linear weights (in, out)) as torch's: Linear weights transposed,
+    every batch norm's num_batches_tracked (by layer path, default 0) added as a 0-d int64. Keys
+    and order: torch_state_shapes(network). KeyError naming a key the state lacks."""
+    tracked = num_batches_tracked or {}
+    out: dict[str, np.ndarray] = {}
+    for key in torch_state_shapes(network):
+        path, _, name = key.rpartition(".")
+        if name == "num_batches_tracked":
+            out[key] = np.array(int(tracked.get(path, 0)), np.int64)
+        elif _transposed(network, key):
+            out[key] = np.ascontiguousarray(np.asarray(state[key]).T)
+        else:
+            out[key] = np.asarray(state[key])
+    return out
+
+
+def from_torch_layout(network: LayerSpec, state: Mapping[str, Any],
+                      dtype: str | None = None) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """torch's state dict (NumPy arrays in torch's layout) as (an engine state dict with Linear
+    weights (in, out), every batch norm's num_batches_tracked by layer path).
+
+    The keys must be exactly torch_state_shapes(network)'s, each of its shape; num_batches_tracked
+    an integer >= 0. Raises ValueError/TypeError naming the key (missing, unexpected, wrong
+    shape, not floating point, NaN/Inf); floats are cast to ``dtype`` (default: the first one's).
     """
-    from torch_net import autograd  # imports torch: only when exporting
+    expected = torch_state_shapes(network)
+    missing = [key for key in expected if key not in state]
+    extra = [key for key in state if key not in expected]
+    if missing or extra:
+        parts = ([f"missing {', '.join(missing)}"] if missing else []) + (
+            [f"unexpected {', '.join(map(str, extra))}"] if extra else [])
+        raise ValueError(f"state dict does not match the layers: {'; '.join(parts)} (expected the keys "
+                         f"{', '.join(expected)})")
+    tracked: dict[str, int] = {}
+    engine: dict[str, np.ndarray] = {}
+    for key, shape in expected.items():
+        value = np.asarray(state[key])
+        path, _, name = key.rpartition(".")
+        if name == "num_batches_tracked":
+            if value.shape != () or value.dtype.kind not in "iu" or int(value) < 0:
+                raise ValueError(f"{key}: expected a 0-d integer >= 0, got {value.dtype} {value.shape}")
+            tracked[path] = int(value)
+            continue
+        if value.shape != shape:
+            raise ValueError(f"{key}: expected shape {shape} (torch's layout), got {value.shape}")
+        engine[key] = value.T if _transposed(network, key) else value
+    if dtype is None:
+        dtype = next((v.dtype.name for v in engine.values() if v.dtype.kind == "f"), "float32")
+    checked = check_model_state(state_shapes(network), engine, dtype)
+    return {key: np.ascontiguousarray(value, dtype) for key, value in checked.items()}, tracked
 
-    config = checkpoint.config
-    if config.layers is not None:
-        return layers_module(config.layers, checkpoint.params, checkpoint.num_batches_tracked, config.dtype)
-    net = autograd.MLP(config.sizes, activation=config.activation, init=config.init, seed=config.seed,
-                       dtype=config.dtype)
-    net.load_state_dict(checkpoint.params)
-    return net.module
 
-
-def layers_module(specs: Sequence[LayerSpec], params: dict[str, np.ndarray], num_batches_tracked: dict[int, int],
-                  dtype: str) -> Any:
-    """torch_sequential(specs) loaded (strictly: every key, one to one) with an engine state dict
-    and the batch norms' counters."""
+def checkpoint_module(checkpoint: Checkpoint) -> Any:
+    """The checkpoint's network as its torch.nn module tree on the CPU, loaded (strictly: every
+    key, one to one) with its parameters, buffers and batch norm counters."""
     import torch
 
-    module = torch_sequential(specs, dtype)
-    state = to_torch_layout(specs, params, num_batches_tracked)
+    network = checkpoint.config.network
+    module = torch_module(network, checkpoint.config.dtype)
+    state = to_torch_layout(network, checkpoint.params, checkpoint.num_batches_tracked)
     module.load_state_dict({key: torch.from_numpy(np.array(value)) for key, value in state.items()})
     return module
 
 
-def read_torch_state(path: str, specs: Sequence[LayerSpec]) -> tuple[dict[str, np.ndarray], dict[int, int]]:
-    """Import a torch.nn.Sequential state dict saved by ``torch.save(model.state_dict(), path)``
-    for a model of ``specs``: (an engine state dict, Linear weights (in, out), in the file's float
-    dtype; every batch norm's num_batches_tracked by layer index), ready for any engine's
+def read_torch_state(path: str, network: LayerSpec) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """Import a torch.nn state dict saved by ``torch.save(model.state_dict(), path)`` for a model
+    of ``network``: (an engine state dict, Linear weights (in, out), in the file's float dtype;
+    every batch norm's num_batches_tracked by layer path), ready for any engine's
     ``Sequential.load_state_dict`` (engine_core.specs.build).
 
     Read with ``weights_only=True`` (nothing in the file is executed). Raises TorchImportError naming
@@ -89,19 +146,19 @@ def read_torch_state(path: str, specs: Sequence[LayerSpec]) -> tuple[dict[str, n
     floats = [value.dtype.name for value in arrays.values() if value.dtype.kind == "f"]
     dtype = floats[0] if floats and floats[0] in ("float32", "float64") else "float32"
     try:
-        return from_torch_layout(specs, arrays, dtype)
+        return from_torch_layout(network, arrays, dtype)
     except (ValueError, TypeError) as error:
         raise TorchImportError(f"{path}: {' '.join(str(error).split())}") from None
 
 
 def rebuild_code(module: Any, load_path: str = "PATH") -> str:
-    """Python lines (unindented: they run as pasted) that rebuild ``module`` (a Sequential of
-    torch.nn layers) and load the file at
+    """Python lines (unindented: they run as pasted) that rebuild ``module`` (a torch.nn.Sequential
+    tree of torch.nn layers) and load the file at
     ``load_path`` into it (written as a Python string literal; the default leaves the placeholder
     PATH), spelled from the module's children and its parameters' dtype."""
     import torch
 
-    layers = ", ".join(f"nn.{child!r}" for child in module.children())
+    layers = ", ".join(_spelled(child) for child in module.children())
     dtype = next(module.parameters()).dtype
     cast = "" if dtype == torch.get_default_dtype() else f".to({dtype})"
     where = "PATH" if load_path == "PATH" else repr(load_path)
@@ -113,13 +170,22 @@ def rebuild_code(module: Any, load_path: str = "PATH") -> str:
     )
 
 
+def _spelled(module: Any) -> str:
+    """A torch.nn module as the Python that constructs it: nn.Linear(...), nn.Sequential(nn.ReLU(), ...)."""
+    from torch import nn
+
+    if isinstance(module, nn.Sequential):
+        return f"nn.Sequential({', '.join(_spelled(child) for child in module.children())})"
+    return f"nn.{module!r}"
+
+
 def export_torch(checkpoint: Checkpoint, path: str, load_path: str | None = None) -> str:
     """Write the checkpoint's network as a torch.nn.Sequential state dict to ``path`` (atomically,
     readable by ``torch.load(path, weights_only=True)``); returns the code that rebuilds it and
     loads ``load_path`` (default ``path``), ready to run."""
     import torch
 
-    module = oracle_module(checkpoint)
+    module = checkpoint_module(checkpoint)
     # keep_vars=False: plain tensors, buffers included (batch norm's num_batches_tracked as int64).
     state = {name: tensor.detach().clone() for name, tensor in module.state_dict().items()}
     atomic_write(path, lambda f: torch.save(state, f))

@@ -11,11 +11,9 @@ nn.functional.linear, addmm, with and without ``out=``), and the floor runs the 
 each product (choose_formulations; ties go to the earlier formulation in FORMULATIONS order,
 so the choice is deterministic for equal timings).
 
-Products, per layer with a weight (rows = batch B for Linear, B*Ho*Wo for Conv2d's im2col):
-forward z = x W, (rows, in)@(in, out); weight gradient x^T delta, (in, rows)@(rows, out);
-input gradient delta W^T, (rows, out)@(out, in), except for the first such layer, whose input
-gradient a training step never needs. A Conv2d's in is in_channels*kH*kW, its out
-out_channels (the im2col formulation: the columns (B*Ho*Wo, Cin*k*k) times the weight).
+The products are backprop.gemms' (network_gemms: per layer with a weight, forward, weight
+gradient and input gradient; a Conv2d in its im2col formulation, the columns (B*Ho*Wo, Cin*k*k)
+times the weight).
 """
 
 from __future__ import annotations
@@ -28,11 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from engine_core.specs import LayerSpec, output_shapes, pair
+from .gemms import Gemm, training_gemms
 
-from .architecture import CLASSES, PIXELS, input_shape
-
-ROLES = ("forward", "grad_weight", "grad_input")
 # The weight as (in, out), or as torch.nn.Linear stores it, (out, in); activations and deltas
 # batch-major (rows, features), as the MLP engines hold them, or feature-major (features, rows),
 # as an im2col convolution may hold its columns (then the products come out transposed).
@@ -43,32 +38,6 @@ CALLS = {
     "numpy": ("matmul out=", "matmul", "dot out=", "dot"),
     "torch": ("mm out=", "mm", "matmul", "matmul out=", "linear", "addmm out=", "addmm"),
 }
-
-
-@dataclass(frozen=True)
-class Gemm:
-    """out (m, n) = a (m, k) @ b (k, n); ``what`` names its role in backprop, ``role`` is one of
-    ROLES (forward: m rows, k in, n out; grad_weight: m in, k rows, n out; grad_input: m rows,
-    k out, n in)."""
-
-    what: str
-    m: int
-    k: int
-    n: int
-    role: str = "forward"
-
-    @property
-    def flops(self) -> int:
-        return 2 * self.m * self.k * self.n
-
-    @property
-    def dims(self) -> tuple[int, int, int]:
-        """(rows, fan_in, fan_out) of the layer this product belongs to."""
-        if self.role == "forward":
-            return self.m, self.k, self.n
-        if self.role == "grad_weight":
-            return self.k, self.m, self.n
-        return self.m, self.n, self.k
 
 
 @dataclass(frozen=True)
@@ -92,75 +61,6 @@ def formulations(library: str) -> list[Formulation]:
     before feature-major, the (in, out) weight before (out, in), then the call forms of CALLS."""
     return [Formulation(layout, call, activations) for activations in ACTIVATION_LAYOUTS
             for layout in WEIGHT_LAYOUTS for call in CALLS[library]]
-
-
-def _layer_gemms(name: str, rows: int, fan_in: int, fan_out: int) -> tuple[Gemm, Gemm, Gemm]:
-    return (Gemm(f"{name} forward x@W", rows, fan_in, fan_out, "forward"),
-            Gemm(f"{name} grad_weight x^T@delta", fan_in, rows, fan_out, "grad_weight"),
-            Gemm(f"{name} input grad delta@W^T", rows, fan_out, fan_in, "grad_input"))
-
-
-def _ordered(layers: list[tuple[Gemm, Gemm, Gemm]]) -> list[Gemm]:
-    # Forward in layer order, then backward from the last layer; the first layer's input
-    # gradient is never needed.
-    gemms = [forward for forward, _, _ in layers]
-    for index in reversed(range(len(layers))):
-        _, grad_weight, grad_input = layers[index]
-        gemms.append(grad_weight)
-        if index:
-            gemms.append(grad_input)
-    return gemms
-
-
-def training_gemms(sizes: list[int], batch: int) -> list[Gemm]:
-    """An MLP's products (sizes: [in, hidden..., out]): per Linear i (in -> out) forward x W,
-    weight gradient x^T delta, and (except i = 0) input gradient delta W^T."""
-    return _ordered([_layer_gemms(f"fc{i}", batch, fan_in, fan_out)
-                     for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:]))])
-
-
-def spec_gemms(specs: Sequence[LayerSpec], input_shape: tuple[int, ...], batch: int) -> list[Gemm]:
-    """The products of a layer stack (engine_core.specs) on inputs ``(batch, *input_shape)``:
-    Linear as in training_gemms, Conv2d in its im2col form (rows B*Ho*Wo, in Cin*kH*kW, out
-    Cout); layers without a weight do no GEMM. ValueError when the stack does not type-check."""
-    shapes = output_shapes(specs, (batch, *input_shape))
-    layers = []
-    for index, spec in enumerate(specs):
-        if spec.kind == "linear":
-            layers.append(_layer_gemms(f"{index}.linear", batch, spec.args["in_features"],
-                                       spec.args["out_features"]))
-        elif spec.kind == "conv2d":
-            _, channels, height, width = shapes[index]
-            kh, kw = pair(spec.args["kernel_size"])
-            layers.append(_layer_gemms(f"{index}.conv2d", batch * height * width,
-                                       spec.args["in_channels"] * kh * kw, channels))
-    return _ordered(layers)
-
-
-def network_gemms(layers: Sequence[LayerSpec] | None, hidden: Sequence[int], batch: int) -> list[Gemm]:
-    """The products of one training step at ``batch``: the layer stack's (``layers``, spec_gemms on
-    its input shape) or, when there is none, the MLP's on 784 inputs and 10 classes with ``hidden``
-    widths (training_gemms)."""
-    if layers:
-        return spec_gemms(layers, input_shape(layers), batch)
-    return training_gemms([PIXELS, *hidden, CLASSES], batch)
-
-
-def step_flops(sizes: list[int], batch: int) -> int:
-    """Floating-point operations of one training step's GEMMs (2 m k n each)."""
-    return gemm_flops(training_gemms(sizes, batch))
-
-
-def gemm_flops(gemms: Sequence[Gemm]) -> int:
-    """Sum of 2 m k n over ``gemms``."""
-    return sum(g.flops for g in gemms)
-
-
-def floor_library(engine: Any) -> str:
-    """Which library's GEMMs are an engine's floor (backprop.engines.Engine): "numpy" for engines
-    whose arrays are NumPy arrays, "torch" otherwise (judged by the array the engine makes, not
-    by its name)."""
-    return "numpy" if isinstance(engine.asarray(np.zeros((1, 1)), "float32"), np.ndarray) else "torch"
 
 
 # -- operands ----------------------------------------------------------------------------------

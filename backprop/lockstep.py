@@ -21,13 +21,11 @@ from .training import make_step
 
 @dataclass(frozen=True)
 class LockstepSettings:
-    """The network and optimizer every engine trains: sizes [784, ..., 10], an activation and
-    init name, dtype, batch size, seed (weights and batch order), optimizer (sgd/adam/adamw),
-    lr and SGD momentum, and how many steps in total; ``layers``, when given, is the network
-    instead of the MLP (sizes, activation and init then unused)."""
+    """The network and optimizer every engine trains: the network (a tree, engine_core.specs) and
+    its init name, dtype, batch size, seed (weights and batch order), optimizer (sgd/adam/adamw),
+    lr and SGD momentum, and how many steps in total."""
 
-    sizes: list[int]
-    activation: str
+    network: LayerSpec
     init: str
     dtype: str
     batch_size: int
@@ -36,7 +34,6 @@ class LockstepSettings:
     lr: float
     momentum: float
     steps: int
-    layers: list[LayerSpec] | None = None
 
 
 def divergence(reference: dict[str, np.ndarray], other: dict[str, np.ndarray]) -> dict[str, tuple[float, float]]:
@@ -81,9 +78,9 @@ def run_lockstep(engines: list[Engine], x: np.ndarray, y: np.ndarray, settings: 
     """
     s = settings
     runs = []
-    x = image_view(x, s.layers)
+    x = image_view(x, s.network)
     for engine in engines:
-        net = engine.build_net(s.sizes, s.activation, s.init, s.seed, s.dtype, training=True, layers=s.layers)
+        net = engine.build_net(s.network, s.init, s.seed, s.dtype, training=True)
         opt = engine.build_optimizer(net, s.optimizer, s.lr, momentum=s.momentum)
         feeder = engine.feeder(x, y, s.batch_size, s.seed)
         runs.append((net, feeder, make_step(engine, net, opt, engine.loss())))

@@ -31,7 +31,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .floor import Gemm, network_gemms
+from .gemms import Gemm, network_gemms
 
 AUTO = "auto"
 _limiters: list[Any] = []  # threadpoolctl limiters in force (kept so the limit is not dropped)
@@ -131,7 +131,7 @@ def threads_of(library: str) -> int | None:
 
 def config_gemms(config: Any) -> list[Gemm]:
     """The GEMMs of one training step of ``config`` (a TrainConfig) at its batch size."""
-    return network_gemms(getattr(config, "layers", None), config.hidden, config.batch_size)
+    return network_gemms(config.network, config.batch_size)
 
 
 def training_threads(setting: int | str, config: Any) -> int:

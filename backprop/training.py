@@ -17,23 +17,18 @@ from typing import Any
 
 import numpy as np
 
+from engine_core.specs import paths_of
+
 from .architecture import evaluation_chunk, image_view
-from .checkpoint import (
-    CHECKPOINT_NAME,
-    CSV_COLUMNS,
-    Checkpoint,
-    Progress,
-    checkpoint_meta,
-    layer_indices,
-    save_checkpoint,
-)
+from .checkpoint import CHECKPOINT_NAME, Checkpoint, checkpoint_meta, save_checkpoint
 from .config import TrainConfig
 from .datasets import Dataset
-from .engines import Engine, inference_mode, set_mode, training_numerics
+from .engines import Engine, inference_mode, layer_at, set_mode, training_numerics
 from .fileio import atomic_write_text
 from .gradflow import CSV_NAME as GRADIENTS_CSV
 from .gradflow import GradientTracker
 from .plots import plot_curves
+from .progress import CSV_COLUMNS, Progress
 from .schedules import epoch_learning_rates
 
 StepFunction = Callable[[Any, Any], tuple[float, int]]
@@ -106,10 +101,9 @@ def make_step(engine: Engine, net: Any, optimizer: Any, loss_fn: Any) -> StepFun
 
 
 def build_network(engine: Engine, config: TrainConfig, training: bool = False) -> Any:
-    """config's network on ``engine``: its MLP, or the Sequential of config.layers (EngineError
-    naming a layer the engine lacks); ``training`` adds the engine's TRAINING_KWARGS."""
-    return engine.build_net(config.sizes, config.activation, config.init, config.seed, config.dtype,
-                            training=training, layers=config.layers)
+    """config's network on ``engine`` (EngineError naming a layer the engine lacks); ``training``
+    adds the engine's TRAINING_KWARGS."""
+    return engine.build_net(config.network, config.init, config.seed, config.dtype, training=training)
 
 
 def evaluate(engine: Engine, net: Any, x: np.ndarray, y: np.ndarray,
@@ -202,9 +196,9 @@ class Trainer:
         if config.limit is not None:
             train_x, train_y = train_x[: config.limit], train_y[: config.limit]
         # A convolutional stack sees (N, 1, 28, 28) images: views of the (N, 784) rows.
-        self.test_x, self.test_y = image_view(dataset.test_x, config.layers), dataset.test_y
-        self.train_x, self.train_y = image_view(train_x, config.layers), train_y
-        self.eval_chunk = evaluation_chunk(config.layers, self.test_x.dtype.itemsize)
+        self.test_x, self.test_y = image_view(dataset.test_x, config.network), dataset.test_y
+        self.train_x, self.train_y = image_view(train_x, config.network), train_y
+        self.eval_chunk = evaluation_chunk(config.network, self.test_x.dtype.itemsize)
         self.net = build_network(engine, config, training=True)
         self.optimizer = engine.build_optimizer(
             self.net, config.optimizer, config.lr, momentum=config.momentum, nesterov=config.nesterov,
@@ -217,7 +211,7 @@ class Trainer:
         self.progress = Progress()
         # Batch norm's num_batches_tracked: the count at the start of this session (a checkpoint's,
         # or 0) plus one per training step since (every step is one train-mode forward).
-        self._tracked = {i: 0 for i in layer_indices(config.layers, "batchnorm1d", "batchnorm2d")}
+        self._tracked = {path: 0 for path in paths_of(config.network, "batchnorm1d", "batchnorm2d")}
         self._tracked_from_step = 0
         if resume is not None:
             self._restore(resume)
@@ -246,8 +240,8 @@ class Trainer:
                              "(another --data-dir or dataset?): the batch order would differ")
         self.net.load_state_dict(checkpoint.params)
         self.optimizer.load_state_dict(checkpoint.optimizer)
-        for index, state in checkpoint.dropout_rng.items():
-            self.net.layers[index].set_rng_state(state)
+        for path, state in checkpoint.dropout_rng.items():
+            layer_at(self.net, path).set_rng_state(state)
         self._tracked = dict(checkpoint.num_batches_tracked) or self._tracked
         self._tracked_from_step = checkpoint.progress.global_step
         # Rows from files that predate the engine column: the engine that wrote the file is the best record.
@@ -268,12 +262,12 @@ class Trainer:
         a finished run is continued with more epochs."""
         return [epoch + 1 for epoch in range(self.progress.epoch, self.config.epochs) if self.rates[epoch] == 0]
 
-    def dropout_states(self) -> dict[int, dict[str, Any]]:
-        """Every Dropout layer's mask generator state, by layer index (exact resumption)."""
-        return {i: self.net.layers[i].rng_state() for i in layer_indices(self.config.layers, "dropout")}
+    def dropout_states(self) -> dict[str, dict[str, Any]]:
+        """Every Dropout layer's mask generator state, by layer path (exact resumption)."""
+        return {path: layer_at(self.net, path).rng_state() for path in paths_of(self.config.network, "dropout")}
 
-    def num_batches_tracked(self) -> dict[int, int]:
-        """torch's num_batches_tracked of every batch norm layer, by layer index."""
+    def num_batches_tracked(self) -> dict[str, int]:
+        """torch's num_batches_tracked of every batch norm layer, by layer path."""
         done = self.progress.global_step - self._tracked_from_step
         return {i: count + done for i, count in self._tracked.items()}
 

@@ -1,9 +1,9 @@
 """engine_core: the contract every engine builds on, stated once (imports NumPy only).
 
-- naming: activation/init/dtype/optimizer names, parameter keys and shapes
+- naming: activation/init/dtype/optimizer names
+- specs: the layer catalog and networks as trees (state keys, shapes, initial state, build)
 - errors: NonFiniteError and the builder of every message a user can cause
 - checks: every validator (sizes, choices, dtypes, hyper-parameters, model and optimizer state)
-- init: initial parameters, drawn once in NumPy for every engine
 - formats: the state formats (TypedDicts)
 - bookkeeping: base classes for parameter packing and optimizer state save/load
 - protocol: the engine protocol (typing.Protocol) and an engine's declared traits
@@ -26,14 +26,13 @@ from .checks import (
 )
 from .errors import NonFiniteError
 from .formats import ModelState, OptimizerState
-from .init import initial_parameters
-from .naming import ACTIVATION_NAMES, DTYPES, INITS, OPTIMIZER_BUFFERS, OPTIMIZERS, linear_name, parameter_shapes
+from .naming import ACTIVATION_NAMES, DTYPES, INITS, OPTIMIZER_BUFFERS, OPTIMIZERS
 from .protocol import Loss, Model, Optimizer, Traits, check_engine_module, traits
 
 __all__ = [
     "ACTIVATION_NAMES", "DTYPES", "INITS", "OPTIMIZERS", "OPTIMIZER_BUFFERS", "LayerBase", "Loss", "Model",
     "ModelState", "NonFiniteError", "Optimizer", "OptimizerBase", "OptimizerState", "SequentialBase", "Traits",
     "check_adam", "check_choice", "check_dtype_name", "check_engine_module", "check_model_state",
-    "check_optimizer_state", "check_sgd", "check_sizes", "expected_buffers", "initial_parameters", "linear_name",
-    "native", "parameter_shapes", "traits",
+    "check_optimizer_state", "check_sgd", "check_sizes", "expected_buffers",
+    "native", "traits",
 ]

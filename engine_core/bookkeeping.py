@@ -16,20 +16,26 @@ import numpy as np
 from .checks import check_model_state, check_optimizer_state, dtype_name_of, shape_of
 from .errors import backward_before_forward_message
 from .formats import ModelState, OptimizerState
-from .naming import linear_name
 
 A = TypeVar("A")  # the engine's array type (numpy.ndarray, torch.Tensor)
 
 
 class LayerBase(Generic[A]):
-    """A layer: ``forward(x)`` caches what ``backward(delta)`` needs and returns the output;
-    ``backward(delta)`` takes dL/d(output) and returns dL/d(input).
+    """A module of a network, as torch.nn.Module: ``forward(x)`` caches what ``backward(delta)``
+    needs and returns the output; ``backward(delta)`` takes dL/d(output) and returns dL/d(input).
+
+    Modules form a tree: ``children()`` names the modules inside (a container's, a composite
+    layer's), and ``parameters()``, ``gradients()``, ``buffers()``, ``state_dict()``-style keys
+    and ``train()``/``eval()`` walk it, with torch's dotted paths (``1.0.weight``). A leaf layer
+    declares only its own arrays (``local_parameters()``, ``local_gradients()``,
+    ``local_buffers()``: {"weight": ..., "bias": ...}); a parameter ``name`` is the attribute of
+    that name and its gradient the attribute ``grad_<name>``.
 
     A layer keeps a reference to its forward's input (or output) until the next forward:
     a caller that overwrites that array in between gets the gradient of the new contents.
-    ``label`` names the layer in error messages (a Sequential sets it to the layer's place).
+    ``label`` is the module's path in its tree, named in error messages (describe()).
     ``training`` selects train-mode behaviour (batch statistics, dropout masks) as in torch;
-    ``accepts_input_grad`` marks layers whose backward can skip dL/dx (``input_grad=False``).
+    ``accepts_input_grad`` marks modules whose backward can skip dL/dx (``input_grad=False``).
     """
 
     label: str = ""
@@ -42,21 +48,68 @@ class LayerBase(Generic[A]):
     def backward(self, delta: A) -> A | None:
         raise NotImplementedError
 
-    def parameters(self) -> dict[str, A]:
-        """Name -> parameter array (updated in place by optimizers)."""
+    # -- the tree ----------------------------------------------------------------------------
+    def children(self) -> dict[str, LayerBase[A]]:
+        """Name -> module directly inside this one, in order (none for a leaf layer)."""
         return {}
+
+    def local_parameters(self) -> dict[str, A]:
+        """This module's own parameters (not its children's): name -> array."""
+        return {}
+
+    def local_gradients(self) -> dict[str, A]:
+        """dL/d(own parameter), same names and shapes as local_parameters()."""
+        return {}
+
+    def local_buffers(self) -> dict[str, A]:
+        """This module's own saved state that is not trained (batch norm's running statistics)."""
+        return {}
+
+    def named_modules(self, prefix: str = "") -> list[tuple[str, LayerBase[A]]]:
+        """(path, module) of this module and every one below it, depth first (torch's order)."""
+        modules: list[tuple[str, LayerBase[A]]] = [(prefix, self)]
+        for name, child in self.children().items():
+            modules.extend(child.named_modules(f"{prefix}.{name}" if prefix else name))
+        return modules
+
+    def leaves(self) -> list[LayerBase[A]]:
+        """Every module without children, in forward order."""
+        return [module for _, module in self.named_modules() if not module.children()]
+
+    def _walk(self, local: str) -> dict[str, A]:
+        out: dict[str, A] = {}
+        for path, module in self.named_modules():
+            for name, value in getattr(module, local)().items():
+                out[f"{path}.{name}" if path else name] = value
+        return out
+
+    def parameters(self) -> dict[str, A]:
+        """Dotted path -> parameter array, every module's (updated in place by optimizers)."""
+        return self._walk("local_parameters")
 
     def gradients(self) -> dict[str, A]:
-        """Name -> gradient array, same names and shapes as parameters()."""
-        return {}
+        """Dotted path -> gradient array, same names and shapes as parameters()."""
+        return self._walk("local_gradients")
 
     def buffers(self) -> dict[str, A]:
-        """Name -> saved state that is not trained (batch norm's running statistics)."""
-        return {}
+        """Dotted path -> buffer (batch norm's running statistics), every module's."""
+        return self._walk("local_buffers")
+
+    def state(self) -> dict[str, A]:
+        """Parameters then buffers, module after module: torch.nn.Module.state_dict()'s keys and
+        order (the live arrays)."""
+        out: dict[str, A] = {}
+        for path, module in self.named_modules():
+            for name, value in {**module.local_parameters(), **module.local_buffers()}.items():
+                out[f"{path}.{name}" if path else name] = value
+        return out
 
     def train(self, mode: bool = True) -> LayerBase[A]:
-        """Train mode (mode=True) or eval mode, as torch.nn.Module.train; returns self."""
+        """Train mode (mode=True) or eval mode for this module and every one inside, as
+        torch.nn.Module.train; returns self."""
         self.training = mode
+        for child in self.children().values():
+            child.train(mode)
         return self
 
     def eval(self) -> LayerBase[A]:
@@ -64,21 +117,29 @@ class LayerBase(Generic[A]):
         return self.train(False)
 
     def describe(self) -> str:
-        """'fc1 Linear(in_features=64, out_features=10)': the label and the layer, for messages."""
-        return f"{self.label} {self!r}".strip()
+        """'layer 2 Linear(in_features=64, out_features=10)': the path and the layer, for messages."""
+        return f"layer {self.label} {self!r}" if self.label else repr(self)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
 
-class SequentialBase(LayerBase[A]):
-    """layers[-1](...layers[0](x)); backward runs them in reverse.
+def _is_linear(module: object) -> bool:
+    return type(module).__name__ == "Linear"
 
-    State-dict keys follow torch.nn.Sequential: ``"{index}.weight"``, ``"{index}.running_mean"``
-    (index: the layer's position), parameters then buffers, layer after layer; MLP overrides
-    the prefix to ``fc{i}`` (engine_core.naming). Parameters and gradients are packed into views
-    of two flat arrays; buffers stay the layers' own. Engines implement the array hooks below.
+
+class SequentialBase(LayerBase[A]):
+    """layers[-1](...layers[0](x)); backward runs them in reverse. A container: its children are
+    named "0", "1", ... as in torch.nn.Sequential, and may be containers themselves.
+
+    The outermost Sequential (the root) owns the network: it names every module by its path
+    (``label``), packs every parameter (and every gradient) into views of two flat arrays
+    (``flat_parameters``, ``flat_gradients``; a nested Sequential's are slices of the root's), so
+    an optimizer updates the whole tree with a few whole-array operations, checks the input for
+    NaN/Inf and returns a fresh output. Engines implement the array hooks below.
     """
+
+    accepts_input_grad = True
 
     def __init__(self, *layers: LayerBase[A]) -> None:
         self.layers = list(layers)
@@ -86,22 +147,39 @@ class SequentialBase(LayerBase[A]):
         # False until a forward completes, and again after a refused one: backward then has
         # nothing consistent to differentiate (layers may hold parts of the refused batch).
         self.forward_done = False
-        stateful = [(index, layer) for index, layer in enumerate(self.layers) if layer.parameters() or layer.buffers()]
-        self._stateful = [(self._prefix(index, order), layer) for order, (index, layer) in enumerate(stateful)]
-        for index, layer in enumerate(self.layers):
-            layer.label = f"layers[{index}]"
-        for prefix, layer in self._stateful:
-            layer.label = self._label(prefix, layer)
+        self.is_root = True
+        for layer in self.layers:
+            if isinstance(layer, SequentialBase):
+                layer.is_root = False
+        self._adopt()
+
+    def children(self) -> dict[str, LayerBase[A]]:
+        return {str(index): layer for index, layer in enumerate(self.layers)}
+
+    def _adopt(self) -> None:
+        """Name every module by its path, choose in-place activations and the fresh output, and
+        pack the parameters: what a tree needs once it is complete (a parent redoes it)."""
+        for path, module in self.named_modules():
+            module.label = path
+        leaves = self.leaves()
+        # An activation between two Linears may overwrite the first one's output buffer and the
+        # delta the second one returns (its own dL/dx buffer): both are private to the trio, so
+        # no extra buffers. Elsewhere its input or its delta may be an array the caller holds.
+        for before, activation, after in zip(self.layers, self.layers[1:], self.layers[2:]):
+            if hasattr(activation, "inplace") and _is_linear(before) and _is_linear(after):
+                activation.inplace = True  # type: ignore[attr-defined]
+        for leaf in leaves:
+            if hasattr(leaf, "fresh_output"):
+                leaf.fresh_output = False  # type: ignore[attr-defined]
+        # The root's output goes to the caller: a last Linear writes it into a new array (cheaper
+        # than copying a buffer); any other last layer's output is copied in forward.
+        self._fresh_last = hasattr(leaves[-1], "fresh_output") if leaves else False
+        if self._fresh_last:
+            leaves[-1].fresh_output = True  # type: ignore[attr-defined]
+        self._first_records_input = bool(leaves) and _is_linear(leaves[0])
         # Layers that record dL/d(their output): Linear (and Conv2d), whose deltas() are the backprop deltas.
-        self.linears = [layer for layer in self.layers if hasattr(layer, "delta")]
+        self.linears = [layer for layer in leaves if hasattr(layer, "delta")]
         self._pack()
-
-    def _prefix(self, index: int, order: int) -> str:
-        """The state-dict prefix of the order-th layer with state, at position index: torch's index."""
-        return str(index)
-
-    def _label(self, prefix: str, layer: LayerBase[A]) -> str:
-        return layer.label
 
     # -- hooks: the engine's array primitives ------------------------------------------------
     def _flat_zeros(self, total: int, like: A | None) -> A:
@@ -123,63 +201,62 @@ class SequentialBase(LayerBase[A]):
     def _zero(self, array: A) -> None:
         raise NotImplementedError
 
+    def _fresh(self, array: A) -> A:
+        """A copy of an engine array (the root's output, when its last layer reuses a buffer)."""
+        raise NotImplementedError
+
+    def _check_finite(self, x: A, first_output: A) -> None:
+        """NonFiniteError naming the first NaN/Inf entry of x. ``first_output`` is the first
+        layer's output when that layer mixes every feature of a row (a Linear: a NaN in x shows
+        in its output, a much smaller array to test first), else x itself."""
+        raise NotImplementedError
+
     # -- bookkeeping ----------------------------------------------------------------------------
     def _named(self) -> list[tuple[str, LayerBase[A], str]]:
-        return [(f"{prefix}.{attr}", layer, attr) for prefix, layer in self._stateful for attr in layer.parameters()]
+        return [(f"{path}.{attr}" if path else attr, module, attr)
+                for path, module in self.named_modules() for attr in module.local_parameters()]
 
     def _pack(self) -> None:
-        """Move every parameter and gradient into views of two flat arrays."""
+        """Move every parameter and gradient into views of two flat arrays; a nested Sequential's
+        flat arrays become the slices of them that hold its own parameters."""
         named = self._named()
         first = getattr(named[0][1], named[0][2]) if named else None  # None: no parameters at all
         shapes = [tuple(getattr(layer, attr).shape) for _, layer, attr in named]
-        total = sum(int(np.prod(shape, dtype=np.int64)) for shape in shapes)
-        self.flat_parameters = self._flat_zeros(total, first)
-        self.flat_gradients = self._flat_zeros(total, first)
+        sizes = [int(np.prod(shape, dtype=np.int64)) for shape in shapes]
+        self.flat_parameters = self._flat_zeros(sum(sizes), first)
+        self.flat_gradients = self._flat_zeros(sum(sizes), first)
         offset = 0
-        for (_, layer, attr), shape in zip(named, shapes):
+        offsets: dict[str, int] = {}
+        for (key, layer, attr), shape, size in zip(named, shapes, sizes):
+            offsets[key] = offset
             view = self._flat_view(self.flat_parameters, offset, shape)
             self._copy_in(view, getattr(layer, attr))
             setattr(layer, attr, view)
             setattr(layer, "grad_" + attr, self._flat_view(self.flat_gradients, offset, shape))
-            offset += int(np.prod(shape, dtype=np.int64))
-
-    def parameters(self) -> dict[str, A]:
-        """{"fc0.weight": (in, out), "fc0.bias": (out,), ...}: the live arrays."""
-        return {name: getattr(layer, attr) for name, layer, attr in self._named()}
-
-    def gradients(self) -> dict[str, A]:
-        """dL/dparameter of the last backward, same keys and shapes as parameters()."""
-        return {name: getattr(layer, "grad_" + attr) for name, layer, attr in self._named()}
-
-    def buffers(self) -> dict[str, A]:
-        """{"1.running_mean": ..., ...}: the live buffers of every layer."""
-        return {
-            f"{prefix}.{name}": value for prefix, layer in self._stateful for name, value in layer.buffers().items()
-        }
+            offset += size
+        for path, module in self.named_modules()[1:]:
+            if isinstance(module, SequentialBase):
+                inside = [(offsets[key], size) for (key, _, _), size in zip(named, sizes) if key.startswith(path + ".")]
+                start = inside[0][0] if inside else 0
+                total = sum(size for _, size in inside)
+                module.flat_parameters = self._flat_view(self.flat_parameters, start, (total,))
+                module.flat_gradients = self._flat_view(self.flat_gradients, start, (total,))
 
     def grads(self) -> dict[str, A]:
         """dL/dparameter of the last backward: the very arrays the optimizer reads."""
         return self.gradients()
 
     def deltas(self) -> list[A]:
-        """dL/dz for each Linear's output z (its pre-activation), first layer first."""
+        """dL/dz for each Linear's (and Conv2d's) output z (its pre-activation), first layer first."""
         return [layer.delta for layer in self.linears]  # type: ignore[attr-defined]
-
-    def _state(self) -> dict[str, A]:
-        """Parameters then buffers, layer after layer (torch's state_dict order)."""
-        state: dict[str, A] = {}
-        for prefix, layer in self._stateful:
-            for name, value in {**layer.parameters(), **layer.buffers()}.items():
-                state[f"{prefix}.{name}"] = value
-        return state
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
         """State-dict key -> shape, in state-dict order."""
-        return {name: tuple(value.shape) for name, value in self._state().items()}  # type: ignore[attr-defined]
+        return {name: tuple(value.shape) for name, value in self.state().items()}  # type: ignore[attr-defined]
 
     def state_dict(self) -> ModelState:
-        """Copies of the parameters and buffers as NumPy arrays (Linear weights (in, out))."""
-        return {name: self._numpy_copy(value) for name, value in self._state().items()}
+        """Copies of the parameters and buffers as NumPy arrays, torch's keys (Linear weights (in, out))."""
+        return {name: self._numpy_copy(value) for name, value in self.state().items()}
 
     def load_state_dict(self, state: ModelState) -> None:
         """Copy values in (any engine's arrays); all-or-nothing: everything is checked first.
@@ -187,7 +264,7 @@ class SequentialBase(LayerBase[A]):
         Raises TypeError/ValueError naming the key (missing, extra, wrong shape, not floating
         point, NaN/Inf). A float64 value loaded into float32 rounds to nearest.
         """
-        targets = self._state()
+        targets = self.state()
         dtype = dtype_name_of(next(iter(targets.values()))) if targets else None
         arrays = check_model_state(self.shapes(), state, dtype)
         for name, value in arrays.items():
@@ -197,25 +274,27 @@ class SequentialBase(LayerBase[A]):
         """Set every gradient to 0 (the engines overwrite gradients anyway; for the protocol)."""
         self._zero(self.flat_gradients)
 
-    def train(self, mode: bool = True) -> SequentialBase[A]:
-        """Train (or eval) mode for every layer, as torch.nn.Module.train; returns self."""
-        self.training = mode
-        for layer in self.layers:
-            layer.train(mode)
-        return self
-
     # -- computation ----------------------------------------------------------------------------
     def forward(self, x: A) -> A:
+        """The last layer's output for x; the root's is a fresh array (internal buffers are
+        reused). Raises what the layers raise for a bad x (naming the layer), and at the root
+        NonFiniteError for NaN/Inf in x."""
         self.forward_done = False
-        for layer in self.layers:
-            x = layer.forward(x)
+        layers = self.layers
+        h = layers[0].forward(x)
+        if self.is_root:
+            self._check_finite(x, h if self._first_records_input else x)
+        for layer in layers[1:]:
+            h = layer.forward(h)
+        if self.is_root and not self._fresh_last:
+            h = self._fresh(h)
         self.forward_done = True
-        return x
+        return h
 
     def check_forward_done(self, delta: object) -> None:
         """RuntimeError unless the last forward completed (none ran, or it was refused)."""
         if not self.forward_done:
-            last = self.layers[-1]
+            last = self.leaves()[-1]
             raise RuntimeError(backward_before_forward_message(
                 last.describe(), shape_of(delta), "(the shape of the last forward's output)"))
 
@@ -232,19 +311,9 @@ class SequentialBase(LayerBase[A]):
         return first.backward(delta)
 
     def __repr__(self) -> str:
-        inner = "\n".join(f"  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
-        return f"{type(self).__name__}(\n{inner}\n)"
-
-
-class FcNaming:
-    """Mixin for MLPs: the k-th layer with parameters is ``fc{k}`` (engine_core.naming), in the
-    state dict and in messages, as the original notebook's model named them."""
-
-    def _prefix(self, index: int, order: int) -> str:
-        return linear_name(order)
-
-    def _label(self, prefix: str, layer: LayerBase[Any]) -> str:
-        return prefix
+        inner = "".join(f"\n  ({name}): " + repr(layer).replace("\n", "\n  ")
+                        for name, layer in self.children().items())
+        return f"{type(self).__name__}({inner}\n)"
 
 
 class OptimizerBase(Generic[A]):

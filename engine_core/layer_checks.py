@@ -1,7 +1,7 @@
-"""Arguments, input facts and dropout's random source for the layers beyond Linear (BatchNorm1d,
+"""Arguments and input facts for the layers beyond Linear (BatchNorm1d,
 BatchNorm2d, Dropout, LeakyReLU, GELU), stated once: numpy_net, torch_net and the oracle
 (torch_net.autograd) call the same code, so they refuse the same arguments with the same words
-and draw the same dropout masks from the same seed.
+(dropout's masks: engine_core.dropout_masks).
 """
 
 from __future__ import annotations
@@ -163,42 +163,3 @@ def _exact_fields(name: str, data: Mapping[Any, Any], expected: tuple[str, ...],
     for key in data:
         if key not in expected:
             raise ValueError(f"{name}: {prefix}{key}: unknown field (expected {', '.join(expected)})")
-
-
-class DropoutMasks:
-    """Dropout's random source: one ``np.random.default_rng(seed)`` per layer, one draw per
-    train-mode forward, ``keep = rng.random(shape) >= p`` (float64 uniforms, before any cast):
-    every engine holding the same seed draws the same masks.
-
-    ``state()`` is the bit generator's state, a JSON-ready dict ({"bit_generator": "PCG64",
-    "state": {"state": int, "inc": int}, "has_uint32": int, "uinteger": int}); ``set_state``
-    restores it, so a resumed run draws exactly the masks the interrupted one would have.
-    """
-
-    def __init__(self, seed: int) -> None:
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed: expected an int >= 0, got {seed!r}")
-        self.rng = np.random.default_rng(int(seed))
-        self._uniform = np.empty(0)
-        self._keep = np.empty(0, bool)
-
-    def keep(self, shape: tuple[int, ...], p: float) -> np.ndarray:
-        """The boolean keep-mask for one forward (valid until the next draw; buffers are reused)."""
-        if self._uniform.shape != shape:
-            self._uniform, self._keep = np.empty(shape), np.empty(shape, bool)
-        self.rng.random(out=self._uniform)
-        return np.greater_equal(self._uniform, p, out=self._keep)
-
-    def state(self) -> dict[str, Any]:
-        """A copy of the generator's state (JSON-ready)."""
-        return dict(self.rng.bit_generator.state)
-
-    def set_state(self, layer: str, state: object) -> None:
-        """Restore a state() (any engine's). Raises ValueError naming the layer and the field
-        (check_rng_state; a wrong type too) if it is not one; all or nothing: a refused state
-        leaves the generator as it was."""
-        try:
-            checked = check_rng_state(f"{layer}: rng state", state)
-        except TypeError as error:
-            raise ValueError(str(error)) from None
-        self.rng.bit_generator.state = checked

@@ -1,51 +1,87 @@
-"""Layer specifications: the catalog of layers every engine may provide, described once.
+"""Layer specifications: the one catalog of layers every engine may provide, and networks as trees.
 
-A network beyond the MLP is a list of ``LayerSpec(kind, args)``; ``args`` are torch's argument
-names and defaults (torch.nn.Conv2d, MaxPool2d, AvgPool2d, Flatten, Dropout, BatchNorm1d/2d,
-Linear, LeakyReLU, GELU documentation pages). From the list alone this module derives what
-every engine must agree on: each layer's class name, the state-dict keys and shapes (torch.nn.
-Sequential's scheme: ``"{index}.weight"``, ``"{index}.running_mean"``, ...; Linear weights are
-laid out (in, out) here and (out, in) in torch), the output shape of every layer (so random
-stacks type-check), and the initial parameters, drawn once in NumPy for every engine.
+A network is a tree of ``LayerSpec(kind, args, children)``: a container (``sequential``) holds
+named children, as torch.nn.Sequential does, and a leaf is one layer with torch's argument names
+and defaults (torch.nn.Linear, Conv2d, MaxPool2d, AvgPool2d, Flatten, Dropout, BatchNorm1d/2d,
+LeakyReLU, GELU documentation pages). Each kind is registered once (``register(Kind(...))``)
+with everything that is not an engine's math: its class name (the same in every engine and in
+torch.nn), its arguments and their checks, its output shape, its parameters and buffers and how
+they start. From a tree alone this module derives what every engine must agree on: the
+state-dict keys (exactly torch.nn.Module.state_dict()'s dotted paths: ``0.weight``,
+``1.0.running_mean``; Linear weights laid out (in, out) here, (out, in) in torch), the shapes,
+every layer's output shape, and the initial state, drawn once in NumPy for every engine.
+
+``mlp(sizes, activation)`` is the multi-layer perceptron as such a tree: what ``--layers
+'linear(784, 64), relu, linear(64, 10)'`` gives.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from .checks import check_choice, check_seed
+from .checks import check_choice, check_dtype_name, check_seed, check_sizes
 from .conv_checks import check_conv_args, check_count, check_pool_args
 from .errors import type_name
 from .layer_checks import check_approximate, check_batchnorm_args, check_dropout_p, check_negative_slope
+from .naming import ACTIVATION_NAMES, INITS
+from .windows import window_count
 
-# kind -> (class name in an engine module, argument defaults; a name without a default is required)
-REQUIRED = object()
-KINDS: dict[str, tuple[str, dict[str, Any]]] = {
-    "linear": ("Linear", {"in_features": REQUIRED, "out_features": REQUIRED, "bias": True}),
-    "conv2d": ("Conv2d", {"in_channels": REQUIRED, "out_channels": REQUIRED, "kernel_size": REQUIRED,
-                          "stride": 1, "padding": 0, "bias": True}),
-    "maxpool2d": ("MaxPool2d", {"kernel_size": REQUIRED, "stride": None}),
-    "avgpool2d": ("AvgPool2d", {"kernel_size": REQUIRED, "stride": None}),
-    "flatten": ("Flatten", {}),
-    "dropout": ("Dropout", {"p": 0.5, "seed": 0}),
-    "batchnorm1d": ("BatchNorm1d", {"num_features": REQUIRED, "eps": 1e-5, "momentum": 0.1}),
-    "batchnorm2d": ("BatchNorm2d", {"num_features": REQUIRED, "eps": 1e-5, "momentum": 0.1}),
-    "identity": ("Identity", {}),
-    "relu": ("ReLU", {}),
-    "sigmoid": ("Sigmoid", {}),
-    "tanh": ("Tanh", {}),
-    "leakyrelu": ("LeakyReLU", {"negative_slope": 0.01}),
-    "gelu": ("GELU", {"approximate": "none"}),
-}
-# Kinds whose constructor takes dtype= (they own parameters or buffers).
-WITH_STATE = ("linear", "conv2d", "batchnorm1d", "batchnorm2d")
+Shape = tuple[int, ...]
+REQUIRED = object()  # an argument without a default
+
+
+def _no_check(args: Mapping[str, Any]) -> None:
+    return None
+
+
+def _nothing(args: Mapping[str, Any]) -> dict[str, Shape]:
+    return {}
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One layer kind of the catalog, registered once with everything engines and tools share.
+
+    ``defaults``: torch's arguments in torch's order (REQUIRED for none); ``check(args)`` raises
+    TypeError/ValueError naming the argument; ``output(spec, in_shape)`` gives the output shape
+    or raises ValueError naming the layer (None: the shape is unchanged); ``parameters(args)`` and
+    ``buffers(args)`` give name -> shape in torch's order (Linear weight (in, out));
+    ``initialize(args, rng, init)`` draws them in float64 (None: nothing to draw);
+    ``container``: holds children (``sequential``); ``takes_dtype``: the engines' constructor
+    takes dtype= (and torch_net's device=); ``torch_args(args)``: the arguments of the torch.nn
+    class of the same name; ``transposed``: parameters torch stores as the transpose of ours.
+    """
+
+    name: str
+    class_name: str
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    check: Callable[[Mapping[str, Any]], object] = _no_check
+    output: Callable[[LayerSpec, Shape], Shape] | None = None
+    parameters: Callable[[Mapping[str, Any]], dict[str, Shape]] = _nothing
+    buffers: Callable[[Mapping[str, Any]], dict[str, Shape]] = _nothing
+    initialize: Callable[[Mapping[str, Any], np.random.Generator, str], dict[str, np.ndarray]] | None = None
+    container: bool = False
+    takes_dtype: bool = False
+    torch_args: Callable[[Mapping[str, Any]], dict[str, Any]] = dict
+    transposed: tuple[str, ...] = ()
+
+
+KINDS: dict[str, Kind] = {}
+
+
+def register(kind: Kind) -> Kind:
+    """Add a kind to the catalog (ValueError if its name is taken); returns it."""
+    if kind.name in KINDS:
+        raise ValueError(f"layer kind {kind.name!r} is already registered")
+    KINDS[kind.name] = kind
+    return kind
 
 
 def pair(value: int | Sequence[int]) -> tuple[int, int]:
@@ -56,26 +92,36 @@ def pair(value: int | Sequence[int]) -> tuple[int, int]:
     return int(height), int(width)
 
 
+def join(prefix: str, name: str) -> str:
+    """A dotted state-dict path, as torch.nn.Module names them: join("1", "weight") = "1.weight"."""
+    return f"{prefix}.{name}" if prefix else name
+
+
 @dataclass(frozen=True)
 class LayerSpec:
-    """One layer: ``kind`` (a key of KINDS) and its arguments (torch's names), defaults filled in.
+    """One node of a network: ``kind`` (a key of KINDS), its arguments (torch's names, every
+    default filled in) and, for a container, its children (named "0", "1", ... as in
+    torch.nn.Sequential).
 
     Raises ValueError for an unknown kind, a missing required argument or an unknown argument,
-    and ValueError/TypeError naming the argument for a value the layer's constructor refuses
-    (the engine-neutral checks every engine's layers run, see check_args).
+    children given to a layer or none to a container, and ValueError/TypeError naming the
+    argument for a value the layer's constructor refuses (the engine-neutral checks every
+    engine's layers run).
     """
 
     kind: str
     args: Mapping[str, Any] = field(default_factory=dict)
+    children: tuple[LayerSpec, ...] = ()
 
     def __post_init__(self) -> None:
         check_choice("layer kind", self.kind, KINDS)
-        _, defaults = KINDS[self.kind]
-        unknown = [name for name in self.args if name not in defaults]
+        info = KINDS[self.kind]
+        unknown = [name for name in self.args if name not in info.defaults]
         if unknown:
-            raise ValueError(f"{self.kind}: unknown argument {unknown[0]!r} (expected {', '.join(defaults)})")
+            expected = ", ".join(info.defaults) or "none"
+            raise ValueError(f"{self.kind}: unknown argument {unknown[0]!r} (expected {expected})")
         full = {}
-        for name, default in defaults.items():
+        for name, default in info.defaults.items():
             if name in self.args:
                 full[name] = self.args[name]
             elif default is REQUIRED:
@@ -83,42 +129,83 @@ class LayerSpec:
             else:
                 full[name] = default
         object.__setattr__(self, "args", full)
+        children = tuple(self.children)
+        object.__setattr__(self, "children", children)
+        if info.container and not children:
+            raise ValueError(f"{self.kind}: expected at least one layer inside")
+        if not info.container and children:
+            raise ValueError(f"{self.kind}: a layer holds no other layers")
+        for child in children:
+            if not isinstance(child, LayerSpec):
+                raise TypeError(f"{self.kind}: expected layer specs inside, got {type_name(child)}")
         try:
             check_args(self.kind, full)
         except (TypeError, ValueError) as error:
             raise type(error)(f"{self.kind}: {error}") from None
 
     @property
+    def info(self) -> Kind:
+        return KINDS[self.kind]
+
+    @property
     def class_name(self) -> str:
-        return KINDS[self.kind][0]
+        return KINDS[self.kind].class_name
+
+    def named_children(self) -> list[tuple[str, LayerSpec]]:
+        """(name, child) in order: torch.nn.Sequential's names "0", "1", ..."""
+        return [(str(index), child) for index, child in enumerate(self.children)]
+
+    def walk(self, prefix: str = "") -> list[tuple[str, LayerSpec]]:
+        """(path, spec) of this node and every node below it, depth first, in torch's order of
+        named_modules (the root's path is ``prefix``, "" by default)."""
+        nodes = [(prefix, self)]
+        for name, child in self.named_children():
+            nodes.extend(child.walk(join(prefix, name)))
+        return nodes
+
+    def leaves(self) -> list[tuple[str, LayerSpec]]:
+        """(path, spec) of every layer that is no container, in the order a forward runs them."""
+        return [(path, spec) for path, spec in self.walk() if not spec.info.container]
 
     def to_json(self) -> dict[str, Any]:
-        """{"kind": ..., "args": {...}} with every argument, JSON-ready (tuples as lists)."""
-        return {"kind": self.kind, "args": {k: list(v) if isinstance(v, tuple) else v for k, v in self.args.items()}}
+        """{"kind": ..., "args": {...}} with every argument, JSON-ready (tuples as lists), and
+        "children": [...] for a container."""
+        out: dict[str, Any] = {"kind": self.kind,
+                               "args": {k: list(v) if isinstance(v, tuple) else v for k, v in self.args.items()}}
+        if self.info.container:
+            out["children"] = [child.to_json() for child in self.children]
+        return out
 
     @classmethod
     def from_json(cls, data: object, where: str = "layer spec") -> LayerSpec:
-        """The inverse of to_json, as strict as it: exactly the fields "kind" and "args", and
-        every argument of the kind in args (to_json writes them all; a stored spec missing one
-        was edited, and filling in the default would build another network than the one saved).
+        """The inverse of to_json, as strict as it: exactly the fields "kind" and "args" (and
+        "children" for a container), and every argument of the kind in args (to_json writes them
+        all; a stored spec missing one was edited, and filling in the default would build another
+        network than the one saved).
 
         Raises ValueError/TypeError whose message starts with ``where`` and names the field:
-        ``<where>.kind``, ``<where>.<argument>`` (missing, unknown, or a value the layer refuses).
+        ``<where>.kind``, ``<where>.<argument>`` (missing, unknown, or a value the layer refuses),
+        ``<where>.children[i]...`` inside a container.
         """
         if not isinstance(data, Mapping):
             raise TypeError(f"{where}: expected {{'kind': ..., 'args': {{...}}}}, got {type_name(data)}")
-        for name in ("kind", "args"):
-            if name not in data:
-                raise ValueError(f"{where}.{name}: missing (a stored layer is {{'kind': ..., 'args': {{...}}}})")
-        for name in data:
-            if name not in ("kind", "args"):
-                raise ValueError(f"{where}.{name}: unknown field (expected kind, args)")
-        kind, args = data["kind"], data["args"]
+        if "kind" not in data:
+            raise ValueError(f"{where}.kind: missing (a stored layer is {{'kind': ..., 'args': {{...}}}})")
+        kind = data["kind"]
         if not isinstance(kind, str) or kind not in KINDS:
             raise ValueError(f"{where}.kind: expected one of {', '.join(KINDS)}, got {kind!r}")
+        container = KINDS[kind].container
+        fields = ("kind", "args", "children") if container else ("kind", "args")
+        for name in fields:
+            if name not in data:
+                raise ValueError(f"{where}.{name}: missing (a stored {kind} is {{{', '.join(map(repr, fields))}}})")
+        for name in data:
+            if name not in fields:
+                raise ValueError(f"{where}.{name}: unknown field (expected {', '.join(fields)})")
+        args = data["args"]
         if not isinstance(args, Mapping):
             raise TypeError(f"{where}.args: expected an object of {kind}'s arguments, got {type_name(args)}")
-        names = list(KINDS[kind][1])
+        names = list(KINDS[kind].defaults)
         for name in args:
             if name not in names:
                 raise ValueError(f"{where}.{name}: unknown argument of {kind} (its arguments: "
@@ -127,8 +214,14 @@ class LayerSpec:
             if name not in args:
                 raise ValueError(f"{where}.{name}: missing (a stored {kind} carries every argument: "
                                  f"{', '.join(names)})")
+        children: list[LayerSpec] = []
+        if container:
+            items = data["children"]
+            if not isinstance(items, list) or not items:
+                raise TypeError(f"{where}.children: expected a non-empty list of layers, got {type_name(items)}")
+            children = [cls.from_json(item, f"{where}.children[{index}]") for index, item in enumerate(items)]
         try:
-            return cls(kind, {k: tuple(v) if isinstance(v, list) else v for k, v in args.items()})
+            return cls(kind, {k: tuple(v) if isinstance(v, list) else v for k, v in args.items()}, tuple(children))
         except (TypeError, ValueError) as error:
             # check_args' messages start with the argument's name: "<kind>: <argument>: ...".
             message = str(error).removeprefix(f"{kind}: ")
@@ -137,238 +230,343 @@ class LayerSpec:
             raise type(error)(path) from None
 
     def __repr__(self) -> str:
+        if self.info.container:
+            inner = "".join(f"\n  ({name}): " + repr(child).replace("\n", "\n  ") for name, child in
+                            self.named_children())
+            return f"{self.class_name}({inner}\n)"
         shown = ", ".join(f"{k}={v!r}" for k, v in self.args.items())
         return f"{self.class_name}({shown})"
 
 
+def sequential(*children: LayerSpec) -> LayerSpec:
+    """The container spec torch.nn.Sequential(*children) is."""
+    return LayerSpec("sequential", {}, tuple(children))
+
+
+def as_network(specs: LayerSpec | Iterable[LayerSpec]) -> LayerSpec:
+    """A network's root: a spec as it is, a list of specs as the Sequential of them."""
+    if isinstance(specs, LayerSpec):
+        return specs
+    return sequential(*specs)
+
+
+def mlp(sizes: Sequence[int], activation: str = "relu") -> LayerSpec:
+    """The multi-layer perceptron for widths [in, h1, ..., out] as a tree: Sequential(Linear,
+    activation, Linear, ..., Linear), no activation after the last (Linear i sits at index 2i).
+    Raises TypeError/ValueError for bad sizes or an unknown activation."""
+    sizes = check_sizes(sizes)
+    check_choice("activation", activation, ACTIVATION_NAMES)
+    layers: list[LayerSpec] = []
+    for index, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        if index:
+            layers.append(LayerSpec(activation))
+        layers.append(LayerSpec("linear", {"in_features": fan_in, "out_features": fan_out}))
+    return sequential(*layers)
+
+
+def mlp_of(specs: LayerSpec | Sequence[LayerSpec]) -> tuple[list[int], str] | None:
+    """(sizes, activation) when the network is exactly what mlp(sizes, activation) gives, else
+    None (the inverse of mlp; a network without hidden layers has activation "identity")."""
+    children = as_network(specs).children
+    linears, activations = children[0::2], children[1::2]
+    if not all(spec.kind == "linear" and spec.args["bias"] for spec in linears):
+        return None
+    kinds = {spec.kind for spec in activations}
+    if len(kinds) > 1 or not kinds <= set(ACTIVATION_NAMES) or len(children) % 2 == 0:
+        return None
+    sizes = [linears[0].args["in_features"]]
+    for spec in linears:
+        if spec.args["in_features"] != sizes[-1]:
+            return None
+        sizes.append(spec.args["out_features"])
+    return sizes, (kinds.pop() if kinds else "identity")
+
+
 def check_args(kind: str, args: Mapping[str, Any]) -> None:
-    """The checks the layers' constructors run on their arguments (engine_core.conv_checks,
-    layer_checks), without building a layer. Raises TypeError/ValueError naming the argument."""
-    if kind == "linear":
-        check_count("in_features", args["in_features"])
-        check_count("out_features", args["out_features"])
-    elif kind == "conv2d":
-        check_conv_args(args["in_channels"], args["out_channels"], args["kernel_size"], args["stride"],
-                        args["padding"])
-    elif kind in ("maxpool2d", "avgpool2d"):
-        check_pool_args(args["kernel_size"], args["stride"])
-    elif kind == "dropout":
-        check_dropout_p(args["p"])
-        check_seed(args["seed"])
-    elif kind in ("batchnorm1d", "batchnorm2d"):
-        check_batchnorm_args(args["num_features"], args["eps"], args["momentum"])
-    elif kind == "leakyrelu":
-        check_negative_slope(args["negative_slope"])
-    elif kind == "gelu":
-        check_approximate(args["approximate"])
+    """The checks the layers' constructors run on their arguments, without building a layer.
+    Raises TypeError/ValueError naming the argument."""
+    KINDS[kind].check(args)
     if "bias" in args and not isinstance(args["bias"], bool):
         raise TypeError(f"bias: expected True or False, got {args['bias']!r}")
 
 
-def specs_to_json(specs: Iterable[LayerSpec]) -> str:
-    """A compact JSON string of a spec list (what config.json and checkpoints store)."""
-    return json.dumps([s.to_json() for s in specs])
+def specs_to_json(specs: LayerSpec | Iterable[LayerSpec]) -> str:
+    """A compact JSON string of a network's layers (what config.json and checkpoints store: the
+    root Sequential's children)."""
+    return json.dumps([s.to_json() for s in as_network(specs).children])
 
 
-def _conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
-    return (size + 2 * padding - kernel) // stride + 1
+# -- shapes -----------------------------------------------------------------------------------
+def output_shape(spec: LayerSpec, shape: Shape) -> Shape:
+    """The node's output shape for an input of ``shape`` (batch first); a container's is its
+    children's in turn. Raises ValueError naming the layer when the input does not fit."""
+    if spec.info.container:
+        for child in spec.children:
+            shape = output_shape(child, shape)
+        return shape
+    output = spec.info.output
+    return tuple(shape) if output is None else output(spec, tuple(shape))
 
 
-def output_shape(spec: LayerSpec, shape: tuple[int, ...]) -> tuple[int, ...]:
-    """The layer's output shape for an input of ``shape`` (batch first).
-
-    Raises ValueError naming the layer when the input does not fit (rank, channels, features,
-    a kernel larger than the padded input).
-    """
-    a, kind = spec.args, spec.kind
-    where = repr(spec)
-    if kind == "linear":
-        if len(shape) != 2 or shape[1] != a["in_features"]:
-            raise ValueError(f"{where}: expects input (batch, {a['in_features']}), got {shape}")
-        return (shape[0], a["out_features"])
-    if kind in ("conv2d", "maxpool2d", "avgpool2d", "batchnorm2d"):
-        if len(shape) != 4:
-            raise ValueError(f"{where}: expects a 4-D input (batch, channels, height, width), got {shape}")
-    if kind == "conv2d":
-        if shape[1] != a["in_channels"]:
-            raise ValueError(f"{where}: expects {a['in_channels']} input channels, got {shape[1]}")
-        (kh, kw), (sh, sw), (ph, pw) = pair(a["kernel_size"]), pair(a["stride"]), pair(a["padding"])
-        height, width = _conv_out(shape[2], kh, sh, ph), _conv_out(shape[3], kw, sw, pw)
-        if height < 1 or width < 1:
-            raise ValueError(f"{where}: kernel larger than the padded input {shape[2:]}")
-        return (shape[0], a["out_channels"], height, width)
-    if kind in ("maxpool2d", "avgpool2d"):
-        kernel = pair(a["kernel_size"])
-        stride = pair(a["stride"] if a["stride"] is not None else a["kernel_size"])
-        height, width = _conv_out(shape[2], kernel[0], stride[0], 0), _conv_out(shape[3], kernel[1], stride[1], 0)
-        if height < 1 or width < 1:
-            raise ValueError(f"{where}: kernel larger than the input {shape[2:]}")
-        return (shape[0], shape[1], height, width)
-    if kind == "flatten":
-        return (shape[0], int(np.prod(shape[1:], dtype=np.int64)))
-    if kind in ("batchnorm1d", "batchnorm2d"):
-        if kind == "batchnorm1d" and len(shape) != 2:
-            raise ValueError(f"{where}: expects a 2-D input (batch, {a['num_features']}), got {shape}")
-        if shape[1] != a["num_features"]:
-            raise ValueError(f"{where}: expects {a['num_features']} features/channels, got {shape[1]}")
-    return shape
-
-
-def output_shapes(specs: Sequence[LayerSpec], input_shape: tuple[int, ...]) -> list[tuple[int, ...]]:
-    """The output shape after every layer of the stack (ValueError where it does not type-check)."""
+def output_shapes(specs: LayerSpec | Sequence[LayerSpec], input_shape: Shape) -> list[Shape]:
+    """The output shape after every child of the network's root (ValueError where it does not
+    type-check)."""
     shapes, shape = [], tuple(input_shape)
-    for spec in specs:
+    for spec in as_network(specs).children:
         shape = output_shape(spec, shape)
         shapes.append(shape)
     return shapes
 
 
-def parameter_shapes_of(spec: LayerSpec) -> dict[str, tuple[int, ...]]:
-    """Trainable parameters of one layer: name -> shape (Linear weight (in, out))."""
-    a = spec.args
-    shapes: dict[str, tuple[int, ...]]
-    if spec.kind == "linear":
-        shapes = {"weight": (a["in_features"], a["out_features"])}
-        return {**shapes, "bias": (a["out_features"],)} if a["bias"] else shapes
-    if spec.kind == "conv2d":
-        kh, kw = pair(a["kernel_size"])
-        shapes = {"weight": (a["out_channels"], a["in_channels"], kh, kw)}
-        return {**shapes, "bias": (a["out_channels"],)} if a["bias"] else shapes
-    if spec.kind in ("batchnorm1d", "batchnorm2d"):
-        return {"weight": (a["num_features"],), "bias": (a["num_features"],)}
-    return {}
-
-
-def buffer_shapes_of(spec: LayerSpec) -> dict[str, tuple[int, ...]]:
-    """State that is not trained but saved (batch norm's running statistics): name -> shape."""
-    if spec.kind in ("batchnorm1d", "batchnorm2d"):
-        n = spec.args["num_features"]
-        return {"running_mean": (n,), "running_var": (n,)}
-    return {}
-
-
-def state_shapes(specs: Sequence[LayerSpec]) -> dict[str, tuple[int, ...]]:
-    """{"0.weight": ..., "0.bias": ..., "3.running_mean": ...}: torch.nn.Sequential's keys, in order
-    (per layer: parameters, then buffers)."""
-    shapes: dict[str, tuple[int, ...]] = {}
-    for index, spec in enumerate(specs):
-        for name, shape in {**parameter_shapes_of(spec), **buffer_shapes_of(spec)}.items():
-            shapes[f"{index}.{name}"] = shape
-    return shapes
-
-
-def initial_state(specs: Sequence[LayerSpec], seed: int) -> dict[str, np.ndarray]:
-    """Every parameter and buffer of the stack in float64, from one np.random.default_rng(seed).
-
-    torch's default initialisation (torch.nn.Linear and torch.nn.Conv2d reset_parameters):
-    weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = in_features or
-    in_channels * kH * kW, drawn weight then bias, layer after layer; batch norm starts at
-    weight 1, bias 0, running_mean 0, running_var 1.
-    """
-    rng = np.random.default_rng(seed)
-    state: dict[str, np.ndarray] = {}
-    for index, spec in enumerate(specs):
-        params = parameter_shapes_of(spec)
-        if spec.kind in ("linear", "conv2d"):
-            weight = params["weight"]
-            fan_in = weight[0] if spec.kind == "linear" else int(np.prod(weight[1:]))
-            bound = 1.0 / math.sqrt(fan_in)
-            for name, shape in params.items():
-                state[f"{index}.{name}"] = rng.uniform(-bound, bound, shape)
-        elif spec.kind in ("batchnorm1d", "batchnorm2d"):
-            n = spec.args["num_features"]
-            state[f"{index}.weight"], state[f"{index}.bias"] = np.ones(n), np.zeros(n)
-            state[f"{index}.running_mean"], state[f"{index}.running_var"] = np.zeros(n), np.ones(n)
-    return state
-
-
-def build(module: ModuleType, specs: Sequence[LayerSpec], dtype: str = "float32", seed: int = 0,
-          sequential_kwargs: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
-    """``module.Sequential`` of the engine's own layer classes for ``specs``, loaded with
-    initial_state(specs, seed). ``kwargs`` (e.g. device=) go to every layer that takes dtype;
-    ``sequential_kwargs`` (e.g. the oracle's keep_deltas=False) to the Sequential itself.
-
-    Raises AttributeError naming the class when the engine does not provide a layer.
-    """
-    layers = []
-    for spec in specs:
-        cls = getattr(module, spec.class_name, None)
-        if cls is None:
-            raise AttributeError(f"engine {module.__name__!r} has no {spec.class_name} layer")
-        extra = {"dtype": dtype, **kwargs} if spec.kind in WITH_STATE else {}
-        layers.append(cls(**spec.args, **extra))
-    if not hasattr(module, "Sequential"):
-        raise AttributeError(f"engine {module.__name__!r} has no Sequential")
-    net = module.Sequential(*layers, **(sequential_kwargs or {}))
-    net.load_state_dict(initial_state(specs, seed))
-    return net
-
-
-def torch_state_shapes(specs: Sequence[LayerSpec]) -> dict[str, tuple[int, ...]]:
-    """torch.nn.Sequential(*layers).state_dict()'s keys and shapes, in its order: state_shapes
-    with Linear weights (out, in) and, after each batch norm's buffers, its
-    ``"{index}.num_batches_tracked"`` (a 0-d int64 counter, shape ())."""
-    shapes: dict[str, tuple[int, ...]] = {}
-    for key, shape in state_shapes(specs).items():
-        index, name = key.split(".", 1)
-        kind = specs[int(index)].kind
-        shapes[key] = shape[::-1] if (kind == "linear" and name == "weight") else shape
-        if name == "running_var":
-            shapes[f"{index}.num_batches_tracked"] = ()
-    return shapes
-
-
-def to_torch_layout(specs: Sequence[LayerSpec], state: Mapping[str, np.ndarray],
-                    num_batches_tracked: Mapping[int, int] | None = None) -> dict[str, np.ndarray]:
-    """An engine state dict (Linear weights (in, out)) as torch.nn.Sequential's: Linear weights
-    transposed, every batch norm's num_batches_tracked added as a 0-d int64 (default 0). Keys
-    and order: torch_state_shapes(specs). KeyError naming a key the state lacks."""
-    tracked = num_batches_tracked or {}
-    out: dict[str, np.ndarray] = {}
-    for key in torch_state_shapes(specs):
-        index, name = key.split(".", 1)
-        if name == "num_batches_tracked":
-            out[key] = np.array(int(tracked.get(int(index), 0)), np.int64)
-        elif specs[int(index)].kind == "linear" and name == "weight":
-            out[key] = np.ascontiguousarray(np.asarray(state[key]).T)
-        else:
-            out[key] = np.asarray(state[key])
+def leaf_shapes(specs: LayerSpec | Sequence[LayerSpec],
+                input_shape: Shape) -> list[tuple[str, LayerSpec, Shape, Shape]]:
+    """(path, spec, input shape, output shape) of every leaf layer, in forward order."""
+    out = []
+    shape = tuple(input_shape)
+    for path, spec in as_network(specs).leaves():
+        result = output_shape(spec, shape)
+        out.append((path, spec, shape, result))
+        shape = result
     return out
 
 
-def from_torch_layout(specs: Sequence[LayerSpec], state: Mapping[str, Any],
-                      dtype: str | None = None) -> tuple[dict[str, np.ndarray], dict[int, int]]:
-    """torch.nn.Sequential's state dict (NumPy arrays in torch's layout) as (an engine state dict
-    with Linear weights (in, out), every batch norm's num_batches_tracked by layer index).
+def parameter_shapes_of(spec: LayerSpec) -> dict[str, Shape]:
+    """The node's own trainable parameters (not its children's): name -> shape."""
+    return spec.info.parameters(spec.args)
 
-    The keys must be exactly torch_state_shapes(specs)'s, each of its shape; num_batches_tracked
-    an integer >= 0. Raises ValueError/TypeError naming the key (missing, unexpected, wrong
-    shape, not floating point, NaN/Inf); floats are cast to ``dtype`` (default: the first one's).
+
+def buffer_shapes_of(spec: LayerSpec) -> dict[str, Shape]:
+    """The node's own saved state that is not trained (batch norm's running statistics)."""
+    return spec.info.buffers(spec.args)
+
+
+def state_shapes(specs: LayerSpec | Sequence[LayerSpec]) -> dict[str, Shape]:
+    """Every state-dict key -> shape, in torch.nn.Module.state_dict()'s order (each module's own
+    parameters, then its own buffers, then its children's, depth first): ``0.weight``,
+    ``1.0.running_mean``, ... (Linear weights (in, out))."""
+    shapes: dict[str, Shape] = {}
+    for path, spec in as_network(specs).walk():
+        for name, shape in {**parameter_shapes_of(spec), **buffer_shapes_of(spec)}.items():
+            shapes[join(path, name)] = shape
+    return shapes
+
+
+def paths_of(specs: LayerSpec | Sequence[LayerSpec], *kinds: str) -> list[str]:
+    """The paths of the nodes of these kinds, in tree order (e.g. every dropout's)."""
+    return [path for path, spec in as_network(specs).walk() if spec.kind in kinds]
+
+
+def find(specs: LayerSpec | Sequence[LayerSpec], path: str) -> LayerSpec:
+    """The node at a dotted path ("" is the root); KeyError naming the path otherwise."""
+    for node_path, spec in as_network(specs).walk():
+        if node_path == path:
+            return spec
+    raise KeyError(f"no layer at {path!r}")
+
+
+# -- initial state ----------------------------------------------------------------------------
+def draw_weight(rng: np.random.Generator, init: str, shape: Shape, fan_in: int,
+                fan_out: int) -> tuple[np.ndarray, bool]:
+    """A weight of ``shape`` in float64 by ``init``, and whether the bias is drawn too (torch's
+    default) rather than zero.
+
+    xavier_normal N(0, 2/(fan_in+fan_out)) (Glorot & Bengio 2010); xavier_uniform
+    U(+-sqrt(6/(fan_in+fan_out))); he_normal N(0, 2/fan_in) (He et al. 2015); torch_default
+    U(+-1/sqrt(fan_in)): nn.Linear/nn.Conv2d reset_parameters (kaiming_uniform_(a=sqrt(5))),
+    whose bias is U(+-1/sqrt(fan_in)) as well. fan_in/fan_out as torch.nn.init computes them
+    (in_features, or in_channels * kH * kW).
     """
-    from .checks import check_model_state
+    if init == "xavier_normal":
+        return rng.normal(0.0, math.sqrt(2.0 / (fan_in + fan_out)), shape), False
+    if init == "xavier_uniform":
+        bound = math.sqrt(6.0 / (fan_in + fan_out))
+        return rng.uniform(-bound, bound, shape), False
+    if init == "he_normal":
+        return rng.normal(0.0, math.sqrt(2.0 / fan_in), shape), False
+    check_choice("init", init, INITS)
+    bound = 1.0 / math.sqrt(fan_in)
+    return rng.uniform(-bound, bound, shape), True
 
-    expected = torch_state_shapes(specs)
-    missing = [key for key in expected if key not in state]
-    extra = [key for key in state if key not in expected]
-    if missing or extra:
-        parts = ([f"missing {', '.join(missing)}"] if missing else []) + (
-            [f"unexpected {', '.join(map(str, extra))}"] if extra else [])
-        raise ValueError(f"state dict does not match the layers: {'; '.join(parts)} (expected the keys "
-                         f"{', '.join(expected)})")
-    tracked: dict[int, int] = {}
-    engine: dict[str, np.ndarray] = {}
-    for key, shape in expected.items():
-        value = np.asarray(state[key])
-        index, name = key.split(".", 1)
-        if name == "num_batches_tracked":
-            if value.shape != () or value.dtype.kind not in "iu" or int(value) < 0:
-                raise ValueError(f"{key}: expected a 0-d integer >= 0, got {value.dtype} {value.shape}")
-            tracked[int(index)] = int(value)
-            continue
-        if value.shape != shape:
-            raise ValueError(f"{key}: expected shape {shape} (torch's layout), got {value.shape}")
-        engine[key] = value.T if (specs[int(index)].kind == "linear" and name == "weight") else value
-    if dtype is None:
-        dtype = next((v.dtype.name for v in engine.values() if v.dtype.kind == "f"), "float32")
-    checked = check_model_state(state_shapes(specs), engine, dtype)
-    return {key: np.ascontiguousarray(value, dtype) for key, value in checked.items()}, tracked
+
+def _weighted(parameters: Callable[[Mapping[str, Any]], dict[str, Shape]],
+              fans: Callable[[Mapping[str, Any]], tuple[int, int]]):
+    """initialize() for a layer with a weight and an optional bias (Linear, Conv2d): the weight,
+    then the bias (drawn U(+-1/sqrt(fan_in)) under torch_default, else zero)."""
+
+    def initialize(args: Mapping[str, Any], rng: np.random.Generator, init: str) -> dict[str, np.ndarray]:
+        shapes = parameters(args)
+        fan_in, fan_out = fans(args)
+        weight, draw_bias = draw_weight(rng, init, shapes["weight"], fan_in, fan_out)
+        state = {"weight": weight}
+        if "bias" in shapes:
+            bound = 1.0 / math.sqrt(fan_in)
+            state["bias"] = rng.uniform(-bound, bound, shapes["bias"]) if draw_bias else np.zeros(shapes["bias"])
+        return state
+
+    return initialize
+
+
+def initial_state(specs: LayerSpec | Sequence[LayerSpec], seed: int = 0,
+                  init: str = "torch_default") -> dict[str, np.ndarray]:
+    """Every parameter and buffer of the network in float64, from one np.random.default_rng(seed),
+    node after node in state-dict order (each Linear/Conv2d: weight, then bias).
+
+    ``init`` applies to every Linear and Conv2d weight (draw_weight); batch norm starts at
+    weight 1, bias 0, running_mean 0, running_var 1. Raises ValueError for an unknown init,
+    TypeError/ValueError for a seed that is not an int >= 0.
+    """
+    check_choice("init", init, INITS)
+    rng = np.random.default_rng(check_seed(seed))
+    state: dict[str, np.ndarray] = {}
+    for path, spec in as_network(specs).walk():
+        if spec.info.initialize is not None:
+            for name, value in spec.info.initialize(spec.args, rng, init).items():
+                state[join(path, name)] = value
+    return state
+
+
+def build(module: ModuleType, specs: LayerSpec | Sequence[LayerSpec], dtype: str = "float32", seed: int = 0,
+          init: str = "torch_default", sequential_kwargs: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
+    """The network in an engine: ``module.Sequential`` (nested as the tree is) of the engine's
+    own layer classes, loaded with initial_state(specs, seed, init). ``kwargs`` (e.g. device=)
+    go to every layer that takes dtype; ``sequential_kwargs`` (e.g. the oracle's
+    keep_deltas=False) to the root Sequential.
+
+    Raises AttributeError naming the class when the engine does not provide a layer.
+    """
+
+    def make(spec: LayerSpec, root: bool) -> Any:
+        cls = getattr(module, spec.class_name, None)
+        if cls is None:
+            raise AttributeError(f"engine {module.__name__!r} has no {spec.class_name} layer")
+        if spec.info.container:
+            children = [make(child, False) for child in spec.children]
+            return cls(*children, **(sequential_kwargs or {} if root else {}))
+        extra = {"dtype": dtype, **kwargs} if spec.info.takes_dtype else {}
+        return cls(**spec.args, **extra)
+
+    check_dtype_name(dtype)
+    net = make(as_network(specs), True)
+    net.load_state_dict(initial_state(specs, seed, init))
+    return net
+
+
+# -- the catalog ----------------------------------------------------------------------------
+def _linear_output(spec: LayerSpec, shape: Shape) -> Shape:
+    a = spec.args
+    if len(shape) != 2 or shape[1] != a["in_features"]:
+        raise ValueError(f"{spec!r}: expects input (batch, {a['in_features']}), got {shape}")
+    return (shape[0], a["out_features"])
+
+
+def _linear_parameters(a: Mapping[str, Any]) -> dict[str, Shape]:
+    shapes: dict[str, Shape] = {"weight": (a["in_features"], a["out_features"])}
+    return {**shapes, "bias": (a["out_features"],)} if a["bias"] else shapes
+
+
+def _four_d(spec: LayerSpec, shape: Shape) -> None:
+    if len(shape) != 4:
+        raise ValueError(f"{spec!r}: expects a 4-D input (batch, channels, height, width), got {shape}")
+
+
+def _conv_output(spec: LayerSpec, shape: Shape) -> Shape:
+    a = spec.args
+    _four_d(spec, shape)
+    if shape[1] != a["in_channels"]:
+        raise ValueError(f"{spec!r}: expects {a['in_channels']} input channels, got {shape[1]}")
+    (kh, kw), (sh, sw), (ph, pw) = pair(a["kernel_size"]), pair(a["stride"]), pair(a["padding"])
+    height, width = window_count(shape[2], kh, sh, ph), window_count(shape[3], kw, sw, pw)
+    if height < 1 or width < 1:
+        raise ValueError(f"{spec!r}: kernel larger than the padded input {shape[2:]}")
+    return (shape[0], a["out_channels"], height, width)
+
+
+def _conv_parameters(a: Mapping[str, Any]) -> dict[str, Shape]:
+    kh, kw = pair(a["kernel_size"])
+    shapes: dict[str, Shape] = {"weight": (a["out_channels"], a["in_channels"], kh, kw)}
+    return {**shapes, "bias": (a["out_channels"],)} if a["bias"] else shapes
+
+
+def _pool_output(spec: LayerSpec, shape: Shape) -> Shape:
+    a = spec.args
+    _four_d(spec, shape)
+    kernel = pair(a["kernel_size"])
+    stride = pair(a["stride"] if a["stride"] is not None else a["kernel_size"])
+    height, width = window_count(shape[2], kernel[0], stride[0], 0), window_count(shape[3], kernel[1], stride[1], 0)
+    if height < 1 or width < 1:
+        raise ValueError(f"{spec!r}: kernel larger than the input {shape[2:]}")
+    return (shape[0], shape[1], height, width)
+
+
+def _flatten_output(spec: LayerSpec, shape: Shape) -> Shape:
+    return (shape[0], int(np.prod(shape[1:], dtype=np.int64)))
+
+
+def _batchnorm_output(rank: int):
+    def output(spec: LayerSpec, shape: Shape) -> Shape:
+        n = spec.args["num_features"]
+        if rank == 4:
+            _four_d(spec, shape)
+        elif len(shape) != 2:
+            raise ValueError(f"{spec!r}: expects a 2-D input (batch, {n}), got {shape}")
+        if shape[1] != n:
+            raise ValueError(f"{spec!r}: expects {n} features/channels, got {shape[1]}")
+        return shape
+
+    return output
+
+
+def _batchnorm_parameters(a: Mapping[str, Any]) -> dict[str, Shape]:
+    return {"weight": (a["num_features"],), "bias": (a["num_features"],)}
+
+
+def _batchnorm_buffers(a: Mapping[str, Any]) -> dict[str, Shape]:
+    return {"running_mean": (a["num_features"],), "running_var": (a["num_features"],)}
+
+
+def _batchnorm_initialize(args: Mapping[str, Any], rng: np.random.Generator, init: str) -> dict[str, np.ndarray]:
+    n = args["num_features"]
+    return {"weight": np.ones(n), "bias": np.zeros(n), "running_mean": np.zeros(n), "running_var": np.ones(n)}
+
+
+def _linear_fans(a: Mapping[str, Any]) -> tuple[int, int]:
+    return a["in_features"], a["out_features"]
+
+
+def _conv_fans(a: Mapping[str, Any]) -> tuple[int, int]:
+    kh, kw = pair(a["kernel_size"])
+    return a["in_channels"] * kh * kw, a["out_channels"] * kh * kw
+
+
+_linear_init = _weighted(_linear_parameters, _linear_fans)
+_conv_init = _weighted(_conv_parameters, _conv_fans)
+
+register(Kind("sequential", "Sequential", container=True))
+register(Kind("linear", "Linear", {"in_features": REQUIRED, "out_features": REQUIRED, "bias": True},
+              check=lambda a: (check_count("in_features", a["in_features"]),
+                               check_count("out_features", a["out_features"])) and None,
+              output=_linear_output, parameters=_linear_parameters, initialize=_linear_init, takes_dtype=True,
+              transposed=("weight",)))
+register(Kind("conv2d", "Conv2d", {"in_channels": REQUIRED, "out_channels": REQUIRED, "kernel_size": REQUIRED,
+                                    "stride": 1, "padding": 0, "bias": True},
+              check=lambda a: check_conv_args(a["in_channels"], a["out_channels"], a["kernel_size"], a["stride"],
+                                              a["padding"]) and None,
+              output=_conv_output, parameters=_conv_parameters, initialize=_conv_init, takes_dtype=True))
+for _name, _class in (("maxpool2d", "MaxPool2d"), ("avgpool2d", "AvgPool2d")):
+    register(Kind(_name, _class, {"kernel_size": REQUIRED, "stride": None},
+                  check=lambda a: check_pool_args(a["kernel_size"], a["stride"]) and None, output=_pool_output))
+register(Kind("flatten", "Flatten", output=_flatten_output))
+register(Kind("dropout", "Dropout", {"p": 0.5, "seed": 0},
+              check=lambda a: (check_dropout_p(a["p"]), check_seed(a["seed"])) and None,
+              # torch.nn.Dropout draws its own masks: it has no seed.
+              torch_args=lambda a: {"p": a["p"]}))
+for _name, _class, _rank in (("batchnorm1d", "BatchNorm1d", 2), ("batchnorm2d", "BatchNorm2d", 4)):
+    register(Kind(_name, _class, {"num_features": REQUIRED, "eps": 1e-5, "momentum": 0.1},
+                  check=lambda a: check_batchnorm_args(a["num_features"], a["eps"], a["momentum"]) and None,
+                  output=_batchnorm_output(_rank), parameters=_batchnorm_parameters, buffers=_batchnorm_buffers,
+                  initialize=_batchnorm_initialize, takes_dtype=True))
+for _name, _class in (("identity", "Identity"), ("relu", "ReLU"), ("sigmoid", "Sigmoid"), ("tanh", "Tanh")):
+    register(Kind(_name, _class))
+register(Kind("leakyrelu", "LeakyReLU", {"negative_slope": 0.01},
+              check=lambda a: check_negative_slope(a["negative_slope"]) and None))
+register(Kind("gelu", "GELU", {"approximate": "none"}, check=lambda a: check_approximate(a["approximate"]) and None))

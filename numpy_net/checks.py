@@ -60,7 +60,7 @@ def check_finite_input(x: np.ndarray, first_output: np.ndarray) -> None:
     the (much smaller) first layer's output. Only then is x itself searched.
     """
     if not np.isfinite(first_output.sum()):
-        bad = np.argwhere(~np.isfinite(x))
+        bad = np.argwhere(~np.isfinite(x.reshape(len(x), -1)))  # images: (sample, flat pixel index)
         if len(bad):
             raise NonFiniteError(non_finite_message("x", int(bad[0][0]), int(bad[0][1])))
 

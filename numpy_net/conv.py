@@ -19,17 +19,9 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from engine_core.checks import check_dtype_name, check_type, native, shape_of
-from engine_core.conv_checks import (
-    Pair,
-    check_conv_args,
-    check_flatten_facts,
-    check_image_facts,
-    check_pool_args,
-    size_repr,
-    window_offsets,
-    windows_tile,
-)
+from engine_core.conv_checks import check_conv_args, check_flatten_facts, check_image_facts, check_pool_args
 from engine_core.errors import backward_before_forward_message
+from engine_core.windows import Pair, size_repr, window_offsets, windows_tile
 
 from .checks import ARRAY_TYPE, check_delta
 from .layers import Layer
@@ -185,10 +177,10 @@ class Conv2d(Windowed):
         np.copyto(dx, dxp[:, ph : ph + height, pw : pw + width].transpose(3, 0, 1, 2))  # crop the padding
         return dx
 
-    def parameters(self) -> dict[str, np.ndarray]:
+    def local_parameters(self) -> dict[str, np.ndarray]:
         return {"weight": self.weight, "bias": self.bias} if self.has_bias else {"weight": self.weight}
 
-    def gradients(self) -> dict[str, np.ndarray]:
+    def local_gradients(self) -> dict[str, np.ndarray]:
         return {"weight": self.grad_weight, "bias": self.grad_bias} if self.has_bias else {"weight": self.grad_weight}
 
 

@@ -108,10 +108,10 @@ class Linear(Layer):
         self._ones = np.ones(len(like), like.dtype)
         return self._ones
 
-    def parameters(self) -> dict[str, np.ndarray]:
+    def local_parameters(self) -> dict[str, np.ndarray]:
         return {"weight": self.weight, "bias": self.bias} if self.has_bias else {"weight": self.weight}
 
-    def gradients(self) -> dict[str, np.ndarray]:
+    def local_gradients(self) -> dict[str, np.ndarray]:
         return {"weight": self.grad_weight, "bias": self.grad_bias} if self.has_bias else {"weight": self.grad_weight}
 
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 from engine_core.checks import check_dtype_name, check_type, native, shape_of
+from engine_core.dropout_masks import DropoutMasks
 from engine_core.errors import backward_before_forward_message
-from engine_core.layer_checks import DropoutMasks, check_batchnorm_args, check_channels_facts, check_dropout_p
+from engine_core.layer_checks import check_batchnorm_args, check_channels_facts, check_dropout_p
 
 from .checks import ARRAY_TYPE, check_delta
 from .layers import Layer
@@ -135,13 +136,13 @@ class _BatchNorm(Layer):
             np.multiply(delta, scale, out=dx)
         return dx
 
-    def parameters(self) -> dict[str, np.ndarray]:
+    def local_parameters(self) -> dict[str, np.ndarray]:
         return {"weight": self.weight, "bias": self.bias}
 
-    def gradients(self) -> dict[str, np.ndarray]:
+    def local_gradients(self) -> dict[str, np.ndarray]:
         return {"weight": self.grad_weight, "bias": self.grad_bias}
 
-    def buffers(self) -> dict[str, np.ndarray]:
+    def local_buffers(self) -> dict[str, np.ndarray]:
         """The running statistics themselves (updated in place by every train-mode forward)."""
         return {"running_mean": self.running_mean, "running_var": self.running_var}
 
@@ -176,7 +177,7 @@ class Dropout(Layer):
     y = x in eval mode. Any input shape; y and dL/dx have x's shape and dtype.
 
     keep = rng.random(x.shape) >= p from the layer's own np.random.default_rng(seed), one draw per
-    train-mode forward (engine_core.layer_checks.DropoutMasks), so every engine with the same
+    train-mode forward (engine_core.dropout_masks.DropoutMasks), so every engine with the same
     seed drops the same elements. p == 1 drops everything (y = 0, no division by zero).
     Backward: dL/dx = dy * keep / (1 - p) (the last forward's mask), dy in eval mode.
     ``rng_state()`` / ``set_rng_state(state)`` save and restore the generator (a JSON-ready

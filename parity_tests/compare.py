@@ -106,7 +106,7 @@ def compare_passes(got: Pass, ref: Pass, spec: NetSpec, pre: list[np.ndarray], n
     if len(got.deltas) != len(ref.deltas):
         raise Mismatch(f"{name}: {len(got.deltas)} deltas, expected {len(ref.deltas)} (one per Linear)")
     for i, (a, b) in enumerate(zip(got.deltas, ref.deltas)):
-        check_close(f"{name}: deltas[{i}] (dL/dz of fc{i})", a, b, gs, spec.dtype)
+        check_close(f"{name}: deltas[{i}] (dL/dz of the Linear or Conv2d number {i})", a, b, gs, spec.dtype)
     if sorted(got.grads) != sorted(ref.grads):
         raise Mismatch(f"{name}: gradient keys {sorted(got.grads)}, expected {sorted(ref.grads)}")
     for key in ref.grads:

@@ -49,7 +49,7 @@ class Engine:
         "conv2d") and a Sequential to hold them."""
         from engine_core.specs import KINDS
 
-        self.require(*(KINDS[kind][0] for kind in kinds), "Sequential", why=why)
+        self.require(*(KINDS[kind].class_name for kind in kinds), "Sequential", why=why)
 
     def asarray(self, array: np.ndarray, dtype: str) -> Any:
         if hasattr(self.module, "asarray"):

@@ -56,7 +56,7 @@ def _pre_activations(net, spec, batch):
     state = net.state_dict()
     zs = []
     for i in range(len(spec.sizes) - 1):
-        z = h @ state[f"fc{i}.weight"] + state[f"fc{i}.bias"]
+        z = h @ state[f"{2 * i}.weight"] + state[f"{2 * i}.bias"]  # Linear i sits at index 2i
         zs.append(z)
         h = np.maximum(z, 0)
     return zs

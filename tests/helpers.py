@@ -10,9 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from backprop.checkpoint import Progress, checkpoint_meta, save_checkpoint
+from backprop.checkpoint import checkpoint_meta, save_checkpoint
 from backprop.config import TrainConfig
 from backprop.engines import load_engine
+from backprop.progress import Progress
+from engine_core.specs import mlp
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -26,7 +28,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: str = ROOT,
 
 def small_config(**overrides: Any) -> TrainConfig:
     """A Fashion-MNIST config with one small hidden layer."""
-    base: dict[str, Any] = dict(dataset="fashion-mnist", hidden=[8], activation="relu", init="xavier_normal",
+    base: dict[str, Any] = dict(dataset="fashion-mnist", network=mlp([784, 8, 10], "relu"), init="xavier_normal",
                                 batch_size=16, lr=0.05, momentum=0.9, epochs=2, seed=1)
     return TrainConfig(**{**base, **overrides})
 
@@ -39,7 +41,7 @@ def write_checkpoint(path: str, config: TrainConfig | None = None, train_samples
     it invalid on purpose. Returns the metadata written."""
     config = config or small_config()
     if params is None:
-        net = load_engine("numpy").build_net(config.sizes, config.activation, config.init, config.seed, config.dtype)
+        net = load_engine("numpy").build_net(config.network, config.init, config.seed, config.dtype)
         params = net.state_dict()
     meta = checkpoint_meta(config, "numpy", Progress(), train_samples)
     for key, value in (config_changes or {}).items():

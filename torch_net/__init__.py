@@ -15,8 +15,8 @@ import torch
 
 from engine_core.checks import check_label_values, native
 from engine_core.errors import NonFiniteError
-from engine_core.init import initial_parameters
 from engine_core.naming import INITS
+from engine_core.specs import initial_state
 
 from .conv import AvgPool2d, Conv2d, Flatten, MaxPool2d
 from .layers import ACTIVATIONS, GELU, Identity, Layer, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
@@ -63,6 +63,6 @@ __all__ = [
     "ACCUMULATES_GRADIENTS", "ACTIVATIONS", "DEVICES", "INITS", "MLP", "NAME", "SGD", "TRAINING_KWARGS", "Adam",
     "AdamW", "BatchNorm1d", "BatchNorm2d", "Dropout", "GELU", "Identity", "Layer", "LeakyReLU", "Linear",
     "NonFiniteError", "Optimizer", "ReLU", "Sequential", "Sigmoid",
-    "SoftmaxCrossEntropy", "Tanh", "asarray", "initial_parameters", "labels", "to_numpy",
+    "SoftmaxCrossEntropy", "Tanh", "asarray", "initial_state", "labels", "to_numpy",
     "AvgPool2d", "Conv2d", "Flatten", "MaxPool2d",
 ]

@@ -8,6 +8,7 @@ Nothing here is hand-written math: every derivative comes from autograd's graph.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -17,27 +18,23 @@ from torch.nn import functional
 
 from engine_core.checks import (
     check_adam,
-    check_choice,
     check_dtype_name,
     check_model_state,
     check_optimizer_state,
-    check_seed,
     check_sgd,
-    check_sizes,
     check_type,
 )
 from engine_core.conv_checks import check_conv_args, check_pool_args
+from engine_core.dropout_masks import DropoutMasks
 from engine_core.errors import NonFiniteError, backward_before_forward_message
 from engine_core.formats import ModelState, OptimizerState
-from engine_core.init import initial_parameters
 from engine_core.layer_checks import (
-    DropoutMasks,
     check_approximate,
     check_batchnorm_args,
     check_dropout_p,
     check_negative_slope,
 )
-from engine_core.naming import ACTIVATION_NAMES, INITS, linear_name
+from engine_core.specs import build, mlp
 
 from . import asarray, labels, to_numpy  # the same conversions as torch_net
 from .checks import (
@@ -56,164 +53,6 @@ NAME = "autograd"
 ACCUMULATES_GRADIENTS = True
 DEVICES: tuple[str, ...] = ("cpu", "cuda")
 TRAINING_KWARGS: dict[str, object] = {"keep_deltas": False}
-
-_MODULES: dict[str, type[nn.Module]] = {
-    "identity": nn.Identity, "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh,
-}
-assert tuple(_MODULES) == ACTIVATION_NAMES
-
-
-def _engine_layout(name: str, value: torch.Tensor) -> torch.Tensor:
-    """nn.Linear's (out, in) weight as the engines' (in, out); biases, and weights of other ranks
-    (Conv2d's (C_out, C_in, kH, kW), batch norm's (C,)), unchanged."""
-    return value.t() if name.endswith("weight") and value.dim() == 2 else value
-
-
-class MLP:
-    """nn.Sequential(Linear, act, ..., Linear); ``keep_deltas`` retains dL/dz of every Linear.
-
-    Raises TypeError/ValueError for bad sizes, names or dtype, as the engines do.
-    """
-
-    def __init__(
-        self,
-        sizes: list[int],
-        activation: str = "relu",
-        init: str = "xavier_normal",
-        seed: int = 0,
-        dtype: str = "float32",
-        device: str | torch.device = "cpu",
-        keep_deltas: bool = True,
-    ) -> None:
-        sizes = check_sizes(sizes)
-        check_choice("activation", activation, ACTIVATION_NAMES)
-        check_choice("init", init, INITS)
-        self.sizes, self.activation, self.init, self.seed = sizes, activation, init, check_seed(seed)
-        self.dtype = check_dtype_name(dtype)
-        self.device = torch.device(device)
-        self.keep_deltas = keep_deltas
-        modules: list[nn.Module] = []
-        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-            if i:
-                modules.append(_MODULES[activation]())
-            modules.append(nn.Linear(fan_in, fan_out))
-        self.module = nn.Sequential(*modules).to(dtype=getattr(torch, self.dtype), device=self.device)
-        self.linears = [m for m in self.module if isinstance(m, nn.Linear)]
-        self._pre: list[torch.Tensor] = []
-        self._x: torch.Tensor | None = None
-        self._logits: torch.Tensor | None = None
-        self.load_state_dict(initial_parameters(sizes, init, seed))
-
-    def __repr__(self) -> str:
-        return repr(self.module)
-
-    def _last_layer(self) -> str:
-        """How the engines name their last Linear in messages."""
-        last = self.linears[-1]
-        index = len(self.linears) - 1
-        return f"{linear_name(index)} Linear(in_features={last.in_features}, out_features={last.out_features})"
-
-    def named_parameters(self) -> dict[str, nn.Parameter]:
-        """Engine names -> nn.Parameter (weights in torch's (out, in) layout)."""
-        return {
-            f"{linear_name(i)}.{attr}": getattr(linear, attr)
-            for i, linear in enumerate(self.linears)
-            for attr in ("weight", "bias")
-        }
-
-    def shapes(self) -> dict[str, tuple[int, ...]]:
-        """Parameter name -> shape in the engines' layout, in state-dict order."""
-        return {name: tuple(_engine_layout(name, p).shape) for name, p in self.named_parameters().items()}
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """logits (B, out) for x (B, in); TypeError/ValueError/NonFiniteError as the engines.
-
-        Under torch.no_grad() (evaluation) no graph is recorded and nothing is retained; a
-        refused forward leaves nothing to differentiate, as in the engines.
-        """
-        self._logits = None
-        x = check_features(x, self.sizes[0], getattr(torch, self.dtype), self.device)
-        self._pre = []
-        record = self.keep_deltas and torch.is_grad_enabled()
-        if record:
-            x = x.detach().requires_grad_(True)
-        self._x = x
-        h = x
-        for index, module in enumerate(self.module):
-            h = module(h)
-            if index == 0:
-                check_finite_input(x, h.detach())
-            if record and isinstance(module, nn.Linear):
-                h.retain_grad()  # dL/dz of this Linear, the engines' delta
-                self._pre.append(h)
-        self._logits = h
-        return h
-
-    def backward(self, delta: torch.Tensor, input_grad: bool = True) -> torch.Tensor | None:
-        """Autograd pushes delta = dL/dlogits through the recorded graph; returns dL/dx."""
-        logits = self._logits
-        if logits is None:
-            raise RuntimeError(backward_before_forward_message(
-                self._last_layer(), shape_of(delta), f"(batch, {self.sizes[-1]})"))
-        delta = check_delta(self._last_layer(), delta, tuple(logits.shape), logits.dtype)
-        if not logits.requires_grad:
-            raise RuntimeError(f"{self._last_layer()}: the last forward recorded no graph (it ran under "
-                               "torch.no_grad()); run forward with gradients enabled first")
-        if input_grad and not self.keep_deltas:
-            raise RuntimeError("MLP(keep_deltas=False) records no graph back to x, so dL/dx is unavailable; "
-                               "construct it with keep_deltas=True or call backward(delta, input_grad=False)")
-        # The loss's autograd.grad already filled the retained logits.grad once; start clean.
-        # retain_graph: the engines allow backward twice on one forward, so the oracle does too.
-        logits.grad = None
-        if self._x is not None:
-            self._x.grad = None
-        for z in self._pre:
-            z.grad = None
-        logits.backward(delta, retain_graph=True)
-        if input_grad and self._x is not None and self._x.requires_grad:
-            return self._x.grad
-        return None
-
-    def deltas(self) -> list[torch.Tensor]:
-        """dL/dz of every Linear in the last backward (needs keep_deltas)."""
-        return [z.grad for z in self._pre]  # type: ignore[misc]
-
-    def pre_activations(self) -> list[torch.Tensor]:
-        """z = x W + b of every Linear in the last forward (needs keep_deltas)."""
-        return [z.detach() for z in self._pre]
-
-    def grads(self) -> dict[str, torch.Tensor]:
-        """Gradients in the engines' layout ((in, out) weights)."""
-        out = {}
-        for name, param in self.named_parameters().items():
-            grad = param.grad if param.grad is not None else torch.zeros_like(param)
-            out[name] = _engine_layout(name, grad)
-        return out
-
-    def parameters(self) -> dict[str, torch.Tensor]:
-        """Parameters in the engines' layout (views of the nn.Linear parameters)."""
-        return {name: _engine_layout(name, p.detach()) for name, p in self.named_parameters().items()}
-
-    def state_dict(self) -> ModelState:
-        """NumPy copies in the engines' layout ((in, out) weights)."""
-        return {name: value.cpu().numpy().copy() for name, value in self.parameters().items()}
-
-    def load_state_dict(self, state: ModelState) -> None:
-        """Any engine's state dict, checked key by key first (all-or-nothing)."""
-        params = self.named_parameters()
-        arrays = check_model_state(self.shapes(), state, self.dtype)
-        with torch.no_grad():
-            for name, value in arrays.items():
-                tensor = torch.from_numpy(np.ascontiguousarray(value))
-                params[name].copy_(_engine_layout(name, tensor))
-
-    def to_engine_layout(self, name: str, value: torch.Tensor) -> torch.Tensor:
-        """A parameter-shaped tensor of ``name`` in torch's layout, as the engines lay it out."""
-        return _engine_layout(name, value)
-
-    def zero_grad(self) -> None:
-        self.module.zero_grad(set_to_none=True)
-
 
 class Layer:
     """An oracle layer: a torch.nn module behind the engines' layer constructor, so that
@@ -354,7 +193,7 @@ class BatchNorm2d(Layer):
 
 class NumpyMaskDropout(nn.Module):
     """Inverted dropout with the engines' masks: keep = rng.random(x.shape) >= p from
-    np.random.default_rng(seed) (engine_core.layer_checks.DropoutMasks), y = x * keep / (1 - p)
+    np.random.default_rng(seed) (engine_core.dropout_masks.DropoutMasks), y = x * keep / (1 - p)
     in train mode, y = x in eval mode; autograd differentiates the multiplication.
     (torch.nn.Dropout draws from torch's generator, which no NumPy engine can reproduce.)"""
 
@@ -390,18 +229,45 @@ class Dropout(Layer):
         self.masks.set_state(repr(self), state)
 
 
-class Sequential:
-    """torch.nn.Sequential of oracle layers, behind the engines' Sequential interface: state-dict
-    keys "{index}.{name}" in the engines' layout, train()/eval(), deltas() of the layers that
-    record them (keep_deltas), gradients by autograd."""
+class Sequential(Layer):
+    """torch.nn.Sequential of oracle modules (nestable), behind the engines' Sequential interface:
+    torch's state-dict keys ("0.weight", "1.0.running_mean") in the engines' layout, train()/eval(),
+    deltas() of the layers that record them (keep_deltas), gradients by autograd. The root checks
+    x as the engines do (a first Linear: its shape, dtype and device in the engines' words; NaN/Inf
+    in x as NonFiniteError); deeper shape errors are torch's own."""
+
+    records_delta = False
 
     def __init__(self, *layers: Layer, keep_deltas: bool = True) -> None:
         self.layers = list(layers)
-        self.module = nn.Sequential(*[layer.module for layer in self.layers])
+        super().__init__(nn.Sequential(*[layer.module for layer in self.layers]))
         self.keep_deltas = keep_deltas
         self._x: torch.Tensor | None = None
         self._out: torch.Tensor | None = None
         self._pre: list[torch.Tensor] = []
+        self._recording = False
+        self._leaves = self.leaves()
+        self._edges = {path: layer for path, layer in self.named_layers() if layer.transposed}
+        # dL/dz of every Linear/Conv2d, in forward order: a hook retains each output's gradient.
+        for layer in self._leaves:
+            if layer.records_delta:
+                layer.module.register_forward_hook(self._record)
+
+    def named_layers(self, prefix: str = "") -> list[tuple[str, Layer]]:
+        """(path, oracle layer) of this container and every layer below it, depth first."""
+        out: list[tuple[str, Layer]] = [(prefix, self)]
+        for index, layer in enumerate(self.layers):
+            path = f"{prefix}.{index}" if prefix else str(index)
+            out.extend(layer.named_layers(path) if isinstance(layer, Sequential) else [(path, layer)])
+        return out
+
+    def leaves(self) -> list[Layer]:
+        return [layer for _, layer in self.named_layers() if not isinstance(layer, Sequential)]
+
+    def _record(self, module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
+        if self._recording and output.requires_grad:
+            output.retain_grad()
+            self._pre.append(output)
 
     def __repr__(self) -> str:
         return repr(self.module)
@@ -418,81 +284,127 @@ class Sequential:
     def eval(self) -> Sequential:
         return self.train(False)
 
-    def _entries(self) -> list[tuple[str, Layer, str, torch.Tensor]]:
-        return [(f"{index}.{name}", layer, name, value)
-                for index, layer in enumerate(self.layers) for name, value in layer.state().items()]
+    def _entries(self) -> list[tuple[str, bool, torch.Tensor]]:
+        """(key, transposed, tensor) in torch's state_dict order (num_batches_tracked is not part
+        of the engines' format)."""
+        out = []
+        for key, value in self.module.state_dict(keep_vars=True).items():
+            path, _, name = key.rpartition(".")
+            if name == "num_batches_tracked":
+                continue
+            layer = self._edges.get(path)
+            out.append((key, layer is not None and name in layer.transposed, value))
+        return out
 
     @staticmethod
-    def _edge(layer: Layer, name: str, value: torch.Tensor) -> torch.Tensor:
-        return value.t() if name in layer.transposed else value
+    def _edge(transposed: bool, value: torch.Tensor) -> torch.Tensor:
+        return value.t() if transposed else value
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
-        return {key: tuple(self._edge(layer, name, value).shape) for key, layer, name, value in self._entries()}
+        return {key: tuple(self._edge(flip, value).shape) for key, flip, value in self._entries()}
 
     def state_dict(self) -> ModelState:
-        return {key: self._edge(layer, name, value.detach()).cpu().numpy().copy()
-                for key, layer, name, value in self._entries()}
+        return {key: self._edge(flip, value.detach()).cpu().numpy().copy() for key, flip, value in self._entries()}
 
     def load_state_dict(self, state: ModelState) -> None:
         entries = self._entries()
-        dtype = str(entries[0][3].dtype).replace("torch.", "") if entries else None
+        dtype = str(entries[0][2].dtype).replace("torch.", "") if entries else None
         arrays = check_model_state(self.shapes(), state, dtype)
         with torch.no_grad():
-            for key, layer, name, value in self._entries():
+            for key, flip, value in entries:
                 tensor = torch.from_numpy(np.ascontiguousarray(arrays[key]))
-                value.copy_(self._edge(layer, name, tensor))
+                value.copy_(self._edge(flip, tensor))
 
     def to_engine_layout(self, key: str, value: torch.Tensor) -> torch.Tensor:
         """A tensor shaped like parameter ``key`` in torch's layout, as the engines lay it out."""
-        index, name = key.split(".", 1)
-        return self._edge(self.layers[int(index)], name, value)
+        path, _, name = key.rpartition(".")
+        layer = self._edges.get(path)
+        return self._edge(layer is not None and name in layer.transposed, value)
 
     def named_parameters(self) -> dict[str, nn.Parameter]:
         """State keys -> nn.Parameter (torch's layout), trainable parameters only."""
-        return {key: value for key, _, _, value in self._entries() if isinstance(value, nn.Parameter)}
+        return dict(self.module.named_parameters())
+
+    def parameters(self) -> dict[str, torch.Tensor]:
+        """Parameters in the engines' layout (views of the torch parameters)."""
+        return {key: self.to_engine_layout(key, value.detach()) for key, value in self.named_parameters().items()}
 
     def grads(self) -> dict[str, torch.Tensor]:
         out = {}
-        for key, layer, name, value in self._entries():
-            if isinstance(value, nn.Parameter):
-                grad = value.grad if value.grad is not None else torch.zeros_like(value)
-                out[key] = self._edge(layer, name, grad)
+        for key, value in self.named_parameters().items():
+            grad = value.grad if value.grad is not None else torch.zeros_like(value)
+            out[key] = self.to_engine_layout(key, grad)
         return out
 
+    def _describe_last(self) -> str:
+        path, layer = [(p, m) for p, m in self.named_layers() if not isinstance(m, Sequential)][-1]
+        return f"layer {path} {layer!r}"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The stack's output; x must be a tensor (shapes are checked by torch itself)."""
+        """The network's output; x is checked as the engines check it (see the class).
+
+        Under torch.no_grad() (evaluation) no graph is recorded and nothing is retained; a
+        refused forward leaves nothing to differentiate, as in the engines.
+        """
         self._out = None  # a refused forward leaves nothing to differentiate
         check_type("x", x, torch.Tensor, "torch.Tensor")
+        first = self._leaves[0].module
+        if isinstance(first, nn.Linear):
+            x = check_features(x, first.in_features, first.weight.dtype, first.weight.device)
         # dL/dx is needed only to report it (keep_deltas); a training step never reads it, and
         # asking autograd for it would add the first layer's input gradient to every step.
-        x = x.detach().requires_grad_(self.keep_deltas and torch.is_grad_enabled())
+        self._recording = self.keep_deltas and torch.is_grad_enabled()
+        x = x.detach().requires_grad_(self._recording)
         self._x, self._pre = x, []
-        h = x
-        for layer in self.layers:
-            h = layer.module(h)
-            if self.keep_deltas and layer.records_delta and h.requires_grad:
-                h.retain_grad()
-                self._pre.append(h)
+        check_finite_input(x.detach(), x.detach())
+        h = self.module(x)
         self._out = h
         return h
 
     def backward(self, delta: torch.Tensor, input_grad: bool = True) -> torch.Tensor | None:
+        """Autograd pushes delta = dL/d(output) through the recorded graph; returns dL/dx."""
         out = self._out
         if out is None:
             raise RuntimeError(backward_before_forward_message(
-                f"layers[{len(self.layers) - 1}] {self.layers[-1]!r}", shape_of(delta), "(the output's shape)"))
-        delta = check_delta(f"layers[{len(self.layers) - 1}] {self.layers[-1]!r}", delta, tuple(out.shape), out.dtype)
+                self._describe_last(), shape_of(delta), "(the shape of the last forward's output)"))
+        delta = check_delta(self._describe_last(), delta, tuple(out.shape), out.dtype)
+        if not out.requires_grad:
+            raise RuntimeError(f"{self._describe_last()}: the last forward recorded no graph (it ran under "
+                               "torch.no_grad()); run forward with gradients enabled first")
+        if input_grad and not self._recording:
+            raise RuntimeError("Sequential(keep_deltas=False) records no graph back to x, so dL/dx is unavailable; "
+                               "construct it with keep_deltas=True or call backward(delta, input_grad=False)")
+        # The loss's autograd.grad already filled the retained output's .grad once; start clean.
+        # retain_graph: the engines allow backward twice on one forward, so the oracle does too.
         out.grad = None
+        if self._x is not None:
+            self._x.grad = None
+        for z in self._pre:
+            z.grad = None
         out.backward(delta, retain_graph=True)
         return self._x.grad if input_grad and self._x is not None else None
 
     def deltas(self) -> list[torch.Tensor]:
+        """dL/dz of every Linear and Conv2d in the last backward (needs keep_deltas)."""
         return [z.grad for z in self._pre]  # type: ignore[misc]
+
+    def pre_activations(self) -> list[torch.Tensor]:
+        """z = x W + b of every Linear (and Conv2d) in the last forward (needs keep_deltas)."""
+        return [z.detach() for z in self._pre]
 
     def zero_grad(self) -> None:
         self.module.zero_grad(set_to_none=True)
         if self._x is not None:
             self._x.grad = None
+
+
+def MLP(sizes: list[int], activation: str = "relu", init: str = "xavier_normal", seed: int = 0,
+        dtype: str = "float32", device: str | torch.device = "cpu", keep_deltas: bool = True) -> Sequential:
+    """nn.Sequential(Linear, act, ..., Linear) behind the engines' interface: the tree
+    engine_core.specs.mlp(sizes, activation), initial bits and keys as in every engine;
+    ``keep_deltas`` retains dL/dz of every Linear. Raises TypeError/ValueError as the engines do."""
+    return build(sys.modules[__name__], mlp(sizes, activation), dtype=dtype, seed=seed, init=init,
+                 sequential_kwargs={"keep_deltas": keep_deltas}, device=torch.device(device))
 
 
 class SoftmaxCrossEntropy:
@@ -535,7 +447,7 @@ class _Optimizer:
 
     kind = ""
 
-    def __init__(self, net: MLP, optimizer: torch.optim.Optimizer) -> None:
+    def __init__(self, net: Sequential, optimizer: torch.optim.Optimizer) -> None:
         self.net = net
         self.optimizer = optimizer
         self._steps = 0
@@ -608,7 +520,7 @@ class SGD(_Optimizer):
 
     kind = "sgd"
 
-    def __init__(self, net: MLP, lr: float = 0.01, momentum: float = 0.0, dampening: float = 0.0,
+    def __init__(self, net: Sequential, lr: float = 0.01, momentum: float = 0.0, dampening: float = 0.0,
                  nesterov: bool = False, weight_decay: float = 0.0) -> None:
         check_sgd(lr, momentum, dampening, nesterov, weight_decay)
         super().__init__(net, torch.optim.SGD(
@@ -623,7 +535,7 @@ class Adam(_Optimizer):
     kind = "adam"
     _torch_class: Any = torch.optim.Adam  # AdamW overrides it
 
-    def __init__(self, net: MLP, lr: float = 0.001, betas: tuple[float, float] = (0.9, 0.999),
+    def __init__(self, net: Sequential, lr: float = 0.001, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False) -> None:
         check_adam(lr, betas, eps, weight_decay)
         super().__init__(net, self._torch_class(
@@ -638,7 +550,7 @@ class AdamW(Adam):
     kind = "adamw"
     _torch_class = torch.optim.AdamW
 
-    def __init__(self, net: MLP, lr: float = 0.001, betas: tuple[float, float] = (0.9, 0.999),
+    def __init__(self, net: Sequential, lr: float = 0.001, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.01, amsgrad: bool = False) -> None:
         super().__init__(net, lr, betas, eps, weight_decay, amsgrad)
 

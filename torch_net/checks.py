@@ -71,7 +71,7 @@ def check_finite_input(x: torch.Tensor, first_output: torch.Tensor) -> None:
     """Raise NonFiniteError if x holds NaN or Inf (cheap test on the first layer's output first:
     a NaN or Inf anywhere in row i of x makes every entry of row i of x @ W + b non-finite)."""
     if not math.isfinite(first_output.sum()):  # a 0-d tensor converts to a Python float
-        bad = torch.nonzero(~torch.isfinite(x))
+        bad = torch.nonzero(~torch.isfinite(x.reshape(len(x), -1)))  # images: (sample, flat pixel index)
         if len(bad):
             raise NonFiniteError(non_finite_message("x", int(bad[0][0]), int(bad[0][1])))
 

@@ -20,17 +20,9 @@ import torch
 from torch.nn import functional
 
 from engine_core.checks import check_dtype_name, check_type, shape_of
-from engine_core.conv_checks import (
-    Pair,
-    check_conv_args,
-    check_flatten_facts,
-    check_image_facts,
-    check_pool_args,
-    size_repr,
-    window_offsets,
-    windows_tile,
-)
+from engine_core.conv_checks import check_conv_args, check_flatten_facts, check_image_facts, check_pool_args
 from engine_core.errors import backward_before_forward_message
+from engine_core.windows import Pair, size_repr, window_offsets, windows_tile
 
 from .checks import ARRAY_TYPE, check_delta, check_device, dtype_name
 from .layers import Layer
@@ -156,10 +148,10 @@ class Conv2d(Windowed):
         lost = ((height + 2 * ph - kh) % sh, (width + 2 * pw - kw) % sw)  # rows/columns no window reached
         return functional.conv_transpose2d(delta, self.weight, None, self.stride, self.padding, lost)
 
-    def parameters(self) -> dict[str, torch.Tensor]:
+    def local_parameters(self) -> dict[str, torch.Tensor]:
         return {"weight": self.weight, "bias": self.bias} if self.has_bias else {"weight": self.weight}
 
-    def gradients(self) -> dict[str, torch.Tensor]:
+    def local_gradients(self) -> dict[str, torch.Tensor]:
         return {"weight": self.grad_weight, "bias": self.grad_bias} if self.has_bias else {"weight": self.grad_weight}
 
 

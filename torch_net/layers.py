@@ -106,10 +106,10 @@ class Linear(Layer):
             self._weight_t, self._weight_t_of = self.weight.t(), self.weight
         return torch.mm(delta, self._weight_t, out=dx)
 
-    def parameters(self) -> dict[str, torch.Tensor]:
+    def local_parameters(self) -> dict[str, torch.Tensor]:
         return {"weight": self.weight, "bias": self.bias} if self.has_bias else {"weight": self.weight}
 
-    def gradients(self) -> dict[str, torch.Tensor]:
+    def local_gradients(self) -> dict[str, torch.Tensor]:
         return {"weight": self.grad_weight, "bias": self.grad_bias} if self.has_bias else {"weight": self.grad_weight}
 
 

@@ -1,28 +1,29 @@
 """Sequential and MLP for the torch engine (numpy_net.model on tensors).
 
-Sequential stores every parameter (and every gradient) as a view into one flat tensor, so an
-optimizer updates the whole network with a handful of whole-tensor operations. The bookkeeping
-(naming, packing, state dicts) is engine_core.SequentialBase's; here are its tensor primitives.
+Sequential is a container of modules, nestable as torch.nn.Sequential, whose root stores every
+parameter (and every gradient) as a view into one flat tensor, so an optimizer updates the whole
+network with a handful of whole-tensor operations. The bookkeeping (the tree, naming, packing,
+state dicts) is engine_core.SequentialBase's; here are its tensor primitives.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
 import torch
 
-from engine_core.bookkeeping import FcNaming, SequentialBase
-from engine_core.checks import check_choice, check_dtype_name, check_seed, check_sizes
-from engine_core.init import initial_parameters
-from engine_core.naming import ACTIVATION_NAMES, INITS
+from engine_core.bookkeeping import SequentialBase
+from engine_core.specs import build, mlp
 
 from .checks import check_finite_input
-from .layers import ACTIVATIONS, Layer, Linear
+from .layers import Layer
 
 
 class Sequential(SequentialBase[torch.Tensor], Layer):
-    """layers[-1](...layers[0](x)); backward runs them in reverse. Parameters fc0.weight, ..."""
+    """layers[-1](...layers[0](x)); backward runs them in reverse. State keys are torch's:
+    "0.weight", "1.0.running_mean", ..."""
 
     def _flat_zeros(self, total: int, like: torch.Tensor | None) -> torch.Tensor:
         if like is None:
@@ -45,52 +46,16 @@ class Sequential(SequentialBase[torch.Tensor], Layer):
     def _zero(self, array: torch.Tensor) -> None:
         array.zero_()
 
+    def _fresh(self, array: torch.Tensor) -> torch.Tensor:
+        return array.clone()
 
-class MLP(FcNaming, Sequential):
-    """Linear, activation, ..., Linear for sizes [in, h1, ..., out]; no activation after the last.
+    def _check_finite(self, x: torch.Tensor, first_output: torch.Tensor) -> None:
+        check_finite_input(x, first_output)
 
-    Parameters start from engine_core.initial_parameters(sizes, init, seed), so every engine
-    starts from the same bits. Raises TypeError/ValueError for bad sizes, names or dtype.
-    """
 
-    def __init__(
-        self,
-        sizes: list[int],
-        activation: str = "relu",
-        init: str = "xavier_normal",
-        seed: int = 0,
-        dtype: str = "float32",
-        device: str | torch.device = "cpu",
-    ) -> None:
-        sizes = check_sizes(sizes)
-        check_choice("activation", activation, ACTIVATION_NAMES)
-        check_choice("init", init, INITS)
-        self.sizes = sizes
-        self.activation = activation
-        self.init = init
-        self.seed = check_seed(seed)
-        self.dtype = check_dtype_name(dtype)
-        self.device = torch.device(device)
-        layers: list[Layer] = []
-        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-            if i:
-                # In place is safe: the activation only ever sees the Linear's own buffers.
-                layers.append(ACTIVATIONS[activation](inplace=True))
-            layers.append(Linear(fan_in, fan_out, dtype=self.dtype, device=self.device))
-        super().__init__(*layers)
-        self.layers[-1].fresh_output = True  # type: ignore[attr-defined]  # forward returns it
-        self.load_state_dict(initial_parameters(sizes, init, seed))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """logits (B, out) for x (B, in); a fresh tensor (internal buffers are reused).
-
-        Raises TypeError/ValueError for a bad x, NonFiniteError for NaN/Inf in x.
-        """
-        self.forward_done = False
-        layers = self.layers
-        h = layers[0].forward(x)  # checks x's type, shape, dtype and device
-        check_finite_input(layers[0].x, h)  # type: ignore[attr-defined]
-        for layer in layers[1:]:
-            h = layer.forward(h)
-        self.forward_done = True
-        return h  # a fresh array: the last Linear's fresh_output
+def MLP(sizes: list[int], activation: str = "relu", init: str = "xavier_normal", seed: int = 0,
+        dtype: str = "float32", device: str | torch.device = "cpu") -> Sequential:
+    """Sequential(Linear, activation, ..., Linear) for sizes [in, h1, ..., out] on ``device``:
+    numpy_net.MLP on tensors (the same tree, keys and initial bits)."""
+    return build(sys.modules[__package__], mlp(sizes, activation), dtype=dtype, seed=seed, init=init,
+                 device=torch.device(device))

@@ -63,7 +63,7 @@ def settings_from(config: TrainConfig, args: argparse.Namespace, n: int) -> Lock
     """The lockstep run of ``config`` (config.new_config of the flags, as `train` makes it) for
     --steps, or --epochs (default 1) of n samples."""
     return LockstepSettings(
-        layers=config.layers, sizes=config.sizes, activation=config.activation, init=config.init,
+        network=config.network, init=config.init,
         dtype=config.dtype, batch_size=config.batch_size, seed=config.seed, optimizer=config.optimizer,
         lr=config.lr, momentum=config.momentum,
         steps=args.steps or (args.epochs or 1) * steps_per_epoch(n, config.batch_size),

@@ -89,11 +89,11 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except EngineError as error:
         parser.error(f"argument --engine: {error}")
     net.load_state_dict(checkpoint.params)
-    test_x = image_view(dataset.test_x, config.layers)
+    test_x = image_view(dataset.test_x, config.network)
     try:
         with training_numerics():  # as the trainer evaluates
             loss, accuracy, predictions = evaluate(engine, net, test_x, dataset.test_y,
-                                                   evaluation_chunk(config.layers, test_x.dtype.itemsize))
+                                                   evaluation_chunk(config.network, test_x.dtype.itemsize))
     except FloatingPointError as error:
         return fail(f"{path}: its network gives non-finite outputs on {dataset_name} ({error})")
     matrix = confusion_matrix(dataset.test_y, predictions)

@@ -8,11 +8,12 @@ import json
 import os
 from typing import Any
 
-from ..checkpoint import CHECKPOINT_NAME, Progress, checkpoint_meta, save_checkpoint
+from ..checkpoint import CHECKPOINT_NAME, checkpoint_meta, save_checkpoint
 from ..config import ConfigError, new_config
 from ..datasets import DataError, load_dataset
 from ..export import TorchImportError, read_torch_state
 from ..fileio import atomic_write_text
+from ..progress import Progress
 from .options import (
     DEFAULT_DATA_DIR,
     add_data_options,
@@ -56,13 +57,11 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         config = new_config(preset, layers=args.layers, dataset=args.dataset, limit=args.limit)
     except ConfigError as error:
         parser.error(str(error))
-    if config.layers is None:
-        parser.error(f"--preset {preset} is an MLP; give --layers (or --preset lenet) for the network the file holds")
     check_data_dir(parser, args.data_dir)
     if not os.path.isfile(args.model):
         return fail(f"{args.model}: no such file")
     try:
-        params, tracked = read_torch_state(args.model, config.layers)
+        params, tracked = read_torch_state(args.model, config.network)
     except TorchImportError as error:
         return fail(str(error))
     config.dtype = next(iter(params.values())).dtype.name if params else config.dtype

@@ -29,6 +29,7 @@ from ..config import (
     PRESETS,
     SCHEDULE_NAMES,
     TrainConfig,
+    preset_network,
 )
 from ..engines import ENGINES, Engine, EngineError, load_engine
 from ..fileio import missing_dirs
@@ -186,9 +187,9 @@ def width_list(text: str) -> list[int]:
         ) from None
 
 
-def layer_list(text: str) -> list[Any]:
-    """A --layers text (backprop.architecture's syntax) as LayerSpecs; a usage error naming the
-    layer and the problem otherwise."""
+def layer_list(text: str) -> Any:
+    """A --layers text (backprop.architecture's syntax) as a network (the root Sequential's
+    LayerSpec); a usage error naming the layer and the problem otherwise."""
     try:
         return parse_layers(text)
     except LayersSyntaxError as error:
@@ -197,10 +198,11 @@ def layer_list(text: str) -> list[Any]:
 
 LAYERS_HELP = ("the network as a stack of layers instead of an MLP: comma-separated KIND or KIND(ARGS), "
                "ARGS positional in torch's order or NAME=VALUE, e.g. 'conv2d(1, 6, 5, padding=2), relu, "
-               "maxpool2d(2), flatten, linear(1176, 10)'. Kinds: linear, conv2d, maxpool2d, avgpool2d, flatten, "
-               "dropout, batchnorm1d, batchnorm2d, identity, relu, sigmoid, tanh, leakyrelu, gelu. A stack "
-               "starting with a 2-D layer gets (1, 28, 28) images, else 784 pixels; it must end in 10 logits. "
-               "Not with --hidden, --activation or --init (default: the preset's network)")
+               "maxpool2d(2), flatten, linear(1176, 10)'; sequential(LAYER, ...) nests. Kinds: linear, conv2d, "
+               "maxpool2d, avgpool2d, flatten, dropout, batchnorm1d, batchnorm2d, identity, relu, sigmoid, tanh, "
+               "leakyrelu, gelu, sequential. A stack starting with a 2-D layer gets (1, 28, 28) images, else 784 "
+               "pixels; it must end in 10 logits. --init applies to its Linear and Conv2d weights (default: "
+               "torch_default). Not with --hidden or --activation (default: the preset's network)")
 
 
 def comma_list(kind: Callable[[str], T]) -> Callable[[str], list[T]]:
@@ -222,13 +224,15 @@ def _value(value: Any) -> str:
 
 def from_preset(key: str) -> str:
     """``the preset's: 64 (default), 32 (notebook)``: what a preset-decided option defaults to."""
-    fallback = getattr(TrainConfig(), key)
-    values = ", ".join(f"{_value(PRESETS[name].get(key, fallback))} ({name})" for name in PRESET_NAMES)
+    fallback = getattr(TrainConfig(), key, None)
+    values = ", ".join(f"{_value(PRESETS[name].get(key, fallback))} ({name})" for name in PRESET_NAMES
+                       if key in PRESETS[name] or fallback is not None)
     return f"the preset's: {values}"
 
 
 def _preset_summary(name: str) -> str:
-    config = TrainConfig(**{**PRESETS[name], "preset": name})
+    values = {k: v for k, v in PRESETS[name].items() if k not in ("hidden", "activation")}
+    config = TrainConfig(**{**values, "network": preset_network(name), "preset": name})
     network = "LeNet-5 style CNN" if name == "lenet" else config.network_summary()
     return (f"{name}: {network}, {config.init}, batch {config.batch_size}, "
             f"{config.optimizer_summary()}, {config.epochs} epoch{'s' if config.epochs != 1 else ''}")

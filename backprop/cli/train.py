@@ -8,13 +8,24 @@ import os
 import sys
 from typing import Any
 
+from engine_core.specs import LayerSpec, as_network, mlp, mlp_of
+
 from .. import gradflow
 from ..architecture import format_layers
 from ..checkpoint import CHECKPOINT_NAME, Checkpoint, CheckpointError, checkpoint_path, load_checkpoint
-from ..config import DEFAULT_PRESET, ConfigError, TrainConfig, new_config
+from ..config import (
+    CLASSES,
+    DEFAULT_PRESET,
+    IN_FEATURES,
+    NETWORK_FLAGS,
+    ConfigError,
+    TrainConfig,
+    network_from_flags,
+    new_config,
+)
 from ..datasets import DataError, load_dataset
 from ..engines import Engine, EngineError
-from ..floor import floor_library
+from ..gemms import gemm_library
 from ..rundir import RunDir, timestamp
 from ..threads import AUTO, apply_threads, training_threads
 from ..training import Trainer, TrainingDiverged, TrainingInterrupted
@@ -44,7 +55,7 @@ from .threads import add_threads_option, blas_threads, warn_oversubscribed
 # Training flags (TrainConfig fields of the same name) that make up a run's configuration;
 # resume must not change them.
 CONFIG_FLAGS = (
-    "layers", "hidden", "activation", "init", "dtype", "seed", "batch_size", "optimizer", "lr", "momentum", "nesterov",
+    "init", "dtype", "seed", "batch_size", "optimizer", "lr", "momentum", "nesterov",
     "weight_decay", "lr_schedule", "step_size", "gamma", "limit", "dataset",
 )
 
@@ -96,7 +107,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 def train_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> TrainConfig:
     """A new run's configuration: the preset, overridden by the flags given (config.new_config);
     usage errors naming the flag for combinations that make no sense."""
-    flags = {flag: getattr(args, flag) for flag in CONFIG_FLAGS}
+    flags = {flag: getattr(args, flag) for flag in (*NETWORK_FLAGS, *CONFIG_FLAGS)}
     try:
         return new_config(args.preset, epochs=args.epochs, **flags)
     except ConfigError as error:
@@ -107,6 +118,17 @@ def resumed_config(args: argparse.Namespace, parser: argparse.ArgumentParser, ch
     """The checkpoint's configuration, with only --epochs changed; a usage error for any flag
     that would change the rest."""
     config = checkpoint.config
+    given = {flag: getattr(args, flag) for flag in NETWORK_FLAGS if getattr(args, flag) is not None}
+    if given:
+        try:
+            network = network_from_flags(config.preset, **given) if not mlp_of(config.network) else \
+                _changed_mlp(config.network, **given)
+        except ConfigError as error:
+            parser.error(str(error))
+        if network != config.network:
+            spelled = " ".join(spell_flag(flag, value) for flag, value in given.items())
+            parser.error(f"{spelled} conflicts with the checkpoint ({spell_network(config.network)}): "
+                         "a resumed run keeps its configuration")
     for flag in CONFIG_FLAGS:
         given = getattr(args, flag)
         if given is not None and given != getattr(config, flag):
@@ -132,16 +154,39 @@ def spell_flag(field: str, value: Any) -> str:
     return f"{flag} {value}"
 
 
+def network_flags(network: LayerSpec) -> list[tuple[str, Any]]:
+    """The flags that give ``network``: --hidden and --activation for an MLP (no --activation
+    without hidden layers), --layers for any other network."""
+    found = mlp_of(network)
+    if found is None or found[0][0] != IN_FEATURES or found[0][-1] != CLASSES:
+        return [("layers", network)]
+    sizes, activation = found
+    hidden = sizes[1:-1]
+    return [("hidden", hidden), ("activation", activation)] if hidden else [("hidden", hidden)]
+
+
+def spell_network(network: LayerSpec) -> str:
+    """The network in the command line's words: "--hidden 256,128 --activation relu" or
+    "--layers '...'"."""
+    return " ".join(spell_flag(flag, value) for flag, value in network_flags(network))
+
+
+def _changed_mlp(network: LayerSpec, layers: Any = None, hidden: list[int] | None = None,
+                 activation: str | None = None) -> LayerSpec:
+    """A resumed MLP as --layers, --hidden and --activation would change it (to compare with it)."""
+    if layers is not None:
+        return as_network(layers)
+    sizes, stored = mlp_of(network)  # type: ignore[misc]
+    widths = sizes[1:-1] if hidden is None else hidden
+    return mlp([IN_FEATURES, *widths, CLASSES], activation or stored)
+
+
 def spell_stored(field: str, config: TrainConfig) -> str:
     """The checkpoint's ``field`` in the command line's words, for a conflict message: a value
-    the run never set is said as such ("an MLP, no --layers", "all training samples, no --limit")."""
+    the run never set is said as such ("all training samples, no --limit")."""
     value = getattr(config, field)
-    if field == "layers" and value is None:
-        return "an MLP, no --layers"
     if field == "limit" and value is None:
         return "all training samples, no --limit"
-    if config.layers is not None and field in ("hidden", "activation", "init"):
-        return f"a layer stack, {spell_flag('layers', config.layers)}, which takes no --{field}"
     return spell_flag(field, value)
 
 
@@ -157,14 +202,19 @@ def new_run_command(config: TrainConfig, engine: Engine, data_dir: str, **change
         values.append(("--engine", engine.spec))
     if engine.device != "cpu":
         values.append(("--device", engine.device))
+    if config.network != base.network:
+        for flag, value in network_flags(config.network):
+            shown = format_layers(value) if flag == "layers" else ",".join(map(str, value)) or "none" \
+                if flag == "hidden" else value
+            values.append((f"--{flag}", shown))
+    if config.network != base.network and "--layers" in dict(values) and config.init == "torch_default":
+        base = TrainConfig(**{**base.__dict__, "init": "torch_default"})  # --layers implies it
     for field in ("epochs", *CONFIG_FLAGS):
         if field in ("dataset",):
             continue
-        if config.layers is not None and field in ("hidden", "activation", "init"):
-            continue  # a layer stack's MLP fields are fixed; --layers says it all
         value = getattr(config, field)
-        if value != getattr(base, field) and not (field == "activation" and not config.hidden):
-            values.append((f"--{field.replace('_', '-')}", format_layers(value) if field == "layers" else value))
+        if value != getattr(base, field):
+            values.append((f"--{field.replace('_', '-')}", value))
     return hints.command("train", *hints.flags(values))
 
 
@@ -201,7 +251,7 @@ def _claim(args: argparse.Namespace, parser: argparse.ArgumentParser, engine: En
 
 def _describe(config: TrainConfig, engine: Engine, data_dir: str, threads: int) -> str:
     limit = f", first {config.limit} sample{'s' if config.limit != 1 else ''}" if config.limit else ""
-    pool = "BLAS" if floor_library(engine) == "numpy" else "torch"
+    pool = "BLAS" if gemm_library(engine) == "numpy" else "torch"
     return (f"{config.network_summary()} ({config.dtype}), {config.optimizer_summary()}, batch {config.batch_size}, "
             f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}; {config.dataset} from {data_dir}{limit}; "
             f"the {engine.name} engine, "
@@ -297,7 +347,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 print(f"--track-gradients: the run did not track gradients before; tracking starts at epoch "
                       f"{p.epoch + 1}, batch {p.step}{partial}, and continues on every later resume")
             _warn_idle_epochs(trainer, config, engine, data_dir)
-        apply_threads(floor_library(engine), threads)  # process-wide, before the first step
+        apply_threads(gemm_library(engine), threads)  # process-wide, before the first step
         print(f"training {_describe(config, engine, data_dir, threads)} -> {out}")
         try:
             trainer.run()
