@@ -36,11 +36,17 @@ class LayerBase(Generic[A]):
     ``label`` is the module's path in its tree, named in error messages (describe()).
     ``training`` selects train-mode behaviour (batch statistics, dropout masks) as in torch;
     ``accepts_input_grad`` marks modules whose backward can skip dL/dx (``input_grad=False``).
+    ``input_trusted`` / ``delta_trusted``: see SequentialBase (validation once, at the boundary).
     """
 
     label: str = ""
     training: bool = True
     accepts_input_grad: bool = False
+    # Set by the tree a layer is in (SequentialBase): its input, or the delta its backward gets,
+    # was produced by the layer next to it for inputs the tree's first layer validated, so the
+    # layer's own checks would only repeat what is known; used alone, a layer checks everything.
+    input_trusted: bool = False
+    delta_trusted: bool = False
 
     def forward(self, x: A) -> A:
         raise NotImplementedError
@@ -137,6 +143,12 @@ class SequentialBase(LayerBase[A]):
     (``flat_parameters``, ``flat_gradients``; a nested Sequential's are slices of the root's), so
     an optimizer updates the whole tree with a few whole-array operations, checks the input for
     NaN/Inf and returns a fresh output. Engines implement the array hooks below.
+
+    Validation once, at the boundary: the root's first layer checks x and its last layer checks
+    the delta backward() is given; the layers in between receive arrays their neighbours made.
+    After a forward with an input of some type, shape, dtype (and mode) has passed every layer's
+    checks, later forwards with the same kind of input run the inner layers with their checks off
+    (``input_trusted``, ``delta_trusted``); any other input switches them on again first.
     """
 
     accepts_input_grad = True
@@ -162,6 +174,9 @@ class SequentialBase(LayerBase[A]):
         for path, module in self.named_modules():
             module.label = path
         leaves = self.leaves()
+        self._leaves = leaves
+        self._trusted_for: tuple[Any, ...] | None = None
+        self._trust(False)
         # An activation between two Linears may overwrite the first one's output buffer and the
         # delta the second one returns (its own dL/dx buffer): both are private to the trio, so
         # no extra buffers. Elsewhere its input or its delta may be an array the caller holds.
@@ -275,11 +290,24 @@ class SequentialBase(LayerBase[A]):
         self._zero(self.flat_gradients)
 
     # -- computation ----------------------------------------------------------------------------
+    def _trust(self, on: bool) -> None:
+        for leaf in self._leaves[1:]:
+            leaf.input_trusted = on
+        for leaf in self._leaves[:-1]:
+            leaf.delta_trusted = on
+
     def forward(self, x: A) -> A:
         """The last layer's output for x; the root's is a fresh array (internal buffers are
         reused). Raises what the layers raise for a bad x (naming the layer), and at the root
         NonFiniteError for NaN/Inf in x."""
         self.forward_done = False
+        signature = None
+        if self.is_root:
+            signature = (x.__class__, getattr(x, "shape", None), getattr(x, "dtype", None),
+                         getattr(x, "device", None), self.training)
+            if signature != self._trusted_for:
+                self._trust(False)
+                self._trusted_for = None
         layers = self.layers
         h = layers[0].forward(x)
         if self.is_root:
@@ -288,6 +316,9 @@ class SequentialBase(LayerBase[A]):
             h = layer.forward(h)
         if self.is_root and not self._fresh_last:
             h = self._fresh(h)
+        if signature is not None and self._trusted_for is None:
+            self._trust(True)  # every layer has checked this kind of input once
+            self._trusted_for = signature
         self.forward_done = True
         return h
 

@@ -28,9 +28,22 @@ def label_range_message(position: int, value: int, classes: int) -> str:
     return f"y: labels must lie in [0, {classes}), got {value} at position {position}"
 
 
-def non_finite_message(name: str, row: int, column: int | None = None) -> str:
-    """``name`` holds NaN or Inf, first at (row, column)."""
+def input_name(layer: object) -> str:
+    """How a message names a layer's input: "x" for a layer alone or the first of its network
+    (whose input is the caller's x: its path is "0", "0.0", ...), else "<layer>: x", e.g.
+    "layer 1.0 Linear(in_features=4, out_features=3): x". ``layer`` has label and describe()."""
+    label = getattr(layer, "label", "")
+    if not label or set(label.split(".")) == {"0"}:
+        return "x"
+    return f"{layer.describe()}: x"  # type: ignore[attr-defined]
+
+
+def non_finite_message(name: str, row: int, column: int | None = None, *more: int) -> str:
+    """``name`` holds NaN or Inf, first at (row, column), or at index [row, column, ...] of an
+    array of more than two dimensions (an image batch)."""
     where = f"row {row}" if column is None else f"row {row}, column {column}"
+    if more:
+        where = f"index [{', '.join(map(str, (row, column, *more)))}]"
     hint = (
         " (the network's parameters or activations overflowed: did training diverge? "
         "try a smaller learning rate)"

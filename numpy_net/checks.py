@@ -21,6 +21,7 @@ from engine_core.errors import (
     NonFiniteError,
     delta_dtype_message,
     delta_shape_message,
+    input_name,
     label_range_message,
     non_finite_message,
 )
@@ -35,20 +36,22 @@ class Describable(Protocol):
 ARRAY_TYPE = "numpy.ndarray"
 
 
-def check_features(x: object, in_features: int, dtype: np.dtype) -> np.ndarray:
+def check_features(x: object, in_features: int, dtype: np.dtype, layer: Describable | None = None) -> np.ndarray:
     """x: (batch >= 1, in_features) np.ndarray of ``dtype``; returned in native byte order.
 
-    Raises TypeError (not an ndarray, another dtype) or ValueError (rank, width, empty batch).
-    Finiteness is checked after the first layer (check_finite_input).
+    Raises TypeError (not an ndarray, another dtype) or ValueError (rank, width, empty batch),
+    naming ``layer`` unless it is its network's first (input_name). Finiteness is checked after
+    the first layer (check_finite_input).
     """
     if x.__class__ is np.ndarray:
         shape = x.shape  # type: ignore[attr-defined]
         # Only a failure pays for building a message (dtype.name alone costs microseconds).
         if len(shape) == 2 and shape[1] == in_features and shape[0] > 0 and x.dtype == dtype:  # type: ignore[attr-defined]
             return x  # type: ignore[return-value]
-    check_type("x", x, np.ndarray, ARRAY_TYPE)
+    name = input_name(layer)
+    check_type(name, x, np.ndarray, ARRAY_TYPE)
     array = native(x)  # type: ignore[arg-type]
-    check_batch_facts("x", array.shape, array.dtype.name, in_features, np.dtype(dtype).name)
+    check_batch_facts(name, array.shape, array.dtype.name, in_features, np.dtype(dtype).name)
     return array
 
 
@@ -60,9 +63,9 @@ def check_finite_input(x: np.ndarray, first_output: np.ndarray) -> None:
     the (much smaller) first layer's output. Only then is x itself searched.
     """
     if not np.isfinite(first_output.sum()):
-        bad = np.argwhere(~np.isfinite(x.reshape(len(x), -1)))  # images: (sample, flat pixel index)
+        bad = np.argwhere(~np.isfinite(x))
         if len(bad):
-            raise NonFiniteError(non_finite_message("x", int(bad[0][0]), int(bad[0][1])))
+            raise NonFiniteError(non_finite_message("x", *(int(i) for i in bad[0])))
 
 
 def _label_kind(dtype: np.dtype) -> str:

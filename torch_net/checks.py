@@ -15,6 +15,7 @@ from engine_core.errors import (
     NonFiniteError,
     delta_dtype_message,
     delta_shape_message,
+    input_name,
     label_range_message,
     non_finite_message,
 )
@@ -46,12 +47,14 @@ def check_device(name: str, tensor: torch.Tensor, device: torch.device) -> None:
         raise ValueError(f"{name}: expected a tensor on {device} (the network's device), got one on {tensor.device}")
 
 
-def check_features(x: object, in_features: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+def check_features(x: object, in_features: int, dtype: torch.dtype, device: torch.device,
+                   layer: Describable | None = None) -> torch.Tensor:
     """x: (batch >= 1, in_features) tensor of ``dtype`` on ``device``.
 
     Raises TypeError (not a tensor, another dtype) or ValueError (rank, width, empty batch,
-    device). Finiteness is checked after the first layer (check_finite_input). A tensor that
-    requires grad is returned detached: the hand-written engine records no graph.
+    device), naming ``layer`` unless it is its network's first (input_name). Finiteness is
+    checked after the first layer (check_finite_input). A tensor that requires grad is returned
+    detached: the hand-written engine records no graph.
     """
     if x.__class__ is torch.Tensor:
         shape = x.shape  # type: ignore[attr-defined]
@@ -60,10 +63,11 @@ def check_features(x: object, in_features: int, dtype: torch.dtype, device: torc
             if x.device != device:  # type: ignore[attr-defined]
                 check_device("x", x, device)  # type: ignore[arg-type]
             return x  # type: ignore[return-value]
-    check_type("x", x, torch.Tensor, ARRAY_TYPE)
+    name = input_name(layer)
+    check_type(name, x, torch.Tensor, ARRAY_TYPE)
     tensor: torch.Tensor = x  # type: ignore[assignment]
-    check_batch_facts("x", shape_of(tensor), dtype_name(tensor.dtype), in_features, dtype_name(dtype))
-    check_device("x", tensor, device)
+    check_batch_facts(name, shape_of(tensor), dtype_name(tensor.dtype), in_features, dtype_name(dtype))
+    check_device(name, tensor, device)
     return tensor.detach()
 
 
@@ -71,9 +75,9 @@ def check_finite_input(x: torch.Tensor, first_output: torch.Tensor) -> None:
     """Raise NonFiniteError if x holds NaN or Inf (cheap test on the first layer's output first:
     a NaN or Inf anywhere in row i of x makes every entry of row i of x @ W + b non-finite)."""
     if not math.isfinite(first_output.sum()):  # a 0-d tensor converts to a Python float
-        bad = torch.nonzero(~torch.isfinite(x.reshape(len(x), -1)))  # images: (sample, flat pixel index)
+        bad = torch.nonzero(~torch.isfinite(x))
         if len(bad):
-            raise NonFiniteError(non_finite_message("x", int(bad[0][0]), int(bad[0][1])))
+            raise NonFiniteError(non_finite_message("x", *(int(i) for i in bad[0])))
 
 
 def _label_kind(dtype: torch.dtype) -> str:

@@ -1,0 +1,104 @@
+"""The engines' network tree (engine_core.bookkeeping.SequentialBase): nesting, names, the flat
+parameter views of nested containers, the MLP as a builder of the same tree, and validation once
+at the tree's boundary."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import numpy_net
+import torch_net
+from engine_core.specs import LayerSpec, build, mlp, sequential
+from torch_net import autograd
+
+ENGINES = [numpy_net, torch_net, autograd]
+
+
+def _nested() -> LayerSpec:
+    return sequential(LayerSpec("flatten"),
+                      sequential(LayerSpec("linear", {"in_features": 4, "out_features": 3}), LayerSpec("relu"),
+                                 sequential(LayerSpec("batchnorm1d", {"num_features": 3}))),
+                      LayerSpec("linear", {"in_features": 3, "out_features": 2}))
+
+
+@pytest.mark.parametrize("engine", ENGINES, ids=lambda m: m.__name__)
+def test_mlp_is_the_same_kind_of_object_as_a_built_tree_with_the_same_keys(engine):
+    net = engine.MLP([4, 3, 2], seed=0)
+    built = build(engine, mlp([4, 3, 2]), init="xavier_normal")
+    assert type(net) is type(built) is engine.Sequential
+    assert list(net.state_dict()) == list(built.state_dict()) == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    for key, value in net.state_dict().items():
+        assert np.array_equal(value, built.state_dict()[key])
+
+
+@pytest.mark.parametrize("engine", ENGINES, ids=lambda m: m.__name__)
+def test_nested_trees_have_torchs_dotted_keys(engine):
+    net = build(engine, _nested(), dtype="float64")
+    assert list(net.state_dict()) == ["1.0.weight", "1.0.bias", "1.2.0.weight", "1.2.0.bias", "1.2.0.running_mean",
+                                      "1.2.0.running_var", "2.weight", "2.bias"]
+
+
+@pytest.mark.parametrize("engine", [numpy_net, torch_net], ids=lambda m: m.__name__)
+def test_a_nested_containers_flat_arrays_are_its_slice_of_the_roots(engine):
+    net = build(engine, _nested(), dtype="float64")
+    inner = net.layers[1]
+    assert inner.is_root is False and net.is_root is True
+    # inner holds 1.0.* (12 + 3) and 1.2.0.weight/bias (3 + 3): 21 values, right at the start
+    assert tuple(inner.flat_parameters.shape) == (21,)
+    inner.flat_parameters[...] = 7
+    assert all(np.all(np.asarray(engine.to_numpy(v)) == 7) for k, v in net.parameters().items() if k.startswith("1."))
+    assert np.all(np.asarray(engine.to_numpy(net.parameters()["2.weight"])) != 7)
+
+
+@pytest.mark.parametrize("engine", [numpy_net, torch_net], ids=lambda m: m.__name__)
+def test_layers_are_named_by_their_path_in_messages(engine):
+    net = build(engine, _nested(), dtype="float64")
+    assert net.layers[1].layers[2].layers[0].describe() == "layer 1.2.0 BatchNorm1d(3, eps=1e-05, momentum=0.1)"
+    with pytest.raises(ValueError, match=r"layer 1\.0 Linear\(in_features=4, out_features=3\): x: expected"):
+        net.forward(engine.asarray(np.zeros((2, 1, 3, 3)), "float64"))
+
+
+@pytest.mark.parametrize("engine", [numpy_net, torch_net], ids=lambda m: m.__name__)
+def test_inner_layers_check_each_kind_of_input_once_and_again_when_it_changes(engine, monkeypatch):
+    """Validation once, at the boundary: after a forward has passed every layer's checks, the
+    same kind of input runs the inner layers unchecked; another shape is checked in full again,
+    so a bad one is still refused by the layer it does not fit, in its own words."""
+    net = build(engine, _nested(), dtype="float64")
+    calls = []
+    layers_module = __import__(f"{engine.__name__}.layers", fromlist=["check_features"])
+    original = layers_module.check_features
+    monkeypatch.setattr(layers_module, "check_features", lambda *a: calls.append(a) or original(*a))
+    good = engine.asarray(np.ones((2, 1, 2, 2)), "float64")
+    net.forward(good)
+    assert len(calls) == 2  # both Linears checked the first input
+    net.forward(good)
+    net.forward(good)
+    assert len(calls) == 2  # nothing re-checked: the tree's first layer (Flatten) validated x
+    with pytest.raises(ValueError, match=r"layer 1\.0 Linear"):
+        net.forward(engine.asarray(np.ones((2, 1, 3, 3)), "float64"))  # another shape: checked, refused
+    assert len(calls) == 3
+    out = net.forward(good)  # back to the known input: checked once more, then trusted again
+    assert tuple(out.shape) == (2, 2) and len(calls) == 5
+
+
+@pytest.mark.parametrize("engine", [numpy_net, torch_net], ids=lambda m: m.__name__)
+def test_the_callers_delta_is_checked_every_time_and_never_written(engine):
+    net = engine.MLP([4, 3, 3, 2], dtype="float64")
+    x = engine.asarray(np.ones((2, 4)), "float64")
+    for _ in range(3):
+        net.forward(x)
+        delta = engine.asarray(np.full((2, 2), 0.5), "float64")
+        net.backward(delta)
+        assert np.all(np.asarray(engine.to_numpy(delta)) == 0.5)
+    with pytest.raises(ValueError, match=r"layer 4 Linear\(in_features=3, out_features=2\): delta"):
+        net.backward(engine.asarray(np.ones((3, 2)), "float64"))
+
+
+@pytest.mark.parametrize("engine", [numpy_net, torch_net], ids=lambda m: m.__name__)
+def test_the_root_refuses_nan_input_for_any_first_layer(engine):
+    net = build(engine, _nested(), dtype="float64")
+    x = np.ones((2, 1, 2, 2))
+    x[1, 0, 1, 0] = np.nan
+    with pytest.raises(FloatingPointError, match=r"x: contains NaN or Inf \(first at index \[1, 0, 1, 0\]\)"):
+        net.forward(engine.asarray(x, "float64"))
