@@ -29,26 +29,14 @@ try:  # reports BLAS thread pools (a dependency; tolerated missing in a bare che
 except ImportError:
     threadpool_info = None
 
-from engine_core.specs import LayerSpec, mlp
 
 from .architecture import image_view
-from .config import CLASSES, IN_FEATURES, OPTIMIZER_DEFAULTS, PRESETS, preset_network
 from .engines import Engine
 from .floor import Floor, make_floor
-from .gemms import gemm_flops, gemm_library, network_gemms
+from .gemms import gemm_flops, gemm_library
 from .threads import AUTO, apply_threads, choose_threads, cpu_count, rule_threads, thread_candidates, threads_of
+from .workloads import WORKLOADS, workload_gemms, workload_lr, workload_network
 
-# The networks bench can time: a network (a tree) and its init, the presets' for the presets'
-# names; lr: SGD's (other optimizers run at torch's default); batch_sizes: the default --batch-sizes.
-WORKLOADS: dict[str, dict[str, Any]] = {
-    **{name: {"network": preset_network(name), "init": PRESETS[name]["init"], "lr": PRESETS[name]["lr"],
-              "batch_sizes": (32, 128, 1024) if name != "lenet" else (64,)}
-       for name in ("notebook", "default", "lenet")},
-    # How cost grows with width: 784-1024-1024-10.
-    "wide": {"network": mlp([IN_FEATURES, 1024, 1024, CLASSES], "relu"), "init": "he_normal", "lr": 0.05,
-             "batch_sizes": (32, 128, 1024)},
-}
-DEFAULT_WORKLOADS = ("notebook", "default", "lenet")
 # An engine's step is compared with the GEMMs of the library its arrays belong to.
 NUMPY_FLOOR, TORCH_FLOOR = "numpy", "torch"
 # Below these, medians are of too little to mean much on a shared machine (noise_warning):
@@ -88,21 +76,6 @@ class BenchSettings:
     phases: bool = True
     floor_min_time: float = 1e-3
     settle_s: float = 0.3
-
-
-def workload_lr(workload: str, optimizer: str) -> float:
-    """The workload's SGD learning rate, or torch's default for other optimizers."""
-    return float(WORKLOADS[workload]["lr"]) if optimizer == "sgd" else OPTIMIZER_DEFAULTS[optimizer]["lr"]
-
-
-def workload_network(workload: str) -> LayerSpec:
-    """The workload's network (a tree, engine_core.specs)."""
-    return WORKLOADS[workload]["network"]
-
-
-def workload_gemms(workload: str, batch: int) -> list:
-    """The GEMMs of one training step of the workload at ``batch`` (backprop.gemms)."""
-    return network_gemms(workload_network(workload), batch)
 
 
 def default_steps(steps_per_epoch: int, step_seconds: float, budget_s: float, minimum: int = 10) -> int:

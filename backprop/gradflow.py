@@ -32,6 +32,7 @@ import numpy as np
 from engine_core.naming import is_layer_weight
 
 from .fileio import atomic_write_text
+from .legacy import state_key
 
 CSV_NAME = "gradients.csv"
 PNG_NAME = "gradients.png"
@@ -81,7 +82,7 @@ class GradientTracker:
 
     @staticmethod
     def layer_name(key: str) -> str:
-        """'fc0.weight' -> 'fc0', '3.weight' -> '3'."""
+        """'3.weight' -> '3', '1.0.weight' -> '1.0'."""
         return key[: -len(".weight")]
 
     def wrap(self, step: Callable[[Any, Any], tuple[float, int]]) -> Callable[[Any, Any], tuple[float, int]]:
@@ -157,8 +158,10 @@ class GradientTracker:
 
     def load(self, path: str, epochs: int) -> None:
         """Keep the rows of epochs 1..``epochs`` from an earlier session's ``gradients.csv`` (a
-        resumed run), so the file goes on covering the whole run; a missing file keeps none."""
-        self.rows = [row for row in read_csv(path) if row["epoch"] <= epochs] if os.path.exists(path) else []
+        resumed run), so the file goes on covering the whole run; a missing file keeps none. A
+        file written before the tree names an MLP's layers fc0, fc1, ...: they become 0, 2, ..."""
+        rows = [row for row in read_csv(path) if row["epoch"] <= epochs] if os.path.exists(path) else []
+        self.rows = [{**row, "layer": self.layer_name(state_key(f"{row['layer']}.weight"))} for row in rows]
 
     def write(self, out_dir: str, title: str = "") -> tuple[str, str]:
         """Write ``gradients.csv`` and ``gradients.png`` into ``out_dir`` (atomically); returns their paths."""

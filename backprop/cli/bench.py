@@ -8,24 +8,12 @@ import os
 import sys
 from typing import Any
 
-from ..benchmark import (
-    COMPILED,
-    DEFAULT_WORKLOADS,
-    WORKLOADS,
-    BenchSettings,
-    CompiledReference,
-    bench_case,
-    floor_warnings,
-    format_table,
-    formulation_summary,
-    machine_info,
-    noise_warning,
-)
 from ..config import DTYPE_NAMES, OPTIMIZER_NAMES
 from ..datasets import DataError, training_arrays
 from ..engines import EngineError, load_engine, training_numerics
 from ..fileio import atomic_write_text
 from ..plots import plot_bench
+from ..workloads import DEFAULT_WORKLOADS, WORKLOADS
 from .options import (
     add_data_options,
     add_engine_options,
@@ -82,6 +70,20 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    # The benchmark's timing code (and the floor's) is imported only when a bench runs: no other
+    # command depends on it.
+    from ..benchmark import (
+        COMPILED,
+        BenchSettings,
+        CompiledReference,
+        bench_case,
+        floor_warnings,
+        format_table,
+        formulation_summary,
+        machine_info,
+        noise_warning,
+    )
+
     """Benchmark; returns the exit status."""
     for name in args.workloads:
         if name not in WORKLOADS:
