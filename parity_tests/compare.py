@@ -104,7 +104,7 @@ def compare_passes(got: Pass, ref: Pass, spec: NetSpec, pre: list[np.ndarray], n
     check_close(f"{name}: loss", got.loss, ref.loss, max(fs, abs(ref.loss)), spec.dtype)
     check_close(f"{name}: dL/dlogits", got.dlogits, ref.dlogits, gs, spec.dtype)
     if len(got.deltas) != len(ref.deltas):
-        raise Mismatch(f"{name}: {len(got.deltas)} deltas, expected {len(ref.deltas)} (one per Linear)")
+        raise Mismatch(f"{name}: {len(got.deltas)} deltas, expected {len(ref.deltas)} (one per Linear and Conv2d)")
     for i, (a, b) in enumerate(zip(got.deltas, ref.deltas)):
         check_close(f"{name}: deltas[{i}] (dL/dz of the Linear or Conv2d number {i})", a, b, gs, spec.dtype)
     if sorted(got.grads) != sorted(ref.grads):

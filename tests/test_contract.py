@@ -74,18 +74,18 @@ def _mutations():
         "amsgrad buffer into plain Adam": (
             False, lambda s: s["state"].__setitem__("max_exp_avg_sq", s["state"]["exp_avg_sq"]),
             "ValueError", "unexpected buffer 'max_exp_avg_sq'"),
-        "parameter missing": (False, lambda s: s["state"]["exp_avg"].pop("fc1.bias"), "ValueError",
-                              "buffer 'exp_avg': missing parameter 'fc1.bias'"),
-        "mis-shaped": (False, set_param("exp_avg", "fc0.weight", np.zeros((4, 5))), "ValueError",
-                       "exp_avg['fc0.weight']: expected shape (5, 4), got (4, 5)"),
-        "mis-typed (ints)": (False, set_param("exp_avg", "fc1.bias", np.zeros(3, np.int64)), "TypeError",
-                             "exp_avg['fc1.bias']: expected a floating-point array"),
-        "mis-typed (a list)": (False, set_param("exp_avg_sq", "fc1.bias", [0.0, 0.0, 0.0]), "TypeError",
-                               "exp_avg_sq['fc1.bias']: expected an array, got list"),
-        "NaN": (False, set_param("exp_avg", "fc0.bias", np.array([0, np.nan, 0, 0.0])), "ValueError",
-                "exp_avg['fc0.bias']: contains NaN or Inf"),
-        "negative second moment": (False, set_param("exp_avg_sq", "fc0.bias", np.array([0, -1, 0, 0.0])),
-                                   "ValueError", "exp_avg_sq['fc0.bias']: a second moment must be >= 0"),
+        "parameter missing": (False, lambda s: s["state"]["exp_avg"].pop("2.bias"), "ValueError",
+                              "buffer 'exp_avg': missing parameter '2.bias'"),
+        "mis-shaped": (False, set_param("exp_avg", "0.weight", np.zeros((4, 5))), "ValueError",
+                       "exp_avg['0.weight']: expected shape (5, 4), got (4, 5)"),
+        "mis-typed (ints)": (False, set_param("exp_avg", "2.bias", np.zeros(3, np.int64)), "TypeError",
+                             "exp_avg['2.bias']: expected a floating-point array"),
+        "mis-typed (a list)": (False, set_param("exp_avg_sq", "2.bias", [0.0, 0.0, 0.0]), "TypeError",
+                               "exp_avg_sq['2.bias']: expected an array, got list"),
+        "NaN": (False, set_param("exp_avg", "0.bias", np.array([0, np.nan, 0, 0.0])), "ValueError",
+                "exp_avg['0.bias']: contains NaN or Inf"),
+        "negative second moment": (False, set_param("exp_avg_sq", "0.bias", np.array([0, -1, 0, 0.0])),
+                                   "ValueError", "exp_avg_sq['0.bias']: a second moment must be >= 0"),
         "step 0 with buffers": (False, lambda s: s.__setitem__("step", 0), "ValueError",
                                 "at step 0 (the state says no step was taken yet)"),
         "a step without buffers": (False, lambda s: s.__setitem__("state", {}), "ValueError",
@@ -137,7 +137,7 @@ def test_sgd_state_buffers_follow_momentum_and_step(subject):
 def test_backward_before_forward_names_the_layer_and_the_shapes(subject):
     net = subject.MLP([5, 4, 3], seed=0, dtype="float64")
     delta = subject.asarray(np.zeros((2, 3)), "float64")
-    with pytest.raises(RuntimeError, match=r"fc1 Linear\(in_features=4, out_features=3\): backward\(\) called "
+    with pytest.raises(RuntimeError, match=r"layer 2 Linear\(in_features=4, out_features=3\): backward\(\) called "
                                            r"before forward\(\) \(got a delta of shape \(2, 3\)"):
         net.backward(delta)
 
@@ -150,7 +150,7 @@ def test_a_delta_of_another_batch_size_is_refused_and_changes_no_gradient(subjec
     loss.forward(net.forward(x), y)
     net.backward(loss.backward())
     grads = {k: subject.to_numpy(v).copy() for k, v in net.grads().items()}
-    with pytest.raises(ValueError, match=r"fc1 Linear\(in_features=4, out_features=3\): delta: expected shape "
+    with pytest.raises(ValueError, match=r"layer 2 Linear\(in_features=4, out_features=3\): delta: expected shape "
                                          r"\(6, 3\) .*got \(5, 3\)"):
         net.backward(subject.asarray(np.ones((5, 3)), "float64"))
     with pytest.raises(TypeError, match="delta: expected dtype float64"):
@@ -349,7 +349,7 @@ def test_state_values_no_engine_can_hold_are_refused_alike_before_anything_is_co
         net = subject.MLP([3, 4, 2], seed=0)
         before = net.state_dict()
         state = dict(before)
-        state["fc1.bias"] = value
+        state["2.bias"] = value
         outcome = _outcome(lambda net=net, state=state: net.load_state_dict(state))
         assert outcome[0] == kind and words in outcome[1], (subject.name, outcome)
         assert all(np.array_equal(v, net.state_dict()[k]) for k, v in before.items())
@@ -358,9 +358,9 @@ def test_state_values_no_engine_can_hold_are_refused_alike_before_anything_is_co
 
 
 @pytest.mark.parametrize("mutate, words", [
-    (lambda s: s["state"]["exp_avg"].__setitem__("fc0.bias", np.full(4, 1e300)), "beyond float32's range"),
+    (lambda s: s["state"]["exp_avg"].__setitem__("0.bias", np.full(4, 1e300)), "beyond float32's range"),
     (lambda s: s.__setitem__("lr", 10**400), "'lr' must be a finite number"),
-    (lambda s: s["state"]["exp_avg"].__setitem__("fc0.bias", np.zeros(4, np.longdouble)), "expected dtype"),
+    (lambda s: s["state"]["exp_avg"].__setitem__("0.bias", np.zeros(4, np.longdouble)), "expected dtype"),
 ])
 def test_optimizer_values_no_engine_can_hold_are_refused_alike(mutate, words):
     outcomes = []

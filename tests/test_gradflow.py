@@ -44,7 +44,7 @@ def _train(engine_name: str, net_of, x, y, epochs: int = 2, batch: int = 16, tra
 
 
 def _mlp(engine):
-    return engine.build_net([20, 12, 12, 12, 10], "sigmoid", "xavier_normal", 3, "float64", training=True)
+    return engine.build_net(specs.mlp([20, 12, 12, 12, 10], "sigmoid"), "xavier_normal", 3, "float64", training=True)
 
 
 def _cnn(engine):
@@ -94,7 +94,7 @@ def test_the_norms_are_the_documented_quantities_averaged_over_the_epoch():
         grad = net.grads()[last]
         expected.append([np.linalg.norm(grad), np.linalg.norm(p / 4),
                          lr * np.linalg.norm(grad) / np.linalg.norm(before[last])])
-    (row,) = [r for r in tracker.end_epoch(1) if r["layer"] == "fc3"]
+    (row,) = [r for r in tracker.end_epoch(1) if r["layer"] == "6"]
     assert row["steps"] == 2 and row["shape"] == "12x10"
     np.testing.assert_allclose([row[m] for m in METRICS], np.mean(expected, axis=0), rtol=1e-12)
     assert tracker.end_epoch(2) == []  # no step recorded: no row
@@ -154,8 +154,8 @@ def test_the_plot_has_one_log_scale_line_per_layer_in_each_panel(tmp_path, monke
     for ax, metric in zip(axes, METRICS):
         assert ax.get_yscale() == "log"
         lines = ax.get_lines()
-        assert [line.get_label() for line in lines] == ["fc0 (20x12)", "fc1 (12x12)", "fc2 (12x12)", "fc3 (12x10)"]
-        first = [r[metric] for r in tracker.rows if r["layer"] == "fc0"]
+        assert [line.get_label() for line in lines] == ["0 (20x12)", "2 (12x12)", "4 (12x12)", "6 (12x10)"]
+        first = [r[metric] for r in tracker.rows if r["layer"] == "0"]
         np.testing.assert_array_equal(lines[0].get_ydata(), first)
 
 
@@ -169,7 +169,7 @@ def test_train_track_gradients_writes_the_files_and_a_resumed_run_extends_them(d
     epoch_one = gradflow.read_csv(os.path.join(out, "gradients.csv"))
     steps = 256 // 16
     assert [(r["epoch"], r["layer"], r["shape"], r["steps"]) for r in epoch_one] == \
-           [(1, "fc0", "784x8", steps), (1, "fc1", "8x10", steps)]
+           [(1, "0", "784x8", steps), (1, "2", "8x10", steps)]
     resumed = run_cli("train", "--resume", out, "--epochs", "2", "--quiet", "--track-gradients")
     assert resumed.returncode == 0, resumed.stderr
     rows = gradflow.read_csv(os.path.join(out, "gradients.csv"))

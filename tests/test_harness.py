@@ -3,6 +3,8 @@ checkout against a third-party module, and rejection reports a person can act on
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -21,12 +23,18 @@ import numpy_net
 from numpy_net import *  # noqa: F403
 
 
-class MLP(numpy_net.MLP):
-    def backward(self, delta, input_grad=True):
-        dx = super().backward(delta, input_grad=input_grad)
-        last = f"fc{len(self.sizes) - 2}.bias"
-        self.grads()[last][...] *= 1.001
+def MLP(*args, **kwargs):
+    net = numpy_net.MLP(*args, **kwargs)
+    exact = net.backward
+
+    def backward(delta, input_grad=True):
+        dx = exact(delta, input_grad=input_grad)
+        last = [key for key in net.grads() if key.endswith(".bias")][-1]
+        net.grads()[last][...] *= 1.001
         return dx
+
+    net.backward = backward
+    return net
 '''
 
 
@@ -80,7 +88,7 @@ def test_the_harness_rejects_a_last_bias_gradient_off_by_a_tenth_of_a_percent(ou
                                           "-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     out = result.stdout.str()
-    assert "grads['fc" in out and ".bias'] differs" in out and "NetSpec(" in out, out[-3000:]
+    assert re.search(r"grads\['\d+\.bias'\] differs", out) and "NetSpec(" in out, out[-3000:]
 
 
 def test_the_harness_rejects_the_notebook_engine_naming_the_bias_gradient(outside: pytest.Pytester):
@@ -91,7 +99,7 @@ def test_the_harness_rejects_the_notebook_engine_naming_the_bias_gradient(outsid
     out = result.stdout.str()
     # Which property, which parameter, expected vs got, and the smallest network that shows it.
     assert "test_logits_loss_deltas_and_gradients_equal_autograds" in out
-    assert "grads['fc0.bias'] differs" in out and "expected" in out and "got" in out
+    assert "grads['0.bias'] differs" in out and "expected" in out and "got" in out
     assert "NetSpec(sizes=(1, " in out and "Batch(" in out
 
 
@@ -112,7 +120,7 @@ def test_the_harness_finds_the_activation_derivative_taken_from_the_next_layer()
     ref_net = spec.build(ref_engine)
     ref = run_pass(ref_engine, ref_net, spec, batch)
     pre = [ref_engine.to_numpy(z) for z in ref_net.pre_activations()]
-    with pytest.raises(Mismatch, match=r"deltas\[0\] \(dL/dz of fc0\) differs"):
+    with pytest.raises(Mismatch, match=r"deltas\[0\] \(dL/dz of the Linear or Conv2d number 0\) differs"):
         compare_passes(run_pass(engine, spec.build(engine), spec, batch), ref, spec, pre, NOTEBOOK)
 
 

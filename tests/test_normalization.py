@@ -80,7 +80,7 @@ def test_a_single_value_per_channel_in_train_mode_is_refused_as_torch_refuses_it
     net = _net(subject, spec)
     before = net.state_dict()
     with pytest.raises(ValueError, match=re.escape(
-            f"layers[0] {spec.class_name}(") + r".*\): expected more than 1 value per channel when training, "
+            f"layer 0 {spec.class_name}(") + r".*\): expected more than 1 value per channel when training, "
             + re.escape(f"got input shape {shape}")):
         net.forward(subject.asarray(np.ones(shape), "float64"))
     assert all(np.array_equal(v, before[k]) for k, v in net.state_dict().items())  # no statistic moved
@@ -100,7 +100,7 @@ def test_a_single_value_per_channel_in_train_mode_is_refused_as_torch_refuses_it
 def test_batch_norm_inputs_are_checked_naming_the_layer(subject):
     net = _net(subject, BN1)
     cases = [
-        (np.zeros((4, 2)), "float64", "ValueError", "layers[0] BatchNorm1d(3, eps=1e-05, momentum=0.1): x: "
+        (np.zeros((4, 2)), "float64", "ValueError", "layer 0 BatchNorm1d(3, eps=1e-05, momentum=0.1): x: "
                                                     "expected a 2-D input (batch, 3), got shape (4, 2)"),
         (np.zeros((4, 3, 1)), "float64", "ValueError", "x: expected a 2-D input (batch, 3), got shape (4, 3, 1)"),
         (np.zeros((0, 3)), "float64", "ValueError", "x: empty input (shape (0, 3))"),

@@ -20,9 +20,9 @@ NAMES = [f"class{i}" for i in range(10)]
 def test_linear_weights_become_one_28x28_image_per_unit():
     rng = np.random.default_rng(0)
     weight = rng.standard_normal((784, 5))
-    state = {"fc0.weight": weight, "fc0.bias": np.zeros(5), "fc1.weight": rng.standard_normal((5, 10))}
+    state = {"0.weight": weight, "0.bias": np.zeros(5), "2.weight": rng.standard_normal((5, 10))}
     images, titles, key = pictures.weight_images(state)
-    assert key == "fc0.weight" and images.shape == (5, 28, 28)
+    assert key == "0.weight" and images.shape == (5, 28, 28)
     for j in range(5):  # column j of the (in, out) weight is unit j's input weights, row-major pixels
         np.testing.assert_array_equal(images[j], weight[:, j].reshape(28, 28))
     assert titles == [f"unit {j}" for j in range(5)]
@@ -42,7 +42,7 @@ def test_conv_filters_are_drawn_per_output_and_input_channel():
 
 def test_weights_that_are_no_square_image_or_absent_are_refused():
     with pytest.raises(ValueError, match="no square image"):
-        pictures.weight_images({"fc0.weight": np.zeros((10, 3))})
+        pictures.weight_images({"0.weight": np.zeros((10, 3))})
     with pytest.raises(ValueError, match="no Linear or Conv2d weight"):
         pictures.weight_images({"0.weight": np.ones(3)})
 
@@ -91,7 +91,7 @@ def test_the_grid_draws_exactly_the_given_images_in_order():
 
 def test_probabilities_are_the_softmax_of_the_networks_logits():
     engine = load_engine("torch")
-    net = engine.build_net([784, 10], "relu", "xavier_normal", 0, "float64")
+    net = engine.build_net(specs.mlp([784, 10], "relu"), "xavier_normal", 0, "float64")
     x = np.random.default_rng(3).uniform(-1, 1, (7, 784))
     probabilities = pictures.predict_probabilities(engine, net, x, chunk=3)
     logits = engine.to_numpy(net.forward(engine.asarray(x, "float64")))

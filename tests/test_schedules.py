@@ -15,6 +15,7 @@ from backprop.datasets import load_dataset
 from backprop.engines import load_engine
 from backprop.schedules import epoch_learning_rates
 from backprop.training import Trainer
+from engine_core.specs import mlp
 
 
 def _torch_rates(make_scheduler, base_lr: float, epochs: int) -> list[float]:
@@ -78,8 +79,8 @@ def test_an_unknown_schedule_is_refused():
 
 
 def test_the_trainer_uses_each_epochs_rate(data_root, tmp_path):
-    config = TrainConfig(dataset="fashion-mnist", hidden=[4], epochs=3, batch_size=64, lr=0.1,
-                         lr_schedule="step", step_size=1, gamma=0.5)
+    config = TrainConfig(dataset="fashion-mnist", network=mlp([784, 4, 10], "relu"), epochs=3, batch_size=64,
+                         lr=0.1, lr_schedule="step", step_size=1, gamma=0.5)
     seen = []
     trainer = Trainer(config, load_engine("numpy"), load_dataset("fashion-mnist", data_root), str(tmp_path),
                       quiet=True, log=lambda *_: seen.append(trainer.optimizer.lr))

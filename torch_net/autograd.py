@@ -35,6 +35,7 @@ from engine_core.layer_checks import (
     check_negative_slope,
 )
 from engine_core.specs import build, mlp
+from engine_core.windows import size_repr
 
 from . import asarray, labels, to_numpy  # the same conversions as torch_net
 from .checks import (
@@ -65,8 +66,9 @@ class Layer:
     transposed: tuple[str, ...] = ()
     records_delta = False  # whether the engines' layer of this kind records dL/d(output)
 
-    def __init__(self, module: nn.Module) -> None:
+    def __init__(self, module: nn.Module, text: str | None = None) -> None:
         self.module = module
+        self.text = text  # how the engines show this layer (their __repr__), for messages
 
     def state(self) -> dict[str, torch.Tensor]:
         """Parameters then buffers (torch's names; num_batches_tracked is not part of the format)."""
@@ -75,7 +77,7 @@ class Layer:
         return out
 
     def __repr__(self) -> str:
-        return repr(self.module)
+        return self.text if self.text is not None else repr(self.module)
 
 
 def _kind(dtype: str) -> torch.dtype:
@@ -90,7 +92,9 @@ class Linear(Layer):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype: str = "float32",
                  device: str | torch.device = "cpu") -> None:
-        super().__init__(nn.Linear(in_features, out_features, bias=bias, dtype=_kind(dtype), device=device))
+        extra = "" if bias else ", bias=False"
+        super().__init__(nn.Linear(in_features, out_features, bias=bias, dtype=_kind(dtype), device=device),
+                         f"Linear(in_features={in_features}, out_features={out_features}{extra})")
 
 
 class Identity(Layer):
@@ -131,8 +135,11 @@ class Conv2d(Layer):
                  dtype: str = "float32", device: str | torch.device = "cpu") -> None:
         in_channels, out_channels, kernel, step, pad = check_conv_args(
             in_channels, out_channels, kernel_size, stride, padding)
+        extra = "" if bias else ", bias=False"
         super().__init__(nn.Conv2d(in_channels, out_channels, kernel, stride=step, padding=pad, bias=bias,
-                                   dtype=_kind(dtype), device=device))
+                                   dtype=_kind(dtype), device=device),
+                         f"Conv2d(in_channels={in_channels}, out_channels={out_channels}, kernel_size="
+                         f"{size_repr(kernel)}, stride={size_repr(step)}, padding={size_repr(pad)}{extra})")
 
 
 class MaxPool2d(Layer):
@@ -140,7 +147,8 @@ class MaxPool2d(Layer):
 
     def __init__(self, kernel_size: int | tuple[int, int], stride: int | tuple[int, int] | None = None) -> None:
         kernel, step = check_pool_args(kernel_size, stride)
-        super().__init__(nn.MaxPool2d(kernel, step))
+        super().__init__(nn.MaxPool2d(kernel, step),
+                         f"MaxPool2d(kernel_size={size_repr(kernel)}, stride={size_repr(step)})")
 
 
 class AvgPool2d(Layer):
@@ -148,14 +156,15 @@ class AvgPool2d(Layer):
 
     def __init__(self, kernel_size: int | tuple[int, int], stride: int | tuple[int, int] | None = None) -> None:
         kernel, step = check_pool_args(kernel_size, stride)
-        super().__init__(nn.AvgPool2d(kernel, step))
+        super().__init__(nn.AvgPool2d(kernel, step),
+                         f"AvgPool2d(kernel_size={size_repr(kernel)}, stride={size_repr(step)})")
 
 
 class Flatten(Layer):
     """torch.nn.Flatten ((B, ...) to (B, prod(...)))."""
 
     def __init__(self) -> None:
-        super().__init__(nn.Flatten())
+        super().__init__(nn.Flatten(), "Flatten()")
 
 
 class LeakyReLU(Layer):
@@ -179,7 +188,8 @@ class BatchNorm1d(Layer):
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, dtype: str = "float32",
                  device: str | torch.device = "cpu") -> None:
         num_features, eps, momentum = check_batchnorm_args(num_features, eps, momentum)
-        super().__init__(nn.BatchNorm1d(num_features, eps=eps, momentum=momentum, dtype=_kind(dtype), device=device))
+        super().__init__(nn.BatchNorm1d(num_features, eps=eps, momentum=momentum, dtype=_kind(dtype), device=device),
+                         f"BatchNorm1d({num_features}, eps={eps}, momentum={momentum})")
 
 
 class BatchNorm2d(Layer):
@@ -188,7 +198,8 @@ class BatchNorm2d(Layer):
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, dtype: str = "float32",
                  device: str | torch.device = "cpu") -> None:
         num_features, eps, momentum = check_batchnorm_args(num_features, eps, momentum)
-        super().__init__(nn.BatchNorm2d(num_features, eps=eps, momentum=momentum, dtype=_kind(dtype), device=device))
+        super().__init__(nn.BatchNorm2d(num_features, eps=eps, momentum=momentum, dtype=_kind(dtype), device=device),
+                         f"BatchNorm2d({num_features}, eps={eps}, momentum={momentum})")
 
 
 class NumpyMaskDropout(nn.Module):
@@ -219,7 +230,7 @@ class Dropout(Layer):
 
     def __init__(self, p: float = 0.5, seed: int = 0) -> None:
         module = NumpyMaskDropout(check_dropout_p(p), seed)
-        super().__init__(module)
+        super().__init__(module, f"Dropout(p={module.p}, seed={seed})")
         self.masks = module.masks
 
     def rng_state(self) -> dict:
