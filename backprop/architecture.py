@@ -143,7 +143,8 @@ def input_shape(network: LayerSpec | Sequence[LayerSpec]) -> tuple[int, ...]:
 def image_view(x: np.ndarray, network: LayerSpec | Sequence[LayerSpec]) -> np.ndarray:
     """Rows of 784 pixels (N, 784) as the network's input: (N, 1, 28, 28) images when it starts
     with a 2-D layer (a view: no copy), else x as it is."""
-    return x.reshape(len(x), *input_shape(network))
+    shape = input_shape(network)
+    return x if x.shape[1:] == shape else x.reshape(len(x), *shape)
 
 
 def evaluation_chunk(network: LayerSpec | Sequence[LayerSpec], itemsize: int, budget: int = 256 * 2**20,
@@ -165,11 +166,14 @@ def evaluation_chunk(network: LayerSpec | Sequence[LayerSpec], itemsize: int, bu
 
 
 def check_stack(network: LayerSpec | Sequence[LayerSpec]) -> None:
-    """The network must type-check from input_shape(network) and end in (batch, 10) logits."""
-    try:
-        shape = output_shape(as_network(network), (2, *input_shape(network)))
-    except ValueError as error:
-        raise LayersSyntaxError(f"--layers: {error}") from None
+    """The network must type-check from input_shape(network) and end in (batch, 10) logits; the
+    message names the layer that does not fit by its path (``layer 3 Linear(...)``)."""
+    shape: tuple[int, ...] = (2, *input_shape(network))
+    for path, spec in as_network(network).leaves():
+        try:
+            shape = output_shape(spec, shape)
+        except ValueError as error:
+            raise LayersSyntaxError(f"--layers: layer {path} {error}") from None
     if shape != (2, CLASSES):
         raise LayersSyntaxError(
             f"--layers: the last layer outputs {shape[1:]} per sample; expected {CLASSES} logits")

@@ -408,7 +408,7 @@ def _check_meta(meta: dict[str, Any]) -> tuple[TrainConfig, Progress]:
     if meta["version"] == 1 and "t_max" not in config_json:
         # Version 1 had no t_max; its cosine period was the stored epochs.
         config_json = {**config_json, "t_max": config_json.get("epochs")}
-    config = TrainConfig.from_json(config_json)
+    config = TrainConfig.from_json(config_json, legacy=meta["version"] < 4)
     step = _require(meta, "optimizer_step", int, "an integer")
     lr = _require(meta, "optimizer_lr", (int, float), "a number")
     try:

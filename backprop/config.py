@@ -224,10 +224,11 @@ class TrainConfig:
         return out
 
     @classmethod
-    def from_json(cls, data: object) -> TrainConfig:
-        """The config stored by to_json, validated in full; files written before the network was
-        one tree are converted (backprop.legacy.network_fields: ``hidden`` and ``activation``
-        with ``layers`` null or absent are the MLP they describe).
+    def from_json(cls, data: object, legacy: bool = False) -> TrainConfig:
+        """The config stored by to_json, validated in full. With ``legacy`` (a checkpoint of
+        version 1 to 3, written before the network was one tree) its network fields are converted
+        first (backprop.legacy.network_fields: ``hidden`` and ``activation`` with ``layers`` null
+        or absent are the MLP they describe); without it they are unknown fields.
 
         Every field must be present with the right type and a known value; ``layers`` must be a
         network that type-checks from MNIST-format input to 10 logits, each layer carrying every
@@ -239,7 +240,8 @@ class TrainConfig:
 
         if not isinstance(data, dict):
             raise TypeError(f"config: expected a JSON object, got {type(data).__name__}")
-        data = network_fields(data, _hidden, _choice(ACTIVATION_NAMES))
+        if legacy:
+            data = network_fields(data, _hidden, _choice(ACTIVATION_NAMES))
         names = [f.name for f in fields(cls) if f.name != "network"]
         for name in [*names, "layers"]:
             if name not in data:

@@ -54,12 +54,15 @@ def _layer_gemms(name: str, rows: int, fan_in: int, fan_out: int) -> tuple[Gemm,
             Gemm(f"{name} input grad delta@W^T", rows, fan_out, fan_in, "grad_input"))
 
 
-def network_gemms(network: LayerSpec | Sequence[LayerSpec], batch: int) -> list[Gemm]:
-    """The products of one training step of ``network`` at ``batch`` on its input
-    (architecture.input_shape): forward in layer order, then backward from the last layer (named
-    ``"{path}.{kind}"``). Layers without a weight do no GEMM. ValueError when it does not type-check."""
+def network_gemms(network: LayerSpec | Sequence[LayerSpec], batch: int,
+                  sample_shape: tuple[int, ...] | None = None) -> list[Gemm]:
+    """The products of one training step of ``network`` at ``batch`` on inputs of ``sample_shape``
+    (default: architecture.input_shape, MNIST's): forward in layer order, then backward from the
+    last layer (named ``"{path}.{kind}"``). Layers without a weight do no GEMM. ValueError when it
+    does not type-check."""
     layers = []
-    for path, spec, _, out in leaf_shapes(network, (batch, *input_shape(network))):
+    shape = input_shape(network) if sample_shape is None else tuple(sample_shape)
+    for path, spec, _, out in leaf_shapes(network, (batch, *shape)):
         if spec.kind == "linear":
             rows = int(np.prod(out[:-1], dtype=np.int64))
             layers.append(_layer_gemms(f"{path}.linear", rows, spec.args["in_features"], spec.args["out_features"]))
@@ -78,7 +81,7 @@ def network_gemms(network: LayerSpec | Sequence[LayerSpec], batch: int) -> list[
 
 def training_gemms(sizes: list[int], batch: int) -> list[Gemm]:
     """network_gemms of the MLP of widths ``sizes`` ([in, hidden..., out])."""
-    return network_gemms(mlp(sizes), batch)
+    return network_gemms(mlp(sizes), batch, (sizes[0],))
 
 
 def gemm_flops(gemms: Sequence[Gemm]) -> int:

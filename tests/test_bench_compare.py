@@ -9,10 +9,12 @@ import os
 import numpy as np
 import pytest
 
-from backprop.benchmark import BenchSettings, bench_case, floor_library, format_table
+from backprop.benchmark import BenchSettings, bench_case, format_table
 from backprop.engines import load_engine
-from backprop.floor import make_floor, step_flops, training_gemms
+from backprop.floor import make_floor
+from backprop.gemms import gemm_library, step_flops, training_gemms
 from backprop.lockstep import LockstepSettings, divergence, first_exceeding, run_lockstep, summary
+from engine_core.specs import mlp
 
 from .helpers import run_cli
 
@@ -21,12 +23,15 @@ def test_the_floor_counts_three_gemms_per_layer_but_the_first_layers_input_gradi
     gemms = training_gemms([784, 64, 10], batch=32)
     shapes = [(g.m, g.k, g.n) for g in gemms]
     assert shapes == [
-        (32, 784, 64),  # fc0 forward x@W
-        (32, 64, 10),  # fc1 forward
-        (64, 32, 10),  # fc1 grad_weight = a^T delta
-        (32, 10, 64),  # fc1 input grad = delta W^T
-        (784, 32, 64),  # fc0 grad_weight; fc0's input grad is never needed
+        (32, 784, 64),  # layer 0 forward x@W
+        (32, 64, 10),  # layer 2 forward
+        (64, 32, 10),  # layer 2 grad_weight = a^T delta
+        (32, 10, 64),  # layer 2 input grad = delta W^T
+        (784, 32, 64),  # layer 0 grad_weight; layer 0's input grad is never needed
     ]
+    assert [g.what for g in gemms] == ["0.linear forward x@W", "2.linear forward x@W",
+                                       "2.linear grad_weight x^T@delta", "2.linear input grad delta@W^T",
+                                       "0.linear grad_weight x^T@delta"]  # named by the layer's path
     assert len(training_gemms([784, 64, 64, 64, 64, 64, 10], 32)) == 3 * 6 - 1
 
 
@@ -67,7 +72,7 @@ def test_bench_case_measures_every_engine_from_plain_settings():
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((64, 784)).astype(np.float32), rng.integers(0, 10, 64)
     engines = [load_engine("numpy"), load_engine("autograd")]
-    assert [floor_library(e) for e in engines] == ["numpy", "torch"]
+    assert [gemm_library(e) for e in engines] == ["numpy", "torch"]
     rows = bench_case(engines, "notebook", 16, BenchSettings(steps=2, repeats=1, warmup=1, blas_threads=1,
                                                                              floor_min_time=1e-4), x, y)
     assert [r["engine"] for r in rows] == ["numpy", "autograd"]
@@ -80,7 +85,7 @@ def test_bench_case_measures_every_engine_from_plain_settings():
 def test_lockstep_engines_in_float64_stay_together_and_the_summary_says_so():
     rng = np.random.default_rng(1)
     x, y = rng.standard_normal((40, 784)), rng.integers(0, 10, 40)
-    settings = LockstepSettings(sizes=[784, 6, 10], activation="tanh", init="xavier_normal", dtype="float64",
+    settings = LockstepSettings(network=mlp([784, 6, 10], "tanh"), init="xavier_normal", dtype="float64",
                                 batch_size=16, seed=2, optimizer="sgd", lr=0.05, momentum=0.9, steps=5)
     engines = [load_engine("numpy"), load_engine("torch"), load_engine("autograd")]
     rows = run_lockstep(engines, x, y, settings)
@@ -103,7 +108,7 @@ def test_compare_exits_non_zero_when_the_tolerance_is_exceeded(data_root, tmp_pa
     with open(tmp_path / "b" / "compare.csv") as f:
         header = f.readline().strip().split(",")
     assert header[:9] == ["step", "engine", "reference", "loss", "loss_diff", "max_abs_diff", "max_rel_diff",
-                          "worst_param", "abs:fc0.weight"]
+                          "worst_param", "abs:0.weight"]
     assert os.path.getsize(tmp_path / "b" / "compare.png") > 0
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from backprop import threads
-from backprop.architecture import IMAGE_SHAPE, LENET
+from backprop.architecture import LENET, parse_layers
 from backprop.benchmark import (
     PHASES,
     WORKLOADS,
@@ -24,22 +24,21 @@ from backprop.benchmark import (
     formulation_summary,
     noise_warning,
     workload_gemms,
-    workload_specs,
+    workload_network,
 )
 from backprop.engines import load_engine
 from backprop.floor import (
     CALLS,
     Formulation,
-    Gemm,
     choose_formulations,
     fastest,
     formulations,
     operands,
     prepare,
-    spec_gemms,
     time_candidates,
-    training_gemms,
 )
+from backprop.gemms import Gemm, network_gemms, training_gemms
+from engine_core.specs import LayerSpec, mlp, mlp_of
 
 
 class FakeClock:
@@ -145,7 +144,7 @@ def test_choose_formulations_picks_the_cheapest_per_product_and_times_equal_prod
     choices = choose_formulations("torch", gemms, "float32", timer=clock, rounds=2, prepare_fn=fake_prepare)
     assert [c.formulation for c in choices] == [cheap_for[g.role] for g in gemms]
     assert all(c.seconds == 1.0 for c in choices)
-    # fc1 and fc2 are the same 64x64 layer: 11 products, 8 distinct, each timed in every form once
+    # layers 2 and 4 are the same 64x64 Linear: 11 products, 8 distinct, each timed in every form once
     assert len(gemms) == 11 and len(prepared) == 8 * len(options)
     report = choices[0].to_json()
     assert report["formulation"] == cheap_for["forward"].name and len(report["candidates_us"]) == len(options)
@@ -160,7 +159,7 @@ def test_choose_formulations_breaks_ties_deterministically():
 
 # -- products -----------------------------------------------------------------------------------
 def test_lenet_products_are_its_im2col_and_linear_gemms():
-    gemms = spec_gemms(LENET, IMAGE_SHAPE, 2)
+    gemms = network_gemms(LENET, 2)
     forward = [(g.m, g.k, g.n) for g in gemms if g.role == "forward"]
     assert forward == [(2 * 28 * 28, 25, 6), (2 * 10 * 10, 150, 16), (2, 400, 120), (2, 120, 84), (2, 84, 10)]
     assert [g.dims for g in gemms if g.role == "grad_input"] == [(2, 84, 10), (2, 120, 84), (2, 400, 120),
@@ -169,12 +168,19 @@ def test_lenet_products_are_its_im2col_and_linear_gemms():
 
 
 def test_workloads_include_wide_and_lenet_and_mlps_spell_out_as_stacks():
-    assert WORKLOADS["wide"]["hidden"] == [1024, 1024] and WORKLOADS["wide"]["activation"] == "relu"
-    specs = workload_specs("wide")
-    assert [s.kind for s in specs] == ["linear", "relu", "linear", "relu", "linear"]
-    assert spec_gemms(specs, (784,), 8) == [
-        Gemm(g.what.replace("fc0", "0.linear").replace("fc1", "2.linear").replace("fc2", "4.linear"), g.m, g.k, g.n,
-             g.role) for g in training_gemms([784, 1024, 1024, 10], 8)]
+    assert WORKLOADS["wide"]["network"] == mlp([784, 1024, 1024, 10], "relu")
+    assert mlp_of(workload_network("wide")) == ([784, 1024, 1024, 10], "relu")
+    network = workload_network("wide")
+    assert [s.kind for s in network.children] == ["linear", "relu", "linear", "relu", "linear"]
+    assert network == parse_layers("linear(784, 1024), relu, linear(1024, 1024), relu, linear(1024, 10)")
+    # The same layers given as a plain list of specs (a stack) have the MLP's products, named by path.
+    stack = [LayerSpec("linear", {"in_features": 784, "out_features": 1024}), LayerSpec("relu"),
+             LayerSpec("linear", {"in_features": 1024, "out_features": 1024}), LayerSpec("relu"),
+             LayerSpec("linear", {"in_features": 1024, "out_features": 10})]
+    gemms = network_gemms(stack, 8)
+    assert gemms == training_gemms([784, 1024, 1024, 10], 8) == workload_gemms("wide", 8)
+    assert [g.what for g in gemms if g.role == "forward"] == ["0.linear forward x@W", "2.linear forward x@W",
+                                                              "4.linear forward x@W"]
 
 
 # -- threads ------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import torch
 
 from backprop.cli import build_parsers
 from backprop.cli.options import HelpFormatter
-from backprop.config import OPTIMIZER_DEFAULTS, PRESETS, ConfigError, new_config
+from backprop.config import OPTIMIZER_DEFAULTS, ConfigError, new_config, preset_network
 
 from .helpers import run_cli
 
@@ -43,7 +43,7 @@ def test_defaults_follow_the_optimizer_chosen(preset, flags, expected):
     config = new_config(preset, **flags)
     for key, value in expected.items():
         assert getattr(config, key) == value, key
-    assert config.preset == preset and config.hidden == PRESETS[preset]["hidden"]
+    assert config.preset == preset and config.network == preset_network(preset)
 
 
 @pytest.mark.parametrize("flags, words", [

@@ -13,6 +13,7 @@ import pytest
 
 from backprop.checkpoint import load_checkpoint
 from backprop.cli import hints
+from engine_core.specs import mlp
 
 from .helpers import ROOT, SMALL_RUN, copy_run, run_cli
 
@@ -61,7 +62,8 @@ def test_the_divergence_hint_starts_a_new_run_with_a_smaller_learning_rate(data_
     assert again.returncode in (0, 3), (hint, again.stderr)  # a valid command: it trained (or diverged again)
     (run,) = os.listdir(tmp_path / "runs")
     config = json.load(open(tmp_path / "runs" / run / "config.json"))
-    assert config["lr"] == 1.0 and config["hidden"] == [16, 16] and config["activation"] == "identity"
+    assert config["lr"] == 1.0
+    assert config["layers"] == [spec.to_json() for spec in mlp([784, 16, 16, 10], "identity").children]
 
 
 def test_the_already_holds_a_run_hint_continues_that_run(trained, tmp_path):

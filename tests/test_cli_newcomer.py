@@ -12,6 +12,7 @@ import pytest
 
 from backprop.cli import build_parsers
 from backprop.cli.train import train_config
+from engine_core.specs import mlp
 
 from .helpers import ROOT, run_cli
 
@@ -94,7 +95,8 @@ def test_no_hidden_layer_is_documented_and_its_header_names_no_activation(data_r
     header = result.stdout.splitlines()[0]
     assert "784-10, no hidden layer" in header
     assert not any(name in header for name in ("relu", "tanh", "sigmoid", "identity")), header
-    assert json.load(open(out / "config.json"))["hidden"] == []
+    layers = json.load(open(out / "config.json"))["layers"]
+    assert layers == [spec.to_json() for spec in mlp([784, 10]).children]  # one Linear, 784 -> 10
     assert " 1 epoch;" in header and "1 epochs" not in header, header  # counts are pluralised
     again = run_cli("train", "--resume", str(out), "--data-dir", data_root, "--quiet")
     assert again.returncode == 0 and "already finished 1 of 1 epoch. To train on" in again.stdout, again.stdout

@@ -14,6 +14,7 @@ import pytest
 
 from backprop.checkpoint import load_checkpoint
 from backprop.rundir import LOCK_NAME, RunDirError, claim, claim_new
+from engine_core.specs import mlp
 
 from .datasets import write_dataset
 from .helpers import ROOT, run_cli
@@ -59,7 +60,7 @@ def test_a_second_run_into_a_directory_in_use_is_refused_and_changes_nothing(dat
     assert code == 0, stderr
     assert not os.path.exists(os.path.join(out, LOCK_NAME))  # released at the end
     checkpoint = load_checkpoint(out)
-    assert checkpoint.config.hidden == [256] and len(checkpoint.progress.history) == 2
+    assert checkpoint.config.network == mlp([784, 256, 10], "relu") and len(checkpoint.progress.history) == 2
 
 
 def test_a_run_into_a_directory_holding_other_files_is_refused(data_root, tmp_path):

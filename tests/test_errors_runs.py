@@ -23,6 +23,7 @@ from backprop.checkpoint import CheckpointError, load_checkpoint, save_checkpoin
 from backprop.datasets import load_dataset
 from backprop.engines import load_engine
 from backprop.training import Trainer, TrainingDiverged
+from engine_core.specs import mlp
 
 from .datasets import write_dataset
 from .helpers import ROOT, run_cli, small_config, write_checkpoint
@@ -77,16 +78,18 @@ def test_the_command_line_leaves_numpys_error_handling_as_it_found_it(data_root,
 # -- atomic checkpoints ----------------------------------------------------------------------
 WRITER = """
 import sys, numpy as np
-from backprop.checkpoint import Progress, checkpoint_meta, save_checkpoint
+from backprop.checkpoint import checkpoint_meta, save_checkpoint
 from backprop.config import TrainConfig
+from backprop.progress import Progress
+from engine_core.specs import mlp
 path = sys.argv[1]
-config = TrainConfig(hidden=[300], dtype="float64")
+config = TrainConfig(network=mlp([784, 300, 10], "relu"), dtype="float64")
 i = 0
 print("ready", flush=True)
 while True:
     v = float(i % 2)
-    params = {"fc0.weight": np.full((784, 300), v), "fc0.bias": np.full(300, v),
-              "fc1.weight": np.full((300, 10), v), "fc1.bias": np.full(10, v)}
+    params = {"0.weight": np.full((784, 300), v), "0.bias": np.full(300, v),
+              "2.weight": np.full((300, 10), v), "2.bias": np.full(10, v)}
     meta = {**checkpoint_meta(config, "numpy", Progress(), 1000), "marker": i % 2}
     save_checkpoint(path, params, {"step": 0, "lr": 0.05, "state": {}}, meta)
     i += 1
@@ -108,7 +111,7 @@ def test_killing_a_writer_at_any_instant_leaves_a_whole_checkpoint(tmp_path):
             continue  # killed before its first os.replace: nothing to tear
         checkpoint = load_checkpoint(path)  # never raises: old or new, never torn
         marker = checkpoint.meta["marker"]
-        assert np.all(checkpoint.params["fc0.weight"] == float(marker)), trial
+        assert np.all(checkpoint.params["0.weight"] == float(marker)), trial
     assert os.path.exists(path)
 
 
@@ -182,10 +185,10 @@ def test_an_object_array_inside_an_npz_is_refused(tmp_path):
 def test_a_checkpoint_of_another_architecture_is_refused(good_checkpoint, tmp_path):
     checkpoint = load_checkpoint(good_checkpoint)
     params = dict(checkpoint.params)
-    params["fc0.weight"] = np.zeros((784, 9), np.float32)
+    params["0.weight"] = np.zeros((784, 9), np.float32)
     bad = str(tmp_path / "other.npz")
     save_checkpoint(bad, params, {"state": {}}, checkpoint.meta)
-    with pytest.raises(CheckpointError, match=r"other.npz: .*'fc0.weight'.*\(784, 8\).*\(784, 9\)"):
+    with pytest.raises(CheckpointError, match=r"other.npz: .*'0.weight'.*\(784, 8\).*\(784, 9\)"):
         load_checkpoint(bad)
 
 
@@ -220,7 +223,7 @@ def test_a_byte_mutated_checkpoint_either_loads_or_raises_checkpoint_error(good_
     except CheckpointError as error:
         assert "mutated.npz" in str(error)
         return
-    assert set(checkpoint.params) == {"fc0.weight", "fc0.bias", "fc1.weight", "fc1.bias"}
+    assert set(checkpoint.params) == {"0.weight", "0.bias", "2.weight", "2.bias"}
 
 
 def test_metadata_that_is_not_json_is_refused(tmp_path):
@@ -304,11 +307,20 @@ def _assert_every_command_refuses(path: str, tmp_path, words: str) -> None:
     assert not os.path.exists(tmp_path / "model.pt")
 
 
+def _layers(sizes=(784, 8, 10), activation="relu", change=None) -> list[dict]:
+    """config.layers of small_config's MLP (or of ``sizes``), ``change``d in place."""
+    layers = [spec.to_json() for spec in mlp(list(sizes), activation).children]
+    if change is not None:
+        change(layers)
+    return layers
+
+
 @pytest.mark.parametrize("changes, words", [
-    (dict(config_changes={"activation": "swish"}), "config.activation: expected one of identity, relu"),
+    (dict(config_changes={"layers": _layers(change=lambda ls: ls.__setitem__(1, {"kind": "swish", "args": {}}))}),
+     "config.layers[1].kind: expected one of sequential, linear"),
     (dict(config_changes={"init": None}), "config.init: missing"),
     # The metadata says 9 hidden units; the arrays hold 8.
-    (dict(config_changes={"hidden": [9], "sizes": [784, 9, 10]}), "'fc0.weight'"),
+    (dict(config_changes={"layers": _layers((784, 9, 10))}), "'0.weight'"),
 ], ids=["unknown-activation", "missing-field", "contradicts-the-arrays"])
 def test_train_evaluate_and_export_refuse_bad_metadata_with_one_line_and_exit_1(changes, words, tmp_path):
     path = str(tmp_path / "bad.npz")
@@ -336,9 +348,14 @@ def test_train_evaluate_and_export_refuse_bad_optimizer_state(tmp_path):
     (dict(config_changes={"nesterov": 1}), "config.nesterov"),
     (dict(config_changes={"lr": float("nan")}), "config.lr"),
     (dict(config_changes={"betas": [0.9]}), "config.betas"),
-    (dict(config_changes={"hidden": [8, 0]}), "config.hidden"),
+    (dict(config_changes={"layers": _layers(change=lambda ls: ls[0]["args"].__setitem__("out_features", 0))}),
+     "config.layers[0].out_features"),
     (dict(config_changes={"t_max": None}), "config.t_max: missing"),
-    (dict(config_changes={"sizes": [784, 5, 10]}), "config.sizes"),
+    # 784 -> 8, then a Linear that expects 5 features.
+    (dict(config_changes={"layers": _layers(change=lambda ls: ls[2]["args"].__setitem__("in_features", 5))}),
+     "config.layers: Linear(in_features=5"),
+    (dict(config_changes={"layers": None}), "config.layers: missing"),
+    (dict(config_changes={"layers": []}), "config.layers: expected a non-empty list"),
     (dict(config_changes={"surprise": 1}), "config.surprise: unknown field"),
     (dict(config_changes={"dtype": "float64"}), "is float32, but config.dtype is float64"),
     (dict(meta_changes={"config": None}), "'config' missing"),
@@ -352,6 +369,27 @@ def test_train_evaluate_and_export_refuse_bad_optimizer_state(tmp_path):
 def test_every_metadata_field_is_checked(changes, words, tmp_path):
     path = str(tmp_path / "bad.npz")
     write_checkpoint(path, **changes)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and words in message and "\n" not in message, message
+
+
+OLD_MLP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "legacy", "default", "checkpoint.npz")
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda c: c.__setitem__("hidden", [256, 0]), "config.hidden: expected an integer >= 1, got 0"),
+    (lambda c: c.__setitem__("sizes", [784, 5, 10]), "config.sizes: [784, 5, 10] contradicts config.hidden"),
+    (lambda c: c.__setitem__("activation", "swish"), "config.activation: expected one of identity, relu"),
+    (lambda c: c.pop("activation"), "config.activation: missing"),
+    (lambda c: c.pop("hidden"), "config.hidden: missing"),
+])
+def test_every_network_field_of_an_old_mlp_checkpoint_is_checked(change, words, tmp_path):
+    """A version 3 MLP (tests/legacy) described its network by hidden, activation and sizes, with
+    layers null; those fields are still read, and still checked, when it loads."""
+    path = _rewrite_meta(OLD_MLP, str(tmp_path / "old.npz"), lambda meta: change(meta["config"]))
+    assert json.loads(np.load(path)["meta"].tobytes())["version"] == 3
     with pytest.raises(CheckpointError) as info:
         load_checkpoint(path)
     message = str(info.value)

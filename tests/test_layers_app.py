@@ -22,9 +22,9 @@ from backprop.cli import main
 from backprop.config import PRESETS, ConfigError, TrainConfig, new_config
 from backprop.datasets import load_dataset
 from backprop.engines import Engine, EngineError, load_engine
-from backprop.export import layers_module, read_torch_state
+from backprop.export import read_torch_state, to_torch_layout, torch_module
 from backprop.training import Trainer, TrainingInterrupted, evaluate
-from engine_core.specs import build
+from engine_core.specs import build, initial_state, mlp
 
 from .helpers import run_cli, small_config, write_checkpoint
 
@@ -47,17 +47,20 @@ def _same_bits(a: dict, b: dict) -> bool:
 def test_layers_round_trip_through_config_json():
     config = _config()
     data = json.loads(json.dumps(config.to_json()))
-    assert "sizes" not in data and data["hidden"] == []
+    assert not {"sizes", "hidden", "activation"} & set(data)  # the network is its layers alone
+    assert data["layers"] == [spec.to_json() for spec in STACK.children]
     again = TrainConfig.from_json(data)
-    assert again.layers == STACK and again == config
-    assert TrainConfig.from_json(json.loads(json.dumps(new_config("lenet").to_json()))).layers == LENET
+    assert again.network == STACK and again == config
+    assert TrainConfig.from_json(json.loads(json.dumps(new_config("lenet").to_json()))).network == LENET
 
 
-def test_config_without_the_layers_field_is_the_mlp():
+def test_an_old_config_without_the_layers_field_is_the_mlp():
+    # Written before the network was one tree: hidden widths and an activation, no layers.
     data = small_config().to_json()
     del data["layers"]
+    data.update(hidden=[8], activation="relu", sizes=[784, 8, 10])
     config = TrainConfig.from_json(data)
-    assert config.layers is None and config.sizes == [784, 8, 10]
+    assert config.network == mlp([784, 8, 10], "relu") and config == small_config()
 
 
 @pytest.mark.parametrize("value, message", [
@@ -87,14 +90,16 @@ def test_config_refuses_bad_layers_naming_the_field(value, message):
 
 def test_config_refuses_hidden_widths_beside_layers():
     data = _config().to_json()
-    data["hidden"] = [8]
+    data.update(hidden=[8], activation="relu")  # an old stack's placeholders, but widths in them
     with pytest.raises(ValueError, match=r"config\.hidden: .*contradicts config\.layers"):
         TrainConfig.from_json(data)
 
 
 @pytest.mark.parametrize("preset, flags, message", [
     ("default", dict(layers=STACK, hidden=[8]), "--layers cannot be combined with --hidden"),
-    ("default", dict(layers=STACK, activation="tanh", init="he_normal"), "--activation, --init"),
+    ("default", dict(layers=STACK, activation="tanh", init="he_normal"),
+     "--layers cannot be combined with --activation:"),
+    ("lenet", dict(activation="tanh", init="he_normal"), "--activation cannot be combined with --preset lenet"),
     ("lenet", dict(hidden=[8]), "--hidden cannot be combined with --preset lenet"),
 ])
 def test_conflicting_flags_are_config_errors_naming_them(preset, flags, message):
@@ -104,18 +109,19 @@ def test_conflicting_flags_are_config_errors_naming_them(preset, flags, message)
 
 def test_lenet_preset_is_the_lenet_stack_for_at_most_ten_epochs():
     config = new_config("lenet")
-    assert config.layers == LENET and config.epochs <= 10 and PRESETS["lenet"]["layers"] is LENET
+    assert config.network == LENET and config.epochs <= 10 and PRESETS["lenet"]["network"] is LENET
 
 
 def test_images_are_views_and_evaluation_chunks_bound_memory():
     x = np.zeros((5, 784), np.float32)
     images = image_view(x, LENET)
     assert images.shape == (5, 1, 28, 28) and np.shares_memory(images, x)
-    assert image_view(x, None) is x
+    flat = image_view(x, mlp([784, 256, 128, 10], "relu"))
+    assert flat.shape == x.shape and np.shares_memory(flat, x)  # an MLP takes the rows as they are
     chunk = evaluation_chunk(LENET, 4)
     # ~0.2 MB a sample in float32 (conv1's im2col alone 78 KB): a 256 MB budget is ~1,300 samples.
     assert 500 <= chunk <= 2_000
-    assert evaluation_chunk(None, 4) == 10_000
+    assert evaluation_chunk(mlp([784, 256, 128, 10], "relu"), 4) == 10_000
 
 
 # -- engines ----------------------------------------------------------------------------------
@@ -125,14 +131,14 @@ def test_an_engine_without_a_layer_is_an_engine_error_naming_it():
     module.__dict__.update({k: v for k, v in vars(numpy_net).items() if k != "Conv2d"})
     engine = Engine("partial_engine", module, numpy_engine.traits)
     with pytest.raises(EngineError, match="has no Conv2d layer"):
-        engine.build_net([784, 10], "relu", "he_normal", 0, "float32", layers=LENET)
+        engine.build_net(LENET, "he_normal", 0, "float32")
 
 
 def test_oracle_trains_a_stack_without_recording_deltas():
     engine = load_engine("autograd")
-    net = engine.build_net([784, 10], "relu", "he_normal", 0, "float32", training=True, layers=STACK)
+    net = engine.build_net(STACK, "he_normal", 0, "float32", training=True)
     assert net.keep_deltas is False
-    assert engine.build_net([784, 10], "relu", "he_normal", 0, "float32", layers=STACK).keep_deltas is True
+    assert engine.build_net(STACK, "he_normal", 0, "float32").keep_deltas is True
 
 
 # -- exact resume -------------------------------------------------------------------------------
@@ -162,14 +168,14 @@ def test_interrupted_and_resumed_stack_equals_the_uninterrupted_run_bit_for_bit(
     straight = _trainer(config, first, data_root, str(tmp_path / "straight"))
     straight.run()
     checkpoint = _interrupted(config, first, data_root, str(tmp_path / "partial"), at_step=4)
-    assert set(checkpoint.dropout_rng) == {4, 9} and set(checkpoint.num_batches_tracked) == {1, 7}
+    assert set(checkpoint.dropout_rng) == {"4", "9"} and set(checkpoint.num_batches_tracked) == {"1", "7"}
     steps = -(-256 // 24)
-    assert checkpoint.num_batches_tracked == {1: steps + 5, 7: steps + 5}
+    assert checkpoint.num_batches_tracked == {"1": steps + 5, "7": steps + 5}
     resumed = _trainer(config, second, data_root, str(tmp_path / "partial"), resume=checkpoint)
     resumed.run()
     assert _same_bits(straight.net.state_dict(), resumed.net.state_dict())
     assert straight.dropout_states() == resumed.dropout_states()
-    assert straight.num_batches_tracked() == resumed.num_batches_tracked() == {1: 2 * steps, 7: 2 * steps}
+    assert straight.num_batches_tracked() == resumed.num_batches_tracked() == {"1": 2 * steps, "7": 2 * steps}
     assert [r["test_acc"] for r in straight.progress.history] == [r["test_acc"] for r in resumed.progress.history]
 
 
@@ -202,11 +208,19 @@ def test_dropout_state_that_does_not_match_the_layers_is_refused(tmp_path):
 
 
 def test_version_2_checkpoints_without_layers_still_load(tmp_path, monkeypatch):
+    # A version 2 MLP: hidden and activation, layers null, the notebook's fc{i} keys, no layer state.
     monkeypatch.setattr(checkpoint_module, "VERSION", 2)
     path = str(tmp_path / "checkpoint.npz")
-    write_checkpoint(path, config_changes={"layers": None})
+    config = small_config()
+    state = initial_state(config.network, config.seed, config.init)
+    old = {f"fc{int(key[0]) // 2}.{key[2:]}": value.astype(np.float32) for key, value in state.items()}
+    write_checkpoint(path, config, params=old, config_changes={"layers": None, "hidden": [8], "activation": "relu"},
+                     meta_changes={"dropout_rng": None, "num_batches_tracked": None})
     checkpoint = load_checkpoint(path)
-    assert checkpoint.meta["version"] == 2 and checkpoint.config.layers is None
+    assert checkpoint.meta["version"] == 2 and checkpoint.config.network == mlp([784, 8, 10], "relu")
+    assert list(checkpoint.params) == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    assert _same_bits(checkpoint.params, {key: value.astype(np.float32) for key, value in state.items()})
+    assert checkpoint.dropout_rng == {} and checkpoint.num_batches_tracked == {}
 
 
 # -- export and import --------------------------------------------------------------------------
@@ -217,7 +231,9 @@ def test_export_to_torch_nn_and_import_back_round_trips(tmp_path):
     x = np.random.default_rng(0).normal(size=(6, 1, 28, 28))
     net.forward(x)  # one train-mode step's statistics in the buffers
     net.eval()
-    module = layers_module(STACK, net.state_dict(), {1: 3, 7: 3}, "float64")
+    module = torch_module(STACK, "float64")
+    module.load_state_dict({key: torch.from_numpy(np.array(value))
+                            for key, value in to_torch_layout(STACK, net.state_dict(), {"1": 3, "7": 3}).items()})
     state = module.state_dict()
     assert list(state) == [
         "0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean", "1.running_var", "1.num_batches_tracked",
@@ -232,7 +248,7 @@ def test_export_to_torch_nn_and_import_back_round_trips(tmp_path):
     path = str(tmp_path / "model.pt")
     torch.save(state, path)
     params, tracked = read_torch_state(path, STACK)
-    assert tracked == {1: 3, 7: 3}
+    assert tracked == {"1": 3, "7": 3}
     assert _same_bits(params, net.state_dict())
     again = build(numpy_net, STACK, "float64", 0)
     again.load_state_dict(params)
@@ -293,6 +309,90 @@ def test_cli_trains_evaluates_exports_imports_and_resumes_a_stack(data_root, tmp
     assert trained.returncode == 0, trained.stderr
     assert load_checkpoint(subset).progress.history[0]["samples_per_s"] > 0
     assert load_checkpoint(subset).config.limit == 64
+
+
+NESTED_TEXT = "flatten, sequential(linear(784, 16), relu), linear(16, 10)"
+
+
+def _accuracy(stdout: str) -> str:
+    return stdout.split("test accuracy ")[1].split()[0]
+
+
+def test_cli_trains_exports_and_imports_a_nested_sequential(data_root, tmp_path):
+    import torch
+    from torch import nn
+
+    out = str(tmp_path / "run")
+    result = run_cli("train", "--layers", NESTED_TEXT, "--dataset", "fashion-mnist", "--data-dir", data_root,
+                     "--epochs", "1", "--limit", "64", "--batch-size", "16", "--quiet", "--out", out)
+    assert result.returncode == 0, result.stderr
+    checkpoint = load_checkpoint(out)
+    assert list(checkpoint.params) == ["1.0.weight", "1.0.bias", "2.weight", "2.bias"]  # torch's nested keys
+    assert checkpoint.config.network == parse_layers(NESTED_TEXT) and checkpoint.progress.epoch == 1
+    assert format_layers(checkpoint.config.network) == NESTED_TEXT
+    evaluated = run_cli("evaluate", out)
+    assert evaluated.returncode == 0, evaluated.stderr
+    accuracy = _accuracy(evaluated.stdout)
+    # export: a torch state dict that the printed code, run as printed, rebuilds and loads
+    model = str(tmp_path / "model.pt")
+    exported = run_cli("export", out, "--to", model)
+    assert exported.returncode == 0, exported.stderr
+    code = exported.stdout.split("load it:\n", 1)[1]
+    namespace: dict = {}
+    exec(code, namespace)
+    module = namespace["model"]
+    assert isinstance(module[1], nn.Sequential) and isinstance(module[1][0], nn.Linear)
+    saved = torch.load(model, weights_only=True)
+    assert list(saved) == list(module.state_dict()) == ["1.0.weight", "1.0.bias", "2.weight", "2.bias"]
+    assert tuple(saved["1.0.weight"].shape) == (16, 784)  # torch's (out, in)
+    np.testing.assert_array_equal(saved["1.0.weight"].numpy(), checkpoint.params["1.0.weight"].T)
+    for key, value in module.state_dict().items():
+        assert torch.equal(value, saved[key]), key
+    # import: the same --layers give a run that evaluates to the original's accuracy
+    imported = str(tmp_path / "imported")
+    result = run_cli("import", model, "--layers", NESTED_TEXT, "--dataset", "fashion-mnist", "--data-dir", data_root,
+                     "--out", imported)
+    assert result.returncode == 0, result.stderr
+    assert _same_bits(load_checkpoint(imported).params, checkpoint.params)
+    again = run_cli("evaluate", imported)
+    assert again.returncode == 0, again.stderr
+    assert _accuracy(again.stdout) == accuracy
+
+
+def test_init_is_accepted_with_layers_and_changes_the_initial_weights(data_root, tmp_path):
+    from backprop.cli import build_parsers
+    from backprop.cli.train import train_config
+
+    _, commands = build_parsers()
+    parser = commands["train"]
+
+    def config_of(*flags: str) -> TrainConfig:
+        return train_config(parser.parse_args(["--layers", NESTED_TEXT, "--dataset", "fashion-mnist", "--seed", "4",
+                                               *flags]), parser)
+
+    default, xavier = config_of(), config_of("--init", "xavier_uniform")
+    assert default.init == "torch_default" and xavier.init == "xavier_uniform"  # --layers alone: torch's init
+    assert xavier.network == default.network == parse_layers(NESTED_TEXT)
+    assert new_config("lenet", init="xavier_uniform").init == "xavier_uniform"
+    start = {}
+    for name, config in (("default", default), ("xavier", xavier)):
+        trainer = _trainer(config, "numpy", data_root, str(tmp_path / name))  # built, not run
+        start[name] = trainer.net.state_dict()
+    for key in start["default"]:
+        assert not np.array_equal(start["default"][key], start["xavier"][key]), key
+    # xavier_uniform: U(+-sqrt(6 / (fan_in + fan_out))) weights, zero biases (torch_default draws them)
+    assert np.abs(start["xavier"]["1.0.weight"]).max() <= np.sqrt(6 / (784 + 16))
+    assert not start["xavier"]["1.0.bias"].any() and not start["xavier"]["2.bias"].any()
+    assert _same_bits(start["xavier"], {key: value.astype(np.float32) for key, value in
+                                        initial_state(xavier.network, 4, "xavier_uniform").items()})
+    # and the command line trains with it, recording it
+    out = tmp_path / "run"
+    result = run_cli("train", "--layers", NESTED_TEXT, "--init", "xavier_uniform", "--dataset", "fashion-mnist",
+                     "--data-dir", data_root, "--epochs", "1", "--limit", "32", "--batch-size", "16", "--quiet",
+                     "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert json.load(open(out / "config.json"))["init"] == "xavier_uniform"
+    assert load_checkpoint(str(out)).config.init == "xavier_uniform"
 
 
 @pytest.mark.parametrize("text, message", [

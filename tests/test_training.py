@@ -20,12 +20,13 @@ from backprop.datasets import load_dataset
 from backprop.engines import load_engine
 from backprop.schedules import epoch_learning_rates
 from backprop.training import Trainer, TrainingInterrupted
+from engine_core.specs import mlp
 
 from .helpers import ROOT, run_cli
 
 
 def _config(**overrides) -> TrainConfig:
-    base = dict(dataset="fashion-mnist", hidden=[16, 8], activation="tanh", init="xavier_normal",
+    base = dict(dataset="fashion-mnist", network=mlp([784, 16, 8, 10], "tanh"), init="xavier_normal",
                 batch_size=24, lr=0.05, momentum=0.9, epochs=2, seed=3)
     return TrainConfig(**{**base, **overrides})
 
@@ -101,7 +102,7 @@ def test_checkpoint_round_trip_between_engines_is_bit_exact(data_root, tmp_path)
     config = _config()
     for name in ("numpy", "autograd", "torch"):
         engine = load_engine(name)
-        net = engine.build_net(config.sizes, config.activation, config.init, 99, config.dtype)
+        net = engine.build_net(config.network, config.init, 99, config.dtype)
         net.load_state_dict(checkpoint.params)
         assert _same_bits(net.state_dict(), trainer.net.state_dict()), name
         opt = engine.build_optimizer(net, "sgd", 0.05, momentum=0.9)
@@ -149,7 +150,7 @@ def test_cli_trains_evaluates_and_exports_end_to_end(data_root, tmp_path):
     checkpoint = load_checkpoint(os.path.join(out, "checkpoint.npz"))
     config = TrainConfig.from_json(checkpoint.meta["config"])
     engine = load_engine("numpy")
-    net = engine.build_net(config.sizes, config.activation, config.init, config.seed, config.dtype)
+    net = engine.build_net(config.network, config.init, config.seed, config.dtype)
     net.load_state_dict(checkpoint.params)
     ours = net.forward(dataset.test_x)
     with torch.no_grad():
@@ -290,7 +291,7 @@ def test_an_engine_that_declares_accumulating_gradients_gets_zero_grad_before_ba
         EVENTS = []
 
 
-        class MLP(numpy_net.MLP):
+        class Sequential(numpy_net.Sequential):
             def backward(self, delta, input_grad=True):
                 EVENTS.append("backward")
                 return super().backward(delta, input_grad=input_grad)
@@ -317,8 +318,9 @@ def test_an_engine_that_declares_accumulating_gradients_gets_zero_grad_before_ba
 def test_training_kwargs_reach_the_network_only_when_training():
     engine = load_engine("autograd")
     assert engine.traits.accumulates_gradients and engine.traits.training_kwargs == {"keep_deltas": False}
-    assert engine.build_net([4, 3], "relu", "xavier_normal", 0, "float32", training=True).keep_deltas is False
-    assert engine.build_net([4, 3], "relu", "xavier_normal", 0, "float32").keep_deltas is True
+    network = mlp([4, 3], "relu")
+    assert engine.build_net(network, "xavier_normal", 0, "float32", training=True).keep_deltas is False
+    assert engine.build_net(network, "xavier_normal", 0, "float32").keep_deltas is True
 
 
 # -- export -----------------------------------------------------------------------------------
@@ -329,7 +331,7 @@ def test_export_prints_code_that_rebuilds_the_network_and_loads_the_file(activat
     from .helpers import small_config, write_checkpoint
 
     path, model_path = str(tmp_path / "c.npz"), str(tmp_path / "model.pt")
-    config = small_config(hidden=[5, 3], activation=activation, dtype=dtype, seed=4)
+    config = small_config(network=mlp([784, 5, 3, 10], activation), dtype=dtype, seed=4)
     write_checkpoint(path, config)
     result = _cli("export", path, "--to", model_path)
     assert result.returncode == 0, result.stderr
@@ -348,7 +350,7 @@ def test_export_prints_code_that_rebuilds_the_network_and_loads_the_file(activat
     layer = {"tanh": "Tanh", "identity": "Identity", "sigmoid": "Sigmoid"}[activation]
     assert [type(m).__name__ for m in model] == ["Linear", layer, "Linear", layer, "Linear"]
     x = np.random.default_rng(0).standard_normal((7, 784)).astype(dtype)
-    net = load_engine("numpy").build_net(config.sizes, activation, config.init, config.seed, dtype)
+    net = load_engine("numpy").build_net(config.network, config.init, config.seed, dtype)
     net.load_state_dict(load_checkpoint(path).params)
     with torch.no_grad():
         theirs = model(torch.from_numpy(x)).numpy()
@@ -395,11 +397,12 @@ def test_continuing_a_finished_cosine_run_names_the_lr_0_epochs_and_what_to_do(t
 
 @pytest.mark.parametrize("flags, message", [
     (["--limit", "2000"], "--limit 2000 conflicts with the checkpoint (all training samples, no --limit)"),
-    (["--hidden", "32"], "--hidden 32 conflicts with the checkpoint (--hidden 8)"),
-    (["--hidden", "none"], "--hidden none conflicts with the checkpoint (--hidden 8)"),
+    (["--hidden", "32"], "--hidden 32 conflicts with the checkpoint (--hidden 8 --activation relu)"),
+    (["--hidden", "none"], "--hidden none conflicts with the checkpoint (--hidden 8 --activation relu)"),
+    (["--activation", "tanh"], "--activation tanh conflicts with the checkpoint (--hidden 8 --activation relu)"),
     (["--nesterov"], "--nesterov conflicts with the checkpoint (no --nesterov)"),
     (["--layers", "flatten, linear(784, 10)"],
-     "--layers 'flatten, linear(784, 10)' conflicts with the checkpoint (an MLP, no --layers)"),
+     "--layers 'flatten, linear(784, 10)' conflicts with the checkpoint (--hidden 8 --activation relu)"),
 ])
 def test_a_resume_conflict_speaks_the_command_lines_spelling(flags, message, tmp_path, capsys):
     from backprop.cli import main
@@ -418,14 +421,14 @@ def test_a_resume_conflict_speaks_the_command_lines_spelling(flags, message, tmp
 @pytest.mark.parametrize("changes, message", [
     ({"blas_threads": 0}, "'blas_threads': expected a thread count in 1..4096, got 0"),
     ({"blas_threads": True}, "'blas_threads': expected a thread count"),
-    ({"gradients": {"layers": ["fc0.weight"], "steps": -1, "sums": [[0, 0, 0]]}}, "gradients.steps"),
-    ({"gradients": {"layers": ["fc0.weight"], "steps": 1, "sums": [[0, 0]]}}, "gradients.sums: expected 1 rows"),
+    ({"gradients": {"layers": ["0.weight"], "steps": -1, "sums": [[0, 0, 0]]}}, "gradients.steps"),
+    ({"gradients": {"layers": ["0.weight"], "steps": 1, "sums": [[0, 0]]}}, "gradients.sums: expected 1 rows"),
     ({"gradients": {"layers": [], "steps": 1, "sums": []}}, "gradients.layers"),
-    ({"gradients": {"layers": ["fc0.weight"], "steps": 0, "sums": [[0, 0, 0]], "history": [[1, 5, [[1, -2, 0]]]]}},
+    ({"gradients": {"layers": ["0.weight"], "steps": 0, "sums": [[0, 0, 0]], "history": [[1, 5, [[1, -2, 0]]]]}},
      "gradients.history[0]: expected [epoch >= 1, steps >= 1, 1 rows"),
-    ({"gradients": {"layers": ["fc0.weight"], "steps": 0, "sums": [[0, 0, 0]], "history": [[0, 5, [[1, 2, 0]]]]}},
+    ({"gradients": {"layers": ["0.weight"], "steps": 0, "sums": [[0, 0, 0]], "history": [[0, 5, [[1, 2, 0]]]]}},
      "gradients.history[0]"),
-    ({"gradients": {"layers": ["fc0.weight"], "steps": 0, "sums": [[0, 0, 0]], "history": "x"}},
+    ({"gradients": {"layers": ["0.weight"], "steps": 0, "sums": [[0, 0, 0]], "history": "x"}},
      "gradients.history: expected a list"),
 ])
 def test_bad_thread_or_gradient_records_in_a_checkpoint_are_refused(changes, message, tmp_path):

@@ -20,7 +20,6 @@ from ..config import (
     NETWORK_FLAGS,
     ConfigError,
     TrainConfig,
-    network_from_flags,
     new_config,
 )
 from ..datasets import DataError, load_dataset
@@ -120,11 +119,7 @@ def resumed_config(args: argparse.Namespace, parser: argparse.ArgumentParser, ch
     config = checkpoint.config
     given = {flag: getattr(args, flag) for flag in NETWORK_FLAGS if getattr(args, flag) is not None}
     if given:
-        try:
-            network = network_from_flags(config.preset, **given) if not mlp_of(config.network) else \
-                _changed_mlp(config.network, **given)
-        except ConfigError as error:
-            parser.error(str(error))
+        network = _resumed_network(config.network, **given)
         if network != config.network:
             spelled = " ".join(spell_flag(flag, value) for flag, value in given.items())
             parser.error(f"{spelled} conflicts with the checkpoint ({spell_network(config.network)}): "
@@ -171,13 +166,21 @@ def spell_network(network: LayerSpec) -> str:
     return " ".join(spell_flag(flag, value) for flag, value in network_flags(network))
 
 
-def _changed_mlp(network: LayerSpec, layers: Any = None, hidden: list[int] | None = None,
-                 activation: str | None = None) -> LayerSpec:
-    """A resumed MLP as --layers, --hidden and --activation would change it (to compare with it)."""
+def _resumed_network(network: LayerSpec, layers: Any = None, hidden: list[int] | None = None,
+                     activation: str | None = None) -> LayerSpec | None:
+    """The network --layers, --hidden and --activation describe on --resume of ``network`` (to
+    compare with it): --layers as given; --hidden/--activation as changes to the run's MLP. None
+    where the flags describe no network (both kinds at once, an MLP flag for a network that is
+    no MLP, an activation without hidden layers): they conflict with any checkpoint."""
+    found = mlp_of(network)
     if layers is not None:
-        return as_network(layers)
-    sizes, stored = mlp_of(network)  # type: ignore[misc]
+        return as_network(layers) if hidden is None and activation is None else None
+    if found is None:
+        return None
+    sizes, stored = found
     widths = sizes[1:-1] if hidden is None else hidden
+    if activation is not None and not widths:
+        return None
     return mlp([IN_FEATURES, *widths, CLASSES], activation or stored)
 
 
