@@ -353,7 +353,7 @@ def test_train_evaluate_and_export_refuse_bad_optimizer_state(tmp_path):
     (dict(config_changes={"t_max": None}), "config.t_max: missing"),
     # 784 -> 8, then a Linear that expects 5 features.
     (dict(config_changes={"layers": _layers(change=lambda ls: ls[2]["args"].__setitem__("in_features", 5))}),
-     "config.layers: Linear(in_features=5"),
+     "config.layers: layer 2 Linear(in_features=5"),
     (dict(config_changes={"layers": None}), "config.layers: missing"),
     (dict(config_changes={"layers": []}), "config.layers: expected a non-empty list"),
     (dict(config_changes={"surprise": 1}), "config.surprise: unknown field"),

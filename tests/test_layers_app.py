@@ -59,8 +59,15 @@ def test_an_old_config_without_the_layers_field_is_the_mlp():
     data = small_config().to_json()
     del data["layers"]
     data.update(hidden=[8], activation="relu", sizes=[784, 8, 10])
-    config = TrainConfig.from_json(data)
+    config = TrainConfig.from_json(data, legacy=True)  # as a checkpoint of version 1 to 3 is read
     assert config.network == mlp([784, 8, 10], "relu") and config == small_config()
+
+
+@pytest.mark.parametrize("field, value", [("hidden", [8]), ("activation", "relu"), ("sizes", [784, 8, 10])])
+def test_a_current_config_refuses_the_old_network_fields(field, value):
+    data = {**small_config().to_json(), field: value}
+    with pytest.raises(ValueError, match=rf"config\.{field}: unknown field"):
+        TrainConfig.from_json(data)
 
 
 @pytest.mark.parametrize("value, message", [
@@ -92,7 +99,7 @@ def test_config_refuses_hidden_widths_beside_layers():
     data = _config().to_json()
     data.update(hidden=[8], activation="relu")  # an old stack's placeholders, but widths in them
     with pytest.raises(ValueError, match=r"config\.hidden: .*contradicts config\.layers"):
-        TrainConfig.from_json(data)
+        TrainConfig.from_json(data, legacy=True)
 
 
 @pytest.mark.parametrize("preset, flags, message", [
