@@ -544,29 +544,29 @@ _conv_init = _weighted(_conv_parameters, _conv_fans)
 register(Kind("sequential", "Sequential", container=True))
 register(Kind("linear", "Linear", {"in_features": REQUIRED, "out_features": REQUIRED, "bias": True},
               check=lambda a: (check_count("in_features", a["in_features"]),
-                               check_count("out_features", a["out_features"])) and None,
+                               check_count("out_features", a["out_features"])),
               output=_linear_output, parameters=_linear_parameters, initialize=_linear_init, takes_dtype=True,
               transposed=("weight",)))
 register(Kind("conv2d", "Conv2d", {"in_channels": REQUIRED, "out_channels": REQUIRED, "kernel_size": REQUIRED,
                                     "stride": 1, "padding": 0, "bias": True},
               check=lambda a: check_conv_args(a["in_channels"], a["out_channels"], a["kernel_size"], a["stride"],
-                                              a["padding"]) and None,
+                                              a["padding"]),
               output=_conv_output, parameters=_conv_parameters, initialize=_conv_init, takes_dtype=True))
 for _name, _class in (("maxpool2d", "MaxPool2d"), ("avgpool2d", "AvgPool2d")):
     register(Kind(_name, _class, {"kernel_size": REQUIRED, "stride": None},
-                  check=lambda a: check_pool_args(a["kernel_size"], a["stride"]) and None, output=_pool_output))
+                  check=lambda a: check_pool_args(a["kernel_size"], a["stride"]), output=_pool_output))
 register(Kind("flatten", "Flatten", output=_flatten_output))
 register(Kind("dropout", "Dropout", {"p": 0.5, "seed": 0},
-              check=lambda a: (check_dropout_p(a["p"]), check_seed(a["seed"])) and None,
+              check=lambda a: (check_dropout_p(a["p"]), check_seed(a["seed"])),
               # torch.nn.Dropout draws its own masks: it has no seed.
               torch_args=lambda a: {"p": a["p"]}))
 for _name, _class, _rank in (("batchnorm1d", "BatchNorm1d", 2), ("batchnorm2d", "BatchNorm2d", 4)):
     register(Kind(_name, _class, {"num_features": REQUIRED, "eps": 1e-5, "momentum": 0.1},
-                  check=lambda a: check_batchnorm_args(a["num_features"], a["eps"], a["momentum"]) and None,
+                  check=lambda a: check_batchnorm_args(a["num_features"], a["eps"], a["momentum"]),
                   output=_batchnorm_output(_rank), parameters=_batchnorm_parameters, buffers=_batchnorm_buffers,
                   initialize=_batchnorm_initialize, takes_dtype=True))
 for _name, _class in (("identity", "Identity"), ("relu", "ReLU"), ("sigmoid", "Sigmoid"), ("tanh", "Tanh")):
     register(Kind(_name, _class))
 register(Kind("leakyrelu", "LeakyReLU", {"negative_slope": 0.01},
-              check=lambda a: check_negative_slope(a["negative_slope"]) and None))
-register(Kind("gelu", "GELU", {"approximate": "none"}, check=lambda a: check_approximate(a["approximate"]) and None))
+              check=lambda a: check_negative_slope(a["negative_slope"])))
+register(Kind("gelu", "GELU", {"approximate": "none"}, check=lambda a: check_approximate(a["approximate"])))

@@ -173,7 +173,7 @@ def _resumed_network(network: LayerSpec, layers: Any = None, hidden: list[int] |
     where the flags describe no network (both kinds at once, an MLP flag for a network that is
     no MLP, an activation without hidden layers): they conflict with any checkpoint."""
     found = mlp_of(network)
-    if layers is not None:
+    if layers:  # the flag was given (a network is never empty)
         return as_network(layers) if hidden is None and activation is None else None
     if found is None:
         return None
