@@ -54,7 +54,10 @@ class Kind:
     or raises ValueError naming the layer (None: the shape is unchanged); ``parameters(args)`` and
     ``buffers(args)`` give name -> shape in torch's order (Linear weight (in, out));
     ``initialize(args, rng, init)`` draws them in float64 (None: nothing to draw);
-    ``container``: holds children (``sequential``); ``takes_dtype``: the engines' constructor
+    ``container``: holds the children it is given (``sequential``); ``parts(args)``: the named
+    children a composite layer builds for itself from its arguments, as its torch.nn class does
+    (a transformer layer's ``self_attn``, ``linear1``, ``norm1``: their state keys follow,
+    ``block.norm1.weight``; None for a plain layer); ``takes_dtype``: the engines' constructor
     takes dtype= (and torch_net's device=); ``torch_args(args)``: the arguments of the torch.nn
     class of the same name; ``transposed``: parameters torch stores as the transpose of ours.
     """
@@ -68,6 +71,7 @@ class Kind:
     buffers: Callable[[Mapping[str, Any]], dict[str, Shape]] = _nothing
     initialize: Callable[[Mapping[str, Any], np.random.Generator, str], dict[str, np.ndarray]] | None = None
     container: bool = False
+    parts: Callable[[Mapping[str, Any]], list[tuple[str, LayerSpec]]] | None = None
     takes_dtype: bool = False
     torch_args: Callable[[Mapping[str, Any]], dict[str, Any]] = dict
     transposed: tuple[str, ...] = ()
@@ -152,7 +156,10 @@ class LayerSpec:
         return KINDS[self.kind].class_name
 
     def named_children(self) -> list[tuple[str, LayerSpec]]:
-        """(name, child) in order: torch.nn.Sequential's names "0", "1", ..."""
+        """(name, child) in order: a container's, named "0", "1", ... as in torch.nn.Sequential;
+        a composite layer's parts (Kind.parts), named as its torch.nn class names them."""
+        if self.info.parts is not None:
+            return self.info.parts(self.args)
         return [(str(index), child) for index, child in enumerate(self.children)]
 
     def walk(self, prefix: str = "") -> list[tuple[str, LayerSpec]]:
@@ -164,8 +171,19 @@ class LayerSpec:
         return nodes
 
     def leaves(self) -> list[tuple[str, LayerSpec]]:
-        """(path, spec) of every layer that is no container, in the order a forward runs them."""
-        return [(path, spec) for path, spec in self.walk() if not spec.info.container]
+        """(path, spec) of every layer that is no container, in the order a forward runs them (a
+        composite layer is one leaf here: it runs its parts itself)."""
+        out: list[tuple[str, LayerSpec]] = []
+
+        def visit(prefix: str, spec: LayerSpec) -> None:
+            if not spec.info.container:
+                out.append((prefix, spec))
+                return
+            for name, child in spec.named_children():
+                visit(join(prefix, name), child)
+
+        visit("", self)
+        return out
 
     def to_json(self) -> dict[str, Any]:
         """{"kind": ..., "args": {...}} with every argument, JSON-ready (tuples as lists), and

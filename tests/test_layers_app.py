@@ -278,7 +278,17 @@ def test_import_refuses_a_state_dict_of_another_network(tmp_path):
 SMALL = ["--layers", STACK_TEXT, "--dataset", "fashion-mnist", "--batch-size", "32", "--quiet"]
 
 
-def test_cli_trains_evaluates_exports_imports_and_resumes_a_stack(data_root, tmp_path):
+def test_cli_trains_evaluates_exports_imports_and_resumes_a_stack(data_root, tmp_path, capsys):
+    def run_cli(*args: str) -> subprocess.CompletedProcess[str]:  # in-process, as the commands' own tests
+        from backprop.cli import main
+
+        try:
+            code = main(list(args))
+        except SystemExit as exit:  # argparse's usage errors
+            code = int(exit.code or 0)
+        captured = capsys.readouterr()
+        return subprocess.CompletedProcess(list(args), code, captured.out, captured.err)
+
     out = str(tmp_path / "run")
     result = run_cli("train", *SMALL, "--data-dir", data_root, "--epochs", "1", "--limit", "128", "--out", out)
     assert result.returncode == 0, result.stderr
@@ -325,26 +335,27 @@ def _accuracy(stdout: str) -> str:
     return stdout.split("test accuracy ")[1].split()[0]
 
 
-def test_cli_trains_exports_and_imports_a_nested_sequential(data_root, tmp_path):
+def test_cli_trains_exports_and_imports_a_nested_sequential(data_root, tmp_path, capsys):
     import torch
     from torch import nn
 
+    from backprop.cli import main
+
+    def cli(*args: str) -> str:
+        assert main(list(args)) == 0, capsys.readouterr().err
+        return capsys.readouterr().out
+
     out = str(tmp_path / "run")
-    result = run_cli("train", "--layers", NESTED_TEXT, "--dataset", "fashion-mnist", "--data-dir", data_root,
-                     "--epochs", "1", "--limit", "64", "--batch-size", "16", "--quiet", "--out", out)
-    assert result.returncode == 0, result.stderr
+    cli("train", "--layers", NESTED_TEXT, "--dataset", "fashion-mnist", "--data-dir", data_root,
+        "--epochs", "1", "--limit", "64", "--batch-size", "16", "--quiet", "--out", out)
     checkpoint = load_checkpoint(out)
     assert list(checkpoint.params) == ["1.0.weight", "1.0.bias", "2.weight", "2.bias"]  # torch's nested keys
     assert checkpoint.config.network == parse_layers(NESTED_TEXT) and checkpoint.progress.epoch == 1
     assert format_layers(checkpoint.config.network) == NESTED_TEXT
-    evaluated = run_cli("evaluate", out)
-    assert evaluated.returncode == 0, evaluated.stderr
-    accuracy = _accuracy(evaluated.stdout)
+    accuracy = _accuracy(cli("evaluate", out))
     # export: a torch state dict that the printed code, run as printed, rebuilds and loads
     model = str(tmp_path / "model.pt")
-    exported = run_cli("export", out, "--to", model)
-    assert exported.returncode == 0, exported.stderr
-    code = exported.stdout.split("load it:\n", 1)[1]
+    code = cli("export", out, "--to", model).split("load it:\n", 1)[1]
     namespace: dict = {}
     exec(code, namespace)
     module = namespace["model"]
@@ -357,13 +368,10 @@ def test_cli_trains_exports_and_imports_a_nested_sequential(data_root, tmp_path)
         assert torch.equal(value, saved[key]), key
     # import: the same --layers give a run that evaluates to the original's accuracy
     imported = str(tmp_path / "imported")
-    result = run_cli("import", model, "--layers", NESTED_TEXT, "--dataset", "fashion-mnist", "--data-dir", data_root,
-                     "--out", imported)
-    assert result.returncode == 0, result.stderr
+    cli("import", model, "--layers", NESTED_TEXT, "--dataset", "fashion-mnist", "--data-dir", data_root,
+        "--out", imported)
     assert _same_bits(load_checkpoint(imported).params, checkpoint.params)
-    again = run_cli("evaluate", imported)
-    assert again.returncode == 0, again.stderr
-    assert _accuracy(again.stdout) == accuracy
+    assert _accuracy(cli("evaluate", imported)) == accuracy
 
 
 def test_init_is_accepted_with_layers_and_changes_the_initial_weights(data_root, tmp_path):

@@ -102,3 +102,31 @@ def test_the_root_refuses_nan_input_for_any_first_layer(engine):
     x[1, 0, 1, 0] = np.nan
     with pytest.raises(FloatingPointError, match=r"x: contains NaN or Inf \(first at index \[1, 0, 1, 0\]\)"):
         net.forward(engine.asarray(x, "float64"))
+
+
+@pytest.fixture
+def composite_kind():
+    """A composite layer kind registered for one test (a later layer family, such as a
+    transformer encoder layer, is registered the same way), removed afterwards."""
+    from engine_core import specs
+
+    def parts(args):
+        return [("linear1", LayerSpec("linear", {"in_features": args["features"], "out_features": args["features"]})),
+                ("norm1", LayerSpec("batchnorm1d", {"num_features": args["features"]}))]
+
+    kind = specs.register(specs.Kind("block", "Block", {"features": specs.REQUIRED}, parts=parts))
+    yield kind
+    del specs.KINDS["block"]
+
+
+def test_a_composite_kind_registered_once_gets_torchs_keys_for_its_parts(composite_kind):
+    from engine_core.specs import initial_state, state_shapes
+
+    network = sequential(LayerSpec("linear", {"in_features": 4, "out_features": 3}),
+                         LayerSpec("block", {"features": 3}))
+    assert list(state_shapes(network)) == ["0.weight", "0.bias", "1.linear1.weight", "1.linear1.bias",
+                                           "1.norm1.weight", "1.norm1.bias", "1.norm1.running_mean",
+                                           "1.norm1.running_var"]
+    assert list(initial_state(network)) == list(state_shapes(network))
+    assert [path for path, _ in network.leaves()] == ["0", "1"]  # the block runs its parts itself
+    assert LayerSpec.from_json(network.children[1].to_json()) == network.children[1]
