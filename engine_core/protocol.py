@@ -23,7 +23,8 @@ OPTIONAL = ("Adam", "AdamW", "asarray", "labels", "to_numpy")
 
 @runtime_checkable
 class Model(Protocol[A]):
-    """``MLP(sizes, activation=, init=, seed=, dtype=)``: Linear, activation, ..., Linear."""
+    """``MLP(sizes, activation=, init=, seed=, dtype=)``: Linear, activation, ..., Linear (in this
+    project's engines a function returning their Sequential; any object with these methods will do)."""
 
     def forward(self, x: A) -> A:
         """logits (B, sizes[-1]) for x (B, sizes[0])."""
@@ -42,7 +43,8 @@ class Model(Protocol[A]):
         ...
 
     def state_dict(self) -> ModelState:
-        """NumPy copies of the parameters, keys fc{i}.weight (in, out) / fc{i}.bias (out,)."""
+        """NumPy copies of the parameters (and buffers), torch's keys: an MLP's Linear i is at index
+        2i, "{2i}.weight" (in, out) / "{2i}.bias" (out,) (engine_core.specs.state_shapes)."""
         ...
 
     def load_state_dict(self, state: ModelState) -> None:

@@ -284,7 +284,9 @@ def add_model_options(parser: argparse.ArgumentParser, dtype_default: str | None
                             f"softmax classifier, which takes no --activation (default: {from_preset('hidden')})")
     group.add_argument("--activation", choices=ACTIVATION_NAMES,
                        help=f"after every hidden layer (default: {from_preset('activation')})")
-    group.add_argument("--init", choices=INIT_NAMES, help=f"weight initialisation (default: {from_preset('init')})")
+    group.add_argument("--init", choices=INIT_NAMES,
+                       help=f"initialisation of every Linear and Conv2d weight (default: {from_preset('init')}; "
+                            "torch_default with --layers)")
     group.add_argument("--dtype", choices=DTYPE_NAMES, default=dtype_default, help=dtype_help)
     group.add_argument("--seed", type=non_negative_int, metavar="N",
                        help="seeds the weights and the batch order (default: 0)")
