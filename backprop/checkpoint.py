@@ -194,8 +194,8 @@ def load_checkpoint(path: str) -> Checkpoint:
     path = checkpoint_path(path)
     arrays = _read_arrays(path)
     meta = _read_meta(path, arrays.pop("meta", None))
-    meta, arrays = _upgrade(meta, arrays)
     try:
+        meta, arrays = _upgrade(meta, arrays)
         config, progress = _check_meta(meta)
         params, state = _split_arrays(arrays)
         model, shapes = model_shapes(config)
@@ -228,10 +228,14 @@ def _upgrade(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> tuple[dict[
     config = meta.get("config")
     if meta["version"] >= 4 or not isinstance(config, dict) or not is_legacy_mlp(config):
         return meta, arrays
-    renamed = {}
+    renamed: dict[str, np.ndarray] = {}
     for key, value in arrays.items():
         parts = key.split("/")
-        renamed["/".join([*parts[:-1], state_key(parts[-1])])] = value
+        new = "/".join([*parts[:-1], state_key(parts[-1])])
+        if new in renamed or (new != key and new in arrays):
+            raise ValueError(f"entry {key!r} and entry {new!r} name the same parameter (a version "
+                             f"{meta['version']} MLP names it {key.split('/')[-1]!r})")
+        renamed[new] = value
     meta = dict(meta)
     gradients = meta.get("gradients")
     if isinstance(gradients, dict) and isinstance(gradients.get("layers"), list):

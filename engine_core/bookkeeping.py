@@ -18,6 +18,9 @@ from .errors import backward_before_forward_message
 from .formats import ModelState, OptimizerState
 
 A = TypeVar("A")  # the engine's array type (numpy.ndarray, torch.Tensor)
+# Counts every train()/eval() call on any module: a tree's trusted kind of input is tied to the
+# count, so switching any module's mode makes the next forward check everything once.
+_MODE_CHANGES = [0]
 
 
 class LayerBase(Generic[A]):
@@ -114,6 +117,7 @@ class LayerBase(Generic[A]):
         """Train mode (mode=True) or eval mode for this module and every one inside, as
         torch.nn.Module.train; returns self."""
         self.training = mode
+        _MODE_CHANGES[0] += 1
         for child in self.children().values():
             child.train(mode)
         return self
@@ -146,9 +150,11 @@ class SequentialBase(LayerBase[A]):
 
     Validation once, at the boundary: the root's first layer checks x and its last layer checks
     the delta backward() is given; the layers in between receive arrays their neighbours made.
-    After a forward with an input of some type, shape, dtype (and mode) has passed every layer's
-    checks, later forwards with the same kind of input run the inner layers with their checks off
-    (``input_trusted``, ``delta_trusted``); any other input switches them on again first.
+    After a forward with an input of some type, shape, dtype and device (every layer in the same
+    mode) has passed every layer's checks, later forwards with the same kind of input run the
+    inner layers with their input checks off, and a backward after a completed forward runs them
+    with their delta checks off (``input_trusted``, ``delta_trusted``: on only for the duration of
+    the root's call, so a layer taken out of the tree checks everything).
     """
 
     accepts_input_grad = True
@@ -171,12 +177,21 @@ class SequentialBase(LayerBase[A]):
     def _adopt(self) -> None:
         """Name every module by its path, choose in-place activations and the fresh output, and
         pack the parameters: what a tree needs once it is complete (a parent redoes it)."""
+        seen: dict[int, str] = {}
         for path, module in self.named_modules():
+            if id(module) in seen:
+                # One module object holds one forward's cache and one set of gradients: used twice,
+                # its backward would differentiate only its last use.
+                raise ValueError(f"{type(module).__name__} at {seen[id(module)] or 'the root'} is used again at "
+                                 f"{path}: each place in a network needs its own layer object")
+            seen[id(module)] = path
             module.label = path
         leaves = self.leaves()
         self._leaves = leaves
+        self._inner_inputs, self._inner_deltas = leaves[1:], leaves[:-1]
         self._trusted_for: tuple[Any, ...] | None = None
         self._trust(False)
+        self._trust_deltas(False)
         # An activation between two Linears may overwrite the first one's output buffer and the
         # delta the second one returns (its own dL/dx buffer): both are private to the trio, so
         # no extra buffers. Elsewhere its input or its delta may be an array the caller holds.
@@ -191,7 +206,9 @@ class SequentialBase(LayerBase[A]):
         self._fresh_last = hasattr(leaves[-1], "fresh_output") if leaves else False
         if self._fresh_last:
             leaves[-1].fresh_output = True  # type: ignore[attr-defined]
-        self._first_records_input = bool(leaves) and _is_linear(leaves[0])
+        # A first Linear mixes every feature of a row: a NaN/Inf in x shows in its (smaller)
+        # output. Anything else (a nested block whose tanh may squash an Inf) gets x itself tested.
+        self._first_records_input = _is_linear(self.layers[0]) if self.layers else False
         # Layers that record dL/d(their output): Linear (and Conv2d), whose deltas() are the backprop deltas.
         self.linears = [layer for layer in leaves if hasattr(layer, "delta")]
         self._pack()
@@ -291,9 +308,11 @@ class SequentialBase(LayerBase[A]):
 
     # -- computation ----------------------------------------------------------------------------
     def _trust(self, on: bool) -> None:
-        for leaf in self._leaves[1:]:
+        for leaf in self._inner_inputs:
             leaf.input_trusted = on
-        for leaf in self._leaves[:-1]:
+
+    def _trust_deltas(self, on: bool) -> None:
+        for leaf in self._inner_deltas:
             leaf.delta_trusted = on
 
     def forward(self, x: A) -> A:
@@ -301,25 +320,35 @@ class SequentialBase(LayerBase[A]):
         reused). Raises what the layers raise for a bad x (naming the layer), and at the root
         NonFiniteError for NaN/Inf in x."""
         self.forward_done = False
-        signature = None
-        if self.is_root:
-            signature = (x.__class__, getattr(x, "shape", None), getattr(x, "dtype", None),
-                         getattr(x, "device", None), self.training)
-            if signature != self._trusted_for:
-                self._trust(False)
-                self._trusted_for = None
+        if not self.is_root:
+            h = self._forward(x)
+            self.forward_done = True
+            return h
+        # The kind of input, and every layer's mode (a child may be switched alone).
+        signature = (x.__class__, getattr(x, "shape", None), getattr(x, "dtype", None),
+                     getattr(x, "device", None), _MODE_CHANGES[0])
+        trusted = signature == self._trusted_for
+        self._trusted_for = None
+        if trusted:
+            self._trust(True)  # every layer has checked this kind of input before
+        try:
+            h = self._forward(x)
+        finally:
+            if trusted:
+                self._trust(False)  # a layer taken out of the tree checks everything again
+        if not self._fresh_last:
+            h = self._fresh(h)
+        self._trusted_for = signature
+        self.forward_done = True
+        return h
+
+    def _forward(self, x: A) -> A:
         layers = self.layers
         h = layers[0].forward(x)
         if self.is_root:
             self._check_finite(x, h if self._first_records_input else x)
         for layer in layers[1:]:
             h = layer.forward(h)
-        if self.is_root and not self._fresh_last:
-            h = self._fresh(h)
-        if signature is not None and self._trusted_for is None:
-            self._trust(True)  # every layer has checked this kind of input once
-            self._trusted_for = signature
-        self.forward_done = True
         return h
 
     def check_forward_done(self, delta: object) -> None:
@@ -334,6 +363,17 @@ class SequentialBase(LayerBase[A]):
         first layer's input gradient that a training step never needs). RuntimeError when no
         forward completed since the last refused one."""
         self.check_forward_done(delta)
+        if not self.is_root:
+            return self._backward(delta, input_grad)
+        # The last layer checks the caller's delta; the others get deltas their neighbours made
+        # for the shapes the completed forward had.
+        self._trust_deltas(True)
+        try:
+            return self._backward(delta, input_grad)
+        finally:
+            self._trust_deltas(False)
+
+    def _backward(self, delta: A, input_grad: bool) -> A | None:
         first = self.layers[0]
         for layer in reversed(self.layers[1:]):
             delta = layer.backward(delta)  # type: ignore[assignment]

@@ -464,7 +464,11 @@ def build(module: ModuleType, specs: LayerSpec | Sequence[LayerSpec], dtype: str
         return cls(**spec.args, **extra)
 
     check_dtype_name(dtype)
-    net = make(as_network(specs), True)
+    root = as_network(specs)
+    if not root.info.container:
+        raise ValueError(f"build: a network's root is a container, got {root!r}; build sequential({root!r}) "
+                         "(engine_core.specs.sequential)")
+    net = make(root, True)
     net.load_state_dict(initial_state(specs, seed, init))
     return net
 

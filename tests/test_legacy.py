@@ -114,3 +114,14 @@ def test_an_old_checkpoint_exports_to_torch_and_torch_gives_its_accuracy(name, d
         logits = model(torch.from_numpy(image_view(dataset.test_x, network)))
     expected = EXPECTED[name]["evaluate"]["numpy"]["in_process"]
     assert float((logits.argmax(1).numpy() == dataset.test_y).mean()) == expected["test_accuracy"]
+
+
+def test_an_old_checkpoint_naming_a_parameter_twice_is_refused(tmp_path, capsys):
+    """fc0.weight becomes 0.weight on read: a crafted file holding both is refused, not merged."""
+    run = _copy("default", tmp_path)
+    path = os.path.join(run, "checkpoint.npz")
+    arrays = dict(np.load(path))
+    arrays["param/0.weight"] = np.zeros_like(arrays["param/fc0.weight"])
+    np.savez(path, **arrays)
+    assert main(["evaluate", run, "--data-dir", str(tmp_path)]) != 0
+    assert "entry 'param/fc0.weight' and entry 'param/0.weight' name the same parameter" in capsys.readouterr().err

@@ -130,3 +130,53 @@ def test_a_composite_kind_registered_once_gets_torchs_keys_for_its_parts(composi
     assert list(initial_state(network)) == list(state_shapes(network))
     assert [path for path, _ in network.leaves()] == ["0", "1"]  # the block runs its parts itself
     assert LayerSpec.from_json(network.children[1].to_json()) == network.children[1]
+
+
+@pytest.mark.parametrize("engine", [numpy_net, torch_net], ids=lambda m: m.__name__)
+def test_an_inf_in_x_is_refused_when_the_first_child_is_a_block_that_could_squash_it(engine):
+    tree = sequential(sequential(LayerSpec("linear", {"in_features": 4, "out_features": 6}), LayerSpec("tanh")),
+                      LayerSpec("linear", {"in_features": 6, "out_features": 2}))
+    net = build(engine, tree, dtype="float64")
+    x = np.random.default_rng(0).standard_normal((5, 4))
+    x[0, 3] = np.inf
+    with pytest.raises(FloatingPointError, match=r"x: contains NaN or Inf \(first at row 0, column 3\)"):
+        net.forward(engine.asarray(x, "float64"))
+
+
+@pytest.mark.parametrize("engine", [numpy_net, torch_net], ids=lambda m: m.__name__)
+def test_a_layer_taken_out_of_a_tree_that_trusted_it_checks_everything_again(engine):
+    net = build(engine, _nested(), dtype="float64")
+    good = engine.asarray(np.ones((2, 1, 2, 2)), "float64")
+    net.forward(good)
+    net.forward(good)  # trusted: the inner layers skipped their checks
+    net.backward(engine.asarray(np.ones((2, 2)), "float64"))
+    inner_linear = net.layers[1].layers[0]
+    with pytest.raises(ValueError, match=r"layer 1\.0 Linear\(in_features=4, out_features=3\): x: expected shape"):
+        inner_linear.forward(engine.asarray(np.ones((5, 9)), "float64"))
+    with pytest.raises(TypeError, match=r"expected dtype float64"):
+        net.layers[1].forward(engine.asarray(np.ones((2, 4)), "float32"))
+    before = {k: np.array(engine.to_numpy(v)) for k, v in net.grads().items()}
+    with pytest.raises(ValueError, match=r"layer 2 Linear.*delta"):
+        net.layers[2].backward(engine.asarray(np.ones((7, 2)), "float64"))
+    assert all(np.array_equal(before[k], np.asarray(engine.to_numpy(v))) for k, v in net.grads().items())
+
+
+@pytest.mark.parametrize("engine", [numpy_net, torch_net], ids=lambda m: m.__name__)
+def test_switching_one_childs_mode_makes_the_tree_check_again(engine):
+    net = build(engine, _nested(), dtype="float64")
+    x = engine.asarray(np.ones((1, 1, 2, 2)), "float64")
+    net.eval()
+    net.forward(x)
+    net.forward(x)  # trusted, in eval mode: a batch of one is fine for batch norm
+    net.layers[1].train()
+    running = net.state_dict()["1.2.0.running_var"]
+    with pytest.raises(ValueError, match=r"layer 1\.2\.0 BatchNorm1d.*more than 1 value per channel"):
+        net.forward(x)
+    assert np.array_equal(net.state_dict()["1.2.0.running_var"], running)
+
+
+@pytest.mark.parametrize("engine", [numpy_net, torch_net], ids=lambda m: m.__name__)
+def test_a_layer_object_used_twice_is_refused_naming_both_places(engine):
+    relu = engine.ReLU()
+    with pytest.raises(ValueError, match=r"ReLU at 1 is used again at 3: each place in a network needs its own"):
+        engine.Sequential(engine.Linear(4, 3), relu, engine.Linear(3, 3), relu, engine.Linear(3, 2))
