@@ -258,6 +258,8 @@ class Sequential(Layer):
         self._pre: list[torch.Tensor] = []
         self._recording = False
         self._leaves = self.leaves()
+        last_path, last = [(p, m) for p, m in self.named_layers() if not isinstance(m, Sequential)][-1]
+        self._last_text = f"layer {last_path} {last!r}"  # named in backward's messages, built once
         self._edges = {path: layer for path, layer in self.named_layers() if layer.transposed}
         # dL/dz of every Linear/Conv2d, in forward order: a hook retains each output's gradient.
         for layer in self._leaves:
@@ -348,8 +350,7 @@ class Sequential(Layer):
         return out
 
     def _describe_last(self) -> str:
-        path, layer = [(p, m) for p, m in self.named_layers() if not isinstance(m, Sequential)][-1]
-        return f"layer {path} {layer!r}"
+        return self._last_text
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The network's output; x is checked as the engines check it (see the class).
