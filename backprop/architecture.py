@@ -1,11 +1,13 @@
 """Networks as the application sees them: the `--layers` text syntax, the presets' trees, and
 what the trainer needs to know about a network (its input shape, how to show it).
 
-Syntax: layers separated by commas; each is a kind (engine_core.specs.KINDS) with optional
-arguments in parentheses, positional in the order of torch's signature or by name, values as
-Python literals; a container (``sequential``) takes layers as its arguments and nests:
+Syntax: layers separated by commas (a trailing one allowed); each is a kind
+(engine_core.specs.KINDS) with optional arguments in parentheses, positional in the order of
+torch's signature or by name, with torch's names and defaults (layer_signature), values as Python
+literals (5, (5, 3), 0.25, True, None, 'same'; a list is read as the tuple); a container
+(``sequential``) takes layers as its arguments and nests:
 
-    conv2d(1, 6, 5, padding=2), relu, maxpool2d(2), flatten, sequential(linear(1176, 64), relu), linear(64, 10)
+    conv2d(1, 6, 5, padding='same'), relu, maxpool2d(2), flatten, sequential(linear(1176, 64), relu), linear(64, 10)
 
 The text is the root Sequential's children. A network is stored as JSON (LayerSpec.to_json) in
 config.json and checkpoints.
@@ -18,7 +20,17 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from engine_core.specs import KINDS, REQUIRED, LayerSpec, as_network, leaf_shapes, mlp_of, output_shape, pair
+from engine_core.specs import (
+    KINDS,
+    REQUIRED,
+    LayerSpec,
+    as_network,
+    given_args,
+    leaf_shapes,
+    mlp_of,
+    output_shape,
+    pair,
+)
 
 IMAGE_SHAPE = (1, 28, 28)  # one MNIST-format image: channels, height, width
 PIXELS = 784
@@ -34,11 +46,25 @@ class LayersSyntaxError(ValueError):
 
 
 def _split_top_level(text: str) -> list[str]:
+    """The layers of a --layers text: split at the commas outside parentheses, brackets and string
+    literals ('same' may hold anything). One trailing comma is allowed, as Python allows it, and
+    so inside sequential(...) too; an empty layer between two commas is refused."""
     parts: list[str] = []
     current: list[str] = []
     depth = 0
-    for char in text:
-        if char in "([":
+    quote = ""  # the quote character of the string literal the scan is in
+    chars = iter(text)
+    for char in chars:
+        if quote:
+            current.append(char)
+            if char == "\\":
+                current.append(next(chars, ""))  # an escaped character, a quote included
+            elif char == quote:
+                quote = ""
+            continue
+        if char in "'\"":
+            quote = char
+        elif char in "([":
             depth += 1
         elif char in ")]":
             depth -= 1
@@ -49,10 +75,18 @@ def _split_top_level(text: str) -> list[str]:
             current = []
         else:
             current.append(char)
+    if quote:
+        raise LayersSyntaxError(f"unterminated string ({quote}...) in {text!r}")
     if depth:
         raise LayersSyntaxError(f"unbalanced '(' in {text!r}")
     parts.append("".join(current))
-    return [part.strip() for part in parts]
+    parts = [part.strip() for part in parts]
+    if len(parts) > 1 and not parts[-1]:
+        parts.pop()  # 'relu, linear(784, 10),': a trailing comma
+    for index, part in enumerate(parts):
+        if not part:
+            raise LayersSyntaxError(f"layer {index} is empty (a comma too many?) in {text!r}")
+    return parts
 
 
 def parse_layer(item: str) -> LayerSpec:
@@ -100,7 +134,7 @@ def _parse_node(node: ast.expr, item: str) -> LayerSpec:
     args = {}
     try:
         for arg_name, value in zip(names, positional):
-            args[arg_name] = ast.literal_eval(value)
+            args[arg_name] = _literal(value)
         for keyword in keywords:
             if keyword.arg is None:
                 raise LayersSyntaxError(f"{item!r}: ** arguments are not allowed")
@@ -108,15 +142,23 @@ def _parse_node(node: ast.expr, item: str) -> LayerSpec:
                 # An argument given twice (by position and by name, or by name twice) is an error
                 # in Python; letting the last one win would silently build another layer.
                 raise LayersSyntaxError(f"{item!r}: {kind}() got multiple values for argument {keyword.arg!r}")
-            args[keyword.arg] = ast.literal_eval(keyword.value)
+            args[keyword.arg] = _literal(keyword.value)
     except LayersSyntaxError:
         raise
-    except ValueError:
-        raise LayersSyntaxError(f"{item!r}: argument values must be literals (numbers, tuples, strings)") from None
+    except (ValueError, TypeError):
+        raise LayersSyntaxError(f"{item!r}: argument values must be literals (numbers, tuples, strings, True, "
+                                "False, None)") from None
     try:
         return LayerSpec(kind, args)
     except (ValueError, TypeError) as error:
         raise LayersSyntaxError(f"{item!r}: {error}") from None
+
+
+def _literal(node: ast.expr) -> object:
+    """An argument's value: a Python literal, a list read as the tuple it stands for (a stored
+    spec holds tuples: LayerSpec.from_json), so that [1, 2] and (1, 2) are one network."""
+    value = ast.literal_eval(node)
+    return tuple(value) if isinstance(value, list) else value
 
 
 def parse_layers(text: str) -> LayerSpec:
@@ -132,11 +174,26 @@ def parse_layers(text: str) -> LayerSpec:
     return network
 
 
+# Layers that take any shape: the input a network takes is decided by the first layer after them.
+_ANY_SHAPE = ("identity", "relu", "sigmoid", "tanh", "leakyrelu", "gelu", "dropout")
+
+
+def layer_signature(kind: str) -> str:
+    """A kind as the grammar takes it, with torch's argument names and defaults in torch's order:
+    ``conv2d(in_channels, out_channels, kernel_size, stride=1, padding=0, ...)``, ``sigmoid`` for
+    a kind without arguments, ``sequential(LAYER, ...)`` for the container."""
+    info = KINDS[kind]
+    if info.container:
+        return f"{kind}(LAYER, ...)"
+    args = [name if default is REQUIRED else f"{name}={default!r}" for name, default in info.defaults.items()]
+    return f"{kind}({', '.join(args)})" if args else kind
+
+
 def input_shape(network: LayerSpec | Sequence[LayerSpec]) -> tuple[int, ...]:
-    """The per-sample input a network takes: (1, 28, 28) images when its first layer is a 2-D one
-    (conv, pool, 2-D batch norm), else 784 flat pixels."""
-    leaves = as_network(network).leaves()
-    first = leaves[0][1].kind if leaves else "linear"
+    """The per-sample input a network takes: (1, 28, 28) images when its first layer that is not
+    an activation or a dropout is a 2-D one (conv, pool, 2-D batch norm), else 784 flat pixels."""
+    kinds = [spec.kind for _, spec in as_network(network).leaves() if spec.kind not in _ANY_SHAPE]
+    first = kinds[0] if kinds else "linear"
     return IMAGE_SHAPE if first in ("conv2d", "maxpool2d", "avgpool2d", "batchnorm2d") else (PIXELS,)
 
 
@@ -161,7 +218,7 @@ def evaluation_chunk(network: LayerSpec | Sequence[LayerSpec], itemsize: int, bu
         values += int(np.prod(out))
         if spec.kind == "conv2d":
             kernel = pair(spec.args["kernel_size"])
-            values += spec.args["in_channels"] * kernel[0] * kernel[1] * int(np.prod(out[2:]))
+            values += spec.args["in_channels"] * kernel[0] * kernel[1] * int(np.prod(out[2:]))  # im2col
     return int(min(largest, max(64, budget // (itemsize * max(values, 1)))))
 
 
@@ -180,11 +237,13 @@ def check_stack(network: LayerSpec | Sequence[LayerSpec]) -> None:
 
 
 def _format(spec: LayerSpec) -> str:
+    """One layer as parse_layer reads it back: the required arguments by position, the others by
+    name where they differ from the default (given_args: None for 0.1, (0, 0) for 0 and 1 for
+    1.0 differ too, so the text gives back the very spec)."""
     if spec.info.container:
         return f"{spec.kind}({', '.join(_format(child) for child in spec.children)})"
     defaults = KINDS[spec.kind].defaults
-    shown = [repr(v) if defaults[k] is REQUIRED else f"{k}={v!r}"
-             for k, v in spec.args.items() if defaults[k] is REQUIRED or v != defaults[k]]
+    shown = [repr(v) if defaults[k] is REQUIRED else f"{k}={v!r}" for k, v in given_args(spec).items()]
     return f"{spec.kind}({', '.join(shown)})" if shown else spec.kind
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from engine_core.checks import check_model_state
-from engine_core.specs import LayerSpec, find, join, state_shapes
+from engine_core.specs import REQUIRED, LayerSpec, find, join, state_shapes
 
 from .checkpoint import Checkpoint
 from .fileio import atomic_write
@@ -81,11 +81,13 @@ def from_torch_layout(network: LayerSpec, state: Mapping[str, Any],
     weights (in, out), every batch norm's num_batches_tracked by layer path).
 
     The keys must be exactly torch_state_shapes(network)'s, each of its shape; num_batches_tracked
-    an integer >= 0. Raises ValueError/TypeError naming the key (missing, unexpected, wrong
-    shape, not floating point, NaN/Inf); floats are cast to ``dtype`` (default: the first one's).
+    an integer >= 0, or absent: files from before torch 0.4.1 have none, and torch's strict
+    load_state_dict accepts that (pytorch/pytorch#8430), a fresh layer's counter staying 0; so is
+    it here. Raises ValueError/TypeError naming the key (missing, unexpected, wrong shape, not
+    floating point, NaN/Inf); floats are cast to ``dtype`` (default: the first one's).
     """
     expected = torch_state_shapes(network)
-    missing = [key for key in expected if key not in state]
+    missing = [key for key in expected if key not in state and key.rpartition(".")[2] != "num_batches_tracked"]
     extra = [key for key in state if key not in expected]
     if missing or extra:
         parts = ([f"missing {', '.join(missing)}"] if missing else []) + (
@@ -95,8 +97,11 @@ def from_torch_layout(network: LayerSpec, state: Mapping[str, Any],
     tracked: dict[str, int] = {}
     engine: dict[str, np.ndarray] = {}
     for key, shape in expected.items():
-        value = np.asarray(state[key])
         path, _, name = key.rpartition(".")
+        if key not in state:  # a num_batches_tracked an old torch did not write: the count starts at 0
+            tracked[path] = 0
+            continue
+        value = np.asarray(state[key])
         if name == "num_batches_tracked":
             if value.shape != () or value.dtype.kind not in "iu" or int(value) < 0:
                 raise ValueError(f"{key}: expected a 0-d integer >= 0, got {value.dtype} {value.shape}")
@@ -125,12 +130,15 @@ def checkpoint_module(checkpoint: Checkpoint) -> Any:
 
 def read_torch_state(path: str, network: LayerSpec) -> tuple[dict[str, np.ndarray], dict[str, int]]:
     """Import a torch.nn state dict saved by ``torch.save(model.state_dict(), path)`` for a model
-    of ``network``: (an engine state dict, Linear weights (in, out), in the file's float dtype;
-    every batch norm's num_batches_tracked by layer path), ready for any engine's
+    of ``network``: (an engine state dict, Linear weights (in, out), in the file's float dtype
+    when that is float32 or float64, else float32 (float16, bfloat16 and the float8 kinds widen to
+    it exactly); every batch norm's num_batches_tracked by layer path), ready for any engine's
     ``Sequential.load_state_dict`` (engine_core.specs.build).
 
     Read with ``weights_only=True`` (nothing in the file is executed). Raises TorchImportError naming
-    the file: unreadable, not a dict of tensors, keys or shapes that do not match ``specs``.
+    the file: unreadable, not a dict of tensors, keys or shapes that do not match ``specs``, a
+    parameter or buffer that is not floating point (a num_batches_tracked that is not an integer)
+    or that NumPy cannot hold (complex32, quantized, sparse), naming its key and dtype.
     """
     import torch
 
@@ -142,7 +150,7 @@ def read_torch_state(path: str, network: LayerSpec) -> tuple[dict[str, np.ndarra
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise TorchImportError(f"{path}: expected a state dict (a dict of tensors, torch.save(model.state_dict())), "
                            f"got {type(state).__name__}")
-    arrays = {str(key): value.detach().cpu().numpy() for key, value in state.items()}
+    arrays = {str(key): _numpy_of(path, str(key), value) for key, value in state.items()}
     floats = [value.dtype.name for value in arrays.values() if value.dtype.kind == "f"]
     dtype = floats[0] if floats and floats[0] in ("float32", "float64") else "float32"
     try:
@@ -151,32 +159,69 @@ def read_torch_state(path: str, network: LayerSpec) -> tuple[dict[str, np.ndarra
         raise TorchImportError(f"{path}: {' '.join(str(error).split())}") from None
 
 
-def rebuild_code(module: Any, load_path: str = "PATH") -> str:
-    """Python lines (unindented: they run as pasted) that rebuild ``module`` (a torch.nn.Sequential
-    tree of torch.nn layers) and load the file at
-    ``load_path`` into it (written as a Python string literal; the default leaves the placeholder
-    PATH), spelled from the module's children and its parameters' dtype."""
+# The floating types NumPy holds as they are; torch's others (bfloat16, the float8 kinds) have
+# fewer exponent and mantissa bits than float32, so each of their values is a float32 exactly.
+_NUMPY_FLOATS = ("float16", "float32", "float64")
+
+
+def _numpy_of(path: str, key: str, tensor: Any) -> np.ndarray:
+    """A state-dict tensor as a NumPy array on the CPU: a floating tensor of a type NumPy lacks
+    (bfloat16, float8_e4m3fn, ...) widened to float32, which holds each of its values exactly.
+    TorchImportError naming the key and its dtype for a tensor NumPy cannot hold (complex32,
+    quantized, packed or sparse tensors)."""
     import torch
 
-    layers = ", ".join(_spelled(child) for child in module.children())
-    dtype = next(module.parameters()).dtype
-    cast = "" if dtype == torch.get_default_dtype() else f".to({dtype})"
+    value = tensor.detach()
+    dtype = str(value.dtype).removeprefix("torch.")
+    try:
+        value = value.cpu()
+        if value.is_floating_point() and dtype not in _NUMPY_FLOATS:
+            value = value.to(torch.float32)
+        return value.resolve_conj().resolve_neg().numpy()
+    except (TypeError, RuntimeError, NotImplementedError):
+        what = dtype
+        if value.layout != torch.strided:
+            what += f" {str(value.layout).removeprefix('torch.')}"
+        if value.device.type != "cpu":
+            what += f" {value.device.type}"  # a meta tensor holds no values at all
+        raise TorchImportError(
+            f"{path}: {key}: a {what} tensor, which NumPy cannot hold; expected dense floating-point parameters "
+            "and buffers (float16, bfloat16, float32, float64, float8) and an integer num_batches_tracked") from None
+
+
+def rebuild_code(network: LayerSpec, dtype: str = "float32", load_path: str = "PATH") -> str:
+    """Python lines (unindented: they run as pasted) that rebuild torch_module(network, dtype) and
+    load the file at ``load_path`` into it (written as a Python string literal; the default leaves
+    the placeholder PATH).
+
+    Each layer is spelled from its arguments (torch_spelling), not from torch's repr, which cannot
+    rebuild every layer: it prints ``padding=same`` unquoted and leaves out AvgPool2d's ceil_mode,
+    count_include_pad and divisor_override.
+    """
+    cast = "" if dtype == "float32" else f".to(torch.{dtype})"  # a fresh interpreter's default is float32
     where = "PATH" if load_path == "PATH" else repr(load_path)
     return (
         "import torch\n"
         "from torch import nn\n"
-        f"model = nn.Sequential({layers}){cast}\n"
+        f"model = {torch_spelling(network)}{cast}\n"
         f"model.load_state_dict(torch.load({where}, weights_only=True))"
     )
 
 
-def _spelled(module: Any) -> str:
-    """A torch.nn module as the Python that constructs it: nn.Linear(...), nn.Sequential(nn.ReLU(), ...)."""
-    from torch import nn
-
-    if isinstance(module, nn.Sequential):
-        return f"nn.Sequential({', '.join(_spelled(child) for child in module.children())})"
-    return f"nn.{module!r}"
+def torch_spelling(spec: LayerSpec) -> str:
+    """The Python that constructs torch_module(spec) (before the dtype cast): ``nn.Conv2d(1, 6, 5,
+    padding='same')``, ``nn.Sequential(nn.ReLU(), ...)``; torch's required arguments by position,
+    the others by name where they differ from torch's defaults (Kind.torch_args' names)."""
+    if spec.info.container:
+        return f"nn.{spec.class_name}({', '.join(torch_spelling(child) for child in spec.children)})"
+    defaults = spec.info.defaults
+    shown = []
+    for name, value in spec.info.torch_args(spec.args).items():
+        if name in defaults and defaults[name] is REQUIRED:
+            shown.append(repr(value))
+        elif name not in defaults or type(value) is not type(defaults[name]) or value != defaults[name]:
+            shown.append(f"{name}={value!r}")
+    return f"nn.{spec.class_name}({', '.join(shown)})"
 
 
 def export_torch(checkpoint: Checkpoint, path: str, load_path: str | None = None) -> str:
@@ -189,4 +234,5 @@ def export_torch(checkpoint: Checkpoint, path: str, load_path: str | None = None
     # keep_vars=False: plain tensors, buffers included (batch norm's num_batches_tracked as int64).
     state = {name: tensor.detach().clone() for name, tensor in module.state_dict().items()}
     atomic_write(path, lambda f: torch.save(state, f))
-    return rebuild_code(module, path if load_path is None else load_path)
+    return rebuild_code(checkpoint.config.network, checkpoint.config.dtype,
+                        path if load_path is None else load_path)

@@ -4,7 +4,9 @@ thread rule sizes (backprop.threads) and what the benchmark's GEMM floor times (
 Per layer with a weight (rows = batch B for Linear, B*Ho*Wo for Conv2d's im2col): forward
 z = x W, (rows, in)@(in, out); weight gradient x^T delta, (in, rows)@(rows, out); input gradient
 delta W^T, (rows, out)@(out, in), except for the first such layer, whose input gradient a
-training step never needs. A Conv2d's in is in_channels*kH*kW, its out out_channels.
+training step never needs. A Conv2d's in is in_channels*kH*kW, its out out_channels; with
+groups g it is g products of in_channels/g*kH*kW by out_channels/g (each group sees its own
+channels only).
 """
 
 from __future__ import annotations
@@ -60,22 +62,24 @@ def network_gemms(network: LayerSpec | Sequence[LayerSpec], batch: int,
     (default: architecture.input_shape, MNIST's): forward in layer order, then backward from the
     last layer (named ``"{path}.{kind}"``). Layers without a weight do no GEMM. ValueError when it
     does not type-check."""
-    layers = []
+    layers: list[list[tuple[Gemm, Gemm, Gemm]]] = []  # per layer, per group
     shape = input_shape(network) if sample_shape is None else tuple(sample_shape)
     for path, spec, _, out in leaf_shapes(network, (batch, *shape)):
         if spec.kind == "linear":
             rows = int(np.prod(out[:-1], dtype=np.int64))
-            layers.append(_layer_gemms(f"{path}.linear", rows, spec.args["in_features"], spec.args["out_features"]))
+            layers.append([_layer_gemms(f"{path}.linear", rows, spec.args["in_features"],
+                                        spec.args["out_features"])])
         elif spec.kind == "conv2d":
-            kh, kw = pair(spec.args["kernel_size"])
-            layers.append(_layer_gemms(f"{path}.conv2d", batch * out[2] * out[3],
-                                       spec.args["in_channels"] * kh * kw, out[1]))
-    gemms = [forward for forward, _, _ in layers]
+            (kh, kw), groups = pair(spec.args["kernel_size"]), spec.args["groups"]
+            name = f"{path}.conv2d" if groups == 1 else f"{path}.conv2d group {{}}"
+            layers.append([_layer_gemms(name.format(group), batch * out[2] * out[3],
+                                        spec.args["in_channels"] // groups * kh * kw, out[1] // groups)
+                           for group in range(groups)])
+    gemms = [forward for layer in layers for forward, _, _ in layer]
     for index in reversed(range(len(layers))):
-        _, grad_weight, grad_input = layers[index]
-        gemms.append(grad_weight)
+        gemms.extend(grad_weight for _, grad_weight, _ in layers[index])
         if index:
-            gemms.append(grad_input)
+            gemms.extend(grad_input for _, _, grad_input in layers[index])
     return gemms
 
 

@@ -34,6 +34,20 @@ from .schedules import epoch_learning_rates
 StepFunction = Callable[[Any, Any], tuple[float, int]]
 
 
+def _check_finite_samples(part: str, x: np.ndarray) -> None:
+    """Refuse data holding NaN or Inf before training starts (ValueError naming the sample and the
+    pixel): a step would stop on it with NonFiniteError, and the loss blowing up would be blamed on
+    the learning rate. IDX files hold uint8 and pass at no cost."""
+    if x.dtype.kind != "f":
+        return
+    bad = ~np.isfinite(x)
+    if bad.any():
+        sample, *pixel = (int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"the {part} data holds NaN or Inf ({int(bad.sum())} values; the first in sample "
+                         f"{sample}, pixel {pixel[0] if len(pixel) == 1 else tuple(pixel)}): clean the data; "
+                         "no learning rate trains on it")
+
+
 class TrainingDiverged(Exception):
     """The loss became NaN or Inf; the message says where, and ``lr`` is the learning rate it
     happened at (what to lower)."""
@@ -195,6 +209,8 @@ class Trainer:
         train_x, train_y = dataset.train_x, dataset.train_y
         if config.limit is not None:
             train_x, train_y = train_x[: config.limit], train_y[: config.limit]
+        for part, values in (("training", train_x), ("test", dataset.test_x)):
+            _check_finite_samples(part, values)
         # A convolutional stack sees (N, 1, 28, 28) images: views of the (N, 784) rows.
         self.test_x, self.test_y = image_view(dataset.test_x, config.network), dataset.test_y
         self.train_x, self.train_y = image_view(train_x, config.network), train_y
@@ -209,9 +225,11 @@ class Trainer:
         self.rates = epoch_learning_rates(config.lr_schedule, config.lr, config.epochs,
                                           config.step_size, config.gamma, t_max=config.t_max)
         self.progress = Progress()
-        # Batch norm's num_batches_tracked: the count at the start of this session (a checkpoint's,
-        # or 0) plus one per training step since (every step is one train-mode forward).
-        self._tracked = {path: 0 for path in paths_of(config.network, "batchnorm1d", "batchnorm2d")}
+        # Batch norm's num_batches_tracked lives in the layers (momentum=None averages by it). An
+        # engine whose batch norm keeps no counter is counted here: the count at the start of this
+        # session (a checkpoint's, or 0) plus one per training step since (one train-mode forward each).
+        self._tracked = {path: 0 for path in paths_of(config.network, "batchnorm1d", "batchnorm2d")
+                         if not hasattr(layer_at(self.net, path), "num_batches_tracked")}
         self._tracked_from_step = 0
         if resume is not None:
             self._restore(resume)
@@ -242,7 +260,11 @@ class Trainer:
         self.optimizer.load_state_dict(checkpoint.optimizer)
         for path, state in checkpoint.dropout_rng.items():
             layer_at(self.net, path).set_rng_state(state)
-        self._tracked = dict(checkpoint.num_batches_tracked) or self._tracked
+        for path, count in checkpoint.num_batches_tracked.items():  # none in an old MLP's checkpoint
+            if path in self._tracked:
+                self._tracked[path] = count
+            else:
+                layer_at(self.net, path).num_batches_tracked = count
         self._tracked_from_step = checkpoint.progress.global_step
         # Rows from files that predate the engine column: the engine that wrote the file is the best record.
         history = [{"engine": checkpoint.engine, **row} for row in checkpoint.progress.history]
@@ -267,9 +289,12 @@ class Trainer:
         return {path: layer_at(self.net, path).rng_state() for path in paths_of(self.config.network, "dropout")}
 
     def num_batches_tracked(self) -> dict[str, int]:
-        """torch's num_batches_tracked of every batch norm layer, by layer path."""
+        """torch's num_batches_tracked of every batch norm layer, by layer path: the layer's own
+        counter (or this trainer's count, for an engine whose layer keeps none)."""
         done = self.progress.global_step - self._tracked_from_step
-        return {i: count + done for i, count in self._tracked.items()}
+        return {path: self._tracked[path] + done if path in self._tracked
+                else int(layer_at(self.net, path).num_batches_tracked)
+                for path in paths_of(self.config.network, "batchnorm1d", "batchnorm2d")}
 
     # -- the loop ---------------------------------------------------------------------------
     def _on_sigint(self, signum: int, frame: object) -> None:

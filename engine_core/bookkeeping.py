@@ -194,10 +194,12 @@ class SequentialBase(LayerBase[A]):
         self._trust_deltas(False)
         # An activation between two Linears may overwrite the first one's output buffer and the
         # delta the second one returns (its own dL/dx buffer): both are private to the trio, so
-        # no extra buffers. Elsewhere its input or its delta may be an array the caller holds.
+        # no extra buffers. Elsewhere its input or its delta may be an array the caller holds, or
+        # one a layer differentiates itself from (a Tanh's output). The engines' private flag
+        # ``_overwrite``, never the user's ``inplace=`` (torch's argument, which changes no result).
         for before, activation, after in zip(self.layers, self.layers[1:], self.layers[2:]):
-            if hasattr(activation, "inplace") and _is_linear(before) and _is_linear(after):
-                activation.inplace = True  # type: ignore[attr-defined]
+            if hasattr(activation, "_overwrite") and _is_linear(before) and _is_linear(after):
+                activation._overwrite = True  # type: ignore[attr-defined]
         for leaf in leaves:
             if hasattr(leaf, "fresh_output"):
                 leaf.fresh_output = False  # type: ignore[attr-defined]
@@ -238,9 +240,11 @@ class SequentialBase(LayerBase[A]):
         raise NotImplementedError
 
     def _check_finite(self, x: A, first_output: A) -> None:
-        """NonFiniteError naming the first NaN/Inf entry of x. ``first_output`` is the first
-        layer's output when that layer mixes every feature of a row (a Linear: a NaN in x shows
-        in its output, a much smaller array to test first), else x itself."""
+        """NonFiniteError naming the first NaN/Inf entry of x (its full index). ``first_output``
+        is the first layer's output when that layer mixes every feature of a row (a Linear: a NaN
+        in x shows in its output, a much smaller array to test first), else x itself, tested
+        before any layer runs; an x that is no floating array of the engine's type is left to the
+        first layer's own checks."""
         raise NotImplementedError
 
     # -- bookkeeping ----------------------------------------------------------------------------
@@ -318,7 +322,8 @@ class SequentialBase(LayerBase[A]):
     def forward(self, x: A) -> A:
         """The last layer's output for x; the root's is a fresh array (internal buffers are
         reused). Raises what the layers raise for a bad x (naming the layer), and at the root
-        NonFiniteError for NaN/Inf in x."""
+        NonFiniteError for NaN/Inf in x, whatever the first layer is, leaving every parameter and
+        buffer (running statistics, dropout generators) as it was."""
         self.forward_done = False
         if not self.is_root:
             h = self._forward(x)
@@ -344,9 +349,15 @@ class SequentialBase(LayerBase[A]):
 
     def _forward(self, x: A) -> A:
         layers = self.layers
+        if self.is_root and not self._first_records_input:
+            # Before the first layer runs: it may keep state from its input (batch norm's running
+            # statistics and counter, a dropout generator, a nested block's), and a refused call
+            # leaves every parameter and buffer as it was. One pass over x, as the MLP's test.
+            self._check_finite(x, x)
         h = layers[0].forward(x)
-        if self.is_root:
-            self._check_finite(x, h if self._first_records_input else x)
+        if self.is_root and self._first_records_input:
+            # A first Linear keeps no state: its (smaller) output is tested, x only when that fails.
+            self._check_finite(x, h)
         for layer in layers[1:]:
             h = layer.forward(h)
         return h

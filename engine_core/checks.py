@@ -68,13 +68,18 @@ def check_sizes(sizes: object) -> list[int]:
 
 
 def check_batch_facts(name: str, shape: tuple[int, ...], dtype: str, in_features: int, net_dtype: str) -> None:
-    """x must be (batch >= 1, in_features) in the network's dtype; ValueError/TypeError otherwise."""
-    if len(shape) != 2:
-        raise ValueError(f"{name}: expected a 2-D array of shape (batch, {in_features}), got shape {shape}")
-    if shape[1] != in_features:
-        raise ValueError(f"{name}: expected shape (batch, {in_features}), got {shape}")
-    if shape[0] == 0:
-        raise ValueError(f"{name}: empty batch (shape {shape}); pass at least one row")
+    """A Linear's input: x must be (*, in_features) as torch.nn.Linear's documentation page has it
+    (a batch (batch, in_features), a single row (in_features,), or any leading dimensions), none
+    of them empty, in the network's dtype; ValueError/TypeError otherwise."""
+    if len(shape) == 0:
+        raise ValueError(f"{name}: expected an array of shape (batch, {in_features}) (or (*, {in_features}): any "
+                         f"leading dimensions), got a 0-D array (shape ())")
+    if shape[-1] != in_features:
+        form = f"(batch, {in_features})" if len(shape) == 2 else f"(*, {in_features}) (its last dimension)"
+        raise ValueError(f"{name}: expected shape {form}, got {shape}")
+    if 0 in shape:
+        what = "empty batch" if len(shape) == 2 else "empty input"
+        raise ValueError(f"{name}: {what} (shape {shape}); pass at least one row")
     if dtype != net_dtype:
         raise TypeError(f"{name}: expected dtype {net_dtype} (the network's dtype), got {dtype}; convert it first")
 

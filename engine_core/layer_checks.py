@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .checks import check_choice
+from .checks import check_choice, check_num_batches_tracked
 from .errors import type_name
 
 GELU_APPROXIMATIONS: tuple[str, ...] = ("none", "tanh")
@@ -28,13 +29,41 @@ def _real(name: str, value: object) -> float:
     return number
 
 
-def check_batchnorm_args(num_features: object, eps: object, momentum: object) -> tuple[int, float, float]:
-    """(num_features, eps, momentum) of torch.nn.BatchNorm1d/2d, as (int, float, float).
+@dataclass(frozen=True)
+class BatchNormArgs:
+    """torch.nn.BatchNorm1d/2d's arguments, checked. momentum None: the cumulative average,
+    running = running + (batch - running) / num_batches_tracked (torch's documentation page)."""
 
-    Raises TypeError (not an int / a number) or ValueError: num_features < 1, eps <= 0 or
-    infinite, momentum outside [0, 1]. ``momentum=None`` (torch's cumulative average, which
-    counts batches in num_batches_tracked, a buffer outside this project's state format) is
-    refused with a ValueError.
+    num_features: int
+    eps: float
+    momentum: float | None
+    affine: bool
+    track_running_stats: bool
+
+    def extra_repr(self) -> str:
+        """How every engine shows the layer: BatchNorm2d(6, eps=1e-05, momentum=0.1), then each
+        argument that is not torch's default."""
+        text = f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
+        if not self.affine:
+            text += ", affine=False"
+        if not self.track_running_stats:
+            text += ", track_running_stats=False"
+        return text
+
+
+def check_flag(name: str, value: object) -> bool:
+    """A True/False argument (inplace, affine, ...); TypeError otherwise (0 and 1 included)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected True or False, got {type_name(value)} {value!r}")
+    return bool(value)
+
+
+def check_batchnorm_args(num_features: object, eps: object = 1e-5, momentum: object = 0.1, affine: object = True,
+                         track_running_stats: object = True) -> BatchNormArgs:
+    """torch.nn.BatchNorm1d/2d's arguments, checked.
+
+    Raises TypeError (not an int / a number / a bool) or ValueError: num_features < 1, eps <= 0
+    or infinite, momentum outside [0, 1] (None is torch's cumulative average).
 
     eps = 0 is refused here by choice, at construction: torch.nn.BatchNorm1d/2d accept it (their
     documentation sets no bound on eps) and F.batch_norm refuses it only at the first train-mode
@@ -46,17 +75,28 @@ def check_batchnorm_args(num_features: object, eps: object, momentum: object) ->
         raise TypeError(f"num_features: expected a positive int, got {type_name(num_features)} {num_features!r}")
     if num_features < 1:
         raise ValueError(f"num_features: expected a positive int, got {num_features}")
-    if momentum is None:
-        raise ValueError("momentum=None (a cumulative moving average over num_batches_tracked) is not supported; "
-                         "pass a number in [0, 1] (torch's default is 0.1)")
-    eps_value, momentum_value = _real("eps", eps), _real("momentum", momentum)
+    eps_value = _real("eps", eps)
+    momentum_value = None if momentum is None else _real("momentum", momentum)
     if not 0.0 < eps_value < math.inf:
         raise ValueError(f"eps: must be > 0 and finite, got {eps_value} (a feature that is constant over a batch "
                          "has variance 0, and x_hat = (x - mean) / sqrt(var + eps) would divide by sqrt(eps); "
                          "torch's default is 1e-5)")
-    if not 0.0 <= momentum_value <= 1.0:
-        raise ValueError(f"momentum: expected a number in [0, 1], got {momentum_value}")
-    return int(num_features), eps_value, momentum_value
+    if momentum_value is not None and not 0.0 <= momentum_value <= 1.0:
+        raise ValueError(f"momentum: expected a number in [0, 1] or None (the cumulative average), "
+                         f"got {momentum_value}")
+    return BatchNormArgs(int(num_features), eps_value, momentum_value, check_flag("affine", affine),
+                         check_flag("track_running_stats", track_running_stats))
+
+
+def check_batches_tracked(layer: str, value: object, track_running_stats: bool) -> int:
+    """A batch norm's num_batches_tracked as a caller sets it (a resumed run): an integer in
+    [0, 2**63). A layer without running statistics (track_running_stats=False) keeps no counter
+    (torch's buffer is None): only 0 is accepted there. TypeError/ValueError naming the layer."""
+    count = check_num_batches_tracked(f"{layer}: num_batches_tracked", value)
+    if count and not track_running_stats:
+        raise ValueError(f"{layer}: num_batches_tracked: a layer with track_running_stats=False keeps no counter "
+                         f"(torch's is None), so it stays 0; got {count}")
+    return count
 
 
 def check_dropout_p(p: object) -> float:
@@ -90,16 +130,18 @@ def batch_of_one_message(layer: str, shape: tuple[int, ...]) -> str:
             "(the unbiased running variance divides by n - 1); use a batch of at least 2, or eval()")
 
 
-def check_channels_facts(layer: str, shape: tuple[int, ...], dtype: str, rank: int, channels: int,
+def check_channels_facts(layer: str, shape: tuple[int, ...], dtype: str, ranks: tuple[int, ...], channels: int,
                          layer_dtype: str, training: bool) -> None:
-    """Batch norm's input: rank-D (2: (batch, C); 4: (batch, C, height, width)) with C channels,
-    no empty dimension, the layer's dtype, and in train mode more than one value per channel.
+    """Batch norm's input: one of ``ranks`` (BatchNorm1d: 2, (batch, C), or 3, (batch, C, length);
+    BatchNorm2d: 4, (batch, C, height, width)) with C channels, no empty dimension, the layer's
+    dtype, and in train mode more than one value per channel.
 
     Raises ValueError (rank, channels, empty, one value per channel) or TypeError (dtype), naming the layer.
     """
-    form = f"(batch, {channels})" if rank == 2 else f"(batch, {channels}, height, width)"
-    if len(shape) != rank or shape[1] != channels:
-        raise ValueError(f"{layer}: x: expected a {rank}-D input {form}, got shape {shape}")
+    forms = {2: f"(batch, {channels})", 3: f"(batch, {channels}, length)", 4: f"(batch, {channels}, height, width)"}
+    if len(shape) not in ranks or shape[1] != channels:
+        expected = " or ".join(f"{rank}-D {forms[rank]}" for rank in ranks)
+        raise ValueError(f"{layer}: x: expected a {expected} input, got shape {shape}")
     if 0 in shape:
         raise ValueError(f"{layer}: x: empty input (shape {shape})")
     if dtype != layer_dtype:

@@ -27,11 +27,20 @@ from typing import Any
 import numpy as np
 
 from .checks import check_choice, check_dtype_name, check_seed, check_sizes
-from .conv_checks import check_conv_args, check_count, check_pool_args
+from .conv_checks import (
+    ConvArgs,
+    PoolArgs,
+    check_avgpool_args,
+    check_conv_args,
+    check_count,
+    check_flatten_args,
+    check_maxpool_args,
+    flatten_shape,
+)
 from .errors import type_name
-from .layer_checks import check_approximate, check_batchnorm_args, check_dropout_p, check_negative_slope
+from .layer_checks import check_approximate, check_batchnorm_args, check_dropout_p, check_flag, check_negative_slope
 from .naming import ACTIVATION_NAMES, INITS
-from .windows import window_count
+from .windows import Windows
 
 Shape = tuple[int, ...]
 REQUIRED = object()  # an argument without a default
@@ -59,7 +68,9 @@ class Kind:
     (a transformer layer's ``self_attn``, ``linear1``, ``norm1``: their state keys follow,
     ``block.norm1.weight``; None for a plain layer); ``takes_dtype``: the engines' constructor
     takes dtype= (and torch_net's device=); ``torch_args(args)``: the arguments of the torch.nn
-    class of the same name; ``transposed``: parameters torch stores as the transpose of ours.
+    class of the same name; ``transposed``: parameters torch stores as the transpose of ours;
+    ``added``: arguments added to the catalog after checkpoint format 4, which a network stored
+    before them lacks (LayerSpec.from_json fills in their defaults, the only behaviour there was).
     """
 
     name: str
@@ -75,6 +86,7 @@ class Kind:
     takes_dtype: bool = False
     torch_args: Callable[[Mapping[str, Any]], dict[str, Any]] = dict
     transposed: tuple[str, ...] = ()
+    added: tuple[str, ...] = ()
 
 
 KINDS: dict[str, Kind] = {}
@@ -228,6 +240,7 @@ class LayerSpec:
             if name not in names:
                 raise ValueError(f"{where}.{name}: unknown argument of {kind} (its arguments: "
                                  f"{', '.join(names) or 'none'})")
+        args = {**{name: KINDS[kind].defaults[name] for name in KINDS[kind].added}, **args}
         for name in names:
             if name not in args:
                 raise ValueError(f"{where}.{name}: missing (a stored {kind} carries every argument: "
@@ -443,6 +456,15 @@ def initial_state(specs: LayerSpec | Sequence[LayerSpec], seed: int = 0,
     return state
 
 
+def given_args(spec: LayerSpec) -> dict[str, Any]:
+    """The arguments a constructor call needs: the required ones and those that differ from
+    torch's defaults (so that an engine written before an argument existed still builds every
+    layer that leaves it at its default)."""
+    defaults = spec.info.defaults
+    return {name: value for name, value in spec.args.items()
+            if defaults[name] is REQUIRED or type(value) is not type(defaults[name]) or value != defaults[name]}
+
+
 def build(module: ModuleType, specs: LayerSpec | Sequence[LayerSpec], dtype: str = "float32", seed: int = 0,
           init: str = "torch_default", sequential_kwargs: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
     """The network in an engine: ``module.Sequential`` (nested as the tree is) of the engine's
@@ -461,7 +483,7 @@ def build(module: ModuleType, specs: LayerSpec | Sequence[LayerSpec], dtype: str
             children = [make(child, False) for child in spec.children]
             return cls(*children, **(sequential_kwargs or {} if root else {}))
         extra = {"dtype": dtype, **kwargs} if spec.info.takes_dtype else {}
-        return cls(**spec.args, **extra)
+        return cls(**given_args(spec), **extra)
 
     check_dtype_name(dtype)
     root = as_network(specs)
@@ -476,9 +498,9 @@ def build(module: ModuleType, specs: LayerSpec | Sequence[LayerSpec], dtype: str
 # -- the catalog ----------------------------------------------------------------------------
 def _linear_output(spec: LayerSpec, shape: Shape) -> Shape:
     a = spec.args
-    if len(shape) != 2 or shape[1] != a["in_features"]:
-        raise ValueError(f"{spec!r}: expects input (batch, {a['in_features']}), got {shape}")
-    return (shape[0], a["out_features"])
+    if len(shape) < 1 or shape[-1] != a["in_features"]:
+        raise ValueError(f"{spec!r}: expects input (*, {a['in_features']}), got {shape}")
+    return (*shape[:-1], a["out_features"])
 
 
 def _linear_parameters(a: Mapping[str, Any]) -> dict[str, Shape]:
@@ -491,46 +513,62 @@ def _four_d(spec: LayerSpec, shape: Shape) -> None:
         raise ValueError(f"{spec!r}: expects a 4-D input (batch, channels, height, width), got {shape}")
 
 
-def _conv_output(spec: LayerSpec, shape: Shape) -> Shape:
-    a = spec.args
+def conv_args(a: Mapping[str, Any]) -> ConvArgs:
+    """A conv2d spec's arguments, checked and resolved (engine_core.conv_checks.check_conv_args)."""
+    return check_conv_args(a["in_channels"], a["out_channels"], a["kernel_size"], a["stride"], a["padding"],
+                           a["dilation"], a["groups"], a["padding_mode"])
+
+
+def pool_args(kind: str, a: Mapping[str, Any]) -> PoolArgs:
+    """A maxpool2d or avgpool2d spec's arguments, checked (engine_core.conv_checks)."""
+    if kind == "maxpool2d":
+        return check_maxpool_args(a["kernel_size"], a["stride"], a["padding"], a["dilation"], a["return_indices"],
+                                  a["ceil_mode"])
+    return check_avgpool_args(a["kernel_size"], a["stride"], a["padding"], a["ceil_mode"], a["count_include_pad"],
+                              a["divisor_override"])
+
+
+def _windowed_output(spec: LayerSpec, shape: Shape, windows: Windows, channels: int) -> Shape:
     _four_d(spec, shape)
-    if shape[1] != a["in_channels"]:
-        raise ValueError(f"{spec!r}: expects {a['in_channels']} input channels, got {shape[1]}")
-    (kh, kw), (sh, sw), (ph, pw) = pair(a["kernel_size"]), pair(a["stride"]), pair(a["padding"])
-    height, width = window_count(shape[2], kh, sh, ph), window_count(shape[3], kw, sw, pw)
+    height, width = windows.out_hw(shape[2:])
     if height < 1 or width < 1:
         raise ValueError(f"{spec!r}: kernel larger than the padded input {shape[2:]}")
-    return (shape[0], a["out_channels"], height, width)
+    return (shape[0], channels, height, width)
+
+
+def _conv_output(spec: LayerSpec, shape: Shape) -> Shape:
+    a = conv_args(spec.args)
+    _four_d(spec, shape)
+    if shape[1] != a.in_channels:
+        raise ValueError(f"{spec!r}: expects {a.in_channels} input channels, got {shape[1]}")
+    return _windowed_output(spec, shape, a.windows, a.out_channels)
 
 
 def _conv_parameters(a: Mapping[str, Any]) -> dict[str, Shape]:
     kh, kw = pair(a["kernel_size"])
-    shapes: dict[str, Shape] = {"weight": (a["out_channels"], a["in_channels"], kh, kw)}
+    shapes: dict[str, Shape] = {"weight": (a["out_channels"], a["in_channels"] // a["groups"], kh, kw)}
     return {**shapes, "bias": (a["out_channels"],)} if a["bias"] else shapes
 
 
 def _pool_output(spec: LayerSpec, shape: Shape) -> Shape:
-    a = spec.args
     _four_d(spec, shape)
-    kernel = pair(a["kernel_size"])
-    stride = pair(a["stride"] if a["stride"] is not None else a["kernel_size"])
-    height, width = window_count(shape[2], kernel[0], stride[0], 0), window_count(shape[3], kernel[1], stride[1], 0)
-    if height < 1 or width < 1:
-        raise ValueError(f"{spec!r}: kernel larger than the input {shape[2:]}")
-    return (shape[0], shape[1], height, width)
+    return _windowed_output(spec, shape, pool_args(spec.kind, spec.args).windows, shape[1])
 
 
 def _flatten_output(spec: LayerSpec, shape: Shape) -> Shape:
-    return (shape[0], int(np.prod(shape[1:], dtype=np.int64)))
+    out = flatten_shape(shape, spec.args["start_dim"], spec.args["end_dim"])
+    if out is None:
+        raise ValueError(f"{spec!r}: start_dim and end_dim do not fit a {len(shape)}-D input {shape}")
+    return out
 
 
-def _batchnorm_output(rank: int):
+def _batchnorm_output(ranks: tuple[int, ...]):
     def output(spec: LayerSpec, shape: Shape) -> Shape:
         n = spec.args["num_features"]
-        if rank == 4:
-            _four_d(spec, shape)
-        elif len(shape) != 2:
-            raise ValueError(f"{spec!r}: expects a 2-D input (batch, {n}), got {shape}")
+        if len(shape) not in ranks:
+            forms = {2: f"(batch, {n})", 3: f"(batch, {n}, length)", 4: f"(batch, {n}, height, width)"}
+            raise ValueError(f"{spec!r}: expects a {' or '.join(f'{r}-D input {forms[r]}' for r in ranks)}, "
+                             f"got {shape}")
         if shape[1] != n:
             raise ValueError(f"{spec!r}: expects {n} features/channels, got {shape[1]}")
         return shape
@@ -539,16 +577,21 @@ def _batchnorm_output(rank: int):
 
 
 def _batchnorm_parameters(a: Mapping[str, Any]) -> dict[str, Shape]:
-    return {"weight": (a["num_features"],), "bias": (a["num_features"],)}
+    return {"weight": (a["num_features"],), "bias": (a["num_features"],)} if a["affine"] else {}
 
 
 def _batchnorm_buffers(a: Mapping[str, Any]) -> dict[str, Shape]:
+    if not a["track_running_stats"]:
+        return {}
     return {"running_mean": (a["num_features"],), "running_var": (a["num_features"],)}
 
 
 def _batchnorm_initialize(args: Mapping[str, Any], rng: np.random.Generator, init: str) -> dict[str, np.ndarray]:
     n = args["num_features"]
-    return {"weight": np.ones(n), "bias": np.zeros(n), "running_mean": np.zeros(n), "running_var": np.ones(n)}
+    state = {"weight": np.ones(n), "bias": np.zeros(n)} if args["affine"] else {}
+    if args["track_running_stats"]:
+        state.update(running_mean=np.zeros(n), running_var=np.ones(n))
+    return state
 
 
 def _linear_fans(a: Mapping[str, Any]) -> tuple[int, int]:
@@ -556,8 +599,9 @@ def _linear_fans(a: Mapping[str, Any]) -> tuple[int, int]:
 
 
 def _conv_fans(a: Mapping[str, Any]) -> tuple[int, int]:
+    # torch.nn.init's fans of a (C_out, C_in / groups, kh, kw) weight.
     kh, kw = pair(a["kernel_size"])
-    return a["in_channels"] * kh * kw, a["out_channels"] * kh * kw
+    return a["in_channels"] // a["groups"] * kh * kw, a["out_channels"] * kh * kw
 
 
 _linear_init = _weighted(_linear_parameters, _linear_fans)
@@ -570,25 +614,37 @@ register(Kind("linear", "Linear", {"in_features": REQUIRED, "out_features": REQU
               output=_linear_output, parameters=_linear_parameters, initialize=_linear_init, takes_dtype=True,
               transposed=("weight",)))
 register(Kind("conv2d", "Conv2d", {"in_channels": REQUIRED, "out_channels": REQUIRED, "kernel_size": REQUIRED,
-                                    "stride": 1, "padding": 0, "bias": True},
-              check=lambda a: check_conv_args(a["in_channels"], a["out_channels"], a["kernel_size"], a["stride"],
-                                              a["padding"]),
-              output=_conv_output, parameters=_conv_parameters, initialize=_conv_init, takes_dtype=True))
-for _name, _class in (("maxpool2d", "MaxPool2d"), ("avgpool2d", "AvgPool2d")):
-    register(Kind(_name, _class, {"kernel_size": REQUIRED, "stride": None},
-                  check=lambda a: check_pool_args(a["kernel_size"], a["stride"]), output=_pool_output))
-register(Kind("flatten", "Flatten", output=_flatten_output))
-register(Kind("dropout", "Dropout", {"p": 0.5, "seed": 0},
-              check=lambda a: (check_dropout_p(a["p"]), check_seed(a["seed"])),
+                                    "stride": 1, "padding": 0, "dilation": 1, "groups": 1, "bias": True,
+                                    "padding_mode": "zeros"},
+              check=conv_args, output=_conv_output, parameters=_conv_parameters, initialize=_conv_init,
+              takes_dtype=True, added=("dilation", "groups", "padding_mode")))
+register(Kind("maxpool2d", "MaxPool2d", {"kernel_size": REQUIRED, "stride": None, "padding": 0, "dilation": 1,
+                                          "return_indices": False, "ceil_mode": False},
+              check=lambda a: pool_args("maxpool2d", a), output=_pool_output,
+              added=("padding", "dilation", "return_indices", "ceil_mode")))
+register(Kind("avgpool2d", "AvgPool2d", {"kernel_size": REQUIRED, "stride": None, "padding": 0, "ceil_mode": False,
+                                          "count_include_pad": True, "divisor_override": None},
+              check=lambda a: pool_args("avgpool2d", a), output=_pool_output,
+              added=("padding", "ceil_mode", "count_include_pad", "divisor_override")))
+register(Kind("flatten", "Flatten", {"start_dim": 1, "end_dim": -1},
+              check=lambda a: check_flatten_args(a["start_dim"], a["end_dim"]), output=_flatten_output,
+              added=("start_dim", "end_dim")))
+register(Kind("dropout", "Dropout", {"p": 0.5, "inplace": False, "seed": 0},
+              check=lambda a: (check_dropout_p(a["p"]), check_flag("inplace", a["inplace"]), check_seed(a["seed"])),
               # torch.nn.Dropout draws its own masks: it has no seed.
-              torch_args=lambda a: {"p": a["p"]}))
-for _name, _class, _rank in (("batchnorm1d", "BatchNorm1d", 2), ("batchnorm2d", "BatchNorm2d", 4)):
-    register(Kind(_name, _class, {"num_features": REQUIRED, "eps": 1e-5, "momentum": 0.1},
-                  check=lambda a: check_batchnorm_args(a["num_features"], a["eps"], a["momentum"]),
-                  output=_batchnorm_output(_rank), parameters=_batchnorm_parameters, buffers=_batchnorm_buffers,
-                  initialize=_batchnorm_initialize, takes_dtype=True))
-for _name, _class in (("identity", "Identity"), ("relu", "ReLU"), ("sigmoid", "Sigmoid"), ("tanh", "Tanh")):
+              torch_args=lambda a: {"p": a["p"], "inplace": a["inplace"]}, added=("inplace",)))
+for _name, _class, _ranks in (("batchnorm1d", "BatchNorm1d", (2, 3)), ("batchnorm2d", "BatchNorm2d", (4,))):
+    register(Kind(_name, _class, {"num_features": REQUIRED, "eps": 1e-5, "momentum": 0.1, "affine": True,
+                                  "track_running_stats": True},
+                  check=lambda a: check_batchnorm_args(a["num_features"], a["eps"], a["momentum"], a["affine"],
+                                                       a["track_running_stats"]),
+                  output=_batchnorm_output(_ranks), parameters=_batchnorm_parameters, buffers=_batchnorm_buffers,
+                  initialize=_batchnorm_initialize, takes_dtype=True, added=("affine", "track_running_stats")))
+for _name, _class in (("identity", "Identity"), ("sigmoid", "Sigmoid"), ("tanh", "Tanh")):
     register(Kind(_name, _class))
-register(Kind("leakyrelu", "LeakyReLU", {"negative_slope": 0.01},
-              check=lambda a: check_negative_slope(a["negative_slope"])))
+register(Kind("relu", "ReLU", {"inplace": False}, check=lambda a: check_flag("inplace", a["inplace"]),
+              added=("inplace",)))
+register(Kind("leakyrelu", "LeakyReLU", {"negative_slope": 0.01, "inplace": False},
+              check=lambda a: (check_negative_slope(a["negative_slope"]), check_flag("inplace", a["inplace"])),
+              added=("inplace",)))
 register(Kind("gelu", "GELU", {"approximate": "none"}, check=lambda a: check_approximate(a["approximate"])))

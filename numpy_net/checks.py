@@ -37,9 +37,11 @@ ARRAY_TYPE = "numpy.ndarray"
 
 
 def check_features(x: object, in_features: int, dtype: np.dtype, layer: Describable | None = None) -> np.ndarray:
-    """x: (batch >= 1, in_features) np.ndarray of ``dtype``; returned in native byte order.
+    """x: a Linear's input, (*, in_features) np.ndarray of ``dtype`` (torch.nn.Linear's shapes: a
+    batch (batch, in_features), one row (in_features,) or any leading dimensions, none empty);
+    returned in native byte order. The 2-D case is checked first, on the fast path.
 
-    Raises TypeError (not an ndarray, another dtype) or ValueError (rank, width, empty batch),
+    Raises TypeError (not an ndarray, another dtype) or ValueError (0-D, width, empty),
     naming ``layer`` unless it is its network's first (input_name). Finiteness is checked after
     the first layer (check_finite_input).
     """
@@ -56,12 +58,16 @@ def check_features(x: object, in_features: int, dtype: np.dtype, layer: Describa
 
 
 def check_finite_input(x: np.ndarray, first_output: np.ndarray) -> None:
-    """Raise NonFiniteError if x holds NaN or Inf.
+    """Raise NonFiniteError naming the first NaN or Inf of x by its full index.
 
     Cheap test first: every entry of row i of x @ W + b depends on every x[i, j], and a NaN
     or Inf times any finite weight gives NaN or +-Inf, so a non-finite x always shows up in
-    the (much smaller) first layer's output. Only then is x itself searched.
+    the (much smaller) first Linear's output; any other first layer passes x itself, before it
+    runs. Only then is x searched. An x that is no floating ndarray is left to the first layer's
+    type checks (an int array holds no NaN).
     """
+    if not isinstance(x, np.ndarray) or x.dtype.kind != "f":
+        return
     if not np.isfinite(first_output.sum()):
         bad = np.argwhere(~np.isfinite(x))
         if len(bad):

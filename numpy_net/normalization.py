@@ -2,10 +2,11 @@
 on tensors, line for line). Each forward caches what its own backward needs.
 
 Batch norm normalises every channel c by statistics over all the other axes: the batch for
-BatchNorm1d's (B, C), the batch and both image axes for BatchNorm2d's (B, C, H, W); per-channel
-vectors are viewed as (C,) or (C, 1, 1) to broadcast against x. Outputs and gradients live in
-buffers owned by the layer, reused while the input's shape stays the same (valid until the
-layer runs again); no Python loop runs over samples or channels.
+BatchNorm1d's (B, C), the batch and the length for its (B, C, L), the batch and both image axes
+for BatchNorm2d's (B, C, H, W); per-channel vectors are viewed as (C,), (C, 1) or (C, 1, 1) to
+broadcast against x. Outputs and gradients live in buffers owned by the layer, reused while the
+input's shape stays the same (valid until the layer runs again); no Python loop runs over
+samples or channels.
 """
 
 from __future__ import annotations
@@ -15,103 +16,155 @@ import numpy as np
 from engine_core.checks import check_dtype_name, check_type, native, shape_of
 from engine_core.dropout_masks import DropoutMasks
 from engine_core.errors import backward_before_forward_message
-from engine_core.layer_checks import check_batchnorm_args, check_channels_facts, check_dropout_p
+from engine_core.layer_checks import (
+    check_batches_tracked,
+    check_batchnorm_args,
+    check_channels_facts,
+    check_dropout_p,
+    check_flag,
+)
 
 from .checks import ARRAY_TYPE, check_delta
 from .layers import Layer
 
 
 class _BatchNorm(Layer):
-    """The math of BatchNorm1d and BatchNorm2d; subclasses fix the input's rank.
+    """The math of BatchNorm1d and BatchNorm2d (torch.nn.BatchNorm1d's documentation page);
+    subclasses fix the input's ranks.
 
-    Train mode, per channel over its n values (n = B, or B*H*W):
+    Per channel c over its n values (n = B, B*L or B*H*W), with batch statistics (train mode;
+    eval mode too when track_running_stats=False, as torch):
         mean = sum(x) / n, var = sum((x - mean)^2) / n (biased), xhat = (x - mean) / sqrt(var + eps),
-        y = weight * xhat + bias;
-        running_mean = (1 - momentum) running_mean + momentum mean,
-        running_var = (1 - momentum) running_var + momentum var n / (n - 1) (unbiased),
-        momentum rounded to the layer's dtype first (as torch's kernel uses it).
-    Eval mode: the same with running_mean and running_var in place of mean and var, no update.
+        y = weight * xhat + bias (affine=False: y = xhat, no parameters).
+    Running statistics (track_running_stats=True), moved by every train-mode forward as torch's
+    _BatchNorm.forward moves them:
+        num_batches_tracked += 1, f = momentum, or f = 1 / num_batches_tracked for momentum=None
+        (the cumulative average of every batch so far),
+        running_mean = (1 - f) running_mean + f mean,
+        running_var = (1 - f) running_var + f var n / (n - 1) (unbiased),
+        f rounded to the layer's dtype first (as torch's kernel uses it).
+    Eval mode with running statistics: the same xhat and y with running_mean and running_var in
+    place of mean and var, no update.
 
-    Backward, per channel, dy = dL/dy:
+    Backward, per channel, dy = dL/dy, a = weight (1 with affine=False):
         grad_bias = sum(dy), grad_weight = sum(dy xhat);
-        train: dx = (1/n) weight / sqrt(var + eps) (n dy - sum(dy) - xhat sum(dy xhat)),
+        batch statistics: dx = (1/n) a / sqrt(var + eps) (n dy - sum(dy) - xhat sum(dy xhat)),
         the direct path through xhat plus the paths through the batch mean (-sum(dy)) and the
         batch variance (-xhat sum(dy xhat));
-        eval: dx = weight / sqrt(running_var + eps) dy (the statistics are constants).
+        running statistics: dx = a / sqrt(running_var + eps) dy (the statistics are constants).
     """
 
-    rank = 2  # the input's number of axes: 2 for (B, C), 4 for (B, C, H, W)
+    ranks: tuple[int, ...] = (2, 3)  # the input's numbers of axes: (B, C) or (B, C, L); (B, C, H, W)
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, dtype: str = "float32") -> None:
-        self.num_features, self.eps, self.momentum = check_batchnorm_args(num_features, eps, momentum)
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
+                 track_running_stats: bool = True, dtype: str = "float32") -> None:
+        self.args = check_batchnorm_args(num_features, eps, momentum, affine, track_running_stats)
+        self.num_features, self.eps, self.momentum = self.args.num_features, self.args.eps, self.args.momentum
+        self.affine, self.track_running_stats = self.args.affine, self.args.track_running_stats
         channels, kind = self.num_features, check_dtype_name(dtype)
-        self.weight = np.ones(channels, kind)
-        self.bias = np.zeros(channels, kind)
-        self.grad_weight = np.zeros_like(self.weight)
-        self.grad_bias = np.zeros_like(self.bias)
-        self.running_mean = np.zeros(channels, kind)
-        self.running_var = np.ones(channels, kind)
-        self._momentum = float(self.running_var.dtype.type(self.momentum))  # in the dtype, as torch uses it
+        # affine=False: no weight or bias at all (torch's are None), so none in parameters()/state_dict.
+        self.weight: np.ndarray | None = np.ones(channels, kind) if self.affine else None
+        self.bias: np.ndarray | None = np.zeros(channels, kind) if self.affine else None
+        self.grad_weight: np.ndarray | None = np.zeros(channels, kind) if self.affine else None
+        self.grad_bias: np.ndarray | None = np.zeros(channels, kind) if self.affine else None
+        # track_running_stats=False: no buffers and no counter (torch's are None).
+        self.running_mean: np.ndarray | None = np.zeros(channels, kind) if self.track_running_stats else None
+        self.running_var: np.ndarray | None = np.ones(channels, kind) if self.track_running_stats else None
+        self._num_batches_tracked = 0
+        # in the dtype, as torch's kernel uses it (momentum=None: 1 / num_batches_tracked, per update)
+        self._momentum = 0.0 if self.momentum is None else float(np.dtype(kind).type(self.momentum))
         self.xhat: np.ndarray | None = None  # the last forward's normalised input
         self.invstd = np.zeros(channels, kind)  # the last forward's 1 / sqrt(var + eps)
         self.batch_statistics = True  # whether the last forward normalised by the batch's statistics
         self._mean = np.zeros(channels, kind)
         self._var = np.zeros(channels, kind)
-        self._axes = (0,) if self.rank == 2 else (0, 2, 3)  # every axis but the channels'
-        self._view = (channels,) if self.rank == 2 else (channels, 1, 1)  # per-channel vectors against x
+        # sum(dy) and sum(dy xhat) when there are no grad_bias and grad_weight to hold them
+        self._sum_dy = np.zeros(channels, kind)
+        self._sum_dy_xhat = np.zeros(channels, kind)
+        self._axes: tuple[int, ...] = (0,)  # the last input's axes but the channels'
+        self._view: tuple[int, ...] = (channels,)  # per-channel vectors against the last input
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.num_features}, eps={self.eps}, momentum={self.momentum})"
+        return f"{type(self).__name__}({self.args.extra_repr()})"
+
+    @property
+    def num_batches_tracked(self) -> int:
+        """torch's counter: the train-mode forwards so far (with track_running_stats=False there
+        is none: it stays 0). Set it to resume a run (momentum=None reads it); TypeError or
+        ValueError for anything but an integer in [0, 2**63), or a nonzero count without one."""
+        return self._num_batches_tracked
+
+    @num_batches_tracked.setter
+    def num_batches_tracked(self, value: int) -> None:
+        self._num_batches_tracked = check_batches_tracked(self.describe(), value, self.track_running_stats)
+
+    def _uses_batch_statistics(self) -> bool:
+        """torch's rule: batch statistics in train mode, and always without running ones."""
+        return self.training or not self.track_running_stats
 
     def _check_input(self, x: object) -> np.ndarray:
         if self.input_trusted:
             return x  # type: ignore[return-value]  # a tree validated it (engine_core.SequentialBase)
-        dtype = self.weight.dtype
-        if x.__class__ is np.ndarray:  # the valid case, cheaply: more than one value per channel when training
-            if x.ndim == self.rank and x.shape[1] == self.num_features and x.dtype == dtype:  # type: ignore[attr-defined]
-                if x.size > (self.num_features if self.training else 0):  # type: ignore[attr-defined]
+        dtype = self._mean.dtype
+        batch = self._uses_batch_statistics()
+        if x.__class__ is np.ndarray:  # the valid case, cheaply: more than one value per channel for batch statistics
+            if x.ndim in self.ranks and x.shape[1] == self.num_features and x.dtype == dtype:  # type: ignore[attr-defined]
+                if x.size > (self.num_features if batch else 0):  # type: ignore[attr-defined]
                     return x  # type: ignore[return-value]
         check_type(f"{self.describe()}: x", x, np.ndarray, ARRAY_TYPE)
         array = native(x)  # type: ignore[arg-type]
-        check_channels_facts(self.describe(), array.shape, array.dtype.name, self.rank, self.num_features,
-                             dtype.name, self.training)
+        check_channels_facts(self.describe(), array.shape, array.dtype.name, self.ranks, self.num_features,
+                             dtype.name, batch)
         return array
 
+    def _momentum_now(self) -> float:
+        """This update's factor f: momentum, or 1 / num_batches_tracked (momentum=None), in the
+        layer's dtype."""
+        if self.momentum is not None:
+            return self._momentum
+        return float(self._mean.dtype.type(1.0 / self._num_batches_tracked))
+
     def forward(self, x: np.ndarray) -> np.ndarray:
-        """y, shaped like x, for x of the layer's rank, channels and dtype.
+        """y, shaped like x, for x of one of the layer's ranks, its channels and dtype.
 
         Raises TypeError (not an ndarray, another dtype) or ValueError (rank, channels, an empty
-        input, or in train mode a single value per channel, as torch does).
+        input, or a single value per channel where batch statistics are taken, as torch does).
         """
         x = self._check_input(x)
-        view = self._view
+        axes = (0, *range(2, x.ndim))  # every axis but the channels'
+        view = (self.num_features,) + (1,) * (x.ndim - 2)  # per-channel vectors against x
         xhat = self._exact_buffer("_xhat", x.shape, x.dtype)
         y = self._exact_buffer("_y", x.shape, x.dtype)
-        if self.training:
-            n = x.size // self.num_features
-            mean = np.mean(x, axis=self._axes, out=self._mean)
+        batch = self._uses_batch_statistics()
+        if batch:
+            mean = np.mean(x, axis=axes, out=self._mean)
             np.subtract(x, mean.reshape(view), out=xhat)
             np.multiply(xhat, xhat, out=y)  # (x - mean)^2, in y's buffer until y is computed
-            var = np.mean(y, axis=self._axes, out=self._var)
-            momentum = self._momentum
-            self.running_mean *= 1 - momentum
-            self.running_mean += momentum * mean
-            self.running_var *= 1 - momentum
-            self.running_var += (momentum * n / (n - 1)) * var
+            var = np.mean(y, axis=axes, out=self._var)
+            if self.training and self.running_mean is not None and self.running_var is not None:
+                self._num_batches_tracked += 1
+                f, n = self._momentum_now(), x.size // self.num_features
+                self.running_mean *= 1 - f
+                self.running_mean += f * mean
+                self.running_var *= 1 - f
+                self.running_var += (f * n / (n - 1)) * var
         else:
-            mean, var = self.running_mean, self.running_var
+            mean, var = self.running_mean, self.running_var  # type: ignore[assignment]  # eval mode: they exist
             np.subtract(x, mean.reshape(view), out=xhat)
         invstd = np.add(var, self.eps, out=self.invstd)
         np.sqrt(invstd, out=invstd)
         np.reciprocal(invstd, out=invstd)
         xhat *= invstd.reshape(view)
-        np.multiply(xhat, self.weight.reshape(view), out=y)
-        y += self.bias.reshape(view)
-        self.xhat, self.batch_statistics = xhat, self.training
+        if self.weight is not None and self.bias is not None:
+            np.multiply(xhat, self.weight.reshape(view), out=y)
+            y += self.bias.reshape(view)
+        else:
+            np.copyto(y, xhat)  # y = xhat; a copy, so that whoever gets y cannot change the cached xhat
+        self.xhat, self.batch_statistics, self._axes, self._view = xhat, batch, axes, view
         return y
 
     def backward(self, delta: np.ndarray) -> np.ndarray:
-        """grad_weight = sum(dy xhat), grad_bias = sum(dy) (C,); returns dL/dx, shaped like x.
+        """grad_weight = sum(dy xhat), grad_bias = sum(dy) (C,) (affine); returns dL/dx, shaped like x.
 
         Differentiates the last forward as it ran (batch or running statistics). Raises
         RuntimeError before any forward, ValueError/TypeError for a delta not shaped like the
@@ -125,54 +178,67 @@ class _BatchNorm(Layer):
             delta = check_delta(self, delta, xhat.shape, xhat.dtype)
         view, axes = self._view, self._axes
         dx = self._exact_buffer("_dx", delta.shape, delta.dtype)
-        np.sum(delta, axis=axes, out=self.grad_bias)
-        np.multiply(delta, xhat, out=dx)
-        np.sum(dx, axis=axes, out=self.grad_weight)
-        scale = (self.weight * self.invstd).reshape(view)  # weight / sqrt(var + eps), (C,)
+        sum_dy = self.grad_bias if self.grad_bias is not None else self._sum_dy
+        sum_dy_xhat = self.grad_weight if self.grad_weight is not None else self._sum_dy_xhat
+        scale = (self.invstd if self.weight is None else self.weight * self.invstd).reshape(view)  # a / sqrt(var + eps)
+        if self.affine or self.batch_statistics:
+            np.sum(delta, axis=axes, out=sum_dy)
+            np.multiply(delta, xhat, out=dx)
+            np.sum(dx, axis=axes, out=sum_dy_xhat)
         if self.batch_statistics:
             n = delta.size // self.num_features
-            np.multiply(xhat, (self.grad_weight / n).reshape(view), out=dx)  # xhat sum(dy xhat) / n
+            np.multiply(xhat, (sum_dy_xhat / n).reshape(view), out=dx)  # xhat sum(dy xhat) / n
             np.subtract(delta, dx, out=dx)
-            dx -= (self.grad_bias / n).reshape(view)  # sum(dy) / n: the path through the batch mean
+            dx -= (sum_dy / n).reshape(view)  # sum(dy) / n: the path through the batch mean
             dx *= scale
         else:
             np.multiply(delta, scale, out=dx)
         return dx
 
     def local_parameters(self) -> dict[str, np.ndarray]:
+        if self.weight is None or self.bias is None:
+            return {}
         return {"weight": self.weight, "bias": self.bias}
 
     def local_gradients(self) -> dict[str, np.ndarray]:
+        if self.grad_weight is None or self.grad_bias is None:
+            return {}
         return {"weight": self.grad_weight, "bias": self.grad_bias}
 
     def local_buffers(self) -> dict[str, np.ndarray]:
-        """The running statistics themselves (updated in place by every train-mode forward)."""
+        """The running statistics themselves (updated in place by every train-mode forward); none
+        with track_running_stats=False. num_batches_tracked is an int outside the state dict."""
+        if self.running_mean is None or self.running_var is None:
+            return {}
         return {"running_mean": self.running_mean, "running_var": self.running_var}
 
 
 class BatchNorm1d(_BatchNorm):
-    """torch.nn.BatchNorm1d on (B, C): y = weight (x - mean) / sqrt(var + eps) + bias per channel,
-    batch statistics (biased variance) in train mode, running ones in eval mode.
+    """torch.nn.BatchNorm1d on (B, C) or (B, C, L): y = weight (x - mean) / sqrt(var + eps) + bias per
+    channel, statistics over B (and L), batch ones (biased variance) in train mode, running ones in
+    eval mode (see _BatchNorm for affine, track_running_stats and momentum=None).
 
-    Parameters weight (C,) = 1, bias (C,) = 0; buffers running_mean (C,) = 0, running_var (C,) = 1.
-    Train backward: dx = (1/B) weight / sqrt(var + eps) (B dy - sum_b dy - xhat sum_b(dy xhat)).
+    Parameters weight (C,) = 1, bias (C,) = 0 (affine); buffers running_mean (C,) = 0,
+    running_var (C,) = 1 (track_running_stats), and the int num_batches_tracked.
+    Train backward: dx = (1/n) weight / sqrt(var + eps) (n dy - sum(dy) - xhat sum(dy xhat)), n = B or B*L.
     Raises TypeError/ValueError for bad arguments or input (see _BatchNorm.forward), including a
-    batch of one in train mode.
+    single value per channel (a batch of one on (B, C)) in train mode.
     """
 
-    rank = 2
+    ranks = (2, 3)
 
 
 class BatchNorm2d(_BatchNorm):
     """torch.nn.BatchNorm2d on (B, C, H, W): BatchNorm1d's math with the statistics of channel c
     taken over the n = B*H*W values x[:, c, :, :].
 
-    Parameters weight (C,) = 1, bias (C,) = 0; buffers running_mean (C,) = 0, running_var (C,) = 1.
+    Parameters weight (C,) = 1, bias (C,) = 0 (affine); buffers running_mean (C,) = 0,
+    running_var (C,) = 1 (track_running_stats), and the int num_batches_tracked.
     Train backward: dx = (1/n) weight / sqrt(var + eps) (n dy - sum(dy) - xhat sum(dy xhat)).
     Raises TypeError/ValueError for bad arguments or input, including B*H*W == 1 in train mode.
     """
 
-    rank = 4
+    ranks = (4,)
 
 
 class Dropout(Layer):
@@ -184,11 +250,15 @@ class Dropout(Layer):
     seed drops the same elements. p == 1 drops everything (y = 0, no division by zero).
     Backward: dL/dx = dy * keep / (1 - p) (the last forward's mask), dy in eval mode.
     ``rng_state()`` / ``set_rng_state(state)`` save and restore the generator (a JSON-ready
-    dict) for exact resumption. Raises ValueError for p outside [0, 1] or a bad seed.
+    dict) for exact resumption. ``inplace`` (torch.nn.Dropout's argument) is accepted and shown,
+    and changes nothing: y and dL/dx are the out-of-place layer's, and the caller's x and delta
+    are never written. Raises ValueError for p outside [0, 1] or a bad seed, TypeError for an
+    inplace that is not True or False.
     """
 
-    def __init__(self, p: float = 0.5, seed: int = 0) -> None:
+    def __init__(self, p: float = 0.5, inplace: bool = False, seed: int = 0) -> None:
         self.p = check_dropout_p(p)
+        self.inplace = check_flag("inplace", inplace)
         self.seed = seed
         self.masks = DropoutMasks(seed)
         self.scale = 0.0 if self.p == 1.0 else 1.0 / (1.0 - self.p)
@@ -196,7 +266,7 @@ class Dropout(Layer):
         self._out: tuple[tuple[int, ...], np.dtype] | None = None  # the last output's shape and dtype
 
     def __repr__(self) -> str:
-        return f"Dropout(p={self.p}, seed={self.seed})"
+        return f"Dropout(p={self.p}{', inplace=True' if self.inplace else ''}, seed={self.seed})"
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """x * mask (train) or x itself (eval); TypeError unless x is a floating-point ndarray."""

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from engine_core.naming import DTYPES
-from engine_core.specs import LayerSpec, build, output_shape, pair
+from engine_core.specs import KINDS, LayerSpec, build, output_shape, pair
 
 from . import profile  # noqa: F401  (the harness's hypothesis settings)
 
@@ -98,12 +98,25 @@ def build_case(module: ModuleType, case: LayerCase) -> Any:
 
 # -- the entries ------------------------------------------------------------------------------------
 def _linear(draw: st.DrawFn) -> tuple[LayerSpec, tuple[int, ...]]:
+    """Linear on torch's (*, in_features) inputs: a batch (1-8, in) (what shrinking goes to), one
+    row (in,), or two or three leading dimensions of 1-4 (up to 64 rows, every gradient a sum
+    over all of them)."""
     fan_in, fan_out = draw(st.integers(1, 12)), draw(st.integers(1, 12))
     spec = LayerSpec("linear", {"in_features": fan_in, "out_features": fan_out, "bias": draw(st.booleans())})
-    return spec, (draw(st.integers(1, 8)), fan_in)
+    rank = draw(st.sampled_from([2, 1, 3, 4]))
+    if rank == 2:
+        return spec, (draw(st.integers(1, 8)), fan_in)
+    return spec, (*draw(st.lists(st.integers(1, 4), min_size=rank - 1, max_size=rank - 1)), fan_in)
 
 
 def _elementwise(kind: str, **args_strategies: st.SearchStrategy) -> Callable:
+    """An elementwise layer on a 2-D to 4-D input, its arguments drawn by ``args_strategies`` and
+    ``inplace`` (torch's argument, where the kind has it: ReLU, LeakyReLU, Dropout) either way,
+    shrinking to False: an in-place layer must give the out-of-place results and leave the
+    caller's x and delta alone."""
+    if "inplace" in KINDS[kind].defaults:
+        args_strategies = {**args_strategies, "inplace": st.sampled_from([False, True])}
+
     def draw_case(draw: st.DrawFn) -> tuple[LayerSpec, tuple[int, ...]]:
         args = {name: draw(strategy) for name, strategy in args_strategies.items()}
         rank = draw(st.integers(2, 4))
@@ -114,15 +127,24 @@ def _elementwise(kind: str, **args_strategies: st.SearchStrategy) -> Callable:
 
 
 def _batchnorm(kind: str) -> Callable:
-    """BatchNorm1d (B, C) or BatchNorm2d (B, C, H, W) with more than one value per channel
-    (n = B or B*H*W >= 2: train mode refuses n = 1, as torch does), eps from torch's 1e-5 up."""
+    """BatchNorm1d (B, C) or (B, C, L), or BatchNorm2d (B, C, H, W), with more than one value per
+    channel (n = B, B*L or B*H*W >= 2: batch statistics refuse n = 1, as torch does); eps from
+    torch's 1e-5 up; momentum a number or None (the cumulative average: one forward from a fresh
+    layer is f = 1, test_norm_stacks.py follows it over several batches); affine and
+    track_running_stats either way (without running statistics eval mode normalises by the batch's
+    too). sampled_from shrinks to its first choice, torch's default."""
 
     def draw_case(draw: st.DrawFn) -> tuple[LayerSpec, tuple[int, ...]]:
         channels = draw(st.integers(1, 4))
         args = {"num_features": channels, "eps": draw(st.sampled_from([1e-5, 1e-3, 0.1])),
-                "momentum": draw(st.sampled_from([0.1, 0.0, 1.0]) | st.floats(0.0, 1.0))}
+                "momentum": draw(st.sampled_from([0.1, 0.0, 1.0, None]) | st.floats(0.0, 1.0)),
+                "affine": draw(st.sampled_from([True, False])),
+                "track_running_stats": draw(st.sampled_from([True, False]))}
         if kind == "batchnorm1d":
-            return LayerSpec(kind, args), (draw(st.integers(2, 8)), channels)
+            if draw(st.sampled_from(["(B, C)", "(B, C, L)"])) == "(B, C)":
+                return LayerSpec(kind, args), (draw(st.integers(2, 8)), channels)
+            length = draw(st.integers(1, 5))
+            return LayerSpec(kind, args), (draw(st.integers(1 if length > 1 else 2, 4)), channels, length)
         height, width = draw(st.integers(1, 4)), draw(st.integers(1, 4))
         batch = draw(st.integers(1 if height * width > 1 else 2, 3))
         return LayerSpec(kind, args), (batch, channels, height, width)
@@ -143,15 +165,21 @@ def _near_constant_channel(draw: st.DrawFn, spec: LayerSpec, x: np.ndarray) -> n
 
 
 def _batchnorm_state(draw: st.DrawFn, spec: LayerSpec) -> dict[str, np.ndarray]:
-    """weight and bias of either sign (0 included), running statistics away from their start
-    (running_var in [0.1, 4]), so eval mode and the weight's place in dL/dx are tested."""
+    """weight and bias of either sign (0 included; affine), running statistics away from their
+    start (running_var in [0.1, 4]; track_running_stats), so eval mode and the weight's place in
+    dL/dx are tested. Each value shrinks to torch's initial one, and all four are drawn whatever
+    the arguments: a failing case then shrinks to torch's defaults (affine, running statistics)
+    rather than to the arguments that draw the fewest values."""
     shape = (spec.args["num_features"],)
 
-    def vector(low: float, high: float) -> np.ndarray:
-        return draw(arrays(np.float64, shape, elements=st.floats(low, high, allow_subnormal=False)))
+    def vector(start: float, low: float, high: float) -> np.ndarray:
+        values = st.just(start) | st.floats(low, high, allow_subnormal=False)
+        return draw(arrays(np.float64, shape, elements=values))
 
-    return {"0.weight": vector(-2.0, 2.0), "0.bias": vector(-2.0, 2.0),
-            "0.running_mean": vector(-2.0, 2.0), "0.running_var": vector(0.1, 4.0)}
+    state = {"0.weight": vector(1.0, -2.0, 2.0), "0.bias": vector(0.0, -2.0, 2.0),
+             "0.running_mean": vector(0.0, -2.0, 2.0), "0.running_var": vector(1.0, 0.1, 4.0)}
+    kept = ("weight", "bias") * spec.args["affine"] + ("running_mean", "running_var") * spec.args["track_running_stats"]
+    return {key: value for key, value in state.items() if key[2:] in kept}
 
 
 def _ints_or_pairs(low: int, high: int) -> st.SearchStrategy:
@@ -160,27 +188,67 @@ def _ints_or_pairs(low: int, high: int) -> st.SearchStrategy:
 
 
 def _conv2d(draw: st.DrawFn) -> tuple[LayerSpec, tuple[int, ...]]:
-    """Conv2d: 1-4 channels in and out, kernel 1-4, stride 1-3, padding 0-2 (ints or pairs, so
-    rectangular kernels and unequal strides/paddings too), with or without bias; input
-    (1-4, C_in, H, W) with H, W <= 9 and at least one window in the padded input."""
-    c_in, c_out = draw(st.integers(1, 4)), draw(st.integers(1, 4))
-    kernel, stride, padding = draw(_ints_or_pairs(1, 4)), draw(_ints_or_pairs(1, 3)), draw(_ints_or_pairs(0, 2))
-    (kh, kw), (ph, pw) = pair(kernel), pair(padding)
-    height, width = draw(st.integers(max(1, kh - 2 * ph), 9)), draw(st.integers(max(1, kw - 2 * pw), 9))
+    """Conv2d with every argument torch's takes: groups 1-4 dividing both channel counts (C_in <= 4,
+    C_out <= 8; depthwise, C_in = groups, whenever groups > 2 and often at 2, with 1 or 2 outputs a
+    channel), kernel 1-4 (even half the time, where "same" puts its extra row and column at the
+    bottom and right), dilation 1-3 (a window's extent d (k - 1) + 1 stays <= 9), padding an int or
+    a pair 0-2, "valid" or "same" (stride 1 only, as torch requires), stride 1-3, with or without
+    bias; ints or pairs, so rectangular kernels and unequal strides/dilations/paddings too. Input
+    (1-4, C_in, H, W) with H, W <= 9 and at least one window in the padded input. ``st.just(default)
+    | ...`` draws torch's defaults often, and shrinking goes to them."""
+    groups = draw(st.just(1) | st.sampled_from([2, 3, 4]))
+    c_in = groups * draw(st.integers(1, 4 // groups))
+    c_out = groups * draw(st.integers(1, max(2, 4 // groups)))
+    kernel = draw(_ints_or_pairs(1, 4))
+    kh, kw = pair(kernel)
+    most = [3 if k == 1 else min(3, 8 // (k - 1)) for k in (kh, kw)]  # extent d (k - 1) + 1 <= 9
+    dilation = draw(st.just(1) | st.integers(1, min(most))
+                    | st.tuples(st.integers(1, most[0]), st.integers(1, most[1])))
+    form = draw(st.sampled_from(["int or pair", "same", "valid"]))  # a third each: "same" is not rare
+    padding = draw(st.just(0) | _ints_or_pairs(0, 2)) if form == "int or pair" else form
+    stride = 1 if padding == "same" else draw(st.just(1) | _ints_or_pairs(1, 3))
+    extent = [d * (k - 1) + 1 for d, k in zip(pair(dilation), (kh, kw))]
+    if isinstance(padding, str):  # "same" pads extent - 1 (any input has a window), "valid" nothing
+        low = [1, 1] if padding == "same" else extent
+    else:
+        low = [max(1, e - 2 * p) for e, p in zip(extent, pair(padding))]
+    height, width = draw(st.integers(low[0], 9)), draw(st.integers(low[1], 9))
     spec = LayerSpec("conv2d", {"in_channels": c_in, "out_channels": c_out, "kernel_size": kernel,
-                                "stride": stride, "padding": padding, "bias": draw(st.booleans())})
+                                "stride": stride, "padding": padding, "dilation": dilation, "groups": groups,
+                                "bias": draw(st.booleans())})
     return spec, (draw(st.integers(1, 4)), c_in, height, width)
 
 
 def _pool2d(kind: str) -> Callable:
-    """MaxPool2d/AvgPool2d: kernel 1-3, stride None (= the kernel), or 1-3 (overlapping windows,
-    gaps between windows); input (1-4, 1-4, H, W) with kernel <= H, W <= 9."""
+    """MaxPool2d/AvgPool2d with torch's arguments, each at torch's default about half the time
+    (and shrinking to it): kernel 1-3, stride None (= the kernel) or 1-3 (overlapping windows,
+    gaps between windows), padding up to half the kernel (torch's limit), ceil_mode; MaxPool2d's
+    dilation 1-3; AvgPool2d's count_include_pad and divisor_override (1-5 or -2: torch takes any
+    non-zero int). Input (1-4, 1-4, H, W) with H, W <= 9 and at least one window: with ceil_mode
+    down to a window that runs past the padded input by less than a stride (torch counts it). A
+    padded axis is at least the dilation long: on a shorter one a window could hold only
+    padding, which every engine refuses (torch's max_pool2d writes out of bounds there)."""
 
     def draw_case(draw: st.DrawFn) -> tuple[LayerSpec, tuple[int, ...]]:
         kernel, stride = draw(_ints_or_pairs(1, 3)), draw(st.none() | _ints_or_pairs(1, 3))
         kh, kw = pair(kernel)
-        shape = (draw(st.integers(1, 4)), draw(st.integers(1, 4)), draw(st.integers(kh, 9)), draw(st.integers(kw, 9)))
-        return LayerSpec(kind, {"kernel_size": kernel, "stride": stride}), shape
+        padding = draw(st.just(0) | st.integers(0, min(kh, kw) // 2)
+                       | st.tuples(st.integers(0, kh // 2), st.integers(0, kw // 2)))
+        ceil_mode = draw(st.sampled_from([False, True]))
+        args = {"kernel_size": kernel, "stride": stride, "padding": padding, "ceil_mode": ceil_mode}
+        if kind == "maxpool2d":
+            args["dilation"] = draw(st.just(1) | _ints_or_pairs(1, 3))
+        else:
+            args["count_include_pad"] = draw(st.sampled_from([True, False]))
+            args["divisor_override"] = draw(st.none() | st.sampled_from([1, 2, 3, 4, 5, -2]))
+        dilation = pair(args.get("dilation", 1))
+        step = pair(kernel if stride is None else stride)
+        sizes = []
+        for k, s, p, d in zip((kh, kw), step, pair(padding), dilation):
+            # At least one window: the span n + 2p - d (k - 1) - 1 at least 0, or above -s with ceil_mode.
+            low = d * (k - 1) + 1 - 2 * p - (s - 1 if ceil_mode else 0)
+            sizes.append(draw(st.integers(max(1, low, d if p else 1), 9)))
+        return LayerSpec(kind, args), (draw(st.integers(1, 4)), draw(st.integers(1, 4)), *sizes)
 
     return draw_case
 
@@ -197,25 +265,42 @@ def _ties(draw: st.DrawFn, spec: LayerSpec, x: np.ndarray) -> np.ndarray:
 
 
 def _flatten(draw: st.DrawFn) -> tuple[LayerSpec, tuple[int, ...]]:
-    rank = draw(st.integers(2, 4))
-    return LayerSpec("flatten"), tuple(draw(st.lists(st.integers(1, 5), min_size=rank, max_size=rank)))
+    """Flatten on a 2-D to 4-D input, with torch's (1, -1) (what shrinking goes to) or any
+    start_dim <= end_dim that fit the drawn rank (1-D inputs too), each counted from the front
+    or, negative, from the back: Flatten(0) flattens the batch, Flatten(2) keeps (B, C, H * W),
+    start_dim == end_dim changes nothing."""
+    custom = draw(st.booleans())
+    rank = draw(st.integers(1 if custom else 2, 4))
+    shape = tuple(draw(st.lists(st.integers(1, 5), min_size=rank, max_size=rank)))
+    if not custom:
+        return LayerSpec("flatten"), shape
+    start = draw(st.integers(0, rank - 1))
+    end = draw(st.integers(start, rank - 1))
+    start_dim = start - rank if draw(st.booleans()) else start
+    end_dim = end - rank if draw(st.booleans()) else end
+    return LayerSpec("flatten", {"start_dim": start_dim, "end_dim": end_dim}), shape
 
 
 CATALOG: dict[str, Entry] = {
-    # float32: one dot product of <= 12 terms per output, rounded independently by each library
-    # (different BLAS kernels): <= 12 u of the scale, far inside 2e-4.
+    # float32: one dot product of <= 12 terms per output and per input gradient, a weight or bias
+    # gradient a sum over <= 64 rows (a (4, 4, 4, in) input), rounded independently by each
+    # library (different BLAS kernels, summation orders): <= 64 u = 4e-6 of the scale, far inside
+    # 2e-4.
     "linear": Entry("linear", _linear),
-    # float32, conv2d: an output is a dot product of C_in kh kw <= 64 products, an input gradient
-    # one of <= C_out kh kw = 64, a weight gradient a sum over B H_out W_out <= 4 * 13 * 13 = 676
-    # products (kernel 1, padding 2). torch's kernels and BLAS sum in different orders, so the
-    # engines round independently; a sum of n products errs by about sqrt(n) u (u = 6e-8) of the
-    # sum of |terms| (at most n u), and for random-sign terms that sum of |terms| is sqrt(n) times
-    # the result: n u = 4e-5 of the largest gradient at n = 676; 2e-4 leaves a 5x margin (measured:
-    # below 2e-6). A padding or stride bug errs by O(1) of the scale.
+    # float32, conv2d: an output is a dot product of C_in / groups * kh kw <= 4 * 16 = 64 products,
+    # an input gradient one of <= C_out / groups * kh kw <= 64 (4 * 16 at groups 1; 2 * 16 when
+    # grouped), a weight gradient a sum over B H_out W_out <= 4 * 13 * 13 = 676 products (kernel 1,
+    # padding 2; dilation and "same" never make H_out larger). torch's kernels and BLAS sum in
+    # different orders, so the engines round independently; a sum of n products errs by about
+    # sqrt(n) u (u = 6e-8) of the sum of |terms| (at most n u), and for random-sign terms that sum
+    # of |terms| is sqrt(n) times the result: n u = 4e-5 of the largest gradient at n = 676; 2e-4
+    # leaves a 5x margin (measured: below 2e-6). A padding, stride, dilation or group bug errs by
+    # O(1) of the scale.
     "conv2d": Entry("conv2d", _conv2d),
-    # Pooling: a max is exact (the same element in every engine; ties as torch breaks them) and
-    # its dL/dx adds <= 9 deltas where windows overlap; an average sums <= 9 values in torch's
-    # row-major order and divides by kh kw: a few u, far inside 2e-4. Flattening is exact.
+    # Pooling: a max is exact (the same element in every engine; ties as torch breaks them; the
+    # padding never picked) and its dL/dx adds <= 9 deltas where windows overlap; an average sums
+    # <= 9 values in torch's row-major order (padded zeros add exactly nothing) and divides by its
+    # divisor, a small integer: a few u, far inside 2e-4. Flattening is exact.
     "maxpool2d": Entry("maxpool2d", _pool2d("maxpool2d"), inputs=_ties),
     "avgpool2d": Entry("avgpool2d", _pool2d("avgpool2d")),
     "flatten": Entry("flatten", _flatten),
@@ -248,7 +333,10 @@ CATALOG: dict[str, Entry] = {
     # grads["bias"], inside the scale) inherit it: k u |c| |weight| 316 / |c| <= 4 * 6e-8 * 2 *
     # 316 = 1.5e-4 of the scale (observed: 7.5e-5 over 4,000 drawn cases). 1e-3 leaves a 6x
     # margin; the bug it is there to catch, a term of dL/dx dropped, errs by O(1) of the scale.
-    # In float64 the same amplification leaves ~1e-13, far inside 1e-10.
+    # In float64 the same amplification leaves ~1e-13, far inside 1e-10. The other arguments change
+    # none of this: affine=False is weight 1 and bias 0, (B, C, L) averages n = B*L <= 20 values
+    # (BatchNorm2d up to 48), and momentum=None or track_running_stats=False only choose which
+    # statistics are used and how the running ones move.
     "batchnorm1d": Entry("batchnorm1d", _batchnorm("batchnorm1d"), rtol32=1e-3, modes=(True, False),
                          inputs=_near_constant_channel, state=_batchnorm_state),
     "batchnorm2d": Entry("batchnorm2d", _batchnorm("batchnorm2d"), rtol32=1e-3, modes=(True, False),

@@ -8,6 +8,7 @@ conversions asarray, labels and to_numpy (without them NumPy arrays are passed a
 from __future__ import annotations
 
 import importlib
+import inspect
 from types import ModuleType
 from typing import Any
 
@@ -50,6 +51,31 @@ class Engine:
         from engine_core.specs import KINDS
 
         self.require(*(KINDS[kind].class_name for kind in kinds), "Sequential", why=why)
+
+    def missing_arguments(self, kind: str) -> list[str]:
+        """The arguments of a catalog kind (engine_core.specs.KINDS, torch's names) that the
+        engine's layer class does not take: absent from its constructor's signature (none when
+        the constructor takes **kwargs, or when the engine lacks the class altogether)."""
+        from engine_core.specs import KINDS
+
+        cls = getattr(self.module, KINDS[kind].class_name, None)
+        if cls is None:
+            return []
+        try:
+            parameters = inspect.signature(cls).parameters
+        except (TypeError, ValueError):  # a builtin or C class without a readable signature: trust it
+            return []
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+            return []
+        return [name for name in KINDS[kind].defaults if name not in parameters]
+
+    def unsupported(self, spec: Any) -> list[str]:
+        """The arguments a drawn LayerSpec sets away from torch's default that the engine's layer
+        class does not take (missing_arguments): such a case cannot be built in this engine."""
+        from engine_core.specs import given_args
+
+        missing = self.missing_arguments(spec.kind)
+        return [name for name in given_args(spec) if name in missing]
 
     def asarray(self, array: np.ndarray, dtype: str) -> Any:
         if hasattr(self.module, "asarray"):

@@ -2,15 +2,21 @@
 parameter gradient and the running statistics, in both dtypes and in train and eval mode;
 central finite differences in float64; and no layer modifies the caller's arrays.
 
-A layer the engine under test does not provide is reported as skipped, with its name.
+A layer the engine under test does not provide is reported as skipped, with its name; so is an
+argument of torch's that its layer class does not take (the cases that set it are left out of the
+other tests, which still test the rest).
 """
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
-from hypothesis import given, note, settings
+from hypothesis import assume, given, note, settings
 from hypothesis import strategies as st
+
+from engine_core import specs
 
 from .catalog import CATALOG, LayerCase, build_case, layer_cases
 from .compare import check_close, max_abs
@@ -23,6 +29,14 @@ KINDS = list(CATALOG)
 def _require(engine: Engine, case_kind: str) -> None:
     """Skip (with the class name) when the engine lacks the layer or a Sequential to hold it."""
     engine.require_layers(case_kind, why=f"layer {case_kind!r} is optional in the protocol")
+
+
+def _draw(engine: Engine, data: st.DataObject, kind: str, dtype: str | None = None) -> LayerCase:
+    """A case of ``kind`` the engine can build: cases that set an argument its layer class does not
+    take are left out (test_every_argument_is_taken_with_torchs_default reports the argument)."""
+    case = data.draw(layer_cases(CATALOG[kind], dtype))
+    assume(not engine.unsupported(case.spec))
+    return case
 
 
 def _run(engine: Engine, case: LayerCase, x: np.ndarray | None = None) -> dict:
@@ -45,7 +59,7 @@ def test_every_layer_matches_the_oracle_forward_backward_and_state(engine, kind,
     autograd: normwise rtol 1e-10 in float64, the entry's argued rtol in float32."""
     _require(engine, kind)
     entry = CATALOG[kind]
-    case = data.draw(layer_cases(entry))
+    case = _draw(engine, data, kind)
     note(f"engine={engine.name} case={case!r}")
     got, want = _run(engine, case), _run(ORACLE, case)
     rtol = 1e-10 if case.dtype == "float64" else entry.rtol32
@@ -83,7 +97,7 @@ def test_every_layer_matches_central_finite_differences(engine, kind, data):
     only h |f''|), so it is passed over. The outputs, not L, are what is tested: at a tie shared
     by two overlapping max-pool windows whose deltas cancel, L's one-sided differences agree."""
     _require(engine, kind)
-    case = data.draw(layer_cases(CATALOG[kind], dtype="float64"))
+    case = _draw(engine, data, kind, "float64")
     note(f"engine={engine.name} case={case!r}")
     h = 1e-6
     net = build_case(engine.module, case)
@@ -133,7 +147,7 @@ def test_every_layer_matches_central_finite_differences(engine, kind, data):
 def test_no_layer_modifies_the_callers_input_or_delta(engine, kind, data):
     """numpy-ml's and MyGrad's check: forward and backward leave x and delta as they were."""
     _require(engine, kind)
-    case = data.draw(layer_cases(CATALOG[kind]))
+    case = _draw(engine, data, kind)
     net = build_case(engine.module, case)
     x, delta = engine.asarray(case.x, case.dtype), engine.asarray(case.delta, case.dtype)
     x_before, delta_before = engine.to_numpy(x).copy(), engine.to_numpy(delta).copy()
@@ -141,3 +155,30 @@ def test_no_layer_modifies_the_callers_input_or_delta(engine, kind, data):
     net.backward(delta)
     assert np.array_equal(engine.to_numpy(x), x_before), f"{case.spec!r} modified its input"
     assert np.array_equal(engine.to_numpy(delta), delta_before), f"{case.spec!r} modified the delta"
+
+
+ARGUMENTS = [(kind, name) for kind in KINDS for name, default in specs.KINDS[kind].defaults.items()
+             if default is not specs.REQUIRED]
+
+
+@pytest.mark.parametrize(("kind", "argument"), ARGUMENTS, ids=[f"{k}-{a}" for k, a in ARGUMENTS])
+def test_every_argument_is_taken_with_torchs_default(engine, kind, argument):
+    """Every optional argument of torch's layer (engine_core.specs' catalog) is a keyword of the
+    engine's layer class, with torch's default. An engine whose class lacks it is reported as
+    skipped, naming the class and the argument (the property tests then leave out the cases that
+    set it)."""
+    _require(engine, kind)
+    info = specs.KINDS[kind]
+    if argument in engine.missing_arguments(kind):
+        pytest.skip(f"{engine.name}.{info.class_name} takes no {argument!r} (an argument of torch.nn."
+                    f"{info.class_name}; cases that set it are left out of the other tests)")
+    cls = getattr(engine.module, info.class_name)
+    try:
+        parameters = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return
+    if argument in parameters and parameters[argument].default is not inspect.Parameter.empty:
+        default = parameters[argument].default
+        assert default == info.defaults[argument] and type(default) is type(info.defaults[argument]), (
+            f"{engine.name}.{info.class_name}: {argument} defaults to {default!r}; torch's default is "
+            f"{info.defaults[argument]!r}")

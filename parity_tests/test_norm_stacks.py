@@ -3,7 +3,9 @@ Linear -> [BatchNorm1d] -> ReLU | LeakyReLU | GELU -> [Dropout], then a last Lin
 agree with torch autograd (the oracle's Sequential of torch.nn modules, with the same NumPy-drawn
 dropout masks) in train mode on the logits, the loss, every Linear's delta, every gradient, dL/dx
 and the running statistics, after one SGD step (both dtypes) and one Adam/AdamW step (float64);
-and in eval mode, after a train-mode batch has moved the running statistics, on the same.
+in eval mode, after a train-mode batch has moved the running statistics, on the same; and over
+several SGD steps, where momentum=None's cumulative average divides by num_batches_tracked > 1.
+Batch norms draw torch's arguments: momentum (None too), affine and track_running_stats.
 
 Tolerances are compare.py's (float64 1e-10; float32 2e-4 of the scale). Batch norm multiplies the
 rounding of its input by 1/sqrt(var + eps), up to 1/sqrt(eps) on a (near-)constant channel: 316
@@ -15,8 +17,10 @@ Kinks: ReLU's derivative at 0 is decided by the sign of whatever rounding leaves
 libraries round differently (torch's batch norm computes x a + (bias - mean a), NumPy's
 a (x - mean) + bias). Batch norm makes that common, since a channel constant over the batch
 normalises to exactly its bias, 0 by default: the stacks draw biases away from 0 (see
-_batchnorm_state). A pre-activation elsewhere within rounding of 0 remains possible; hypothesis
-found one in ~24,000 stress examples (float32, eval mode), none in the ci profile's.
+_batchnorm_state), and a batch norm without a bias (affine=False) is followed by GELU, which has
+no kink, and then by a Linear with a bias. A pre-activation elsewhere within rounding of 0
+remains possible; hypothesis found one in ~24,000 stress examples (float32, eval mode), none in
+the ci profile's.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from hypothesis import given, note, settings
+from hypothesis import assume, given, note, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
@@ -61,19 +65,34 @@ class StackSpec:
         return f"StackSpec(seed={self.seed}, dtype={self.dtype!r}, state={{{state}}}, layers=[\n    {layers}])"
 
 
-def _batchnorm_state(draw: st.DrawFn, index: int, channels: int) -> dict[str, np.ndarray]:
-    """weight of either sign, |weight| in [0.5, 2]; bias of either sign, |bias| in [0.1, 1]; running
-    statistics away from their start. The bias is kept off 0: a constant channel normalises to
-    exactly bias in exact arithmetic, and to bias plus rounding (torch's y = x a + (bias - mean a)
-    leaves ~u |mean a|, NumPy's a (x - mean) + bias none): at bias = 0, which the default state
-    has, that lands on ReLU's kink, where rounding alone decides the derivative (0 or 1)."""
+def _batchnorm_state(draw: st.DrawFn, index: int | str, channels: int, affine: bool = True,
+                     track_running_stats: bool = True) -> dict[str, np.ndarray]:
+    """weight of either sign, |weight| in [0.5, 2]; bias of either sign, |bias| in [0.1, 1] (affine);
+    running statistics away from their start (track_running_stats). The bias is kept off 0: a
+    constant channel normalises to exactly bias in exact arithmetic, and to bias plus rounding
+    (torch's y = x a + (bias - mean a) leaves ~u |mean a|, NumPy's a (x - mean) + bias none): at
+    bias = 0, which the default state has, that lands on ReLU's kink, where rounding alone decides
+    the derivative (0 or 1). ``index``: the layer's path (test_trees.py draws nested ones)."""
 
     def signed(low: float, high: float) -> np.ndarray:
         return draw(arrays(np.float64, (channels,), elements=st.floats(low, high) | st.floats(-high, -low)))
 
-    return {f"{index}.weight": signed(0.5, 2.0), f"{index}.bias": signed(0.1, 1.0),
+    state = {}
+    if affine:
+        state.update({f"{index}.weight": signed(0.5, 2.0), f"{index}.bias": signed(0.1, 1.0)})
+    if track_running_stats:
+        state.update({
             f"{index}.running_mean": draw(arrays(np.float64, (channels,), elements=st.floats(-1.0, 1.0))),
-            f"{index}.running_var": draw(arrays(np.float64, (channels,), elements=st.floats(0.5, 2.0)))}
+            f"{index}.running_var": draw(arrays(np.float64, (channels,), elements=st.floats(0.5, 2.0)))})
+    return state
+
+
+def _batchnorm(draw: st.DrawFn, channels: int, eps_choices: list[float]) -> LayerSpec:
+    """BatchNorm1d with torch's arguments drawn (momentum None: the cumulative average)."""
+    return LayerSpec("batchnorm1d", {"num_features": channels, "eps": draw(st.sampled_from(eps_choices)),
+                                     "momentum": draw(st.sampled_from([0.1, 0.0, 0.5, 1.0, None])),
+                                     "affine": draw(st.sampled_from([True, False])),
+                                     "track_running_stats": draw(st.sampled_from([True, False]))})
 
 
 def _activation(draw: st.DrawFn) -> LayerSpec:
@@ -92,15 +111,21 @@ def stack_problems(draw: st.DrawFn, dtype: str | None = None, steps: int = 1) ->
     dtype = dtype or draw(st.sampled_from(DTYPES))
     eps_choices = [1e-5, 1e-3, 0.1] if dtype == "float64" else [1e-3, 0.1]
     batch, features = draw(st.integers(2, 6)), draw(st.integers(1, 6))
-    width, layers, state = features, [], {}
+    width, layers, state, affine = features, [], {}, True
     for block in range(draw(st.integers(1, 3))):
         out = draw(st.integers(1, 6))
-        layers.append(LayerSpec("linear", {"in_features": width, "out_features": out, "bias": draw(st.booleans())}))
+        # After a batch norm without a bias, a constant channel leaves only rounding, which the
+        # next Linear's bias keeps off the next activation's kink (see the top).
+        bias = True if not affine else draw(st.booleans())
+        layers.append(LayerSpec("linear", {"in_features": width, "out_features": out, "bias": bias}))
+        affine = True
         if block == 0 or draw(st.booleans()):
-            state.update(_batchnorm_state(draw, len(layers), out))
-            layers.append(LayerSpec("batchnorm1d", {"num_features": out, "eps": draw(st.sampled_from(eps_choices)),
-                                                    "momentum": draw(st.sampled_from([0.1, 0.0, 0.5, 1.0]))}))
-        layers.append(_activation(draw))
+            norm = _batchnorm(draw, out, eps_choices)
+            affine = norm.args["affine"]
+            state.update(_batchnorm_state(draw, len(layers), out, affine, norm.args["track_running_stats"]))
+            layers.append(norm)
+        # Without a bias to keep a constant channel off 0, a smooth activation (see the top).
+        layers.append(_activation(draw) if affine else LayerSpec("gelu", {"approximate": "none"}))
         if block == 0 or draw(st.booleans()):
             layers.append(LayerSpec("dropout", {"p": draw(st.sampled_from([0.0, 0.2, 0.5, 0.9, 1.0])),
                                                 "seed": draw(st.integers(0, 2**32 - 1))}))
@@ -115,9 +140,13 @@ def stack_problems(draw: st.DrawFn, dtype: str | None = None, steps: int = 1) ->
     return spec, batches
 
 
-def _require(engine: Engine) -> None:
-    """Skip, naming them, when the engine lacks a layer the random stacks use (or Sequential)."""
+def _require(engine: Engine, spec: StackSpec | None = None) -> None:
+    """Skip, naming them, when the engine lacks a layer the random stacks use (or Sequential);
+    leave out a stack that sets an argument the engine's layer class does not take
+    (test_layers.py reports each such argument by name)."""
     engine.require_layers(*USED, why="layers the random stacks are built from")
+    if spec is not None:
+        assume(not any(engine.unsupported(layer) for layer in spec.layers))
 
 
 def _forward_scale(spec: StackSpec, x: np.ndarray, warm_up: np.ndarray | None) -> float:
@@ -126,11 +155,19 @@ def _forward_scale(spec: StackSpec, x: np.ndarray, warm_up: np.ndarray | None) -
     import torch
 
     net = spec.build(ORACLE)
-    with torch.no_grad():
-        if warm_up is not None:
+    if warm_up is not None:
+        with torch.no_grad():
             net.forward(ORACLE.asarray(warm_up, spec.dtype))
-            net.eval()
-        h = ORACLE.asarray(x, spec.dtype)
+        net.eval()
+    return _outputs_scale(net, x, spec.dtype)
+
+
+def _outputs_scale(net, x: np.ndarray, dtype: str) -> float:
+    """x and every layer's output in the oracle's ``net`` as it is (in eval mode it changes nothing)."""
+    import torch
+
+    with torch.no_grad():
+        h = ORACLE.asarray(x, dtype)
         outputs = [x]
         for layer in net.layers:
             h = layer.module(h)
@@ -168,8 +205,8 @@ def _compare(got: Pass, ref: Pass, got_state: dict, ref_state: dict, spec: Stack
 def test_random_norm_stacks_agree_with_autograd_in_train_mode(engine, problem):
     """One train-mode forward and backward: everything the pass produces and the running
     statistics it leaves, both dtypes."""
-    _require(engine)
     spec, (batch,) = problem
+    _require(engine, spec)
     note(f"engine={engine.name} spec={spec!r} batch={batch!r}")
     ref_net, got_net = spec.build(ORACLE), spec.build(engine)
     ref = run_pass(ORACLE, ref_net, spec, batch)
@@ -183,8 +220,8 @@ def test_random_norm_stacks_agree_with_autograd_in_train_mode(engine, problem):
 def test_random_norm_stacks_in_eval_mode_give_torchs_outputs(engine, problem):
     """A train-mode forward on one batch moves the running statistics and draws a mask; then, in
     eval mode (running statistics, no dropout), a pass on another batch, of any size."""
-    _require(engine)
     spec, (warm_up, batch) = problem
+    _require(engine, spec)
     note(f"engine={engine.name} spec={spec!r} warm_up={warm_up!r} batch={batch!r}")
     passes, states = [], []
     for subject in (ORACLE, engine):
@@ -197,13 +234,49 @@ def test_random_norm_stacks_in_eval_mode_give_torchs_outputs(engine, problem):
              f"{engine.name} (eval)")
 
 
+@settings(max_examples=MAX_EXAMPLES // 2)  # three steps an example
+@given(stack_problems(steps=3), sgd_specs())
+def test_several_sgd_steps_move_the_running_statistics_and_the_counters_as_torch_does(engine, problem, sgd):
+    """Three train-mode steps of torch.optim.SGD, then eval mode, both dtypes: the parameters and
+    running statistics after every step (momentum=None: running += (batch - running) /
+    num_batches_tracked, at counts 1, 2, 3), every batch norm's num_batches_tracked (where the
+    engine's layer keeps one), and the eval-mode logits on the last batch."""
+    spec, batches = problem
+    _require(engine, spec)
+    note(f"engine={engine.name} spec={spec!r} sgd={sgd} batches={batches!r}")
+    norms = [index for index, layer in enumerate(spec.layers) if layer.kind == "batchnorm1d"]
+    runs = []
+    for subject in (ORACLE, engine):
+        net = spec.build(subject)
+        optimizer = sgd.build(subject, net)
+        history = []
+        for batch in batches:
+            optimizer.zero_grad()
+            result = run_pass(subject, net, spec, batch)
+            optimizer.step()
+            state = {key: np.asarray(value, np.float64) for key, value in net.state_dict().items()}
+            history.append({"pass": result, "params": state, "buffers": {}})  # SGD's buffers: the test above
+        counts = {index: getattr(net.layers[index], "num_batches_tracked", None) for index in norms}
+        net.eval()
+        logits = subject.to_numpy(net.forward(subject.asarray(batches[-1].x, spec.dtype))).astype(np.float64)
+        runs.append((history, counts, logits, net))
+    (ref, ref_counts, ref_logits, ref_net), (got, got_counts, got_logits, _) = runs
+    compare_trajectories(got, ref, spec, sgd.lr, engine.name)
+    for index, count in ref_counts.items():
+        assert count == (len(batches) if spec.layers[index].args["track_running_stats"] else 0)
+        if got_counts[index] is not None:
+            assert got_counts[index] == count, f"{engine.name}: layers[{index}].num_batches_tracked"
+    check_close(f"{engine.name} (eval after {len(batches)} steps): logits", got_logits, ref_logits,
+                _outputs_scale(ref_net, batches[-1].x, spec.dtype), spec.dtype)
+
+
 @settings(max_examples=MAX_EXAMPLES)
 @given(stack_problems(), sgd_specs())
 def test_one_sgd_step_on_a_random_norm_stack_follows_torch_optim(engine, problem, sgd):
     """Backprop in train mode, then torch.optim.SGD (every option): parameters, running
     statistics and momentum buffers agree (test_optimizers' comparison), both dtypes."""
-    _require(engine)
     spec, batches = problem
+    _require(engine, spec)
     note(f"engine={engine.name} spec={spec!r} sgd={sgd} batches={batches!r}")
     compare_trajectories(train_steps(engine, spec, sgd, batches), train_steps(ORACLE, spec, sgd, batches), spec, sgd.lr,
                           engine.name)
@@ -221,15 +294,15 @@ def test_one_adam_step_on_a_random_norm_stack_follows_torch_optim(engine, proble
     feeding a channel that is constant over the batch; what comes out is rounding noise that
     the batch norm's backward multiplied by up to |weight| / sqrt(eps). The noise allowance
     carries that factor."""
-    _require(engine)
     engine.require(adam.kind)
     spec, batches = problem
+    _require(engine, spec)
     note(f"engine={engine.name} spec={spec!r} adam={adam} batches={batches!r}")
     ref = train_steps(ORACLE, spec, adam, batches)
     got = train_steps(engine, spec, adam, batches)
     gs = gradient_scale(ref[0]["pass"])
-    gain = max([1.0] + [float(np.max(np.abs(spec.state[f"{i}.weight"]))) / np.sqrt(layer.args["eps"])
-                        for i, layer in enumerate(spec.layers) if layer.kind == "batchnorm1d"])
+    gain = max([1.0] + [float(np.max(np.abs(spec.state.get(f"{i}.weight", 1.0)))) / np.sqrt(layer.args["eps"])
+                        for i, layer in enumerate(spec.layers) if layer.kind == "batchnorm1d"])  # 1: affine=False
     noise = 64 * np.finfo(spec.dtype).eps * gs * gain
     compare_trajectories(got, ref, spec, adam.lr / max(gs, 1e-30), engine.name,
                           param_atol=adam.lr * min(1.0, noise / adam.eps))

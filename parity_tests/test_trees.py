@@ -61,10 +61,16 @@ def _vector_layer(draw: st.DrawFn, shape: Shape) -> LayerSpec:
 def _common(draw: st.DrawFn, kind: str, features: int) -> LayerSpec:
     if kind in ("batchnorm1d", "batchnorm2d"):
         return LayerSpec(kind, {"num_features": features, "momentum": draw(st.sampled_from([0.1, 0.5]))})
+    # inplace=True anywhere in a tree (after a layer that keeps its output, pytorch/pytorch#1029):
+    # the numbers must be the out-of-place network's.
     if kind == "dropout":
-        return LayerSpec(kind, {"p": draw(st.sampled_from([0.0, 0.25, 0.5])), "seed": draw(st.integers(0, 9))})
+        return LayerSpec(kind, {"p": draw(st.sampled_from([0.0, 0.25, 0.5])), "inplace": draw(st.booleans()),
+                                "seed": draw(st.integers(0, 9))})
     if kind == "leakyrelu":
-        return LayerSpec(kind, {"negative_slope": draw(st.sampled_from([0.01, -0.5, 2.0]))})
+        return LayerSpec(kind, {"negative_slope": draw(st.sampled_from([0.01, -0.5, 2.0])),
+                                "inplace": draw(st.booleans())})
+    if kind == "relu":
+        return LayerSpec(kind, {"inplace": draw(st.booleans())})
     if kind == "gelu":
         return LayerSpec(kind, {"approximate": draw(st.sampled_from(["none", "tanh"]))})
     return LayerSpec(kind)

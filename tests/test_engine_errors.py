@@ -57,7 +57,16 @@ def _loss(logits, y):
 
 CASES = {
     "wrong width": (_forward(np.zeros((2, 5), np.float32)), "ValueError", "x: expected shape (batch, 4), got (2, 5)"),
-    "wrong rank": (_forward(np.zeros(4, np.float32)), "ValueError", "x: expected a 2-D array of shape (batch, 4)"),
+    # A Linear takes torch's (*, in_features): one row (4,) or any leading dimensions, not a 0-D array.
+    "0-D": (_forward(np.zeros((), np.float32)), "ValueError",
+            "x: expected an array of shape (batch, 4) (or (*, 4): any leading dimensions), got a 0-D array"),
+    "wrong width, 3-D": (_forward(np.zeros((2, 3, 5), np.float32)), "ValueError",
+                         "x: expected shape (*, 4) (its last dimension), got (2, 3, 5)"),
+    "wrong width, 1-D": (_forward(np.zeros(5, np.float32)), "ValueError", "x: expected shape (*, 4) (its last "
+                         "dimension), got (5,)"),
+    "empty, 3-D": (_forward(np.zeros((2, 0, 4), np.float32)), "ValueError", "x: empty input (shape (2, 0, 4))"),
+    "wrong dtype, 3-D": (_forward(np.zeros((2, 3, 4), np.float64)), "TypeError",
+                         "x: expected dtype float32 (the network's dtype), got float64"),
     "empty batch": (_forward(np.zeros((0, 4), np.float32)), "ValueError", "x: empty batch"),
     "other dtype": (_forward(np.zeros((2, 4), np.float64)), "TypeError", "x: expected dtype float32"),
     "NaN input": (_forward(np.array([[0, 0, 0, 0], [0, np.nan, 0, 0]], np.float32)), "NonFiniteError",

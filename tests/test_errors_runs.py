@@ -54,6 +54,21 @@ def test_a_nan_loss_stops_the_run_with_where_and_what_to_try_and_keeps_the_last_
     assert open(trainer.checkpoint_path, "rb").read() == before
 
 
+@pytest.mark.parametrize("part", ["train_x", "test_x"])
+def test_data_holding_nan_is_refused_before_training_not_blamed_on_the_learning_rate(data_root, tmp_path, part):
+    """NaN in the samples (only possible through the Python API: IDX files hold uint8) stops the
+    run before any step, naming the sample and the pixel, and no run directory is written."""
+    dataset = load_dataset("fashion-mnist", data_root)
+    values = getattr(dataset, part).astype(np.float32)
+    values[5, 147] = np.nan
+    setattr(dataset, part, values)
+    out = tmp_path / "run"
+    expected = r"data holds NaN or Inf \(1 values; the first in sample 5, pixel 147\)"
+    with pytest.raises(ValueError, match=expected) as info:
+        Trainer(_config(), load_engine("numpy"), dataset, str(out), quiet=True, log=lambda *_: None)
+    assert "try a smaller one" not in str(info.value) and not out.exists()
+
+
 def test_the_cli_exits_3_on_divergence(data_root, tmp_path):
     # A deep linear network with a huge step size grows its weights geometrically.
     result = _cli("train", "--data-dir", data_root, "--dataset", "fashion-mnist", "--hidden", "16,16",

@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pytest
 
+from engine_core import specs
 from parity_tests.compare import Mismatch, compare_passes, run_pass
 from parity_tests.engines import load_engine, oracle
 from parity_tests.strategies import Batch, NetSpec
@@ -136,7 +137,10 @@ def test_the_harness_rejects_a_convolution_whose_backward_ignores_the_stride(out
     assert "Conv2d(in_channels=1, out_channels=1, kernel_size=1, stride=2" in out, out[-3000:]
     assert "dL/dx differs" in out and "expected" in out and "got" in out, out[-3000:]
     assert "case=LayerCase(spec=Conv2d(" in out, out[-3000:]
-    result.assert_outcomes(failed=2, passed=1)  # oracle and finite differences fail; nothing is mutated
+    # Failed: oracle and finite differences. Passed: nothing is mutated, and every optional argument is
+    # taken with torch's default.
+    optional = sum(default is not specs.REQUIRED for default in specs.KINDS["conv2d"].defaults.values())
+    result.assert_outcomes(failed=2, passed=1 + optional)
 
 
 def test_the_plugin_leaves_other_projects_alone(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
@@ -173,8 +177,87 @@ def test_the_harness_rejects_a_batch_norm_whose_backward_drops_the_batch_means_t
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     out = result.stdout.str()
     assert "test_every_layer_matches_the_oracle_forward_backward_and_state" in out, out[-3000:]
-    assert "BatchNorm1d(num_features=1, eps=1e-05, momentum=0.1) (train, float32): dL/dx differs" in out, out[-3000:]
-    assert "BatchNorm2d(num_features=1, eps=1e-05, momentum=0.1) (train, float32): dL/dx differs" in out, out[-3000:]
+    assert ("BatchNorm1d(num_features=1, eps=1e-05, momentum=0.1, affine=True, "
+            "track_running_stats=True) (train, float32): dL/dx differs" in out), out[-3000:]
+    assert ("BatchNorm2d(num_features=1, eps=1e-05, momentum=0.1, affine=True, "
+            "track_running_stats=True) (train, float32): dL/dx differs" in out), out[-3000:]
     assert "expected" in out and "got" in out, out[-3000:]
-    assert "case=LayerCase(spec=BatchNorm1d(num_features=1, eps=1e-05, momentum=0.1), input_shape=(2, 1)" in out
-    result.assert_outcomes(failed=4, passed=2)  # oracle and finite differences, 1d and 2d; nothing is mutated
+    assert ("case=LayerCase(spec=BatchNorm1d(num_features=1, eps=1e-05, momentum=0.1, affine=True, "
+            "track_running_stats=True), input_shape=(2, 1)" in out)
+    # Failed: oracle and finite differences, 1d and 2d. Passed: nothing is mutated (1d, 2d), and every
+    # optional argument is taken with torch's default.
+    optional = sum(default is not specs.REQUIRED for kind in ("batchnorm1d", "batchnorm2d")
+                   for default in specs.KINDS[kind].defaults.values())
+    result.assert_outcomes(failed=4, passed=2 + optional)
+
+
+def test_the_harness_rejects_a_convolution_whose_same_padding_puts_the_odd_row_on_top(outside: pytest.Pytester):
+    """parity_tests.fixtures.same_padding_engine: padding="same" with an even kernel pads one row
+    more at the top and one column more on the left, where torch pads the bottom and the right.
+    The report names the layer with padding='same', the quantity, and hypothesis's smallest
+    failing LayerCase: one channel, an even kernel. Forward and backward agree with each other,
+    so only the comparison with the oracle fails."""
+    result = outside.runpytest_subprocess(
+        "--pyargs", "parity_tests.test_layers", "-k", "conv2d", "--engine", "parity_tests.fixtures.same_padding_engine",
+        "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    out = result.stdout.str()
+    assert "test_every_layer_matches_the_oracle_forward_backward_and_state" in out, out[-3000:]
+    assert re.search(r"Conv2d\(in_channels=1, out_channels=1, kernel_size=(2|\(\d, \d\)), stride=1, padding='same'",
+                     out), out[-3000:]
+    assert re.search(r"padding='same'.*\): (dL/dx|output) differs", out) and "expected" in out and "got" in out, \
+        out[-3000:]
+    assert "case=LayerCase(spec=Conv2d(" in out, out[-3000:]
+    # Failed: the oracle comparison. Passed: finite differences, nothing is mutated, and every optional
+    # argument is taken with torch's default.
+    optional = sum(default is not specs.REQUIRED for default in specs.KINDS["conv2d"].defaults.values())
+    result.assert_outcomes(failed=1, passed=2 + optional)
+
+
+def test_the_harness_rejects_an_average_pool_that_ignores_count_include_pad_false(outside: pytest.Pytester):
+    """parity_tests.fixtures.count_include_pad_engine: AvgPool2d(count_include_pad=False) divides
+    by the whole window, padding included. The report names the layer with the argument, the
+    quantity (the output, or dL/dx where the shrunk input is all zeros) and hypothesis's smallest
+    failing LayerCase: a padded window. Forward and backward use the same divisor, so only the
+    comparison with the oracle fails."""
+    result = outside.runpytest_subprocess(
+        "--pyargs", "parity_tests.test_layers", "-k", "avgpool2d", "--engine",
+        "parity_tests.fixtures.count_include_pad_engine", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    out = result.stdout.str()
+    assert "test_every_layer_matches_the_oracle_forward_backward_and_state" in out, out[-3000:]
+    assert re.search(r"AvgPool2d\(kernel_size=\S+, stride=\S+, padding=(1|\(\d, \d\)), ceil_mode=\w+, "
+                     r"count_include_pad=False, divisor_override=None\) \(\w+, float\d\d\): (output|dL/dx) differs",
+                     out) and "expected" in out and "got" in out, out[-3000:]
+    assert "case=LayerCase(spec=AvgPool2d(" in out, out[-3000:]
+    # Failed: the oracle comparison. Passed: finite differences, nothing is mutated, and every optional
+    # argument is taken with torch's default.
+    optional = sum(default is not specs.REQUIRED for default in specs.KINDS["avgpool2d"].defaults.values())
+    result.assert_outcomes(failed=1, passed=2 + optional)
+
+
+OLD_CONV_ENGINE = '''"""numpy_net as an engine written before Conv2d took dilation, groups and padding_mode."""
+import numpy_net
+from numpy_net import *  # noqa: F403
+
+
+class Conv2d(numpy_net.Conv2d):
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True, dtype="float32"):
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias,
+                         dtype=dtype)
+'''
+
+
+def test_an_argument_an_engine_lacks_is_reported_as_skipped_by_name(outside: pytest.Pytester):
+    """An engine whose Conv2d predates dilation, groups and padding_mode: each of the three is
+    reported as skipped with the class and the argument, and the property tests still pass on the
+    cases that leave them at torch's defaults."""
+    outside.makepyfile(old_conv_engine=OLD_CONV_ENGINE)
+    result = outside.runpytest_subprocess(
+        "--pyargs", "parity_tests.test_layers", "-k", "conv2d", "--engine", "old_conv_engine", "-rs",
+        "-p", "no:cacheprovider")
+    out = result.stdout.str()
+    assert result.ret == pytest.ExitCode.OK, out[-3000:]
+    for argument in ("dilation", "groups", "padding_mode"):
+        assert f"old_conv_engine.Conv2d takes no '{argument}'" in out, out[-3000:]
+    result.assert_outcomes(passed=3 + 3, skipped=3)  # three properties; of six arguments, three taken, three not

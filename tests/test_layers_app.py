@@ -12,6 +12,8 @@ import types
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import numpy_net
 from backprop import checkpoint as checkpoint_module
@@ -24,7 +26,7 @@ from backprop.datasets import load_dataset
 from backprop.engines import Engine, EngineError, load_engine
 from backprop.export import read_torch_state, to_torch_layout, torch_module
 from backprop.training import Trainer, TrainingInterrupted, evaluate
-from engine_core.specs import build, initial_state, mlp
+from engine_core.specs import LayerSpec, build, initial_state, mlp, sequential
 
 from .helpers import run_cli, small_config, write_checkpoint
 
@@ -129,6 +131,92 @@ def test_images_are_views_and_evaluation_chunks_bound_memory():
     # ~0.2 MB a sample in float32 (conv1's im2col alone 78 KB): a 256 MB budget is ~1,300 samples.
     assert 500 <= chunk <= 2_000
     assert evaluation_chunk(mlp([784, 256, 128, 10], "relu"), 4) == 10_000
+
+
+# -- the --layers grammar: torch's every argument ---------------------------------------------
+@pytest.mark.parametrize("item, expected", [
+    ('conv2d(1, 6, 5, padding="same", dilation=2, groups=1)', dict(padding="same", dilation=2, groups=1)),
+    ("conv2d(4, 8, (3, 1), stride=[2, 1], padding=(1, 0), groups=4, bias=False, padding_mode='zeros')",
+     dict(kernel_size=(3, 1), stride=(2, 1), padding=(1, 0), groups=4, bias=False)),
+    ("conv2d(1, 6, 5, padding='valid')", dict(padding="valid")),
+    ("maxpool2d(3, 2, padding=1, ceil_mode=True)", dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)),
+    ("maxpool2d(3, dilation=2, return_indices=False)", dict(dilation=2, stride=None)),
+    ("avgpool2d(2, count_include_pad=False, divisor_override=3)", dict(count_include_pad=False, divisor_override=3)),
+    ("avgpool2d(3, 2, 1, True, False, None)", dict(padding=1, ceil_mode=True, count_include_pad=False)),
+    ("flatten(1, -1)", dict(start_dim=1, end_dim=-1)),
+    ("flatten(start_dim=2)", dict(start_dim=2, end_dim=-1)),
+    ("batchnorm1d(8, affine=False, track_running_stats=False, momentum=None)",
+     dict(affine=False, track_running_stats=False, momentum=None)),
+    ("batchnorm2d(8, 1e-3, None, False)", dict(eps=1e-3, momentum=None, affine=False)),
+    ("relu(inplace=True)", dict(inplace=True)),
+    ("leakyrelu(0.1, True)", dict(negative_slope=0.1, inplace=True)),
+    ("dropout(0.2, True)", dict(p=0.2, inplace=True, seed=0)),
+    ("GELU('tanh')", dict(approximate="tanh")),
+])
+def test_the_layers_text_takes_every_torch_argument_and_gives_it_back(item, expected):
+    from backprop.architecture import parse_layer
+
+    spec = parse_layer(item)
+    assert {name: spec.args[name] for name in expected} == expected
+    assert parse_layer(format_layers([spec])) == spec
+    assert not any(isinstance(value, list) for value in spec.args.values())  # [2, 1] is read as (2, 1),
+    assert LayerSpec.from_json(json.loads(json.dumps(spec.to_json()))) == spec  # as a stored spec is
+
+
+def test_a_trailing_comma_is_accepted_at_the_top_level_as_inside_sequential():
+    plain = parse_layers("flatten, sequential(linear(784, 16), relu), linear(16, 10)")
+    assert parse_layers("flatten, sequential(linear(784, 16), relu,), linear(16, 10),") == plain
+    assert parse_layers("flatten , sequential(linear(784, 16), relu , ) , linear(16, 10) , ") == plain
+    # a comma, a bracket or a parenthesis inside a string is no separator
+    with pytest.raises(ValueError, match=r"'conv2d\(1, 6, 5, padding=\"\(,\]\"\)': conv2d: padding: invalid "):
+        parse_layers('conv2d(1, 6, 5, padding="(,]"), flatten, linear(3456, 10)')
+
+
+def test_a_stack_starting_with_activations_or_dropout_takes_what_the_next_layer_takes():
+    from backprop.architecture import input_shape
+
+    assert input_shape(parse_layers("dropout(0.1), relu, conv2d(1, 2, 3), flatten, linear(1352, 10)")) == (1, 28, 28)
+    assert input_shape(parse_layers("relu, sequential(batchnorm2d(1)), flatten, linear(784, 10)")) == (1, 28, 28)
+    assert input_shape(parse_layers("dropout(0.1), linear(784, 10)")) == (784,)
+
+
+@given(data=st.data())
+def test_every_spec_the_catalog_draws_round_trips_through_the_text_and_the_printed_torch_code(data):
+    """The harness's strategies draw every argument of every kind (parity_tests/catalog.py): the
+    --layers text of a drawn layer parses back to it, and the torch code export prints for it
+    builds the module export builds."""
+    from torch import nn
+
+    from backprop.architecture import parse_layer
+    from backprop.export import torch_spelling
+    from parity_tests.catalog import CATALOG
+
+    entry = CATALOG[data.draw(st.sampled_from(sorted(CATALOG)), label="kind")]
+    spec, _ = entry.draw(data.draw)
+    assert parse_layer(format_layers([spec])) == spec
+    printed = eval(torch_spelling(spec), {"nn": nn})  # our own printed code
+    built = torch_module(sequential(spec))[0]
+
+    def settings_of(module: nn.Module) -> dict:
+        return {k: v for k, v in vars(module).items() if not k.startswith("_") and k != "training"}
+
+    assert type(printed) is type(built) and settings_of(printed) == settings_of(built)
+
+
+def test_the_help_and_the_readme_list_every_kind_with_torchs_names_and_defaults():
+    from backprop.architecture import layer_signature
+    from backprop.cli.options import LAYERS_HELP
+    from engine_core.specs import KINDS
+
+    readme = open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "README.md")).read()
+    flat = " ".join(readme.split())
+    for kind in KINDS:
+        signature = layer_signature(kind)
+        assert signature in LAYERS_HELP, signature
+        if "=" in signature:  # the kinds with arguments, in the README's --layers table
+            assert " ".join(signature.split()) in flat.replace("( ", "("), signature
+    assert layer_signature("conv2d") == ("conv2d(in_channels, out_channels, kernel_size, stride=1, padding=0, "
+                                         "dilation=1, groups=1, bias=True, padding_mode='zeros')")
 
 
 # -- engines ----------------------------------------------------------------------------------
@@ -274,6 +362,226 @@ def test_import_refuses_a_state_dict_of_another_network(tmp_path):
         read_torch_state(path, STACK)
 
 
+def test_import_of_a_state_dict_without_num_batches_tracked_starts_the_count_at_0(data_root, tmp_path, capsys):
+    """pytorch/pytorch#8430: torch before 0.4.1 wrote batch norm without num_batches_tracked, and
+    torch's strict load_state_dict accepts such a file, a fresh layer's counter staying 0; so does
+    `backprop import` (one layer's counter missing, the other's given)."""
+    import torch
+
+    module = torch_module(STACK, "float32")
+    with torch.no_grad():
+        module[1].running_mean.fill_(0.5)
+        module[7].running_var.fill_(2.0)
+        module[7].num_batches_tracked.fill_(4)
+    state = {key: value for key, value in module.state_dict().items() if key != "1.num_batches_tracked"}
+    assert torch_module(STACK, "float32").load_state_dict(state, strict=True)  # torch's verdict
+    path = str(tmp_path / "old.pt")
+    torch.save(state, path)
+    out = str(tmp_path / "imported")
+    assert main(["import", path, "--layers", STACK_TEXT, "--dataset", "fashion-mnist", "--data-dir", data_root,
+                 "--out", out]) == 0, capsys.readouterr().err
+    checkpoint = load_checkpoint(out)
+    assert checkpoint.num_batches_tracked == {"1": 0, "7": 4}
+    assert np.all(checkpoint.params["1.running_mean"] == 0.5) and np.all(checkpoint.params["7.running_var"] == 2.0)
+    # Every counter missing is as fine; any other key missing is still refused, naming it.
+    params, tracked = read_torch_state(_saved(tmp_path, {k: v for k, v in state.items() if "num_batches" not in k}),
+                                       STACK)
+    assert tracked == {"1": 0, "7": 0} and _same_bits(params, checkpoint.params)
+    from backprop.export import TorchImportError
+
+    with pytest.raises(TorchImportError, match=r"missing 7\.running_mean \("):
+        read_torch_state(_saved(tmp_path, {k: v for k, v in state.items() if k != "7.running_mean"}), STACK)
+
+
+def _saved(tmp_path, state: dict) -> str:
+    import torch
+
+    path = str(tmp_path / "state.pt")
+    torch.save(state, path)
+    return path
+
+
+# Batch norm's arguments one at a time, on (N, C), (N, C, L) and (N, C, H, W): torch's module has
+# torch's keys for each (affine=False: no weight or bias; track_running_stats=False: no running
+# statistics and no counter), computes the engine's eval-mode output, and its file imports back
+# bit for bit with the counters of the layers that keep one.
+BATCH_NORM_ARGS = ["", ", affine=False", ", track_running_stats=False", ", momentum=None",
+                   ", momentum=None, affine=False", ", affine=False, track_running_stats=False"]
+BATCH_NORM_STACKS = ["flatten, linear(784, 6), batchnorm1d(6{}), tanh, linear(6, 10)",
+                     "conv2d(1, 3, 5, stride=3), flatten(2), batchnorm1d(3{}), flatten, linear(192, 10)",
+                     "conv2d(1, 3, 5, stride=3), tanh, batchnorm2d(3{}), flatten, linear(192, 10)"]
+
+
+@pytest.mark.parametrize("stack", BATCH_NORM_STACKS, ids=["(N, C)", "(N, C, L)", "(N, C, H, W)"])
+@pytest.mark.parametrize("args", BATCH_NORM_ARGS, ids=lambda args: args[2:] or "defaults")
+def test_batch_norm_arguments_export_to_torch_and_import_back(stack, args, tmp_path):
+    import torch
+
+    network = parse_layers(stack.format(args))
+    spec = network.children[2]
+    net = build(numpy_net, network, "float64", seed=5)
+    rng = np.random.default_rng(1)
+    for _ in range(3):  # three train-mode batches: the running statistics and the counter move
+        net.forward(rng.normal(size=(4, 1, 28, 28)))
+    net.eval()
+    count = net.layers[2].num_batches_tracked
+    assert count == (3 if spec.args["track_running_stats"] else 0)
+    module = torch_module(network, "float64")
+    state = to_torch_layout(network, net.state_dict(), {"2": count})
+    module.load_state_dict({key: torch.from_numpy(np.array(value)) for key, value in state.items()})  # strict
+    names = {key[2:] for key in module.state_dict() if key.startswith("2.")}
+    assert names == {*(("weight", "bias") if spec.args["affine"] else ()),
+                     *(("running_mean", "running_var", "num_batches_tracked") if spec.args["track_running_stats"]
+                       else ())}
+    assert (module[2].momentum, module[2].affine, module[2].track_running_stats) == (
+        spec.args["momentum"], spec.args["affine"], spec.args["track_running_stats"])
+    module.eval()
+    x = rng.normal(size=(5, 1, 28, 28))
+    with torch.no_grad():
+        want = module(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(net.forward(x), want, rtol=1e-12, atol=1e-12)
+    params, tracked = read_torch_state(_saved(tmp_path, module.state_dict()), network)
+    assert _same_bits(params, net.state_dict())
+    assert tracked == ({"2": 3} if spec.args["track_running_stats"] else {})
+
+
+# torch's layers with arguments other than their defaults, every kind that has some: a grouped and a
+# dilated "same" convolution, pools with padding, ceil_mode (a dropped last window), count_include_pad
+# and divisor_override, batch norm without affine parameters, with the cumulative average and
+# without running statistics (over (N, C, L)), in-place activations and dropout, Flatten(2).
+NEW_ARGS_TEXT = ("conv2d(1, 4, 3, padding='same', dilation=2, bias=False), "
+                 "batchnorm2d(4, affine=False, momentum=None), "
+                 "relu(inplace=True), maxpool2d(3, 2, padding=1, ceil_mode=True), conv2d(4, 8, 3, groups=4, "
+                 "padding=(1, 0)), avgpool2d(2, padding=1, ceil_mode=True, count_include_pad=False, "
+                 "divisor_override=3), leakyrelu(0.1, True), dropout(0.2, True), flatten(2), "
+                 "batchnorm1d(8, track_running_stats=False), gelu('tanh'), flatten(1, -1), linear(448, 10)")
+
+
+def test_export_and_import_round_trip_every_new_layer_argument(data_root, tmp_path, capsys):
+    import torch
+    from torch import nn
+
+    from backprop.checkpoint import checkpoint_meta, save_checkpoint
+    from backprop.progress import Progress
+
+    def cli(*args: str) -> str:
+        assert main(list(args)) == 0, capsys.readouterr().err
+        return capsys.readouterr().out
+
+    network = parse_layers(NEW_ARGS_TEXT)
+    # A checkpoint whose buffers have moved: two train-mode batches (momentum=None: their average).
+    trained = build(numpy_net, network, "float64", seed=2)
+    for seed in (1, 2):
+        trained.forward(image_view(np.random.default_rng(seed).standard_normal((6, 784)), network))
+    out = str(tmp_path / "checkpoint.npz")
+    config = _config(layers=network)
+    save_checkpoint(out, trained.state_dict(), {"step": 0, "lr": config.lr, "state": {}},
+                    checkpoint_meta(config, "numpy", Progress(), 256, num_batches_tracked={"1": 2}))
+    checkpoint = load_checkpoint(out)
+    assert checkpoint.num_batches_tracked["1"] == 2
+    # export: the printed code builds each layer with its arguments, and loads the file (strictly)
+    model = str(tmp_path / "model.pt")
+    code = cli("export", out, "--to", model).split("load it:\n", 1)[1]
+    assert "nn.Conv2d(1, 4, 3, padding='same', dilation=2, bias=False)" in code
+    namespace: dict = {}
+    exec(code, namespace)
+    module = namespace["model"]
+    expected = torch_module(network, "float64")
+    for printed, built in zip(module, expected):
+        assert type(printed) is type(built)
+        assert {k: v for k, v in vars(printed).items() if not k.startswith("_") and k != "training"} == \
+               {k: v for k, v in vars(built).items() if not k.startswith("_") and k != "training"}, built
+    assert (module[0].padding, module[0].dilation, module[4].groups) == ("same", (2, 2), 4)
+    assert (module[1].affine, module[1].momentum, module[3].ceil_mode, module[9].track_running_stats) == \
+           (False, None, True, False)
+    assert (module[5].count_include_pad, module[5].divisor_override, module[8].start_dim) == (False, 3, 2)
+    saved = torch.load(model, weights_only=True)
+    # torch's keys: affine=False has no weight or bias, track_running_stats=False no buffers at all
+    assert list(saved) == ["0.weight", "1.running_mean", "1.running_var", "1.num_batches_tracked", "4.weight",
+                           "4.bias", "9.weight", "9.bias", "12.weight", "12.bias"]
+    expected.load_state_dict(saved, strict=True)
+    assert int(saved["1.num_batches_tracked"]) == 2
+    # torch's eval-mode output is the engine's
+    x = image_view(np.random.default_rng(0).standard_normal((5, 784)), network)
+    net = build(numpy_net, network, "float64")
+    net.load_state_dict(checkpoint.params)
+    net.eval()
+    module.eval()
+    with torch.no_grad():
+        theirs = module(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(net.forward(x), theirs, rtol=1e-10, atol=1e-12)
+    # import: the same parameters, buffers and counters, in the file's float64
+    imported = str(tmp_path / "imported")
+    cli("import", model, "--layers", NEW_ARGS_TEXT, "--dataset", "fashion-mnist", "--data-dir", data_root,
+        "--out", imported)
+    again = load_checkpoint(imported)
+    assert again.config.network == network and again.config.dtype == "float64"
+    assert _same_bits(again.params, checkpoint.params)
+    assert again.num_batches_tracked["1"] == 2
+    assert isinstance(module[1], nn.BatchNorm2d)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float8_e4m3fn", "float8_e5m2", "float16"])
+def test_import_widens_floating_types_numpy_lacks_to_float32_exactly(dtype, data_root, tmp_path, capsys):
+    """pytorch/pytorch#110285: a bfloat16 (or float8) state dict; each of its values is a float32."""
+    import torch
+
+    network = parse_layers(NEW_ARGS_TEXT)
+    torch_dtype = getattr(torch, dtype, None)
+    if torch_dtype is None:
+        pytest.skip(f"this torch has no {dtype}")
+    state = {key: value.to(torch_dtype) if value.is_floating_point() else value
+             for key, value in torch_module(network).state_dict().items()}
+    state["1.num_batches_tracked"] = torch.tensor(7)
+    path = str(tmp_path / "model.pt")
+    torch.save(state, path)
+    out = str(tmp_path / "imported")
+    assert main(["import", path, "--layers", NEW_ARGS_TEXT, "--dataset", "fashion-mnist", "--data-dir", data_root,
+                 "--out", out]) == 0, capsys.readouterr().err
+    checkpoint = load_checkpoint(out)
+    assert checkpoint.config.dtype == "float32" and checkpoint.num_batches_tracked["1"] == 7
+    for key, value in checkpoint.params.items():
+        exact = state[key].to(torch.float32).numpy()
+        assert value.dtype == np.float32 and np.array_equal(value, exact.T if key == "12.weight" else exact), key
+        # nothing was lost: the float32 values go back to the file's bits
+        assert torch.equal(torch.from_numpy(np.ascontiguousarray(exact)).to(torch_dtype).view(torch.uint8),
+                           state[key].view(torch.uint8)), key
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda s, torch: {**s, "4.weight": s["4.weight"].to(torch.complex64)},
+     r"model\.pt: state_dict\['4\.weight'\]: expected a floating-point array, got dtype complex64"),
+    (lambda s, torch: {**s, "4.weight": s["4.weight"].to(torch.complex32)},
+     r"model\.pt: 4\.weight: a complex32 tensor, which NumPy cannot hold; expected dense floating-point"),
+    (lambda s, torch: {**s, "4.bias": s["4.bias"].to(torch.int32)},
+     r"state_dict\['4\.bias'\]: expected a floating-point array, got dtype int32"),
+    (lambda s, torch: {**s, "4.bias": s["4.bias"] > 0}, r"state_dict\['4\.bias'\]: .*got dtype bool"),
+    (lambda s, torch: {**s, "4.weight": s["4.weight"].to_sparse()},
+     r"4\.weight: a float32 sparse_coo tensor, which NumPy cannot hold"),
+    (lambda s, torch: {**s, "1.num_batches_tracked": torch.tensor(2.0)},
+     r"1\.num_batches_tracked: expected a 0-d integer >= 0, got float32"),
+    (lambda s, torch: {**s, "4.bias": torch.full_like(s["4.bias"], float("nan")).to(torch.bfloat16)},
+     r"4\.bias.*NaN"),
+])
+def test_import_refuses_a_tensor_of_the_wrong_kind_naming_its_key_and_dtype(change, message, data_root, tmp_path,
+                                                                           capsys):
+    import warnings
+
+    import torch
+
+    state = dict(torch_module(parse_layers(NEW_ARGS_TEXT)).state_dict())
+    path = str(tmp_path / "model.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # complex32 support is experimental; sparse tensors are validated
+        torch.save(change(state, torch), path)
+        code = main(["import", path, "--layers", NEW_ARGS_TEXT, "--dataset", "fashion-mnist", "--data-dir",
+                     data_root, "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert re.search(message, err), err
+    assert len(err.strip().splitlines()) == 1
+
+
 # -- the command line end to end ----------------------------------------------------------------
 SMALL = ["--layers", STACK_TEXT, "--dataset", "fashion-mnist", "--batch-size", "32", "--quiet"]
 
@@ -412,7 +720,19 @@ def test_init_is_accepted_with_layers_and_changes_the_initial_weights(data_root,
 
 @pytest.mark.parametrize("text, message", [
     ("conv3d(1, 6, 5), flatten, linear(4704, 10)", "unknown layer 'conv3d'"),
-    ("conv2d(1, 6, 5), relu, linear(10, 10)", r"Linear\(in_features=10.*expects input \(batch, 10\)"),
+    ("conv2d(1, 6, 5), relu, linear(10, 10)", r"layer 2 Linear\(in_features=10.*expects input \(\*, 10\)"),
+    ('conv2d(1, 6, 5, padding="full"), flatten, linear(4704, 10)',
+     r"conv2d\(1, 6, 5, padding=\"full\"\)': conv2d: padding: invalid padding string 'full'"),
+    ("conv2d(1, 6, 4, padding='same', stride=2), flatten, linear(4704, 10)", r"conv2d: padding: .*stride"),
+    ("maxpool2d(2, return_indices=True), flatten, linear(196, 10)", "maxpool2d: return_indices: True is not"),
+    ("avgpool2d(2, divisor_override=0), flatten, linear(196, 10)", "avgpool2d: divisor_override"),
+    ("conv2d(1, 6, 3, groups=2), flatten, linear(4056, 10)", "conv2d: groups: "),
+    ("flatten, batchnorm1d(784, affine=None), linear(784, 10)", "batchnorm1d: affine: expected True or False"),
+    ("relu(inplace=1), flatten, linear(784, 10)", "relu: inplace: expected True or False, got int 1"),
+    ("flatten(start_dim=2), linear(784, 10)", r"layer 0 Flatten\(start_dim=2.*do not fit a 2-D input"),
+    ("flatten,, linear(784, 10)", r"layer 1 is empty"),
+    ("flatten, linear(784, 10), ,", r"layer 2 is empty"),
+    ("conv2d(1, 6, 5, padding='same), flatten", "unterminated string"),
     ("conv2d(1, 6, 5, padding=-1), flatten, linear(3456, 10)", "padding"),
     ("linear(784, 64), relu", "expected 10 logits"),
     ("linear(784, 10", "unbalanced"),

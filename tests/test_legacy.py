@@ -125,3 +125,75 @@ def test_an_old_checkpoint_naming_a_parameter_twice_is_refused(tmp_path, capsys)
     np.savez(path, **arrays)
     assert main(["evaluate", run, "--data-dir", str(tmp_path)]) != 0
     assert "entry 'param/fc0.weight' and entry 'param/0.weight' name the same parameter" in capsys.readouterr().err
+
+
+# -- version 4 networks written before issue 21's layer arguments -------------------------------
+# Every argument each kind had in checkpoint format 4 before dilation, groups, ceil_mode, affine,
+# inplace, ... came (Kind.added lists those: a stored network lacking them gets torch's defaults,
+# the only behaviour there was, and nothing else may be missing).
+V4_ARGUMENTS = {
+    "sequential": [], "linear": ["in_features", "out_features", "bias"],
+    "conv2d": ["in_channels", "out_channels", "kernel_size", "stride", "padding", "bias"],
+    "maxpool2d": ["kernel_size", "stride"], "avgpool2d": ["kernel_size", "stride"], "flatten": [],
+    "dropout": ["p", "seed"], "batchnorm1d": ["num_features", "eps", "momentum"],
+    "batchnorm2d": ["num_features", "eps", "momentum"], "identity": [], "relu": [], "sigmoid": [], "tanh": [],
+    "leakyrelu": ["negative_slope"], "gelu": ["approximate"],
+}
+# config.layers as format 4 wrote it then, every kind with arguments added since in it.
+V4_LAYERS = [
+    {"kind": "conv2d", "args": {"in_channels": 1, "out_channels": 4, "kernel_size": 3, "stride": 1, "padding": 1,
+                                "bias": True}},
+    {"kind": "batchnorm2d", "args": {"num_features": 4, "eps": 1e-05, "momentum": 0.1}},
+    {"kind": "relu", "args": {}},
+    {"kind": "maxpool2d", "args": {"kernel_size": 2, "stride": None}},
+    {"kind": "avgpool2d", "args": {"kernel_size": 1, "stride": None}},
+    {"kind": "dropout", "args": {"p": 0.25, "seed": 1}},
+    {"kind": "flatten", "args": {}},
+    {"kind": "sequential", "args": {}, "children": [
+        {"kind": "linear", "args": {"in_features": 784, "out_features": 16, "bias": True}},
+        {"kind": "batchnorm1d", "args": {"num_features": 16, "eps": 1e-05, "momentum": 0.1}},
+        {"kind": "leakyrelu", "args": {"negative_slope": 0.01}}]},
+    {"kind": "linear", "args": {"in_features": 16, "out_features": 10, "bias": True}},
+]
+V4_TEXT = ("conv2d(1, 4, 3, padding=1), batchnorm2d(4), relu, maxpool2d(2), avgpool2d(1), dropout(0.25, seed=1), "
+           "flatten, sequential(linear(784, 16), batchnorm1d(16), leakyrelu), linear(16, 10)")
+
+
+def test_the_arguments_added_since_format_4_are_exactly_the_new_ones():
+    from engine_core.specs import KINDS
+
+    assert {kind: [name for name in info.defaults if name not in info.added]
+            for kind, info in KINDS.items()} == V4_ARGUMENTS
+
+
+def test_a_format_4_network_written_before_the_new_arguments_loads_builds_and_exports(tmp_path, capsys):
+    import torch
+
+    from backprop.architecture import parse_layers
+    from backprop.config import TrainConfig
+    from backprop.engines import load_engine
+    from backprop.export import torch_module
+
+    from .helpers import small_config, write_checkpoint
+
+    network = parse_layers(V4_TEXT)
+    path = str(tmp_path / "checkpoint.npz")
+    meta = write_checkpoint(path, small_config(network=network), config_changes={"layers": V4_LAYERS})
+    assert VERSION == 4 and "dilation" not in json.dumps(meta["config"]["layers"])
+    assert TrainConfig.from_json(meta["config"]).network == network  # a config.json of then, too
+    checkpoint = load_checkpoint(path)
+    assert checkpoint.meta["version"] == 4 and checkpoint.config.network == network
+    conv, norm = network.children[0].args, network.children[1].args
+    assert (conv["dilation"], conv["groups"], conv["padding_mode"]) == (1, 1, "zeros")
+    assert (norm["affine"], norm["track_running_stats"]) == (True, True)
+    for engine in ("numpy", "torch"):  # what evaluate and train --resume build from it
+        net = load_engine(engine).build_net(checkpoint.config.network, "torch_default", 0, "float32")
+        net.load_state_dict(checkpoint.params)
+    target = str(tmp_path / "model.pt")
+    assert main(["export", path, "--to", target]) == 0, capsys.readouterr().err
+    torch_module(network).load_state_dict(torch.load(target, weights_only=True))  # strict: every key
+    # A stored spec missing an argument it had then is still refused: it was edited.
+    edited = json.loads(json.dumps(V4_LAYERS))
+    del edited[0]["args"]["stride"]
+    with pytest.raises(ValueError, match=r"config\.layers\[0\]\.stride: missing"):
+        TrainConfig.from_json({**meta["config"], "layers": edited})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import re
@@ -440,3 +441,77 @@ def test_bad_thread_or_gradient_records_in_a_checkpoint_are_refused(changes, mes
     write_checkpoint(path, meta_changes=changes)
     with pytest.raises(CheckpointError, match=re.escape(message)):
         load_checkpoint(path)
+
+
+# Batch norm with momentum=None averages every batch so far: running = running + (batch - running) /
+# num_batches_tracked, the layer's own counter, which a checkpoint stores and a resumed run sets back.
+CUMULATIVE = "linear(784, 8), batchnorm1d(8, momentum=None), tanh, linear(8, 10)"
+
+
+@pytest.mark.parametrize("engine_name", ["numpy", "torch", "autograd"])
+def test_a_cumulative_average_batch_norm_resumes_mid_epoch_bit_for_bit(engine_name, data_root, tmp_path,
+                                                                       monkeypatch):
+    from backprop import training
+    from backprop.architecture import parse_layers
+    from backprop.engines import layer_at
+
+    monkeypatch.setattr(training, "plot_curves", lambda *args, **kwargs: None)  # pictures are not tested here
+    config = _config(network=parse_layers(CUMULATIVE), optimizer="sgd")
+    straight = _train(config, engine_name, data_root, str(tmp_path / "straight"))
+    steps = straight.progress.global_step
+    assert straight.num_batches_tracked() == {"1": steps} == {"1": layer_at(straight.net, "1").num_batches_tracked}
+    partial = Trainer(config, load_engine(engine_name), load_dataset(config.dataset, data_root),
+                      str(tmp_path / "partial"), quiet=True, log=lambda *_: None)
+    original = partial.feeder.batch
+
+    def batch(step):
+        if partial.progress.epoch == 1 and step == 3:
+            partial._stop_requested = True
+        return original(step)
+
+    partial.feeder.batch = batch
+    with pytest.raises(TrainingInterrupted):
+        partial.run()
+    checkpoint = load_checkpoint(partial.checkpoint_path)
+    done = checkpoint.progress.global_step
+    assert checkpoint.num_batches_tracked == {"1": done} and 0 < done < steps
+    resumed = _train(config, engine_name, data_root, str(tmp_path / "partial"), resume=checkpoint)
+    assert _same_bits(straight.net.state_dict(), resumed.net.state_dict())
+    assert resumed.num_batches_tracked() == {"1": steps}
+    # The count is what the average divides by: resumed from 0, the running statistics differ.
+    restarted = _train(config, engine_name, data_root, str(tmp_path / "restarted"),
+                       resume=dataclasses.replace(checkpoint, num_batches_tracked={"1": 0}))
+    assert restarted.num_batches_tracked() == {"1": steps - done}
+    assert not np.array_equal(restarted.net.state_dict()["1.running_mean"], straight.net.state_dict()["1.running_mean"])
+
+
+def test_an_engine_whose_batch_norm_keeps_no_counter_is_counted_by_the_trainer(data_root, tmp_path, monkeypatch):
+    """A third-party batch norm without num_batches_tracked (written before momentum=None): the
+    trainer counts one per training step, as torch would, and carries the count across a resume."""
+    from backprop import training
+    from backprop.architecture import parse_layers
+
+    (tmp_path / "uncounted.py").write_text(textwrap.dedent("""
+        import numpy_net
+        from numpy_net import *  # noqa: F403
+
+
+        class BatchNorm1d(numpy_net.BatchNorm1d):
+            @property
+            def num_batches_tracked(self):
+                raise AttributeError("num_batches_tracked")
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(training, "plot_curves", lambda *args, **kwargs: None)
+    try:
+        engine = load_engine("uncounted")
+        config = _config(network=parse_layers("linear(784, 8), batchnorm1d(8), tanh, linear(8, 10)"), limit=48)
+        first = Trainer(dataclasses.replace(config, epochs=1), engine, load_dataset("fashion-mnist", data_root),
+                        str(tmp_path / "run"), quiet=True, log=lambda *_: None)
+        first.run()
+        checkpoint = load_checkpoint(first.checkpoint_path)
+        assert checkpoint.num_batches_tracked == {"1": 2}  # 48 samples, batch 24
+        resumed = _train(config, "uncounted", data_root, str(tmp_path / "run"), resume=checkpoint)
+    finally:
+        sys.modules.pop("uncounted", None)
+    assert resumed.num_batches_tracked() == {"1": 4}

@@ -8,8 +8,10 @@ Nothing here is hand-written math: every derivative comes from autograd's graph.
 
 from __future__ import annotations
 
+import math
 import sys
-from typing import Any
+import warnings
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -24,18 +26,26 @@ from engine_core.checks import (
     check_sgd,
     check_type,
 )
-from engine_core.conv_checks import check_conv_args, check_pool_args
+from engine_core.conv_checks import (
+    PoolArgs,
+    check_avgpool_args,
+    check_conv_args,
+    check_flatten_args,
+    check_maxpool_args,
+    check_pool_windows,
+)
 from engine_core.dropout_masks import DropoutMasks
 from engine_core.errors import NonFiniteError, backward_before_forward_message
 from engine_core.formats import ModelState, OptimizerState
 from engine_core.layer_checks import (
     check_approximate,
+    check_batches_tracked,
     check_batchnorm_args,
     check_dropout_p,
+    check_flag,
     check_negative_slope,
 )
 from engine_core.specs import build, mlp
-from engine_core.windows import size_repr
 
 from . import asarray, labels, to_numpy  # the same conversions as torch_net
 from .checks import (
@@ -104,11 +114,23 @@ class Identity(Layer):
         super().__init__(nn.Identity())
 
 
-class ReLU(Layer):
-    """torch.nn.ReLU."""
+def _inplace_text(inplace: bool) -> str:
+    """", inplace=True" when set: how every engine shows the argument (torch's repr)."""
+    return ", inplace=True" if check_flag("inplace", inplace) else ""
 
-    def __init__(self) -> None:
-        super().__init__(nn.ReLU())
+
+class ReLU(Layer):
+    """torch.nn.ReLU, always computed out of place; ``inplace=True`` is shown, as in the engines.
+
+    Why out of place: the engines' in-place form gives the out-of-place results (never a wrong
+    gradient, never a write into the caller's x), and the oracle must agree with that. torch's
+    own in-place ReLU after a layer that keeps its output for backward (Tanh, Sigmoid) makes
+    autograd raise "modified by an inplace operation" (pytorch/pytorch#1029, #5687), and as the
+    first layer it would overwrite the caller's x.
+    """
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__(nn.ReLU(), "ReLU(inplace=True)" if check_flag("inplace", inplace) else "ReLU()")
 
 
 class Sigmoid(Layer):
@@ -125,53 +147,101 @@ class Tanh(Layer):
         super().__init__(nn.Tanh())
 
 
+class _QuietConv2d(nn.Conv2d):
+    """torch.nn.Conv2d without its warning, at every forward of padding="same" with an even kernel,
+    that it "may require a zero-padded copy of the input": a note on torch's speed, not on its
+    numbers, which are the oracle's. Shown as Conv2d."""
+
+    def _get_name(self) -> str:
+        return "Conv2d"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Using padding='same' with even kernel", category=UserWarning)
+            return super().forward(x)
+
+
 class Conv2d(Layer):
-    """torch.nn.Conv2d (weight (C_out, C_in, kH, kW), bias (C_out,): the engines' layout too)."""
+    """torch.nn.Conv2d with the same arguments (padding an int, a pair, "valid" or "same"; dilation;
+    groups), checked as the engines check them; weight (C_out, C_in / groups, kH, kW), bias
+    (C_out,): the engines' layout too."""
 
     records_delta = True
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
-                 stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] = 0, bias: bool = True,
+                 stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] | str = 0,
+                 dilation: int | tuple[int, int] = 1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
                  dtype: str = "float32", device: str | torch.device = "cpu") -> None:
-        in_channels, out_channels, kernel, step, pad = check_conv_args(
-            in_channels, out_channels, kernel_size, stride, padding)
-        extra = "" if bias else ", bias=False"
-        super().__init__(nn.Conv2d(in_channels, out_channels, kernel, stride=step, padding=pad, bias=bias,
-                                   dtype=_kind(dtype), device=device),
-                         f"Conv2d(in_channels={in_channels}, out_channels={out_channels}, kernel_size="
-                         f"{size_repr(kernel)}, stride={size_repr(step)}, padding={size_repr(pad)}{extra})")
+        args = check_conv_args(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, padding_mode)
+        conv = _QuietConv2d if args.padding == "same" else nn.Conv2d
+        super().__init__(conv(args.in_channels, args.out_channels, args.kernel_size, stride=args.stride,
+                                   padding=args.padding, dilation=args.dilation, groups=args.groups, bias=bool(bias),
+                                   padding_mode=cast(Any, args.padding_mode), dtype=_kind(dtype), device=device),
+                         f"Conv2d({args.extra_repr(bool(bias))})")
+
+
+class _CheckedMaxPool2d(nn.MaxPool2d):
+    """torch.nn.MaxPool2d that first refuses, in the engines' words, an input on which a dilated
+    window would hold only padding (engine_core.conv_checks.check_pool_windows): torch's kernel
+    returns -inf there and its backward writes outside the input. Shown as MaxPool2d."""
+
+    def __init__(self, args: PoolArgs, text: str) -> None:
+        super().__init__(args.kernel_size, args.stride, args.padding, args.dilation, ceil_mode=args.ceil_mode)
+        self.windows, self.text = args.windows, text
+
+    def _get_name(self) -> str:
+        return "MaxPool2d"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() >= 2:
+            check_pool_windows(self.text, tuple(x.shape[-2:]), self.windows)
+        return super().forward(x)
 
 
 class MaxPool2d(Layer):
-    """torch.nn.MaxPool2d (stride None: the kernel size)."""
+    """torch.nn.MaxPool2d (stride None: the kernel size; return_indices=True refused, as in the
+    engines)."""
 
-    def __init__(self, kernel_size: int | tuple[int, int], stride: int | tuple[int, int] | None = None) -> None:
-        kernel, step = check_pool_args(kernel_size, stride)
-        super().__init__(nn.MaxPool2d(kernel, step),
-                         f"MaxPool2d(kernel_size={size_repr(kernel)}, stride={size_repr(step)})")
+    def __init__(self, kernel_size: int | tuple[int, int], stride: int | tuple[int, int] | None = None,
+                 padding: int | tuple[int, int] = 0, dilation: int | tuple[int, int] = 1,
+                 return_indices: bool = False, ceil_mode: bool = False) -> None:
+        args = check_maxpool_args(kernel_size, stride, padding, dilation, return_indices, ceil_mode)
+        text = f"MaxPool2d({args.extra_repr(False)})"
+        if args.padding != (0, 0) and args.dilation != (1, 1):  # where a window may hold only padding
+            module: nn.Module = _CheckedMaxPool2d(args, text)
+        else:
+            module = nn.MaxPool2d(args.kernel_size, args.stride, args.padding, args.dilation, ceil_mode=args.ceil_mode)
+        super().__init__(module, text)
 
 
 class AvgPool2d(Layer):
-    """torch.nn.AvgPool2d (stride None: the kernel size; no padding)."""
+    """torch.nn.AvgPool2d (stride None: the kernel size)."""
 
-    def __init__(self, kernel_size: int | tuple[int, int], stride: int | tuple[int, int] | None = None) -> None:
-        kernel, step = check_pool_args(kernel_size, stride)
-        super().__init__(nn.AvgPool2d(kernel, step),
-                         f"AvgPool2d(kernel_size={size_repr(kernel)}, stride={size_repr(step)})")
+    def __init__(self, kernel_size: int | tuple[int, int], stride: int | tuple[int, int] | None = None,
+                 padding: int | tuple[int, int] = 0, ceil_mode: bool = False, count_include_pad: bool = True,
+                 divisor_override: int | None = None) -> None:
+        args = check_avgpool_args(kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+        super().__init__(nn.AvgPool2d(args.kernel_size, args.stride, args.padding, args.ceil_mode,
+                                      args.count_include_pad, args.divisor_override),
+                         f"AvgPool2d({args.extra_repr(True)})")
 
 
 class Flatten(Layer):
-    """torch.nn.Flatten ((B, ...) to (B, prod(...)))."""
+    """torch.nn.Flatten(start_dim, end_dim) (by default (B, ...) to (B, prod(...))), its arguments
+    checked as the engines check them."""
 
-    def __init__(self) -> None:
-        super().__init__(nn.Flatten(), "Flatten()")
+    def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
+        start, end = check_flatten_args(start_dim, end_dim)
+        text = "Flatten()" if (start, end) == (1, -1) else f"Flatten(start_dim={start}, end_dim={end})"
+        super().__init__(nn.Flatten(start, end), text)
 
 
 class LeakyReLU(Layer):
-    """torch.nn.LeakyReLU."""
+    """torch.nn.LeakyReLU, always computed out of place (ReLU says why); ``inplace=True`` is shown."""
 
-    def __init__(self, negative_slope: float = 0.01) -> None:
-        super().__init__(nn.LeakyReLU(check_negative_slope(negative_slope)))
+    def __init__(self, negative_slope: float = 0.01, inplace: bool = False) -> None:
+        slope = check_negative_slope(negative_slope)
+        super().__init__(nn.LeakyReLU(slope), f"LeakyReLU(negative_slope={slope}{_inplace_text(inplace)})")
 
 
 class GELU(Layer):
@@ -181,25 +251,59 @@ class GELU(Layer):
         super().__init__(nn.GELU(approximate=check_approximate(approximate)))
 
 
-class BatchNorm1d(Layer):
-    """torch.nn.BatchNorm1d: weight, bias; running_mean, running_var (its num_batches_tracked,
-    which a numeric momentum never reads, is outside the state format)."""
+def _refuse_one_value_per_channel(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+    """F.batch_norm's check, made before torch's batch norm counts the batch: batch statistics
+    (train mode, or no running ones) need more than one value per channel."""
+    size = inputs[0].size()
+    if (module.training or module.running_mean is None) and len(size) >= 2 and size[0] * math.prod(size[2:]) == 1:
+        raise ValueError(f"Expected more than 1 value per channel when training, got input size {size}")
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, dtype: str = "float32",
+
+class _BatchNorm(Layer):
+    """torch.nn.BatchNorm1d/2d itself (``torch_class``): weight, bias (affine); running_mean,
+    running_var (track_running_stats). Its num_batches_tracked buffer is outside the state format
+    (the Sequential leaves it out of state_dict): read and set it as the int
+    ``num_batches_tracked``, as in the engines (momentum=None averages by it)."""
+
+    torch_class: type[nn.modules.batchnorm._BatchNorm] = nn.BatchNorm1d
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
+                 track_running_stats: bool = True, dtype: str = "float32",
                  device: str | torch.device = "cpu") -> None:
-        num_features, eps, momentum = check_batchnorm_args(num_features, eps, momentum)
-        super().__init__(nn.BatchNorm1d(num_features, eps=eps, momentum=momentum, dtype=_kind(dtype), device=device),
-                         f"BatchNorm1d({num_features}, eps={eps}, momentum={momentum})")
+        args = check_batchnorm_args(num_features, eps, momentum, affine, track_running_stats)
+        self.track_running_stats = args.track_running_stats
+        self.norm = self.torch_class(args.num_features, eps=args.eps, momentum=args.momentum, affine=args.affine,
+                                     track_running_stats=args.track_running_stats, dtype=_kind(dtype), device=device)
+        super().__init__(self.norm, f"{self.torch_class.__name__}({args.extra_repr()})")
+        # torch's _BatchNorm.forward counts a batch (num_batches_tracked += 1) before F.batch_norm
+        # refuses a single value per channel; the engines refuse first and count nothing, a refused
+        # call changing no buffer. So the oracle refuses first too, in torch's words.
+        self.norm.register_forward_pre_hook(_refuse_one_value_per_channel)
+
+    @property
+    def num_batches_tracked(self) -> int:
+        """torch's counter as an int (0 with track_running_stats=False, where torch's is None)."""
+        counter = self.norm.num_batches_tracked
+        return 0 if counter is None else int(counter)
+
+    @num_batches_tracked.setter
+    def num_batches_tracked(self, value: int) -> None:
+        count = check_batches_tracked(repr(self), value, self.track_running_stats)
+        counter = self.norm.num_batches_tracked
+        if counter is not None:
+            counter.fill_(count)
 
 
-class BatchNorm2d(Layer):
-    """torch.nn.BatchNorm2d, as BatchNorm1d."""
+class BatchNorm1d(_BatchNorm):
+    """torch.nn.BatchNorm1d, on (B, C) and (B, C, L)."""
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, dtype: str = "float32",
-                 device: str | torch.device = "cpu") -> None:
-        num_features, eps, momentum = check_batchnorm_args(num_features, eps, momentum)
-        super().__init__(nn.BatchNorm2d(num_features, eps=eps, momentum=momentum, dtype=_kind(dtype), device=device),
-                         f"BatchNorm2d({num_features}, eps={eps}, momentum={momentum})")
+    torch_class = nn.BatchNorm1d
+
+
+class BatchNorm2d(_BatchNorm):
+    """torch.nn.BatchNorm2d."""
+
+    torch_class = nn.BatchNorm2d
 
 
 class NumpyMaskDropout(nn.Module):
@@ -228,9 +332,10 @@ class Dropout(Layer):
     """NumpyMaskDropout: the same masks as the engines' Dropout from the same seed, and the same
     rng_state() / set_rng_state(state)."""
 
-    def __init__(self, p: float = 0.5, seed: int = 0) -> None:
+    def __init__(self, p: float = 0.5, inplace: bool = False, seed: int = 0) -> None:
         module = NumpyMaskDropout(check_dropout_p(p), seed)
-        super().__init__(module, f"Dropout(p={module.p}, seed={seed})")
+        # inplace=True is shown and computed out of place, as in the engines (ReLU says why).
+        super().__init__(module, f"Dropout(p={module.p}{_inplace_text(inplace)}, seed={seed})")
         self.masks = module.masks
 
     def rng_state(self) -> dict:

@@ -49,9 +49,11 @@ def check_device(name: str, tensor: torch.Tensor, device: torch.device) -> None:
 
 def check_features(x: object, in_features: int, dtype: torch.dtype, device: torch.device,
                    layer: Describable | None = None) -> torch.Tensor:
-    """x: (batch >= 1, in_features) tensor of ``dtype`` on ``device``.
+    """x: a Linear's input, (*, in_features) tensor of ``dtype`` on ``device`` (torch.nn.Linear's
+    shapes: a batch (batch, in_features), one row (in_features,) or any leading dimensions, none
+    empty). The 2-D case is checked first, on the fast path.
 
-    Raises TypeError (not a tensor, another dtype) or ValueError (rank, width, empty batch,
+    Raises TypeError (not a tensor, another dtype) or ValueError (0-D, width, empty,
     device), naming ``layer`` unless it is its network's first (input_name). Finiteness is
     checked after the first layer (check_finite_input). A tensor that requires grad is returned
     detached: the hand-written engine records no graph.
@@ -72,8 +74,12 @@ def check_features(x: object, in_features: int, dtype: torch.dtype, device: torc
 
 
 def check_finite_input(x: torch.Tensor, first_output: torch.Tensor) -> None:
-    """Raise NonFiniteError if x holds NaN or Inf (cheap test on the first layer's output first:
-    a NaN or Inf anywhere in row i of x makes every entry of row i of x @ W + b non-finite)."""
+    """Raise NonFiniteError naming the first NaN or Inf of x by its full index (cheap test on a
+    first Linear's output first: a NaN or Inf anywhere in row i of x makes every entry of row i
+    of x @ W + b non-finite; any other first layer passes x itself, before it runs). An x that is
+    no floating tensor is left to the first layer's type checks."""
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        return
     if not math.isfinite(first_output.sum()):  # a 0-d tensor converts to a Python float
         bad = torch.nonzero(~torch.isfinite(x))
         if len(bad):

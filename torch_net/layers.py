@@ -13,7 +13,7 @@ import torch
 from engine_core.bookkeeping import LayerBase
 from engine_core.checks import check_type, shape_of
 from engine_core.errors import backward_before_forward_message
-from engine_core.layer_checks import check_approximate, check_negative_slope
+from engine_core.layer_checks import check_approximate, check_flag, check_negative_slope
 
 from .checks import ARRAY_TYPE, check_delta, check_features
 
@@ -45,6 +45,9 @@ class Linear(Layer):
     """z = x @ weight + bias; x (B, in), weight (in, out), bias (out,), z (B, out).
 
     Backward: grad_weight = x^T delta, grad_bias = sum_b delta, dL/dx = delta weight^T.
+    As torch.nn.Linear (its documentation page), x may be (*, in): one row (in,) or any leading
+    dimensions; z is then (*, out), computed on the rows of x.reshape(-1, in), and the gradients
+    sum over every leading dimension.
     """
 
     accepts_input_grad = True
@@ -74,9 +77,12 @@ class Linear(Layer):
         return f"Linear(in_features={self.in_features}, out_features={self.out_features}{extra})"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """z (B, out) for x (B, in) of the layer's dtype and device; TypeError/ValueError otherwise."""
+        """z (B, out) for x (B, in), (*, out) for x (*, in), of the layer's dtype and device;
+        TypeError/ValueError otherwise."""
         if not self.input_trusted:
             x = check_features(x, self.in_features, self.weight.dtype, self.weight.device, self)
+        if x.ndim != 2:  # (*, in): torch.nn.Linear's other shapes
+            return self._forward_rows(x)
         z = None if self.fresh_output else self._buffer("_z", (x.shape[0], self.out_features), self.weight)
         if self.has_bias:
             z = torch.addmm(self.bias, x, self.weight, out=z)
@@ -87,18 +93,23 @@ class Linear(Layer):
 
     def backward(self, delta: torch.Tensor, input_grad: bool = True) -> torch.Tensor | None:
         """grad_weight = x^T delta (in, out); grad_bias = sum_b delta (out,); returns delta W^T (B, in).
+        For a (*, in) input, delta is (*, out), the sums run over every leading dimension and dL/dx
+        is (*, in).
 
         ``input_grad=False`` skips dL/dx, which a training step never needs for the first layer.
         Raises RuntimeError before any forward, ValueError/TypeError for a delta that is not
-        (B, out) of the layer's dtype; a refused call changes no gradient.
+        shaped like the last output or not of the layer's dtype; a refused call changes no gradient.
         """
-        if self.x is None:
+        x = self.x
+        if x is None:
             raise RuntimeError(backward_before_forward_message(
                 self.describe(), shape_of(delta), f"(batch, {self.out_features})"))
+        if x.ndim != 2:
+            return self._backward_rows(x, delta, input_grad)
         if not self.delta_trusted:
-            delta = check_delta(self, delta, (self.x.shape[0], self.out_features), self.weight.dtype)
+            delta = check_delta(self, delta, (x.shape[0], self.out_features), self.weight.dtype)
         self.delta = delta
-        torch.mm(self.x.t(), delta, out=self.grad_weight)
+        torch.mm(x.t(), delta, out=self.grad_weight)
         if self.has_bias:
             torch.sum(delta, dim=0, out=self.grad_bias)
         if not input_grad:
@@ -108,6 +119,27 @@ class Linear(Layer):
             self._weight_t, self._weight_t_of = self.weight.t(), self.weight
         return torch.mm(delta, self._weight_t, out=dx)
 
+    def _forward_rows(self, x: torch.Tensor) -> torch.Tensor:
+        """z (*, out) for x (*, in): forward on the rows x.reshape(-1, in) (a view when x is
+        contiguous). self.x keeps x's shape: backward takes its rows again, and the leading
+        dimensions from it."""
+        z = self.forward(x.reshape(-1, self.in_features))
+        self.x = x
+        return z.reshape(*x.shape[:-1], self.out_features)
+
+    def _backward_rows(self, x: torch.Tensor, delta: torch.Tensor, input_grad: bool) -> torch.Tensor | None:
+        """backward after a (*, in) input: on the rows of x and of delta (*, out), so that the
+        gradients sum over every leading dimension; dL/dx (*, in)."""
+        if not self.delta_trusted:
+            delta = check_delta(self, delta, (*x.shape[:-1], self.out_features), self.weight.dtype)
+        self.x = x.reshape(-1, self.in_features)  # the rows forward multiplied
+        try:
+            dx = self.backward(delta.reshape(-1, self.out_features), input_grad)
+        finally:
+            self.x = x
+        self.delta = delta
+        return None if dx is None else dx.reshape(x.shape)
+
     def local_parameters(self) -> dict[str, torch.Tensor]:
         return {"weight": self.weight, "bias": self.bias} if self.has_bias else {"weight": self.weight}
 
@@ -116,15 +148,33 @@ class Linear(Layer):
 
 
 class Activation(Layer):
-    """Elementwise a = f(z). With ``inplace`` f overwrites z and f'(z) overwrites delta;
-    MLP turns it on because it owns the buffers on both sides."""
+    """Elementwise a = f(z) on an input of any shape.
 
-    def __init__(self, inplace: bool = False) -> None:
-        self.inplace = inplace
+    ``_overwrite`` (never set by the user): f overwrites z and f'(z) overwrites delta, sparing two
+    buffers. A Sequential turns it on only between two Linears, where it owns the tensors on both
+    sides (the first Linear's output buffer, the second one's dL/dx buffer); anywhere else z or
+    delta may be a tensor the caller, or a layer that differentiates its own output, still reads.
+    The public ``inplace=True`` of ReLU, LeakyReLU and Dropout (torch's argument) does not turn it
+    on: with it a layer computes exactly what it computes without it.
+    """
+
+    _overwrite = False
+
+    def __init__(self) -> None:
         self.a: torch.Tensor | None = None  # the last forward's output (what backward needs)
 
+    def _buffer(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        """A reusable tensor of exactly this shape, with like's dtype and device: an activation
+        follows layers whose outputs change in more than the batch size (a Linear on (*, in), a
+        convolution)."""
+        buf = self.__dict__.get(name)
+        if buf is None or buf.shape != shape or buf.dtype != like.dtype:
+            buf = torch.empty(shape, dtype=like.dtype, device=like.device)
+            setattr(self, name, buf)
+        return buf
+
     def _out(self, name: str, like: torch.Tensor) -> torch.Tensor:
-        return like if self.inplace else self._buffer(name, tuple(like.shape), like)
+        return like if self._overwrite else self._buffer(name, like.shape, like)
 
     def _input(self, x: object) -> torch.Tensor:
         """x as a float tensor without a graph; TypeError naming the layer otherwise."""
@@ -159,7 +209,20 @@ class Identity(Activation):
 
 
 class ReLU(Activation):
-    """a = max(z, 0); da/dz = 1 where z > 0 else 0 (torch's convention at 0)."""
+    """a = max(z, 0); da/dz = 1 where z > 0 else 0 (torch's convention at 0).
+
+    ``inplace`` (torch.nn.ReLU's argument) is accepted and shown, and changes nothing: the output
+    and the gradients are those of the out-of-place layer, and the caller's x and delta are never
+    written (torch's in-place form can leave a wrong or refused gradient behind a layer that keeps
+    its output for backward). Raises TypeError for an inplace that is not True or False.
+    """
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.inplace = check_flag("inplace", inplace)
+
+    def __repr__(self) -> str:
+        return "ReLU(inplace=True)" if self.inplace else "ReLU()"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self._input(x)
@@ -172,12 +235,12 @@ class ReLU(Activation):
         dz = self._out("_dz", delta)
         # da/dz = sign(a): 1 where a > 0, 0 where a == 0. A multiply by the mask (a > 0) is a
         # mixed bool/float multiply, 4x slower at batch 32 and 100x at (1024, 256) in this torch.
-        slope = torch.sign(a, out=self._buffer("_slope", tuple(a.shape), a))
+        slope = torch.sign(a, out=self._buffer("_slope", a.shape, a))
         return torch.mul(delta, slope, out=dz)
 
 
 class Sigmoid(Activation):
-    """a = 1 / (1 + exp(-z)); da/dz = a (1 - a)."""
+    """a = 1 / (1 + exp(-z)); da/dz = a (1 - a). At z = -inf, a = 0; at +inf, 1 (torch's values)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self._input(x)
@@ -187,7 +250,7 @@ class Sigmoid(Activation):
 
     def backward(self, delta: torch.Tensor) -> torch.Tensor:
         delta, a = self._check_delta(delta)
-        slope = self._buffer("_slope", tuple(a.shape), a)
+        slope = self._buffer("_slope", a.shape, a)
         torch.mul(a, -1, out=slope)
         slope += 1
         slope *= a
@@ -196,7 +259,7 @@ class Sigmoid(Activation):
 
 
 class Tanh(Activation):
-    """a = tanh(z); da/dz = 1 - a^2."""
+    """a = tanh(z); da/dz = 1 - a^2 (a = +-1, da/dz = 0 at z = +-inf)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self._input(x)
@@ -206,7 +269,7 @@ class Tanh(Activation):
 
     def backward(self, delta: torch.Tensor) -> torch.Tensor:
         delta, a = self._check_delta(delta)
-        slope = self._buffer("_slope", tuple(a.shape), a)
+        slope = self._buffer("_slope", a.shape, a)
         torch.mul(a, a, out=slope)
         slope.neg_().add_(1)
         dz = self._out("_dz", delta)
@@ -218,24 +281,27 @@ class LeakyReLU(Activation):
     (torch's convention at 0). Any finite slope: 0 is ReLU, 1 the identity.
 
     The derivative is kept from the forward (it cannot be read off the output when the slope
-    is <= 0). Raises TypeError/ValueError for a slope that is not a finite number.
+    is <= 0). ``inplace`` as ReLU's: accepted, shown, and the results are the out-of-place
+    layer's. Raises TypeError/ValueError for a slope that is not a finite number, TypeError for
+    an inplace that is not True or False.
     """
 
     def __init__(self, negative_slope: float = 0.01, inplace: bool = False) -> None:
-        super().__init__(inplace)
+        super().__init__()
         self.negative_slope = check_negative_slope(negative_slope)
+        self.inplace = check_flag("inplace", inplace)
         self.slope: torch.Tensor | None = None  # da/dz of the last forward
 
     def __repr__(self) -> str:
-        return f"LeakyReLU(negative_slope={self.negative_slope})"
+        return f"LeakyReLU(negative_slope={self.negative_slope}{', inplace=True' if self.inplace else ''})"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self._input(x)
-        slope = self._buffer("_slope", tuple(x.shape), x)
+        slope = self._buffer("_slope", x.shape, x)
         torch.le(x, 0, out=slope)
         slope.mul_(self.negative_slope)  # the slope where z <= 0, else 0
-        slope.add_(torch.gt(x, 0, out=self._buffer("_pos", tuple(x.shape), x)))  # + 1 where z > 0 (exact: a term is 0)
-        a = torch.mul(x, slope, out=self._out("_a", x))  # after the slope: in place, a overwrites x
+        slope.add_(torch.gt(x, 0, out=self._buffer("_pos", x.shape, x)))  # + 1 where z > 0 (exact: a term is 0)
+        a = torch.mul(x, slope, out=self._out("_a", x))  # after the slope: when overwriting, a replaces x
         self.a, self.slope = a, slope
         return a
 
@@ -251,18 +317,27 @@ class GELU(Activation):
 
     approximate="tanh": a = z (1 + t) / 2 with t = tanh(k (z + c z^3)), k = sqrt(2/pi), c = 0.044715;
     da/dz = (1 + t) / 2 + z (1 - t^2) k (1 + 3 c z^2) / 2 (torch.nn.GELU's two forms).
-    Raises ValueError for another ``approximate``.
+
+    Huge |z|: z^2 and z^3 overflow (in float32 from |z| ~ 2e13 for the cube, 2e19 for the
+    square), and Inf times the 0 that 1 - t^2, exp(-z^2 / 2) or Phi(z) is out there would be NaN.
+    Beyond |z| = LIMIT each such term is exactly 0 (exp(-800) underflows in both dtypes, t = +-1
+    from |z| ~ 10 on, 1 + erf(z / sqrt 2) = 0 from z ~ -9 on), so it is computed at z clipped to
+    +-LIMIT: the same bits wherever the unclipped formula gives a number, and for huge or infinite
+    z the limits a = z or -0, da/dz = 1 or 0. torch gives them too until its own z^2 overflows
+    (the tanh form's derivative from |z| ~ 2e19 in float32, 1.3e154 in float64) and at +-inf,
+    where it gives NaN. Raises ValueError for another ``approximate``.
     """
 
     SQRT_HALF = 0.7071067811865476  # 1 / sqrt(2)
     INV_SQRT_2PI = 0.3989422804014327  # 1 / sqrt(2 pi)
     K = 0.7978845608028654  # sqrt(2 / pi)
     C = 0.044715
+    LIMIT = 40.0  # beyond it, Phi(-z) (= 0 from 1 + erf), phi(z) and 1 - t^2 are exactly 0
 
-    def __init__(self, approximate: str = "none", inplace: bool = False) -> None:
-        super().__init__(inplace)
+    def __init__(self, approximate: str = "none") -> None:
+        super().__init__()
         self.approximate = check_approximate(approximate)
-        self.z: torch.Tensor | None = None  # the last forward's input (a copy when in place)
+        self.z: torch.Tensor | None = None  # the last forward's input (a copy when overwriting it)
         self.cdf: torch.Tensor | None = None  # Phi(z); for the tanh form, t
 
     def __repr__(self) -> str:
@@ -270,8 +345,8 @@ class GELU(Activation):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self._input(x)
-        shape = tuple(x.shape)
-        if self.inplace:  # a overwrites x: keep z for backward
+        shape = x.shape
+        if self._overwrite:  # a overwrites x: keep z for backward
             z = self._buffer("_z", shape, x).copy_(x)
         else:
             z = x
@@ -280,15 +355,17 @@ class GELU(Activation):
         if self.approximate == "none":  # Phi(z) = (1 + erf(z / sqrt 2)) / 2
             torch.mul(z, self.SQRT_HALF, out=cdf)
             torch.special.erf(cdf, out=cdf)
-            cdf.add_(1).mul_(0.5)
-            torch.mul(z, cdf, out=a)
-        else:  # t = tanh(k z (1 + c z^2)); a = z (1 + t) / 2
+            share = cdf.add_(1).mul_(0.5)
+        else:  # t = tanh(k zc (1 + c zc^2)), zc = z within +-LIMIT (t is +-1 beyond); share = (1 + t) / 2
             t = cdf  # the tanh form keeps t in this buffer
-            torch.mul(z, z, out=t)
-            t.mul_(self.C).add_(1).mul_(z).mul_(self.K)
+            zc = torch.clamp(z, -self.LIMIT, self.LIMIT, out=a)  # a is free until the last step
+            torch.mul(zc, zc, out=t)
+            t.mul_(self.C).add_(1).mul_(zc).mul_(self.K)
             torch.tanh(t, out=t)
-            torch.add(t, 1, out=a)
-            a.mul_(z).mul_(0.5)
+            share = torch.add(t, 1, out=self._buffer("_tmp", shape, x)).mul_(0.5)
+        # a = z * share. The share is exactly 0 below -LIMIT, where -inf * 0 would be NaN: z is
+        # clipped there (a = -0, as torch gives for any finite z down there).
+        torch.clamp_min(z, -self.LIMIT, out=a).mul_(share)
         self.a, self.z, self.cdf = a, z, cdf
         return a
 
@@ -296,14 +373,16 @@ class GELU(Activation):
         delta, _ = self._check_delta(delta)
         z, cdf = self.z, self.cdf
         assert z is not None and cdf is not None  # _check_delta saw a forward
-        slope = self._buffer("_slope", tuple(z.shape), z)
-        torch.mul(z, z, out=slope)
+        slope = self._buffer("_slope", z.shape, z)
+        tmp = self._buffer("_tmp", z.shape, z)
+        zc = torch.clamp(z, -self.LIMIT, self.LIMIT, out=tmp)  # the terms below are 0 beyond it
+        torch.mul(zc, zc, out=slope)
         if self.approximate == "none":  # Phi(z) + z phi(z)
-            slope.mul_(-0.5).exp_().mul_(self.INV_SQRT_2PI).mul_(z).add_(cdf)
+            slope.mul_(-0.5).exp_().mul_(self.INV_SQRT_2PI).mul_(zc).add_(cdf)
         else:  # (1 + t) / 2 + z (1 - t^2) k (1 + 3 c z^2) / 2
-            slope.mul_(3 * self.C).add_(1).mul_(z).mul_(0.5 * self.K)
-            t, tmp = cdf, self._buffer("_tmp", tuple(z.shape), z)
-            torch.mul(t, t, out=tmp)
+            slope.mul_(3 * self.C).add_(1).mul_(zc).mul_(0.5 * self.K)
+            t = cdf
+            torch.mul(t, t, out=tmp)  # zc is used up
             tmp.neg_().add_(1)
             slope.mul_(tmp)
             torch.add(t, 1, out=tmp)

@@ -36,7 +36,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                                    "directory (checkpoint.npz, config.json) at epoch 0: `backprop evaluate DIR` "
                                    "evaluates it, `backprop train --resume DIR` trains it on with the preset's "
                                    "optimizer. Keys map one to one: "
-                                   "'{index}.weight', '{index}.running_mean', '{index}.num_batches_tracked', ...")
+                                   "'{index}.weight', '{index}.running_mean', '{index}.num_batches_tracked', ... "
+                                   "(a file without num_batches_tracked, as torch before 0.4.1 wrote them, starts "
+                                   "the count at 0, as torch's load_state_dict does). "
+                                   "A float64 file gives a float64 run, any other float32 (float16, bfloat16 and "
+                                   "float8 values widen to float32 exactly).")
     p.add_argument("model", metavar="MODEL_PT", help="the .pt file holding the state dict")
     p.add_argument("--layers", type=layer_list, metavar="TEXT",
                    help=_LAYERS_HELP.split(". Not with")[0] + " (default: the preset's layers)")

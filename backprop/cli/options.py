@@ -16,7 +16,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TypeVar
 
-from ..architecture import LayersSyntaxError, parse_layers
+from engine_core.specs import KINDS
+
+from ..architecture import LayersSyntaxError, layer_signature, parse_layers
 from ..config import (
     ACTIVATION_NAMES,
     DATASET_NAMES,
@@ -197,12 +199,15 @@ def layer_list(text: str) -> Any:
 
 
 LAYERS_HELP = ("the network as a stack of layers instead of an MLP: comma-separated KIND or KIND(ARGS), "
-               "ARGS positional in torch's order or NAME=VALUE, e.g. 'conv2d(1, 6, 5, padding=2), relu, "
-               "maxpool2d(2), flatten, linear(1176, 10)'; sequential(LAYER, ...) nests. Kinds: linear, conv2d, "
-               "maxpool2d, avgpool2d, flatten, dropout, batchnorm1d, batchnorm2d, identity, relu, sigmoid, tanh, "
-               "leakyrelu, gelu, sequential. A stack starting with a 2-D layer gets (1, 28, 28) images, else 784 "
-               "pixels; it must end in 10 logits. --init applies to its Linear and Conv2d weights (default: "
-               "torch_default). Not with --hidden or --activation (default: the preset's network)")
+               "ARGS positional in torch's order or NAME=VALUE, values Python literals, e.g. 'conv2d(1, 6, 5, "
+               "padding=\"same\"), relu, maxpool2d(2), flatten, linear(1176, 10)'; sequential(LAYER, ...) nests. "
+               "Kinds, with torch's argument names and defaults (dropout's seed: its masks' generator): "
+               + "; ".join(layer_signature(kind) for kind in KINDS) + " (return_indices=True and "
+               "padding_mode other than 'zeros' are refused). "
+               "A stack whose first layer (after activations and dropout) is a 2-D one (conv2d, a pooling "
+               "layer, batchnorm2d) gets (1, 28, 28) images, else 784 pixels; it must end in 10 logits. --init "
+               "applies to its Linear and Conv2d weights (default: torch_default). Not with --hidden or "
+               "--activation (default: the preset's network)")
 
 
 def comma_list(kind: Callable[[str], T]) -> Callable[[str], list[T]]:
