@@ -3,7 +3,9 @@ imported (strategies.py and catalog.py import this module), so a run that collec
 these settings and other projects' runs keep their own.
 
 HYPOTHESIS_PROFILE=ci (default): derandomized, 100 examples a property, no deadline;
-thorough: 1000 examples; debug: ci with verbose output.
+thorough: 1000 examples; debug: ci with verbose output; smoke: ci with 10 examples, to see that the
+harness runs at all (the project's own test of an installed harness uses it on a re-export of an
+engine that the suite tests in full).
 """
 
 import os
@@ -26,4 +28,5 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.register_profile("debug", parent=settings.get_profile("ci"), verbosity=Verbosity.verbose)
+settings.register_profile("smoke", parent=settings.get_profile("ci"), max_examples=10)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

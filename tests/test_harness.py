@@ -72,7 +72,10 @@ def test_a_module_that_is_no_engine_is_a_usage_error_naming_it(outside: pytest.P
     result.stderr.fnmatch_lines([f"*--engine {name}: *{words}*"])
 
 
-def test_the_installed_harness_passes_a_module_that_re_exports_numpy_net(outside: pytest.Pytester):
+def test_the_installed_harness_passes_a_module_that_re_exports_numpy_net(outside: pytest.Pytester,
+                                                                         monkeypatch: pytest.MonkeyPatch):
+    # Every property runs, on 10 examples each: the suite tests numpy_net itself in full.
+    monkeypatch.setenv("HYPOTHESIS_PROFILE", "smoke")
     result = outside.runpytest_subprocess("--pyargs", "parity_tests", "--engine", "mymod", "-p", "no:cacheprovider")
     outcomes = result.parseoutcomes()
     assert result.ret == pytest.ExitCode.OK and "failed" not in outcomes, result.stdout.str()[-3000:]
