@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from engine_core.specs import paths_of
+from engine_core.specs import leaf_shapes, paths_of
 
-from .architecture import evaluation_chunk, image_view
+from .architecture import evaluation_chunk, image_view, input_shape
 from .checkpoint import CHECKPOINT_NAME, Checkpoint, checkpoint_meta, save_checkpoint
 from .config import TrainConfig
 from .datasets import Dataset
@@ -46,6 +46,21 @@ def _check_finite_samples(part: str, x: np.ndarray) -> None:
         raise ValueError(f"the {part} data holds NaN or Inf ({int(bad.sum())} values; the first in sample "
                          f"{sample}, pixel {pixel[0] if len(pixel) == 1 else tuple(pixel)}): clean the data; "
                          "no learning rate trains on it")
+
+
+def _check_last_batch(network: Any, samples: int, batch_size: int) -> None:
+    """Refuse an epoch whose last batch holds one sample when a batch norm would then see a single
+    value per channel (train mode normalises by the batch's own statistics; torch refuses it too):
+    ValueError naming the layer and the sizes that avoid it, before the run starts rather than at
+    the end of its first epoch."""
+    if samples % batch_size != 1 or samples == 1:
+        return
+    for path, spec, shape, _ in leaf_shapes(network, (1, *input_shape(network))):
+        if spec.kind in ("batchnorm1d", "batchnorm2d") and math.prod(shape) // shape[1] <= 1:
+            raise ValueError(
+                f"the last batch of every epoch would hold 1 sample ({samples} samples, batch size {batch_size}), "
+                f"and layer {path} {spec!r} needs more than one value per channel in train mode: give a "
+                f"--batch-size that leaves a last batch of 2 or more, or --limit {samples - 1}")
 
 
 class TrainingDiverged(Exception):
@@ -211,6 +226,7 @@ class Trainer:
             train_x, train_y = train_x[: config.limit], train_y[: config.limit]
         for part, values in (("training", train_x), ("test", dataset.test_x)):
             _check_finite_samples(part, values)
+        _check_last_batch(config.network, len(train_y), config.batch_size)
         # A convolutional stack sees (N, 1, 28, 28) images: views of the (N, 784) rows.
         self.test_x, self.test_y = image_view(dataset.test_x, config.network), dataset.test_y
         self.train_x, self.train_y = image_view(train_x, config.network), train_y

@@ -5,6 +5,7 @@ inputs with the same words. Each function takes plain Python facts (ints, shapes
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -261,7 +262,7 @@ def flatten_shape(shape: tuple[int, ...], start_dim: int, end_dim: int) -> tuple
     if span is None:
         return None
     start, end = span
-    return (*shape[:start], int(np.prod(shape[start : end + 1], dtype=np.int64)), *shape[end + 1 :])
+    return (*shape[:start], math.prod(shape[start : end + 1]), *shape[end + 1 :])  # Python ints: no overflow
 
 
 def check_flatten_args(start_dim: object, end_dim: object) -> tuple[int, int]:

@@ -35,6 +35,7 @@ from .conv_checks import (
     check_count,
     check_flatten_args,
     check_maxpool_args,
+    check_pool_windows,
     flatten_shape,
 )
 from .errors import type_name
@@ -552,7 +553,11 @@ def _conv_parameters(a: Mapping[str, Any]) -> dict[str, Shape]:
 
 def _pool_output(spec: LayerSpec, shape: Shape) -> Shape:
     _four_d(spec, shape)
-    return _windowed_output(spec, shape, pool_args(spec.kind, spec.args).windows, shape[1])
+    windows = pool_args(spec.kind, spec.args).windows
+    out = _windowed_output(spec, shape, windows, shape[1])
+    if spec.kind == "maxpool2d":
+        check_pool_windows(repr(spec), shape[2:], windows)  # no window of padding only
+    return out
 
 
 def _flatten_output(spec: LayerSpec, shape: Shape) -> Shape:

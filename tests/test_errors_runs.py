@@ -90,6 +90,31 @@ def test_the_command_line_leaves_numpys_error_handling_as_it_found_it(data_root,
     assert np.geterr() == before
 
 
+@pytest.mark.parametrize(("layers", "refused"), [
+    ("linear(784, 8), batchnorm1d(8), relu, linear(8, 10)", True),
+    ("conv2d(1, 2, 28), batchnorm2d(2), flatten, linear(2, 10)", True),  # one pixel per channel
+    ("conv2d(1, 2, 3), batchnorm2d(2), flatten, linear(1352, 10)", False),  # 676 values per channel
+])
+def test_a_last_batch_of_one_that_a_batch_norm_cannot_take_is_refused_before_the_run(data_root, tmp_path, capsys,
+                                                                                     layers, refused):
+    """33 samples at batch size 16: the last batch holds one sample. Where a batch norm would see a
+    single value per channel the run is refused up front, naming the layer and the way out (before,
+    the first epoch crashed at its last step with a traceback); a batch norm over image pixels
+    takes it."""
+    from backprop.cli import main
+
+    out = tmp_path / "run"
+    status = main(["train", "--data-dir", data_root, "--dataset", "fashion-mnist", "--epochs", "1", "--limit", "33",
+                   "--batch-size", "16", "--layers", layers, "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    if refused:
+        assert status == 1 and "Traceback" not in err, err
+        assert "the last batch of every epoch would hold 1 sample (33 samples, batch size 16)" in err, err
+        assert "layer 1 BatchNorm" in err and "--limit 32" in err and not out.exists()
+    else:
+        assert status == 0, err
+
+
 # -- atomic checkpoints ----------------------------------------------------------------------
 WRITER = """
 import sys, numpy as np

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 import numpy_net
 from backprop import checkpoint as checkpoint_module
 from backprop import threads
-from backprop.architecture import LENET, evaluation_chunk, format_layers, image_view, parse_layers
+from backprop.architecture import LENET, LayersSyntaxError, evaluation_chunk, format_layers, image_view, parse_layers
 from backprop.checkpoint import load_checkpoint
 from backprop.cli import main
 from backprop.config import PRESETS, ConfigError, TrainConfig, new_config
@@ -862,3 +862,19 @@ def test_a_resumed_session_reuses_the_recorded_thread_count_unless_told_otherwis
     assert told.stderr.startswith("train: note: --blas-threads gives 2 threads where the run trained on 1: "
                                   "float32 numbers may differ in their last bits from the uninterrupted run")
     assert load_checkpoint(out).blas_threads == 2
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("conv2d(1, 1, 27), maxpool2d(2, stride=1, padding=1, dilation=3), flatten, linear(1, 10)",
+     "layer 1 MaxPool2d(kernel_size=2, stride=1, padding=1, dilation=3, return_indices=False, ceil_mode=False): "
+     "x: a window over the input's 2x2 pixels would hold only padding"),
+    ("conv2d(1, 4, 3, padding=9223372036854775807), flatten, linear(10, 10)",
+     "layer 2 Linear(in_features=10, out_features=10, bias=True): expects input (*, 10), got (2, "
+     "1361129467683753857395273291879306758400)"),
+])
+def test_layers_that_could_only_fail_at_the_first_step_are_refused_when_parsed(text, message):
+    """A max-pooling window of padding only (it has no pixel to take the maximum of) and sizes past
+    int64 are --layers errors naming the layer, not a traceback at the first step or an overflow."""
+    with pytest.raises(LayersSyntaxError) as info:
+        parse_layers(text)
+    assert message in str(info.value)

@@ -7,6 +7,7 @@ what it would have given without the refused one."""
 from __future__ import annotations
 
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ import numpy_net
 import torch_net
 from backprop.architecture import parse_layers
 from engine_core.errors import NonFiniteError
-from engine_core.specs import build
+from engine_core.specs import LayerSpec, build, sequential
 from torch_net import autograd
 
 ENGINES = [numpy_net, torch_net, autograd]
@@ -109,3 +110,22 @@ def test_an_input_that_is_no_float_array_is_left_to_the_first_layers_type_checks
     if engine is not autograd:  # the oracle leaves a first convolution's dtype error to torch
         with pytest.raises(TypeError, match="float64"):
             net.forward(engine.asarray(np.zeros((2, 1, 28, 28)), "float32"))
+
+
+
+@pytest.mark.parametrize("first", ["maxpool2d", "flatten"])
+def test_the_finite_test_of_x_raises_no_numpy_warning(first):
+    """With warnings as errors, a huge finite x passes and +-Inf is refused as NonFiniteError: the
+    test's sum over huge or infinite values must not warn (it did, from x.sum(), and the warning
+    replaced the error)."""
+    layers = [LayerSpec("maxpool2d", {"kernel_size": 2}), LayerSpec("flatten"), LayerSpec("linear", {
+        "in_features": 4, "out_features": 2})] if first == "maxpool2d" else [
+        LayerSpec("flatten"), LayerSpec("relu"), LayerSpec("linear", {"in_features": 16, "out_features": 2})]
+    net = build(numpy_net, sequential(*layers), "float32", seed=0)
+    x = np.zeros((1, 1, 4, 4), np.float32)
+    x[0, 0, 0, :2] = [np.inf, -np.inf]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        net.forward(np.full((1, 1, 4, 4), 3e38, np.float32) * np.eye(4, dtype=np.float32))
+        with pytest.raises(NonFiniteError, match=re.escape("x: contains")):
+            net.forward(x)
