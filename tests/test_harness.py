@@ -128,21 +128,33 @@ def test_the_harness_finds_the_activation_derivative_taken_from_the_next_layer()
         compare_passes(run_pass(engine, spec.build(engine), spec, batch), ref, spec, pre, NOTEBOOK)
 
 
+def _optional(*kinds: str) -> int:
+    """How many optional arguments the catalog gives these kinds: one passing
+    test_every_argument_is_taken_with_torchs_default each, for an engine that takes them all."""
+    return sum(default is not specs.REQUIRED for kind in kinds for default in specs.KINDS[kind].defaults.values())
+
+
+def _rejected(outside: pytest.Pytester, selection: str, engine: str) -> tuple[pytest.RunResult, str]:
+    """The layer properties (-k selection) run on a fixture engine in a fresh process: it must fail,
+    and the oracle comparison must be among the failures. Returns the result and its output."""
+    result = outside.runpytest_subprocess("--pyargs", "parity_tests.test_layers", "-k", selection, "--engine", engine,
+                                          "-p", "no:cacheprovider")
+    out = result.stdout.str()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, out[-3000:]
+    assert "test_every_layer_matches_the_oracle_forward_backward_and_state" in out, out[-3000:]
+    return result, out
+
+
 def test_the_harness_rejects_a_convolution_whose_backward_ignores_the_stride(outside: pytest.Pytester):
     """parity_tests.fixtures.conv_stride_engine: col2im as if the stride were 1. The report names
     the layer with its stride, the quantity, and hypothesis's smallest failing LayerCase."""
-    result = outside.runpytest_subprocess(
-        "--pyargs", "parity_tests.test_layers", "-k", "conv2d", "--engine", "parity_tests.fixtures.conv_stride_engine",
-        "-p", "no:cacheprovider")
-    assert result.ret == pytest.ExitCode.TESTS_FAILED
-    out = result.stdout.str()
-    assert "test_every_layer_matches_the_oracle_forward_backward_and_state" in out, out[-3000:]
+    result, out = _rejected(outside, "conv2d", "parity_tests.fixtures.conv_stride_engine")
     assert "Conv2d(in_channels=1, out_channels=1, kernel_size=1, stride=2" in out, out[-3000:]
     assert "dL/dx differs" in out and "expected" in out and "got" in out, out[-3000:]
     assert "case=LayerCase(spec=Conv2d(" in out, out[-3000:]
     # Failed: oracle and finite differences. Passed: nothing is mutated, and every optional argument is
     # taken with torch's default.
-    optional = sum(default is not specs.REQUIRED for default in specs.KINDS["conv2d"].defaults.values())
+    optional = _optional("conv2d")
     result.assert_outcomes(failed=2, passed=1 + optional)
 
 
@@ -174,12 +186,7 @@ def test_the_harness_rejects_a_batch_norm_whose_backward_drops_the_batch_means_t
     mean were a constant. The report names the layer, the quantity and hypothesis's smallest
     failing LayerCase: a batch of two in one channel. ("-k batchnorm" alone would select every
     test, the engine's name holding the word.)"""
-    result = outside.runpytest_subprocess(
-        "--pyargs", "parity_tests.test_layers", "-k", "batchnorm1d or batchnorm2d",
-        "--engine", "parity_tests.fixtures.batchnorm_engine", "-p", "no:cacheprovider")
-    assert result.ret == pytest.ExitCode.TESTS_FAILED
-    out = result.stdout.str()
-    assert "test_every_layer_matches_the_oracle_forward_backward_and_state" in out, out[-3000:]
+    result, out = _rejected(outside, "batchnorm1d or batchnorm2d", "parity_tests.fixtures.batchnorm_engine")
     assert ("BatchNorm1d(num_features=1, eps=1e-05, momentum=0.1, affine=True, "
             "track_running_stats=True) (train, float32): dL/dx differs" in out), out[-3000:]
     assert ("BatchNorm2d(num_features=1, eps=1e-05, momentum=0.1, affine=True, "
@@ -189,8 +196,7 @@ def test_the_harness_rejects_a_batch_norm_whose_backward_drops_the_batch_means_t
             "track_running_stats=True), input_shape=(2, 1)" in out)
     # Failed: oracle and finite differences, 1d and 2d. Passed: nothing is mutated (1d, 2d), and every
     # optional argument is taken with torch's default.
-    optional = sum(default is not specs.REQUIRED for kind in ("batchnorm1d", "batchnorm2d")
-                   for default in specs.KINDS[kind].defaults.values())
+    optional = _optional("batchnorm1d", "batchnorm2d")
     result.assert_outcomes(failed=4, passed=2 + optional)
 
 
@@ -200,12 +206,7 @@ def test_the_harness_rejects_a_convolution_whose_same_padding_puts_the_odd_row_o
     The report names the layer with padding='same', the quantity, and hypothesis's smallest
     failing LayerCase: one channel, an even kernel. Forward and backward agree with each other,
     so only the comparison with the oracle fails."""
-    result = outside.runpytest_subprocess(
-        "--pyargs", "parity_tests.test_layers", "-k", "conv2d", "--engine", "parity_tests.fixtures.same_padding_engine",
-        "-p", "no:cacheprovider")
-    assert result.ret == pytest.ExitCode.TESTS_FAILED
-    out = result.stdout.str()
-    assert "test_every_layer_matches_the_oracle_forward_backward_and_state" in out, out[-3000:]
+    result, out = _rejected(outside, "conv2d", "parity_tests.fixtures.same_padding_engine")
     assert re.search(r"Conv2d\(in_channels=1, out_channels=1, kernel_size=(2|\(\d, \d\)), stride=1, padding='same'",
                      out), out[-3000:]
     assert re.search(r"padding='same'.*\): (dL/dx|output) differs", out) and "expected" in out and "got" in out, \
@@ -213,7 +214,7 @@ def test_the_harness_rejects_a_convolution_whose_same_padding_puts_the_odd_row_o
     assert "case=LayerCase(spec=Conv2d(" in out, out[-3000:]
     # Failed: the oracle comparison. Passed: finite differences, nothing is mutated, and every optional
     # argument is taken with torch's default.
-    optional = sum(default is not specs.REQUIRED for default in specs.KINDS["conv2d"].defaults.values())
+    optional = _optional("conv2d")
     result.assert_outcomes(failed=1, passed=2 + optional)
 
 
@@ -223,19 +224,14 @@ def test_the_harness_rejects_an_average_pool_that_ignores_count_include_pad_fals
     quantity (the output, or dL/dx where the shrunk input is all zeros) and hypothesis's smallest
     failing LayerCase: a padded window. Forward and backward use the same divisor, so only the
     comparison with the oracle fails."""
-    result = outside.runpytest_subprocess(
-        "--pyargs", "parity_tests.test_layers", "-k", "avgpool2d", "--engine",
-        "parity_tests.fixtures.count_include_pad_engine", "-p", "no:cacheprovider")
-    assert result.ret == pytest.ExitCode.TESTS_FAILED
-    out = result.stdout.str()
-    assert "test_every_layer_matches_the_oracle_forward_backward_and_state" in out, out[-3000:]
+    result, out = _rejected(outside, "avgpool2d", "parity_tests.fixtures.count_include_pad_engine")
     assert re.search(r"AvgPool2d\(kernel_size=\S+, stride=\S+, padding=(1|\(\d, \d\)), ceil_mode=\w+, "
                      r"count_include_pad=False, divisor_override=None\) \(\w+, float\d\d\): (output|dL/dx) differs",
                      out) and "expected" in out and "got" in out, out[-3000:]
     assert "case=LayerCase(spec=AvgPool2d(" in out, out[-3000:]
     # Failed: the oracle comparison. Passed: finite differences, nothing is mutated, and every optional
     # argument is taken with torch's default.
-    optional = sum(default is not specs.REQUIRED for default in specs.KINDS["avgpool2d"].defaults.values())
+    optional = _optional("avgpool2d")
     result.assert_outcomes(failed=1, passed=2 + optional)
 
 

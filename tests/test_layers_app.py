@@ -375,12 +375,7 @@ def test_import_of_a_state_dict_without_num_batches_tracked_starts_the_count_at_
         module[7].num_batches_tracked.fill_(4)
     state = {key: value for key, value in module.state_dict().items() if key != "1.num_batches_tracked"}
     assert torch_module(STACK, "float32").load_state_dict(state, strict=True)  # torch's verdict
-    path = str(tmp_path / "old.pt")
-    torch.save(state, path)
-    out = str(tmp_path / "imported")
-    assert main(["import", path, "--layers", STACK_TEXT, "--dataset", "fashion-mnist", "--data-dir", data_root,
-                 "--out", out]) == 0, capsys.readouterr().err
-    checkpoint = load_checkpoint(out)
+    checkpoint = _imported(tmp_path, state, STACK_TEXT, data_root, capsys)
     assert checkpoint.num_batches_tracked == {"1": 0, "7": 4}
     assert np.all(checkpoint.params["1.running_mean"] == 0.5) and np.all(checkpoint.params["7.running_var"] == 2.0)
     # Every counter missing is as fine; any other key missing is still refused, naming it.
@@ -399,6 +394,14 @@ def _saved(tmp_path, state: dict) -> str:
     path = str(tmp_path / "state.pt")
     torch.save(state, path)
     return path
+
+
+def _imported(tmp_path, state: dict, layers_text: str, data_root: str, capsys):
+    """`backprop import` (in-process) of a torch state dict saved to a file: the checkpoint it wrote."""
+    out = str(tmp_path / "imported")
+    assert main(["import", _saved(tmp_path, state), "--layers", layers_text, "--dataset", "fashion-mnist",
+                 "--data-dir", data_root, "--out", out]) == 0, capsys.readouterr().err
+    return load_checkpoint(out)
 
 
 # Batch norm's arguments one at a time, on (N, C), (N, C, L) and (N, C, H, W): torch's module has
@@ -533,12 +536,7 @@ def test_import_widens_floating_types_numpy_lacks_to_float32_exactly(dtype, data
     state = {key: value.to(torch_dtype) if value.is_floating_point() else value
              for key, value in torch_module(network).state_dict().items()}
     state["1.num_batches_tracked"] = torch.tensor(7)
-    path = str(tmp_path / "model.pt")
-    torch.save(state, path)
-    out = str(tmp_path / "imported")
-    assert main(["import", path, "--layers", NEW_ARGS_TEXT, "--dataset", "fashion-mnist", "--data-dir", data_root,
-                 "--out", out]) == 0, capsys.readouterr().err
-    checkpoint = load_checkpoint(out)
+    checkpoint = _imported(tmp_path, state, NEW_ARGS_TEXT, data_root, capsys)
     assert checkpoint.config.dtype == "float32" and checkpoint.num_batches_tracked["1"] == 7
     for key, value in checkpoint.params.items():
         exact = state[key].to(torch.float32).numpy()
