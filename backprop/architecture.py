@@ -11,6 +11,11 @@ literals (5, (5, 3), 0.25, True, None, 'same'; a list is read as the tuple); a c
 
 The text is the root Sequential's children. A network is stored as JSON (LayerSpec.to_json) in
 config.json and checkpoints.
+
+A network that starts with a recurrent layer (rnn, lstm, gru) reads an image row by row: 28 time
+steps of 28 pixels, fed as (batch, 28, 28), so its sequence layers take batch_first=True:
+
+    lstm(28, 128, batch_first=True), laststep(batch_first=True), linear(128, 10)
 """
 
 from __future__ import annotations
@@ -33,12 +38,22 @@ from engine_core.specs import (
 )
 
 IMAGE_SHAPE = (1, 28, 28)  # one MNIST-format image: channels, height, width
+SEQUENCE_SHAPE = (28, 28)  # the same image as a sequence: 28 rows (time steps) of 28 pixels
 PIXELS = 784
 CLASSES = 10
+RECURRENT = ("rnn", "lstm", "gru")
+# Layers that read a sequence (batch, seq_len, features) with batch_first=True, (seq_len, batch,
+# features) without.
+SEQUENCE_LAYERS = (*RECURRENT, "laststep")
 
 # LeNet-5 style (LeCun et al. 1998, with ReLU and max-pooling as courses teach it today).
 LENET_TEXT = ("conv2d(1, 6, 5, padding=2), relu, maxpool2d(2), conv2d(6, 16, 5), relu, maxpool2d(2), "
               "flatten, linear(400, 120), relu, linear(120, 84), relu, linear(84, 10)")
+
+
+# MNIST read row by row (28 steps of 28 pixels): a recurrent layer of 128, its last step, 10 logits.
+LSTM_TEXT = "lstm(28, 128, batch_first=True), laststep(batch_first=True), linear(128, 10)"
+GRU_TEXT = "gru(28, 128, batch_first=True), laststep(batch_first=True), linear(128, 10)"
 
 
 class LayersSyntaxError(ValueError):
@@ -191,40 +206,88 @@ def layer_signature(kind: str) -> str:
 
 def input_shape(network: LayerSpec | Sequence[LayerSpec]) -> tuple[int, ...]:
     """The per-sample input a network takes: (1, 28, 28) images when its first layer that is not
-    an activation or a dropout is a 2-D one (conv, pool, 2-D batch norm), else 784 flat pixels."""
+    an activation or a dropout is a 2-D one (conv, pool, 2-D batch norm), (28, 28) rows of pixels
+    (28 time steps of 28) when it is a sequence layer (rnn, lstm, gru, laststep), else 784 flat
+    pixels."""
     kinds = [spec.kind for _, spec in as_network(network).leaves() if spec.kind not in _ANY_SHAPE]
     first = kinds[0] if kinds else "linear"
+    if first in SEQUENCE_LAYERS:
+        return SEQUENCE_SHAPE
     return IMAGE_SHAPE if first in ("conv2d", "maxpool2d", "avgpool2d", "batchnorm2d") else (PIXELS,)
 
 
 def image_view(x: np.ndarray, network: LayerSpec | Sequence[LayerSpec]) -> np.ndarray:
-    """Rows of 784 pixels (N, 784) as the network's input: (N, 1, 28, 28) images when it starts
-    with a 2-D layer (a view: no copy), else x as it is."""
+    """Rows of 784 pixels (N, 784) as the network's input (a view: no copy): (N, 1, 28, 28)
+    images when it starts with a 2-D layer, (N, 28, 28) sequences of rows when it starts with a
+    recurrent one, else x as it is."""
     shape = input_shape(network)
     return x if x.shape[1:] == shape else x.reshape(len(x), *shape)
+
+
+def recurrent_values(spec: LayerSpec, steps: int) -> int:
+    """An estimate of the values a recurrent layer keeps per sample over ``steps`` time steps for
+    its backward: per stacked layer, (2 G + 3) T H (G gate blocks: the input projection and the
+    gates after their nonlinearities, G H each per step; h_t, c_t and tanh(c_t), H each), G = 1
+    (rnn), 4 (lstm) or 3 (gru); 0 for any other layer."""
+    if spec.kind not in RECURRENT:
+        return 0
+    gates = {"rnn": 1, "lstm": 4, "gru": 3}[spec.kind]
+    return spec.args["num_layers"] * (2 * gates + 3) * steps * spec.args["hidden_size"]
 
 
 def evaluation_chunk(network: LayerSpec | Sequence[LayerSpec], itemsize: int, budget: int = 256 * 2**20,
                      largest: int = 10_000) -> int:
     """How many samples to evaluate at once so that one chunk's activations stay near ``budget``
     bytes: budget / (itemsize * (every layer's output + each convolution's im2col matrix,
-    C_in kH kW H_out W_out)) per sample, between 64 and ``largest``.
+    C_in kH kW H_out W_out, + each recurrent layer's per-step values, recurrent_values)) per
+    sample, between 64 and ``largest``.
 
     LeNet in float32 needs ~0.2 MB a sample (conv1's im2col alone 78 KB), so ~1,300 per chunk;
-    the default MLP ~1.6 KB, so ``largest``.
+    the lstm preset (hidden 128, 28 steps) ~0.17 MB, so ~1,600; the default MLP ~1.6 KB, so
+    ``largest``.
     """
     values = 0
-    for _, spec, _, out in leaf_shapes(network, (1, *input_shape(network))):
+    for _, spec, shape, out in leaf_shapes(network, (1, *input_shape(network))):
         values += int(np.prod(out))
         if spec.kind == "conv2d":
             kernel = pair(spec.args["kernel_size"])
             values += spec.args["in_channels"] * kernel[0] * kernel[1] * int(np.prod(out[2:]))  # im2col
+        elif spec.kind in RECURRENT:
+            steps = shape[1] if spec.args["batch_first"] else shape[0]
+            values += recurrent_values(spec, steps)
     return int(min(largest, max(64, budget // (itemsize * max(values, 1)))))
+
+
+def _check_batch_first(network: LayerSpec) -> None:
+    """Every sequence layer must read the batch-major (batch, seq_len, features) the trainer feeds
+    (no layer of the catalog moves the batch axis, so every 3-D tensor in the network is batch-major
+    too): batch_first=True on each, else LayersSyntaxError naming it and the layer that feeds it.
+    Without it, a layer would take the batch for time and time for the batch, and still
+    type-check wherever batch and sequence have the same length."""
+    feeding: tuple[str, LayerSpec] | None = None  # the last sequence layer before this one
+    first = True  # no layer that changes the shape ran before this one: it reads the images
+    for path, spec in network.leaves():
+        if spec.kind not in SEQUENCE_LAYERS:
+            first = first and spec.kind in _ANY_SHAPE
+            continue
+        if not spec.args["batch_first"]:
+            if feeding is None:
+                why = ("the trainer feeds each image as (batch, 28 rows, 28 pixels)" if first else
+                       "its input is batch first (no layer moves the batch axis)")
+                raise LayersSyntaxError(f"--layers: layer {path} {_format(spec)}: {why}; give it batch_first=True")
+            source_path, source = feeding
+            raise LayersSyntaxError(
+                f"--layers: layer {path} {_format(spec)} reads the output of layer {source_path} {_format(source)}, "
+                "which is batch first (batch, seq_len, features); give it batch_first=True as well")
+        feeding = (path, spec)
 
 
 def check_stack(network: LayerSpec | Sequence[LayerSpec]) -> None:
     """The network must type-check from input_shape(network) and end in (batch, 10) logits; the
-    message names the layer that does not fit by its path (``layer 3 Linear(...)``)."""
+    message names the layer that does not fit by its path (``layer 3 Linear(...)``). Sequence
+    layers (rnn, lstm, gru, laststep) must take batch_first=True: the trainer feeds (batch, 28,
+    28)."""
+    _check_batch_first(as_network(network))
     shape: tuple[int, ...] = (2, *input_shape(network))
     for path, spec in as_network(network).leaves():
         try:
@@ -232,8 +295,12 @@ def check_stack(network: LayerSpec | Sequence[LayerSpec]) -> None:
         except ValueError as error:
             raise LayersSyntaxError(f"--layers: layer {path} {error}") from None
     if shape != (2, CLASSES):
+        hint = ""
+        if len(shape) == 3 and any(spec.kind in RECURRENT for _, spec in as_network(network).leaves()):
+            hint = " (a recurrent layer outputs every time step: add laststep(batch_first=True) after it to " \
+                   "classify by the last one)"
         raise LayersSyntaxError(
-            f"--layers: the last layer outputs {shape[1:]} per sample; expected {CLASSES} logits")
+            f"--layers: the last layer outputs {shape[1:]} per sample; expected {CLASSES} logits{hint}")
 
 
 def _format(spec: LayerSpec) -> str:
@@ -265,3 +332,5 @@ def describe_network(network: LayerSpec) -> str:
 
 
 LENET = parse_layers(LENET_TEXT)
+LSTM_NETWORK = parse_layers(LSTM_TEXT)
+GRU_NETWORK = parse_layers(GRU_TEXT)

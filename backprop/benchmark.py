@@ -198,8 +198,9 @@ def _phase_clock(sync: Callable[[], None]) -> Callable[[], float]:
 def engine_runner(engine: Engine, workload: str, batch: int, settings: BenchSettings, x: np.ndarray,
                   y: np.ndarray) -> Runner:
     """A Runner training ``engine``'s network of ``workload`` on x (N, 784), y (N,) as
-    backprop.training.make_step does (lenet's batches as (B, 1, 28, 28) views)."""
-    from .training import make_step, step_backward
+    backprop.training.make_step does (lenet's batches as (B, 1, 28, 28) views, lstm's as (B, 28, 28);
+    lstm's gradients clipped as its preset clips them, in the update phase)."""
+    from .training import gradient_clipper, make_step, step_backward
 
     network = workload_network(workload)
     net = engine.build_net(network, WORKLOADS[workload]["init"], 0, settings.dtype, training=True)
@@ -207,6 +208,8 @@ def engine_runner(engine: Engine, workload: str, batch: int, settings: BenchSett
     loss_fn = engine.loss()
     backward = step_backward(net)
     zero_grad = opt.zero_grad if engine.traits.accumulates_gradients else None
+    max_norm = WORKLOADS[workload].get("clip_grad_norm")
+    clip = gradient_clipper(engine) if max_norm is not None else None
 
     def phases(xb: Any, yb: Any) -> Iterator[None]:
         logits = net.forward(xb)
@@ -217,12 +220,14 @@ def engine_runner(engine: Engine, workload: str, batch: int, settings: BenchSett
             zero_grad()
         backward(loss_fn.backward())
         yield
+        if clip is not None and max_norm is not None:
+            clip(net, max_norm)
         opt.step()
         yield
         engine.argmax_hits(logits, yb)
 
-    return _runner(engine.spec, engine, image_view(x, network), y, batch, make_step(engine, net, opt, loss_fn),
-                   phases, gemm_library(engine))
+    return _runner(engine.spec, engine, image_view(x, network), y, batch,
+                   make_step(engine, net, opt, loss_fn, max_norm), phases, gemm_library(engine))
 
 
 PhaseSteps = Callable[[Any, Any], Iterator[None]]
@@ -320,17 +325,29 @@ class CompiledReference:
             self._models[key] = (module, torch.compile(forward_loss), optim(module.parameters(), lr=lr))
         return self._models[key]
 
+    def _clip(self, workload: str, module: Any) -> Callable[[], object]:
+        """torch.nn.utils.clip_grad_norm_ at the workload's clip_grad_norm (lstm's), or nothing."""
+        max_norm = WORKLOADS[workload].get("clip_grad_norm")
+        if max_norm is None:
+            return lambda: None
+        import torch
+
+        parameters = list(module.parameters())
+        return lambda: torch.nn.utils.clip_grad_norm_(parameters, max_norm)
+
     def runner(self, workload: str, batch: int, settings: BenchSettings, x: np.ndarray, y: np.ndarray) -> Runner:
         """A Runner for the compiled model (compiled at its first steps, which bench's warm-up
         runs untimed)."""
-        _module, forward_loss, opt = self._model(workload, settings)
+        module, forward_loss, opt = self._model(workload, settings)
         engine = self.autograd
         hits = engine.argmax_hits
+        clip = self._clip(workload, module)
 
         def step(xb: Any, yb: Any) -> tuple[float, int]:
             logits, loss = forward_loss(xb, yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            clip()
             opt.step()
             return float(loss.detach()), hits(logits, yb)
 
@@ -342,6 +359,7 @@ class CompiledReference:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             yield
+            clip()
             opt.step()
             yield
             hits(logits, yb)

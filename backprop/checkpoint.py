@@ -8,7 +8,8 @@ and ``meta`` (UTF-8 JSON as uint8). The meta also holds every Dropout's mask gen
 ``num_batches_tracked`` (layer path -> int), so that a resumed run draws the same masks and an
 export carries torch's counter. Loaded with allow_pickle=False, so nothing in a file is ever
 executed; any engine reads any engine's checkpoint. Files of versions 1 to 3 are converted on
-read (backprop.legacy).
+read (backprop.legacy), and a config lacking a field added since version 4 (clip_grad_norm)
+gets the value every run had before it (backprop.legacy.ADDED_FIELDS).
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ from .progress import METRIC_COLUMNS, Progress
 
 FORMAT = "backprop-checkpoint"
 # 2: config.t_max and the lr column; 3: config.layers, dropout_rng, num_batches_tracked;
-# 4: every network a tree (config.layers always; torch's keys for an MLP too, layers by path)
+# 4: every network a tree (config.layers always; torch's keys for an MLP too, layers by path);
+# fields added since then are optional in it (backprop.legacy.ADDED_FIELDS: config.clip_grad_norm)
 VERSION = 4
 READABLE_VERSIONS = (1, 2, 3, 4)
 CHECKPOINT_NAME = "checkpoint.npz"  # in a run directory

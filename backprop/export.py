@@ -5,10 +5,17 @@ arguments (torch.nn.Sequential nested as the tree is; Dropout without its seed: 
 own masks); the state-dict keys are the same dotted paths (``0.weight``, ``1.0.running_mean``,
 plus torch's ``num_batches_tracked`` per batch norm), Linear weights transposed to torch's
 (out, in). This module is the one place that converts between the engines' layout and torch's.
+
+torch.nn.RNN, LSTM and GRU return a tuple, (output, h_n) or (output, (h_n, c_n)), which no layer
+after them in a Sequential takes, and torch.nn has no module keeping the last time step: an
+exported recurrent network uses the small classes of TORCH_CLASSES instead (a subclass of
+torch's keeping ``output``, whose state-dict keys are torch's own, weight_ih_l0, ...; and
+LastStep), defined from the very text that the printed code defines them with.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,13 +32,63 @@ class TorchImportError(ValueError):
     """A .pt file that cannot be imported; the message is one line naming the file and why."""
 
 
-def torch_module(network: LayerSpec, dtype: str = "float32") -> Any:
-    """The torch.nn module tree of ``network`` (torch's own classes and initialisation), in dtype."""
+# The classes an exported network needs beyond torch.nn's, by class name: Python source that runs
+# with ``nn`` (torch.nn) in scope; rebuild_code prints the ones a network uses, torch_namespace runs them.
+_KEEP_OUTPUT = '''class {name}(nn.{name}):
+    """torch.nn.{name} returning only its first return value, output (the top layer's h_t for
+    every step t), so that it fits in nn.Sequential."""
+
+    def forward(self, x):
+        return super().forward(x)[0]
+'''
+TORCH_CLASSES: dict[str, str] = {
+    **{name: _KEEP_OUTPUT.format(name=name) for name in ("RNN", "LSTM", "GRU")},
+    "LastStep": '''class LastStep(nn.Module):
+    """The last time step of a sequence: x[:, -1] of (batch, seq_len, features) with batch_first,
+    else x[-1] of (seq_len, batch, features)."""
+
+    def __init__(self, batch_first=False):
+        super().__init__()
+        self.batch_first = batch_first
+
+    def forward(self, x):
+        return x[:, -1] if self.batch_first else x[-1]
+
+    def extra_repr(self):
+        return f"batch_first={self.batch_first}"
+''',
+}
+
+
+@functools.cache
+def torch_namespace() -> dict[str, Any]:
+    """``torch``, ``nn`` and the classes of TORCH_CLASSES, defined once per process from their
+    source (the same class objects on every call): the names the code rebuild_code prints uses."""
     import torch
     from torch import nn
 
+    namespace: dict[str, Any] = {"torch": torch, "nn": nn}
+    for name, source in TORCH_CLASSES.items():
+        exec(compile(source, f"<backprop.export.TORCH_CLASSES[{name!r}]>", "exec"), namespace)
+    return namespace
+
+
+def torch_class(spec: LayerSpec) -> Any:
+    """The torch class export builds for a layer or container: torch.nn's of the same name, or for
+    a recurrent layer and LastStep the class of TORCH_CLASSES."""
+    namespace = torch_namespace()
+    if spec.class_name in TORCH_CLASSES:
+        return namespace[spec.class_name]
+    return getattr(namespace["nn"], spec.class_name)
+
+
+def torch_module(network: LayerSpec, dtype: str = "float32") -> Any:
+    """The torch.nn module tree of ``network`` (torch's own classes and initialisation; a recurrent
+    layer's and LastStep's from TORCH_CLASSES), in dtype."""
+    import torch
+
     def make(spec: LayerSpec) -> Any:
-        cls = getattr(nn, spec.class_name)
+        cls = torch_class(spec)
         if spec.info.container:
             return cls(*(make(child) for child in spec.children))
         return cls(**spec.info.torch_args(spec.args))
@@ -200,9 +257,12 @@ def rebuild_code(network: LayerSpec, dtype: str = "float32", load_path: str = "P
     """
     cast = "" if dtype == "float32" else f".to(torch.{dtype})"  # a fresh interpreter's default is float32
     where = "PATH" if load_path == "PATH" else repr(load_path)
+    # The classes torch.nn lacks (TORCH_CLASSES), each defined once, before the model.
+    used = dict.fromkeys(spec.class_name for _, spec in network.walk() if spec.class_name in TORCH_CLASSES)
+    classes = "".join(f"\n\n{TORCH_CLASSES[name]}" for name in used) + ("\n\n" if used else "")
     return (
         "import torch\n"
-        "from torch import nn\n"
+        f"from torch import nn\n{classes}"
         f"model = {torch_spelling(network)}{cast}\n"
         f"model.load_state_dict(torch.load({where}, weights_only=True))"
     )
@@ -211,7 +271,9 @@ def rebuild_code(network: LayerSpec, dtype: str = "float32", load_path: str = "P
 def torch_spelling(spec: LayerSpec) -> str:
     """The Python that constructs torch_module(spec) (before the dtype cast): ``nn.Conv2d(1, 6, 5,
     padding='same')``, ``nn.Sequential(nn.ReLU(), ...)``; torch's required arguments by position,
-    the others by name where they differ from torch's defaults (Kind.torch_args' names)."""
+    the others by name where they differ from torch's defaults (Kind.torch_args' names); a
+    recurrent layer or LastStep by its class of TORCH_CLASSES, ``LSTM(28, 128, batch_first=True)``
+    (rebuild_code prints its definition)."""
     if spec.info.container:
         return f"nn.{spec.class_name}({', '.join(torch_spelling(child) for child in spec.children)})"
     defaults = spec.info.defaults
@@ -221,7 +283,8 @@ def torch_spelling(spec: LayerSpec) -> str:
             shown.append(repr(value))
         elif name not in defaults or type(value) is not type(defaults[name]) or value != defaults[name]:
             shown.append(f"{name}={value!r}")
-    return f"nn.{spec.class_name}({', '.join(shown)})"
+    prefix = "" if spec.class_name in TORCH_CLASSES else "nn."
+    return f"{prefix}{spec.class_name}({', '.join(shown)})"
 
 
 def export_torch(checkpoint: Checkpoint, path: str, load_path: str | None = None) -> str:

@@ -13,7 +13,8 @@ so the choice is deterministic for equal timings).
 
 The products are backprop.gemms' (network_gemms: per layer with a weight, forward, weight
 gradient and input gradient; a Conv2d in its im2col formulation, the columns (B*Ho*Wo, Cin*k*k)
-times the weight).
+times the weight; a recurrent layer's input projection over all steps, its per-step products
+with W_hh each way, and its weight gradients over all steps).
 """
 
 from __future__ import annotations

@@ -7,6 +7,14 @@ delta W^T, (rows, out)@(out, in), except for the first such layer, whose input g
 training step never needs. A Conv2d's in is in_channels*kH*kW, its out out_channels; with
 groups g it is g products of in_channels/g*kH*kW by out_channels/g (each group sees its own
 channels only).
+
+A recurrent layer (RNN, LSTM, GRU: G = 1, 4, 3 gate blocks of H, over T steps of a batch B) does,
+per stacked layer: forward, the input projection of every step at once, (T B, in)@(in, G H), and
+per step h_{t-1} W_hh^T, (B, H)@(H, G H); backward, per step dgates W_hh, (B, G H)@(G H, H), the
+gradient carried to h_{t-1}; the weight gradients over all steps at once, dgates^T x, (G H, T B)@(T B,
+in), and dgates^T h, (G H, (T-1) B)@((T-1) B, H); and dL/dx = dgates W_ih, (T B, G H)@(G H, in),
+except for the network's first layer. h_0 = 0, so step 1's h_0 W_hh^T, its part of the W_hh
+gradient and the gradient carried to h_0 need no product: T - 1 of each per-step one.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ import numpy as np
 
 from engine_core.specs import LayerSpec, leaf_shapes, mlp, pair
 
-from .architecture import input_shape
+from .architecture import RECURRENT, input_shape
 
 ROLES = ("forward", "grad_weight", "grad_input")
 
@@ -56,30 +64,77 @@ def _layer_gemms(name: str, rows: int, fan_in: int, fan_out: int) -> tuple[Gemm,
             Gemm(f"{name} input grad delta@W^T", rows, fan_out, fan_in, "grad_input"))
 
 
+@dataclass(frozen=True)
+class _LayerProducts:
+    """One layer's products: ``forward`` (in forward order), ``backward`` (in backward order: the
+    weight gradients and any input gradient the layer needs itself, a recurrent layer's per-step
+    ones) and ``grad_input`` (dL/d(the layer's input), left out for the network's first layer)."""
+
+    forward: list[Gemm]
+    backward: list[Gemm]
+    grad_input: list[Gemm]
+
+
+def _plain(groups: list[tuple[Gemm, Gemm, Gemm]]) -> _LayerProducts:
+    """A Linear's or Conv2d's products (one triple per group)."""
+    return _LayerProducts([f for f, _, _ in groups], [w for _, w, _ in groups], [i for _, _, i in groups])
+
+
+def recurrent_gemms(name: str, spec: LayerSpec, steps: int, batch: int) -> tuple[list[Gemm], list[Gemm], list[Gemm]]:
+    """(forward, backward, grad_input) products of an rnn, lstm or gru spec over ``steps`` steps of
+    ``batch`` sequences (the module docstring's list), named ``"{name} l{k} ..."`` per stacked
+    layer k; grad_input is dL/dx of the bottom layer, the upper layers' being in backward."""
+    gates = {"rnn": 1, "lstm": 4, "gru": 3}[spec.kind]
+    hidden, layers = spec.args["hidden_size"], spec.args["num_layers"]
+    rows, recurrences = steps * batch, steps - 1  # h_0 = 0: step 1 needs no W_hh product
+    forward: list[Gemm] = []
+    backward: list[Gemm] = []
+    grad_input: list[Gemm] = []
+    for k in range(layers):
+        fan_in = spec.args["input_size"] if k == 0 else hidden
+        forward.append(Gemm(f"{name} l{k} forward x@W_ih^T", rows, fan_in, gates * hidden, "forward"))
+        forward.extend(Gemm(f"{name} l{k} step {t} forward h@W_hh^T", batch, hidden, gates * hidden, "forward")
+                       for t in range(1, recurrences + 1))
+    for k in reversed(range(layers)):
+        fan_in = spec.args["input_size"] if k == 0 else hidden
+        backward.extend(Gemm(f"{name} l{k} step {t} grad_h dgates@W_hh", batch, gates * hidden, hidden,
+                             "grad_input") for t in reversed(range(1, recurrences + 1)))
+        backward.append(Gemm(f"{name} l{k} grad_weight_ih dgates^T@x", fan_in, rows, gates * hidden, "grad_weight"))
+        if recurrences:
+            backward.append(Gemm(f"{name} l{k} grad_weight_hh dgates^T@h", hidden, recurrences * batch,
+                                 gates * hidden, "grad_weight"))
+        dx = Gemm(f"{name} l{k} input grad dgates@W_ih", rows, gates * hidden, fan_in, "grad_input")
+        (backward if k else grad_input).append(dx)
+    return forward, backward, grad_input
+
+
 def network_gemms(network: LayerSpec | Sequence[LayerSpec], batch: int,
                   sample_shape: tuple[int, ...] | None = None) -> list[Gemm]:
     """The products of one training step of ``network`` at ``batch`` on inputs of ``sample_shape``
     (default: architecture.input_shape, MNIST's): forward in layer order, then backward from the
     last layer (named ``"{path}.{kind}"``). Layers without a weight do no GEMM. ValueError when it
     does not type-check."""
-    layers: list[list[tuple[Gemm, Gemm, Gemm]]] = []  # per layer, per group
+    layers: list[_LayerProducts] = []
     shape = input_shape(network) if sample_shape is None else tuple(sample_shape)
-    for path, spec, _, out in leaf_shapes(network, (batch, *shape)):
+    for path, spec, x_shape, out in leaf_shapes(network, (batch, *shape)):
         if spec.kind == "linear":
             rows = int(np.prod(out[:-1], dtype=np.int64))
-            layers.append([_layer_gemms(f"{path}.linear", rows, spec.args["in_features"],
-                                        spec.args["out_features"])])
+            layers.append(_plain([_layer_gemms(f"{path}.linear", rows, spec.args["in_features"],
+                                               spec.args["out_features"])]))
         elif spec.kind == "conv2d":
             (kh, kw), groups = pair(spec.args["kernel_size"]), spec.args["groups"]
             name = f"{path}.conv2d" if groups == 1 else f"{path}.conv2d group {{}}"
-            layers.append([_layer_gemms(name.format(group), batch * out[2] * out[3],
-                                        spec.args["in_channels"] // groups * kh * kw, out[1] // groups)
-                           for group in range(groups)])
-    gemms = [forward for layer in layers for forward, _, _ in layer]
+            layers.append(_plain([_layer_gemms(name.format(group), batch * out[2] * out[3],
+                                               spec.args["in_channels"] // groups * kh * kw, out[1] // groups)
+                                  for group in range(groups)]))
+        elif spec.kind in RECURRENT:
+            steps, sequences = (x_shape[1], x_shape[0]) if spec.args["batch_first"] else x_shape[:2]
+            layers.append(_LayerProducts(*recurrent_gemms(f"{path}.{spec.kind}", spec, steps, sequences)))
+    gemms = [forward for layer in layers for forward in layer.forward]
     for index in reversed(range(len(layers))):
-        gemms.extend(grad_weight for _, grad_weight, _ in layers[index])
+        gemms.extend(layers[index].backward)
         if index:
-            gemms.extend(grad_input for _, _, grad_input in layers[index])
+            gemms.extend(layers[index].grad_input)
     return gemms
 
 

@@ -6,6 +6,11 @@ for its i-th Linear; a layer stack already had torch.nn.Sequential's keys. Today
 a tree with torch's keys: the MLP of sizes [784, *hidden, 10] is Sequential(Linear, activation,
 ..., Linear), whose i-th Linear sits at index 2i. Nothing else changed meaning, so a converted
 file evaluates and resumes exactly as it did.
+
+Fields added to the configuration since format 4 (ADDED_FIELDS) are filled in when a stored
+config lacks them, with the value that does what every run did before they existed, as layer
+arguments added since then are (engine_core.specs.Kind.added): no format change, and any other
+missing field is still refused.
 """
 
 from __future__ import annotations
@@ -19,6 +24,11 @@ from engine_core.specs import mlp
 from .architecture import CLASSES, PIXELS
 
 _FC_KEY = re.compile(r"fc(\d+)\.(weight|bias)")
+
+# TrainConfig fields added after checkpoint format 4 -> the value that means "as before".
+ADDED_FIELDS: dict[str, Any] = {
+    "clip_grad_norm": None,  # --clip-grad-norm (issue 22): no clipping
+}
 
 
 def is_legacy_mlp(config: dict[str, Any]) -> bool:
@@ -61,3 +71,10 @@ def state_key(key: str) -> str:
     unchanged)."""
     match = _FC_KEY.fullmatch(key)
     return f"{2 * int(match.group(1))}.{match.group(2)}" if match else key
+
+
+def added_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """A stored config with every ADDED_FIELDS entry it lacks set to that entry's value (the
+    same dict when it lacks none); a field it has is left to the usual checks."""
+    missing = {name: value for name, value in ADDED_FIELDS.items() if name not in data}
+    return {**data, **missing} if missing else data

@@ -23,7 +23,8 @@ from .training import make_step
 class LockstepSettings:
     """The network and optimizer every engine trains: the network (a tree, engine_core.specs) and
     its init name, dtype, batch size, seed (weights and batch order), optimizer (sgd/adam/adamw),
-    lr and SGD momentum, and how many steps in total."""
+    lr and SGD momentum, how many steps in total, and the max_norm every engine's
+    clip_grad_norm_ clips the gradients to before each step (None: no clipping)."""
 
     network: LayerSpec
     init: str
@@ -34,6 +35,7 @@ class LockstepSettings:
     lr: float
     momentum: float
     steps: int
+    clip_grad_norm: float | None = None
 
 
 def divergence(reference: dict[str, np.ndarray], other: dict[str, np.ndarray]) -> dict[str, tuple[float, float]]:
@@ -83,7 +85,7 @@ def run_lockstep(engines: list[Engine], x: np.ndarray, y: np.ndarray, settings: 
         net = engine.build_net(s.network, s.init, s.seed, s.dtype, training=True)
         opt = engine.build_optimizer(net, s.optimizer, s.lr, momentum=s.momentum)
         feeder = engine.feeder(x, y, s.batch_size, s.seed)
-        runs.append((net, feeder, make_step(engine, net, opt, engine.loss())))
+        runs.append((net, feeder, make_step(engine, net, opt, engine.loss(), s.clip_grad_norm)))
     per_epoch = steps_per_epoch(len(y), s.batch_size)
     names = list(runs[0][0].state_dict())
     rows: list[dict[str, Any]] = []

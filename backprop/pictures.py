@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from engine_core.naming import is_layer_weight
+from engine_core.recurrent_checks import GATES
 
 from .engines import Engine, inference_mode, set_mode
 from .plots import fitted, pyplot, save_figure
@@ -22,13 +23,19 @@ WEIGHTS_PNG = "weights.png"
 MISTAKES_PNG = "mistakes.png"
 
 
+def _input_weight(key: str) -> bool:
+    """A recurrent layer's weights on its input: ``*.weight_ih_l0`` (the first stacked layer's)."""
+    return key.rpartition(".")[2] == "weight_ih_l0"
+
+
 def first_weight(state: dict[str, np.ndarray]) -> tuple[str, np.ndarray]:
-    """(key, array) of the first Linear or Conv2d weight in state-dict order (the first
-    ``*.weight`` with two or more dimensions; batch norm's are 1-D). ValueError if there is none."""
+    """(key, array) of the first Linear, Conv2d or recurrent input weight in state-dict order (the
+    first ``*.weight`` with two or more dimensions, batch norm's being 1-D, or ``*.weight_ih_l0``).
+    ValueError if there is none."""
     for key, value in state.items():
-        if is_layer_weight(key, np.ndim(value)):
+        if is_layer_weight(key, np.ndim(value)) or _input_weight(key):
             return key, np.asarray(value)
-    raise ValueError("the network has no Linear or Conv2d weight to draw")
+    raise ValueError("the network has no Linear or Conv2d weight, nor a recurrent one, to draw")
 
 
 def weight_images(state: dict[str, np.ndarray], limit: int = 64) -> tuple[np.ndarray, list[str], str]:
@@ -37,10 +44,17 @@ def weight_images(state: dict[str, np.ndarray], limit: int = 64) -> tuple[np.nda
     Linear weight W (in, out), the engines' layout: image j is W[:, j] reshaped to a square
     (28x28 for MNIST's 784 inputs), titled "unit j". Conv2d weight (C_out, C_in, kH, kW):
     image o*C_in + c is filter o on input channel c, titled "filter o" (", ch c" when C_in > 1).
+    A recurrent layer's weight_ih_l0 (G H, in), torch's layout: image g is gate g's block
+    (H, in), a row per hidden unit and a column per input feature (a pixel of the image's row),
+    titled "gate i" (torch's gate names: i, f, g, o for an LSTM, r, z, n for a GRU, h for an RNN).
     Raises ValueError when there is no such weight or a Linear's fan_in is not a square number.
     """
     key, weight = first_weight(state)
     weight = weight.astype(np.float64)
+    if _input_weight(key):
+        gates = _gate_names(weight.shape[0], state, key)
+        images = weight.reshape(len(gates), -1, weight.shape[1])
+        return images[:limit], [f"gate {name}" for name in gates][:limit], key
     if weight.ndim == 2:
         side = math.isqrt(weight.shape[0])
         if side * side != weight.shape[0]:
@@ -55,10 +69,19 @@ def weight_images(state: dict[str, np.ndarray], limit: int = 64) -> tuple[np.nda
     return images[:limit], titles[:limit], key
 
 
+def _gate_names(rows: int, state: dict[str, np.ndarray], key: str) -> tuple[str, ...]:
+    """The gates stacked in a recurrent weight of ``rows`` = G H rows, told apart by G = rows / H,
+    H being the width of weight_hh_l0 beside it."""
+    hidden = np.shape(state[key.replace("weight_ih_l0", "weight_hh_l0")])[1]
+    gates = rows // hidden
+    names = {len(names): names for names in GATES.values()}  # 1, 4 and 3 gates: rnn, lstm, gru
+    return names.get(gates, tuple(str(g) for g in range(gates)))
+
+
 def predict_probabilities(engine: Engine, net: Any, x: np.ndarray, chunk: int = 1000) -> np.ndarray:
     """softmax(net(x)) as float64 (N, classes), forward only and in eval mode (the net's mode is
     restored after), ``chunk`` samples at a time (the max is subtracted first, so large logits
-    cannot overflow). x: (N, F) or (N, C, H, W), as the net takes it."""
+    cannot overflow). x: (N, F), (N, C, H, W) or (N, T, F), as the net takes it."""
     parts = []
     training = bool(getattr(net, "training", False))
     set_mode(net, False)
@@ -138,7 +161,8 @@ def write_pictures(engine: Engine, net: Any, x: np.ndarray, y: np.ndarray, names
     plt = pyplot()
     images, titles, key = weight_images(net.state_dict())
     paths = [os.path.join(out_dir, WEIGHTS_PNG), os.path.join(out_dir, MISTAKES_PNG)]
-    fig = image_grid(images, titles, title=f"{title}{key}: first {len(images)}", cmap="RdBu_r", symmetric=True)
+    shown = "a row per hidden unit, a column per input feature" if _input_weight(key) else f"first {len(images)}"
+    fig = image_grid(images, titles, title=f"{title}{key}: {shown}", cmap="RdBu_r", symmetric=True)
     save_figure(fig, paths[0])
     plt.close(fig)
     probabilities = predict_probabilities(engine, net, x)

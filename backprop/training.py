@@ -23,7 +23,7 @@ from .architecture import evaluation_chunk, image_view, input_shape
 from .checkpoint import CHECKPOINT_NAME, Checkpoint, checkpoint_meta, save_checkpoint
 from .config import TrainConfig
 from .datasets import Dataset
-from .engines import Engine, inference_mode, layer_at, set_mode, training_numerics
+from .engines import Engine, EngineError, inference_mode, layer_at, set_mode, training_numerics
 from .fileio import atomic_write_text
 from .gradflow import CSV_NAME as GRADIENTS_CSV
 from .gradflow import GradientTracker
@@ -95,16 +95,38 @@ def step_backward(net: Any) -> Callable[[Any], Any]:
     return backward
 
 
-def make_step(engine: Engine, net: Any, optimizer: Any, loss_fn: Any) -> StepFunction:
+def gradient_clipper(engine: Engine) -> Callable[[Any, float], float]:
+    """The engine's ``clip_grad_norm_(net, max_norm)`` (torch.nn.utils.clip_grad_norm_'s rule;
+    optional in engine_core.protocol); EngineError naming the engine when it has none."""
+    clip = getattr(engine.module, "clip_grad_norm_", None)
+    if not callable(clip):
+        raise EngineError(f"engine {engine.spec!r} has no clip_grad_norm_ (needed for --clip-grad-norm; see "
+                          "engine_core.protocol)")
+    return clip  # type: ignore[no-any-return]
+
+
+def make_step(engine: Engine, net: Any, optimizer: Any, loss_fn: Any,
+              clip_grad_norm: float | None = None) -> StepFunction:
     """One training step as a closure: (x, y) in the engine's arrays -> (mean loss, correct predictions).
 
     The trainer, `backprop bench` and `backprop compare` all run exactly this. An engine that
     declares ACCUMULATES_GRADIENTS gets optimizer.zero_grad() before every backward; a backward
-    that takes ``input_grad`` is told that dL/dx is not needed.
+    that takes ``input_grad`` is told that dL/dx is not needed. With ``clip_grad_norm``, the
+    engine's clip_grad_norm_(net, clip_grad_norm) runs between backward and the optimizer's step,
+    as torch.nn.utils.clip_grad_norm_ is placed in a torch loop (EngineError, from
+    gradient_clipper, for an engine without it).
     """
     forward, loss_forward, loss_backward = net.forward, loss_fn.forward, loss_fn.backward
     step, hits = optimizer.step, engine.argmax_hits
     backward = step_backward(net)
+    if clip_grad_norm is not None:  # without it, step stays the optimizer's own: no call added
+        clip, optimizer_step, max_norm = gradient_clipper(engine), optimizer.step, clip_grad_norm
+
+        def clipped_step() -> None:
+            clip(net, max_norm)
+            optimizer_step()
+
+        step = clipped_step
 
     if engine.traits.accumulates_gradients:
         zero_grad = optimizer.zero_grad
@@ -237,6 +259,8 @@ class Trainer:
             weight_decay=config.weight_decay, betas=config.betas, eps=config.eps,
         )
         self.loss_fn = engine.loss()
+        if config.clip_grad_norm is not None:
+            gradient_clipper(engine)  # an engine without clipping is refused now, not at the first step
         self.feeder = engine.feeder(self.train_x, train_y, config.batch_size, config.seed)
         self.rates = epoch_learning_rates(config.lr_schedule, config.lr, config.epochs,
                                           config.step_size, config.gamma, t_max=config.t_max)
@@ -352,7 +376,7 @@ class Trainer:
         opt.lr = self.rates[p.epoch]
         feeder.start_epoch(p.epoch)
         steps = feeder.steps_per_epoch
-        train_step = make_step(engine, net, opt, loss_fn)
+        train_step = make_step(engine, net, opt, loss_fn, cfg.clip_grad_norm)
         if self.gradients is not None:
             train_step = self.gradients.wrap(train_step)
         set_mode(net, True)  # evaluation leaves eval mode behind on nets without a training flag

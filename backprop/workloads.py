@@ -19,6 +19,10 @@ WORKLOADS: dict[str, dict[str, Any]] = {
     # How cost grows with width: 784-1024-1024-10.
     "wide": {"network": mlp([IN_FEATURES, 1024, 1024, CLASSES], "relu"), "init": "he_normal", "lr": 0.05,
              "batch_sizes": (32, 128, 1024)},
+    # The lstm preset's step: its network and its gradient clipping (clip_grad_norm, as the trainer
+    # clips); the preset trains with Adam (bench --optimizer adam), SGD's lr is for timing SGD steps.
+    "lstm": {"network": preset_network("lstm"), "init": PRESETS["lstm"]["init"], "lr": 0.05, "batch_sizes": (64,),
+             "clip_grad_norm": PRESETS["lstm"]["clip_grad_norm"]},
 }
 DEFAULT_WORKLOADS = ("notebook", "default", "lenet")
 

@@ -129,6 +129,24 @@ def check_adam(lr: float, betas: tuple[float, float], eps: float, weight_decay: 
         raise ValueError(f"Invalid weight_decay value: {weight_decay}")
 
 
+def check_max_norm(max_norm: object) -> float:
+    """clip_grad_norm_'s max_norm as a float: a number >= 0, where 0 zeroes every gradient and inf
+    clips nothing, as in torch.nn.utils.clip_grad_norm_. Stricter than torch, which takes any
+    float: a negative max_norm would turn every gradient around (a step up the loss) and NaN
+    would make every gradient NaN, so both are refused. Raises TypeError for a non-number (bool
+    included), ValueError naming max_norm otherwise."""
+    if isinstance(max_norm, bool) or not isinstance(max_norm, (int, float, np.integer, np.floating)):
+        raise TypeError(f"max_norm: expected a number >= 0, got {type_name(max_norm)} {clipped(repr(max_norm))}")
+    try:
+        value = float(max_norm)
+    except OverflowError:  # an integer beyond any float (torch's float() refuses it too)
+        raise ValueError(f"max_norm: {clipped(repr(max_norm))} is beyond any float") from None
+    if not value >= 0:  # NaN fails this too
+        raise ValueError(f"max_norm: expected a number >= 0 (the largest global gradient norm a step keeps; a "
+                         f"negative one would reverse every gradient), got {clipped(repr(max_norm))}")
+    return value
+
+
 def check_seed(seed: object) -> int:
     """A seed for np.random.default_rng: an int >= 0 (bool and None refused: a run must be
     reproducible). Raises TypeError or ValueError naming the seed."""

@@ -18,7 +18,7 @@ from .formats import ModelState, OptimizerState
 A = TypeVar("A")
 
 REQUIRED = ("MLP", "SoftmaxCrossEntropy", "SGD")
-OPTIONAL = ("Adam", "AdamW", "asarray", "labels", "to_numpy")
+OPTIONAL = ("Adam", "AdamW", "clip_grad_norm_", "asarray", "labels", "to_numpy")
 
 
 @runtime_checkable
@@ -81,6 +81,16 @@ class Optimizer(Protocol):
     def state_dict(self) -> OptimizerState: ...
 
     def load_state_dict(self, state: OptimizerState) -> None: ...
+
+
+@runtime_checkable
+class GradientClipper(Protocol):
+    """Optional ``clip_grad_norm_(net, max_norm) -> float``: torch.nn.utils.clip_grad_norm_ with
+    norm_type 2 over the net's gradients (grads()), in place: n = sqrt(sum_i ||g_i||^2), every g
+    times min(max_norm / (n + 1e-6), 1); returns n. What `backprop train --clip-grad-norm` calls
+    between backward and the optimizer's step."""
+
+    def __call__(self, net: Any, max_norm: float) -> float: ...
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from types import ModuleType
 from typing import Any
 
@@ -41,6 +42,7 @@ from .conv_checks import (
 from .errors import type_name
 from .layer_checks import check_approximate, check_batchnorm_args, check_dropout_p, check_flag, check_negative_slope
 from .naming import ACTIVATION_NAMES, INITS
+from .recurrent_checks import RecurrentArgs, check_recurrent_args, sequence_form
 from .windows import Windows
 
 Shape = tuple[int, ...]
@@ -653,3 +655,56 @@ register(Kind("leakyrelu", "LeakyReLU", {"negative_slope": 0.01, "inplace": Fals
               check=lambda a: (check_negative_slope(a["negative_slope"]), check_flag("inplace", a["inplace"])),
               added=("inplace",)))
 register(Kind("gelu", "GELU", {"approximate": "none"}, check=lambda a: check_approximate(a["approximate"])))
+
+
+def recurrent_args(kind: str, a: Mapping[str, Any]) -> RecurrentArgs:
+    """An rnn, lstm or gru spec's arguments, checked (engine_core.recurrent_checks)."""
+    return check_recurrent_args(kind, a["input_size"], a["hidden_size"], a["num_layers"],
+                                a.get("nonlinearity", "tanh"), a["bias"], a["batch_first"])
+
+
+def _recurrent_output(spec: LayerSpec, shape: Shape) -> Shape:
+    a = recurrent_args(spec.kind, spec.args)
+    if len(shape) != 3 or shape[2] != a.input_size:
+        raise ValueError(f"{spec!r}: expects a 3-D input {sequence_form(a.batch_first, a.input_size)}, got {shape}")
+    return (shape[0], shape[1], a.hidden_size)
+
+
+def _recurrent_initialize(kind: str):
+    """torch's RNNBase.reset_parameters: every weight and bias U(+-1/sqrt(hidden_size)), drawn
+    in named_parameters() order, whatever ``init`` (which applies to Linear and Conv2d)."""
+
+    def initialize(args: Mapping[str, Any], rng: np.random.Generator, init: str) -> dict[str, np.ndarray]:
+        a = recurrent_args(kind, args)
+        bound = 1.0 / math.sqrt(a.hidden_size)
+        return {name: rng.uniform(-bound, bound, shape) for name, shape in a.parameter_shapes().items()}
+
+    return initialize
+
+
+def _recurrent_parameters(kind: str, args: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+    return recurrent_args(kind, args).parameter_shapes()
+
+
+_RECURRENT = {"input_size": REQUIRED, "hidden_size": REQUIRED, "num_layers": 1, "bias": True, "batch_first": False}
+for _name, _class in (("rnn", "RNN"), ("lstm", "LSTM"), ("gru", "GRU")):
+    _defaults = dict(_RECURRENT)
+    if _name == "rnn":  # torch.nn.RNN(input_size, hidden_size, num_layers=1, nonlinearity='tanh', bias=True, ...)
+        _defaults = {"input_size": REQUIRED, "hidden_size": REQUIRED, "num_layers": 1, "nonlinearity": "tanh",
+                     "bias": True, "batch_first": False}
+    register(Kind(_name, _class, _defaults, check=partial(recurrent_args, _name), output=_recurrent_output,
+                  parameters=partial(_recurrent_parameters, _name),
+                  initialize=_recurrent_initialize(_name), takes_dtype=True))
+
+
+def _last_step_output(spec: LayerSpec, shape: Shape) -> Shape:
+    if len(shape) != 3:
+        raise ValueError(f"{spec!r}: expects a 3-D input {sequence_form(spec.args['batch_first'], 'features')}, "
+                         f"got {shape}")
+    return (shape[0], shape[2]) if spec.args["batch_first"] else (shape[1], shape[2])
+
+
+# The output at the last time step: x[:, -1] (batch_first) or x[-1], (batch, features). torch has
+# no such module (one writes output[:, -1] in forward); export prints a two-line one.
+register(Kind("laststep", "LastStep", {"batch_first": False},
+              check=lambda a: check_flag("batch_first", a["batch_first"]), output=_last_step_output))

@@ -21,7 +21,8 @@ from .layers import ACTIVATIONS, GELU, Identity, Layer, LeakyReLU, Linear, ReLU,
 from .losses import SoftmaxCrossEntropy
 from .model import MLP, Sequential
 from .normalization import BatchNorm1d, BatchNorm2d, Dropout
-from .optim import SGD, Adam, AdamW, Optimizer
+from .optim import SGD, Adam, AdamW, Optimizer, clip_grad_norm_
+from .recurrent import GRU, LSTM, RNN, LastStep
 
 # What a trainer needs to know (engine_core.protocol.Traits).
 NAME = "numpy"
@@ -52,6 +53,6 @@ __all__ = [
     "ACCUMULATES_GRADIENTS", "ACTIVATIONS", "DEVICES", "INITS", "MLP", "NAME", "SGD", "TRAINING_KWARGS", "Adam",
     "AdamW", "BatchNorm1d", "BatchNorm2d", "Dropout", "GELU", "Identity", "Layer", "LeakyReLU", "Linear",
     "NonFiniteError", "Optimizer", "ReLU", "Sequential", "Sigmoid",
-    "SoftmaxCrossEntropy", "Tanh", "asarray", "initial_state", "labels", "to_numpy",
-    "AvgPool2d", "Conv2d", "Flatten", "MaxPool2d",
+    "SoftmaxCrossEntropy", "Tanh", "asarray", "clip_grad_norm_", "initial_state", "labels", "to_numpy",
+    "AvgPool2d", "Conv2d", "Flatten", "MaxPool2d", "GRU", "LSTM", "LastStep", "RNN",
 ]

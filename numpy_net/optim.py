@@ -1,5 +1,6 @@
 """Optimizers of the NumPy engine, following torch.optim's documented update rules
-(torch.optim.SGD, torch.optim.Adam and torch.optim.AdamW documentation pages).
+(torch.optim.SGD, torch.optim.Adam and torch.optim.AdamW documentation pages), and global-norm
+gradient clipping (torch.nn.utils.clip_grad_norm_).
 
 They update the network's one flat parameter array with a few whole-array operations
 (see Sequential), so a step costs the same number of NumPy calls for any depth. State
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from engine_core.bookkeeping import OptimizerBase
-from engine_core.checks import check_adam, check_sgd
+from engine_core.checks import check_adam, check_max_norm, check_sgd
 
 from .model import Sequential
 
@@ -180,3 +181,29 @@ class AdamW(Adam):
         amsgrad: bool = False,
     ) -> None:
         super().__init__(net, lr, betas, eps, weight_decay, amsgrad)
+
+
+def clip_grad_norm_(net: Sequential, max_norm: float) -> float:
+    """torch.nn.utils.clip_grad_norm_(parameters, max_norm) (norm_type 2, error_if_nonfinite
+    False): n = sqrt(sum_i ||g_i||^2), the 2-norm of every gradient's own 2-norm; every gradient
+    becomes g * min(max_norm / (n + 1e-6), 1), in place; returns n (before clipping) as a float.
+
+    ``net``: the root Sequential after backward (its gradients(): the arrays SGD/Adam read).
+    As torch, the norm is taken per gradient array and then over those norms, everything in
+    the gradients' dtype, max_norm / (n + 1e-6) is reciprocal times max_norm (torch's scalar
+    division), and the gradients are multiplied even when the factor is 1 (a no-op then). NaN or
+    Inf in a gradient gives n NaN/Inf and NaN gradients, as torch gives. A network without
+    parameters returns 0. Raises TypeError/ValueError for a max_norm that is no number >= 0
+    (engine_core.checks.check_max_norm: 0 zeroes every gradient, inf clips nothing).
+    """
+    max_norm = check_max_norm(max_norm)
+    grads = [g.reshape(-1) for g in net.gradients().values()]
+    if not grads:
+        return 0.0
+    dtype = grads[0].dtype.type
+    norms = np.array([np.sqrt(np.dot(g, g)) for g in grads], dtype=dtype)  # ||g_i||
+    total = np.sqrt(np.dot(norms, norms))  # n
+    coef = dtype(1) / (total + dtype(1e-6)) * dtype(max_norm)
+    coef = np.minimum(coef, dtype(1))  # NaN stays NaN, as torch.clamp keeps it
+    net.flat_gradients *= coef  # every gradient at once: they are views of this array
+    return float(total)

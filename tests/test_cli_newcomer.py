@@ -105,7 +105,7 @@ def test_no_hidden_layer_is_documented_and_its_header_names_no_activation(data_r
 def test_the_help_and_the_readme_say_what_the_commands_take():
     _, commands = build_parsers()
     train = " ".join(commands["train"].format_help().split())
-    assert "Train a network, an MLP or a stack of layers (--layers, --preset lenet)" in train
+    assert "Train a network, an MLP or a stack of layers (--layers, --preset lenet, lstm or gru)" in train
     assert "Train an MLP" not in train
     imports = " ".join(commands["import"].format_help().split())
     assert "(default: the layers of --preset, itself lenet by default)" in imports and "(default: lenet)" in imports

@@ -235,6 +235,52 @@ def test_the_harness_rejects_an_average_pool_that_ignores_count_include_pad_fals
     result.assert_outcomes(failed=1, passed=2 + optional)
 
 
+def _lstm_cases(out: str) -> list[dict[str, int | bool]]:
+    """Every smallest failing LayerCase of an LSTM in a report: hidden_size, num_layers, bias and
+    T, the sequence length (the input shape's first or, with batch_first, second dimension)."""
+    found = re.findall(r"case=LayerCase\(spec=LSTM\(input_size=\d+, hidden_size=(\d+), num_layers=(\d+), "
+                       r"bias=(True|False), batch_first=(True|False)\), input_shape=\((\d+), (\d+), \d+\)", out)
+    assert found, out[-3000:]
+    return [{"hidden_size": int(hidden), "num_layers": int(layers), "bias": bias == "True",
+             "steps": int(second if batch_first == "True" else first)}
+            for hidden, layers, bias, batch_first, first, second in found]
+
+
+def test_the_harness_rejects_an_lstm_whose_forget_gate_takes_the_output_gates_bias(outside: pytest.Pytester):
+    """parity_tests.fixtures.lstm_forget_bias_engine: numpy-ml#42, f = sigmoid(... + b_o). The
+    catalog draws every bias at random (all-zero or equal biases would hide it), so the oracle
+    comparison sees the output differ and finite differences see the forget block's gradient
+    belong to a bias the forward never reads. The report names the layer, the output and the
+    bias, and hypothesis's smallest failing LayerCase: an LSTM with biases, one layer of one unit,
+    at least two time steps (f multiplies c_{t-1}, which is 0 at the first). ("-k engine-lstm": the
+    engine's name holds "lstm", which would select every test.)"""
+    result, out = _rejected(outside, "engine-lstm", "parity_tests.fixtures.lstm_forget_bias_engine")
+    assert re.search(r"LSTM\(input_size=\d+, hidden_size=\d+, num_layers=\d+, bias=True, batch_first=(True|False)\) "
+                     r"\(train, float(32|64)\): output differs", out), out[-3000:]
+    assert re.search(r"d L / d 0\.bias_(ih|hh)_l0\[[^]]+\]: finite difference", out), out[-3000:]
+    for case in _lstm_cases(out):
+        assert case["bias"] and case["hidden_size"] == case["num_layers"] == 1 and case["steps"] >= 2, case
+    # Failed: oracle and finite differences. Passed: nothing is mutated, and every optional argument is
+    # taken with torch's default.
+    result.assert_outcomes(failed=2, passed=1 + _optional("lstm"))
+
+
+def test_the_harness_rejects_an_lstm_whose_backward_drops_the_cell_gradient_to_the_previous_step(
+        outside: pytest.Pytester):
+    """parity_tests.fixtures.lstm_cell_gradient_engine: CaptainE/RNN-LSTM-in-numpy#1, the backward
+    through time carries no dL/dc to step t - 1. The report names the layer, dL/dx, and
+    hypothesis's smallest failing LayerCase, which needs a second time step (with one, nothing
+    is carried). Only the oracle comparison runs (finite differences reject it too, in twice the
+    time)."""
+    result, out = _rejected(outside, "oracle and engine-lstm", "parity_tests.fixtures.lstm_cell_gradient_engine")
+    assert re.search(r"LSTM\(input_size=\d+, hidden_size=\d+, num_layers=\d+, bias=(True|False), "
+                     r"batch_first=(True|False)\) \(train, float(32|64)\): dL/dx differs", out), out[-3000:]
+    assert "expected" in out and "got" in out, out[-3000:]
+    for case in _lstm_cases(out):
+        assert case["steps"] >= 2, case
+    result.assert_outcomes(failed=1)
+
+
 OLD_CONV_ENGINE = '''"""numpy_net as an engine written before Conv2d took dilation, groups and padding_mode."""
 import numpy_net
 from numpy_net import *  # noqa: F403

@@ -188,13 +188,13 @@ def test_every_spec_the_catalog_draws_round_trips_through_the_text_and_the_print
     from torch import nn
 
     from backprop.architecture import parse_layer
-    from backprop.export import torch_spelling
+    from backprop.export import torch_namespace, torch_spelling
     from parity_tests.catalog import CATALOG
 
     entry = CATALOG[data.draw(st.sampled_from(sorted(CATALOG)), label="kind")]
     spec, _ = entry.draw(data.draw)
     assert parse_layer(format_layers([spec])) == spec
-    printed = eval(torch_spelling(spec), {"nn": nn})  # our own printed code
+    printed = eval(torch_spelling(spec), torch_namespace())  # our own printed code (nn, and the classes it defines)
     built = torch_module(sequential(spec))[0]
 
     def settings_of(module: nn.Module) -> dict:

@@ -162,8 +162,10 @@ V4_TEXT = ("conv2d(1, 4, 3, padding=1), batchnorm2d(4), relu, maxpool2d(2), avgp
 def test_the_arguments_added_since_format_4_are_exactly_the_new_ones():
     from engine_core.specs import KINDS
 
+    # Kinds registered after format 4 (rnn, lstm, ...) cannot be in a format-4 file: only the
+    # kinds that format had are compared, and every one of them must still be registered.
     assert {kind: [name for name in info.defaults if name not in info.added]
-            for kind, info in KINDS.items()} == V4_ARGUMENTS
+            for kind, info in KINDS.items() if kind in V4_ARGUMENTS} == V4_ARGUMENTS
 
 
 def test_a_format_4_network_written_before_the_new_arguments_loads_builds_and_exports(tmp_path, capsys):

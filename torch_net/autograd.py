@@ -21,6 +21,7 @@ from torch.nn import functional
 from engine_core.checks import (
     check_adam,
     check_dtype_name,
+    check_max_norm,
     check_model_state,
     check_optimizer_state,
     check_sgd,
@@ -45,6 +46,7 @@ from engine_core.layer_checks import (
     check_flag,
     check_negative_slope,
 )
+from engine_core.recurrent_checks import RecurrentArgs, check_recurrent_args, check_sequence_facts
 from engine_core.specs import build, mlp
 
 from . import asarray, labels, to_numpy  # the same conversions as torch_net
@@ -304,6 +306,119 @@ class BatchNorm2d(_BatchNorm):
     """torch.nn.BatchNorm2d."""
 
     torch_class = nn.BatchNorm2d
+
+
+class _KeepOutput:
+    """Mixin for torch.nn.RNN/LSTM/GRU: forward(x) returns torch's first return value, ``output``,
+    from zero initial states, and keeps the final states as ``h_n`` (and the LSTM's ``c_n``),
+    detached; x is checked first as the engines check it (a 3-D sequence of the layer's width and
+    dtype), so the oracle refuses what they refuse, in their words. Shown by its torch.nn name."""
+
+    text = ""
+    h_n: torch.Tensor | None = None
+    c_n: torch.Tensor | None = None
+
+    def _get_name(self) -> str:
+        return type(self).__mro__[2].__name__
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        module = cast(nn.RNNBase, self)
+        check_type(f"{self.text}: x", x, torch.Tensor, "torch.Tensor")
+        check_sequence_facts(self.text, tuple(x.shape), str(x.dtype).replace("torch.", ""), module.input_size,
+                             module.batch_first, str(module.weight_ih_l0.dtype).replace("torch.", ""))
+        output, finals = super().forward(x)  # type: ignore[misc]  # the torch.nn class after this mixin
+        if isinstance(finals, tuple):  # the LSTM's (h_n, c_n)
+            self.h_n, self.c_n = finals[0].detach(), finals[1].detach()
+        else:
+            self.h_n = finals.detach()
+        return output
+
+
+class _RNN(_KeepOutput, nn.RNN):  # type: ignore[misc]  # forward returns output alone
+    pass
+
+
+class _LSTM(_KeepOutput, nn.LSTM):  # type: ignore[misc]  # forward returns output alone
+    pass
+
+
+class _GRU(_KeepOutput, nn.GRU):  # type: ignore[misc]  # forward returns output alone
+    pass
+
+
+class _Recurrent(Layer):
+    """torch.nn.RNN/LSTM/GRU themselves, returning ``output`` (_KeepOutput); parameters in torch's
+    names and layout (weight_ih_l{k} (G H, in_k), ...), which are the engines' too. ``h_n`` and
+    ``c_n`` (LSTM) are the last forward's final states, (num_layers, B, H)."""
+
+    def __init__(self, module: _KeepOutput, args: RecurrentArgs) -> None:
+        module.text = f"{args.kind.upper()}({args.extra_repr()})"
+        super().__init__(cast(nn.Module, module), module.text)
+
+    @property
+    def h_n(self) -> torch.Tensor | None:
+        return cast(_KeepOutput, self.module).h_n
+
+    @property
+    def c_n(self) -> torch.Tensor | None:
+        return cast(_KeepOutput, self.module).c_n
+
+
+class RNN(_Recurrent):
+    """torch.nn.RNN (nonlinearity "tanh" or "relu")."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, nonlinearity: str = "tanh",
+                 bias: bool = True, batch_first: bool = False, dtype: str = "float32",
+                 device: str | torch.device = "cpu") -> None:
+        args = check_recurrent_args("rnn", input_size, hidden_size, num_layers, nonlinearity, bias, batch_first)
+        super().__init__(_RNN(args.input_size, args.hidden_size, args.num_layers, nonlinearity=args.nonlinearity,
+                              bias=args.bias, batch_first=args.batch_first, dtype=_kind(dtype), device=device), args)
+
+
+class LSTM(_Recurrent):
+    """torch.nn.LSTM."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dtype: str = "float32", device: str | torch.device = "cpu") -> None:
+        args = check_recurrent_args("lstm", input_size, hidden_size, num_layers, "tanh", bias, batch_first)
+        super().__init__(_LSTM(args.input_size, args.hidden_size, args.num_layers, bias=args.bias,
+                               batch_first=args.batch_first, dtype=_kind(dtype), device=device), args)
+
+
+class GRU(_Recurrent):
+    """torch.nn.GRU."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dtype: str = "float32", device: str | torch.device = "cpu") -> None:
+        args = check_recurrent_args("gru", input_size, hidden_size, num_layers, "tanh", bias, batch_first)
+        super().__init__(_GRU(args.input_size, args.hidden_size, args.num_layers, bias=args.bias,
+                              batch_first=args.batch_first, dtype=_kind(dtype), device=device), args)
+
+
+class LastStepModule(nn.Module):
+    """output[:, -1] (batch_first) or output[-1]: the last time step of a (B, T, F) or (T, B, F)
+    sequence, autograd differentiating the indexing."""
+
+    def __init__(self, batch_first: bool = False) -> None:
+        super().__init__()
+        self.batch_first = batch_first
+
+    def _get_name(self) -> str:
+        return "LastStep"
+
+    def extra_repr(self) -> str:
+        return "batch_first=True" if self.batch_first else ""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, -1] if self.batch_first else x[-1]
+
+
+class LastStep(Layer):
+    """LastStepModule (torch has no such module)."""
+
+    def __init__(self, batch_first: bool = False) -> None:
+        flag = check_flag("batch_first", batch_first)
+        super().__init__(LastStepModule(flag), "LastStep(batch_first=True)" if flag else "LastStep()")
 
 
 class NumpyMaskDropout(nn.Module):
@@ -672,5 +787,14 @@ class AdamW(Adam):
         super().__init__(net, lr, betas, eps, weight_decay, amsgrad)
 
 
+def clip_grad_norm_(net: Sequential, max_norm: float) -> float:
+    """torch.nn.utils.clip_grad_norm_ itself over the network's parameters (norm_type 2,
+    error_if_nonfinite False, foreach default): every gradient times min(max_norm / (n + 1e-6), 1),
+    n = sqrt(sum_i ||g_i||^2); returns n as a float. max_norm is checked as the engines check
+    it (engine_core.checks.check_max_norm), so the oracle refuses what they refuse."""
+    max_norm = check_max_norm(max_norm)
+    return float(torch.nn.utils.clip_grad_norm_(list(net.named_parameters().values()), max_norm))
+
+
 __all__ = ["ACCUMULATES_GRADIENTS", "DEVICES", "MLP", "NAME", "SGD", "TRAINING_KWARGS", "Adam", "AdamW",
-           "NonFiniteError", "SoftmaxCrossEntropy", "asarray", "labels", "to_numpy"]
+           "NonFiniteError", "SoftmaxCrossEntropy", "asarray", "clip_grad_norm_", "labels", "to_numpy"]

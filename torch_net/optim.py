@@ -1,6 +1,7 @@
 """Optimizers of the torch engine, following torch.optim's documented update rules
-(torch.optim.SGD, Adam and AdamW documentation pages): numpy_net.optim on tensors, one flat
-tensor, a few whole-tensor operations per step. State save/load is engine_core.OptimizerBase's."""
+(torch.optim.SGD, Adam and AdamW documentation pages), and global-norm gradient clipping
+(torch.nn.utils.clip_grad_norm_): numpy_net.optim on tensors, one flat tensor, a few
+whole-tensor operations per step. State save/load is engine_core.OptimizerBase's."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 import torch
 
 from engine_core.bookkeeping import OptimizerBase
-from engine_core.checks import check_adam, check_sgd
+from engine_core.checks import check_adam, check_max_norm, check_sgd
 
 from .model import Sequential
 
@@ -153,3 +154,24 @@ class AdamW(Adam):
         amsgrad: bool = False,
     ) -> None:
         super().__init__(net, lr, betas, eps, weight_decay, amsgrad)
+
+
+def clip_grad_norm_(net: Sequential, max_norm: float) -> float:
+    """torch.nn.utils.clip_grad_norm_(parameters, max_norm) (norm_type 2, error_if_nonfinite
+    False): n = sqrt(sum_i ||g_i||^2), the 2-norm of every gradient's own 2-norm; every gradient
+    becomes g * min(max_norm / (n + 1e-6), 1), in place; returns n (before clipping) as a float.
+
+    numpy_net.optim.clip_grad_norm_ on tensors (see there). Each ||g_i|| is
+    torch.linalg.vector_norm, the very kernel torch's clip_grad_norm_ uses; the float return
+    waits for the device (torch's returns a tensor and does not).
+    """
+    max_norm = check_max_norm(max_norm)
+    grads = [g.reshape(-1) for g in net.gradients().values()]
+    if not grads:
+        return 0.0
+    norms = torch.stack([torch.linalg.vector_norm(g) for g in grads])  # ||g_i||
+    total = torch.linalg.vector_norm(norms)  # n
+    coef = torch.reciprocal(total + 1e-6) * max_norm
+    coef = torch.clamp(coef, max=1.0)  # NaN stays NaN
+    net.flat_gradients.mul_(coef)  # every gradient at once: they are views of this tensor
+    return float(total)

@@ -38,10 +38,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                                    "Only the training split is read.")
     add_engine_options(p, multiple="numpy,torch,autograd")
     p.add_argument("--workloads", type=comma_list(str), default=list(DEFAULT_WORKLOADS), metavar="W1,W2",
-                   help=f"comma-separated, from {', '.join(WORKLOADS)} (notebook, default, lenet: the presets' "
-                        f"networks; wide: 784-1024-1024-10 relu) (default: {','.join(DEFAULT_WORKLOADS)})")
+                   help=f"comma-separated, from {', '.join(WORKLOADS)} (notebook, default, lenet, lstm: the "
+                        f"presets' networks, lstm's floor its 28 steps' products; wide: 784-1024-1024-10 relu) "
+                        f"(default: {','.join(DEFAULT_WORKLOADS)})")
     p.add_argument("--batch-sizes", type=comma_list(positive_int), default=None, metavar="B1,B2,...",
-                   help="for every workload (default: 32,128,1024 for the MLPs, 64 for lenet)")
+                   help="for every workload (default: 32,128,1024 for the MLPs, 64 for lenet and lstm)")
     p.add_argument("--dtype", choices=DTYPE_NAMES, default="float32")
     p.add_argument("--optimizer", choices=OPTIMIZER_NAMES, default="sgd",
                    help="sgd at the workload preset's lr; adam and adamw at torch's default lr")
@@ -131,7 +132,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                     rows.extend(case)
         except FloatingPointError as error:
             return fail(f"an engine's training diverged while timing ({error})")
-        except EngineError as error:  # an engine without a layer a workload needs (lenet's Conv2d, ...)
+        except EngineError as error:  # an engine without a layer a workload needs (lenet's Conv2d, lstm's LSTM)
             return fail(f"--workloads: {error}")
         print("floor formulations (the fastest per product; bench.json has every candidate's time):")
         for line in formulation_summary(rows):

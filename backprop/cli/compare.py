@@ -27,6 +27,7 @@ from .options import (
     non_negative_float,
     open_engine,
     positive_int,
+    require_clipping,
     require_optimizer,
 )
 
@@ -67,6 +68,7 @@ def settings_from(config: TrainConfig, args: argparse.Namespace, n: int) -> Lock
         dtype=config.dtype, batch_size=config.batch_size, seed=config.seed, optimizer=config.optimizer,
         lr=config.lr, momentum=config.momentum,
         steps=args.steps or (args.epochs or 1) * steps_per_epoch(n, config.batch_size),
+        clip_grad_norm=config.clip_grad_norm,
     )
 
 
@@ -79,10 +81,11 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         config = new_config(args.preset or PRESET, layers=args.layers, hidden=args.hidden,
                             activation=args.activation, init=args.init, dtype=args.dtype, seed=args.seed,
                             batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
-                            momentum=args.momentum, limit=args.limit)
+                            momentum=args.momentum, limit=args.limit, clip_grad_norm=args.clip_grad_norm)
     except ConfigError as error:
         parser.error(str(error))
     require_optimizer(parser, engines, config.optimizer, "--engines")
+    require_clipping(parser, engines, config.clip_grad_norm, "--engines")
     check_data_dir(parser, args.data_dir)
     with claim_out(parser, args.out, default_stem("compare")) as run_dir:
         out = run_dir.path
@@ -101,6 +104,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         header = (f"{' vs '.join(names)}, {config.network_summary()}, {settings.dtype}, batch {settings.batch_size}, "
                   f"{settings.optimizer} lr {settings.lr:g}"
                   + (f" momentum {settings.momentum:g}" if settings.momentum else "")
+                  + ("" if settings.clip_grad_norm is None else f", clip grad norm {settings.clip_grad_norm:g}")
                   + f", {settings.steps} step{'s' if settings.steps != 1 else ''} on {source}")
         print(f"compare: {header}, tol {args.tol:g}", flush=True)
         if source.startswith("synthetic"):

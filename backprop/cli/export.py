@@ -16,7 +16,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="write a checkpoint as a torch.nn.Sequential state dict",
                        description="Write a checkpoint's network as a torch.nn.Sequential state dict (a .pt file "
                                    "that torch.load(..., weights_only=True) reads) and print the Python lines "
-                                   "that load it.")
+                                   "that load it. A recurrent layer becomes a subclass of torch's RNN, LSTM or GRU "
+                                   "that returns output alone (torch's returns a tuple), and laststep a small "
+                                   "LastStep module; the printed lines define both.")
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint.npz, or the run directory holding it")
     p.add_argument("--to", required=True, metavar="MODEL_PT",
                    help="the .pt file to write, in an existing directory (required; an existing file other than "

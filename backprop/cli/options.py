@@ -177,6 +177,20 @@ def positive_float(text: str) -> float:
     return value
 
 
+def max_norm(text: str) -> float:
+    """--clip-grad-norm's value: a finite number > 0 (0 would zero every gradient, and nothing
+    would train; a negative one would turn every gradient around)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, the largest gradient norm a step keeps, got {text!r}") \
+            from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0 (the largest gradient norm a step keeps), "
+                                         f"got {text}")
+    return value
+
+
 def width_list(text: str) -> list[int]:
     """'64,64' -> [64, 64]; 'none' or '' -> [] (no hidden layer: a linear softmax classifier)."""
     if text.strip().lower() in ("", "none"):
@@ -205,8 +219,10 @@ LAYERS_HELP = ("the network as a stack of layers instead of an MLP: comma-separa
                + "; ".join(layer_signature(kind) for kind in KINDS) + " (return_indices=True and "
                "padding_mode other than 'zeros' are refused). "
                "A stack whose first layer (after activations and dropout) is a 2-D one (conv2d, a pooling "
-               "layer, batchnorm2d) gets (1, 28, 28) images, else 784 pixels; it must end in 10 logits. --init "
-               "applies to its Linear and Conv2d weights (default: torch_default). Not with --hidden or "
+               "layer, batchnorm2d) gets (1, 28, 28) images, one whose first is rnn, lstm or gru (28, 28): 28 rows "
+               "of 28 pixels, fed batch first (give it and laststep batch_first=True), else 784 pixels; it must "
+               "end in 10 logits. --init applies to its Linear and Conv2d weights (default: torch_default; "
+               "recurrent layers start as torch's do). Not with --hidden or "
                "--activation (default: the preset's network)")
 
 
@@ -235,16 +251,40 @@ def from_preset(key: str) -> str:
     return f"the preset's: {values}"
 
 
+# The layer-stack presets' networks in words (an MLP preset's is its widths).
+_PRESET_NETWORKS = {"lenet": "LeNet-5 style CNN",
+                    "lstm": "LSTM of 128 reading the image's 28 rows, its last step, linear 10",
+                    "gru": "GRU of 128 reading the image's 28 rows, its last step, linear 10"}
+
+
 def _preset_summary(name: str) -> str:
     values = {k: v for k, v in PRESETS[name].items() if k not in ("hidden", "activation")}
     config = TrainConfig(**{**values, "network": preset_network(name), "preset": name})
-    network = "LeNet-5 style CNN" if name == "lenet" else config.network_summary()
+    network = _PRESET_NETWORKS.get(name) or config.network_summary()
     return (f"{name}: {network}, {config.init}, batch {config.batch_size}, "
             f"{config.optimizer_summary()}, {config.epochs} epoch{'s' if config.epochs != 1 else ''}")
 
 
+def _clipping_default() -> str:
+    """--clip-grad-norm's default in words: the presets that clip, and no clipping for the rest."""
+    clipping = [f"{PRESETS[name]['clip_grad_norm']:g} ({name})" for name in PRESET_NAMES
+                if PRESETS[name].get("clip_grad_norm") is not None]
+    presets = f"the preset's: {', '.join(clipping)}; otherwise " if clipping else ""
+    return f"{presets}no clipping"
+
+
+def _preset_optimizers() -> str:
+    """``sgd; adam for lstm, gru``: the presets' own optimizers, the most common first."""
+    by_optimizer: dict[str, list[str]] = {}
+    for name in PRESET_NAMES:
+        by_optimizer.setdefault(PRESETS[name]["optimizer"], []).append(name)
+    common, *others = sorted(by_optimizer, key=lambda optimizer: -len(by_optimizer[optimizer]))
+    return "; ".join([common, *(f"{optimizer} for {', '.join(by_optimizer[optimizer])}" for optimizer in others)])
+
+
 LR_HELP = (
-    f"learning rate (default: {from_preset('lr')} when --optimizer is the preset's own (sgd); with another "
+    f"learning rate (default: {from_preset('lr')} when --optimizer is the preset's own ({_preset_optimizers()}); "
+    "with another "
     f"optimizer, torch's default for it: "
     + ", ".join(f"{name} {values['lr']:g}" for name, values in OPTIMIZER_DEFAULTS.items())
     + ". So --optimizer adam alone trains at 0.001)"
@@ -301,8 +341,8 @@ def add_optimizer_options(parser: argparse.ArgumentParser, schedules: bool = Tru
     """--batch-size, --optimizer, --lr, --momentum; with ``schedules`` also --nesterov,
     --weight-decay and the learning-rate schedule's flags (defaults None: the preset decides)."""
     group = parser.add_argument_group(
-        "optimizer", "A preset's lr and momentum are for its own optimizer, SGD; another --optimizer gets "
-                     "torch.optim's defaults unless --lr is given.")
+        "optimizer", f"A preset's lr and momentum are for its own optimizer ({_preset_optimizers()}); another "
+                     "--optimizer gets torch.optim's defaults unless --lr is given.")
     group.add_argument("--batch-size", type=positive_int, metavar="N",
                        help=f"samples per step (default: {from_preset('batch_size')})")
     group.add_argument("--optimizer", choices=OPTIMIZER_NAMES, help=f"(default: {from_preset('optimizer')})")
@@ -310,6 +350,10 @@ def add_optimizer_options(parser: argparse.ArgumentParser, schedules: bool = Tru
     group.add_argument("--momentum", type=non_negative_float, metavar="X",
                        help=f"SGD's momentum, sgd only (default: {from_preset('momentum')}; 0 when --optimizer "
                             "is not the preset's)")
+    group.add_argument("--clip-grad-norm", type=max_norm, metavar="X",
+                       help="after every backward, clip the gradients to a global norm of at most X by torch's "
+                            "rule (torch.nn.utils.clip_grad_norm_): n = sqrt(sum of every gradient's squared 2-norm), "
+                            f"each gradient times min(X / (n + 1e-6), 1) (default: {_clipping_default()})")
     if not schedules:
         return
     group.add_argument("--nesterov", action="store_true", default=None,
@@ -432,6 +476,21 @@ def fail(message: str, code: int = EXIT_DATA) -> int:
 
 # Appended to a data error when the directory came from the run being continued or evaluated.
 REMEMBERED_DATA_DIR = " (the data directory the run was trained from; pass --data-dir to use another)"
+
+
+def require_clipping(parser: argparse.ArgumentParser, engines: Sequence[Engine], max_norm: float | None,
+                     flag: str) -> None:
+    """A usage error naming ``flag`` when the run clips (``max_norm`` not None) and an engine has
+    no clip_grad_norm_ (optional in the engine protocol)."""
+    if max_norm is None:
+        return
+    from ..training import gradient_clipper
+
+    for engine in engines:
+        try:
+            gradient_clipper(engine)
+        except EngineError as error:
+            parser.error(f"argument {flag}: {error}")
 
 
 def require_optimizer(parser: argparse.ArgumentParser, engines: Sequence[Any], optimizer: str, flag: str) -> None:

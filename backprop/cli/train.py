@@ -47,6 +47,7 @@ from .options import (
     from_preset,
     open_engine,
     positive_int,
+    require_clipping,
     require_optimizer,
 )
 from .threads import add_threads_option, blas_threads, warn_oversubscribed
@@ -55,7 +56,7 @@ from .threads import add_threads_option, blas_threads, warn_oversubscribed
 # resume must not change them.
 CONFIG_FLAGS = (
     "init", "dtype", "seed", "batch_size", "optimizer", "lr", "momentum", "nesterov",
-    "weight_decay", "lr_schedule", "step_size", "gamma", "limit", "dataset",
+    "weight_decay", "lr_schedule", "step_size", "gamma", "limit", "dataset", "clip_grad_norm",
 )
 
 
@@ -63,7 +64,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     """Register `train` on the subparsers object ``sub``; returns its parser."""
     p = sub.add_parser(
         "train", help="train an MLP or a layer stack on MNIST-format data (or resume a run)",
-        description="Train a network, an MLP or a stack of layers (--layers, --preset lenet): the --preset's "
+        description="Train a network, an MLP or a stack of layers (--layers, --preset lenet, lstm or gru): the "
+                    "--preset's "
                     "run, changed by the flags given. A resumed run (--resume) keeps "
                     "its configuration, dataset and data directory, and refuses flags that would change them; "
                     "--epochs sets a new total, and --engine, --device, --data-dir, --out and --quiet apply to "
@@ -190,6 +192,8 @@ def spell_stored(field: str, config: TrainConfig) -> str:
     value = getattr(config, field)
     if field == "limit" and value is None:
         return "all training samples, no --limit"
+    if field == "clip_grad_norm" and value is None:
+        return "no gradient clipping, no --clip-grad-norm"
     return spell_flag(field, value)
 
 
@@ -311,6 +315,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     else:
         config = train_config(args, parser)
     require_optimizer(parser, [engine], config.optimizer, "--engine")
+    require_clipping(parser, [engine], config.clip_grad_norm, "--engine")
     data_dir = args.data_dir or (checkpoint.data_dir if checkpoint else None) or DEFAULT_DATA_DIR
     if checkpoint is not None and resume is not None and checkpoint.progress.epoch >= config.epochs:
         done = checkpoint.progress.epoch

@@ -1,0 +1,412 @@
+"""Recurrent layers on tensors, backpropagation through time written out: numpy_net/recurrent.py
+line for line, no autograd (nothing here sets requires_grad; every derivative is ours). RNN,
+LSTM and GRU with torch's equations, parameter names, shapes and gate order (torch.nn.RNN, LSTM
+and GRU documentation pages), and LastStep, which keeps the output at the last time step.
+
+A sequence is (T, B, in) (seq_len, batch, features), or (B, T, in) with ``batch_first``. Inside,
+everything is time-major: step t's values are one contiguous (B, ...) slab. Per layer k, with H
+the hidden size and G the gates (1 for an RNN, 4 for an LSTM, 3 for a GRU):
+
+    weight_ih_l{k} (G H, in_k), weight_hh_l{k} (G H, H), bias_ih_l{k} (G H,), bias_hh_l{k} (G H,)
+
+The input's share of every step's gate pre-activations, x_t W_ih^T + b_ih, is one GEMM over all T
+steps; only h_{t-1} W_hh^T has to wait for the previous step, so the loop over time steps is the
+one loop (inherent: step t needs step t-1). No loop runs over samples. Every forward starts from
+zero states h_0 = c_0 = 0 and keeps the final ones as ``h_n`` (and ``c_n``), (num_layers, B, H).
+
+Backward walks the steps in reverse, carrying dL/dh_t (and for the LSTM dL/dc_t) to step t - 1,
+collects every step's gate gradients dA (T, B, G H), and turns them into the weight gradients with
+one GEMM each: grad W_ih = dA^T x, grad W_hh = dA_hh^T h_{t-1}, grad b = sum over t and b of dA,
+dL/dx = dA W_ih. The caller's x and delta are only read.
+
+Where this differs from numpy_net's lines, for speed on the CPU: the states, gates and gate
+gradients live in buffers owned by the layer, reused while T, B, dtype and device stay the same
+(torch's CPU allocator maps a fresh tensor of a few MB anew every time, and its first touch cost
+~900 page faults per LSTM(28, 128) step on 64 images, none with the buffers), so row 0 of the
+states is zeroed by every forward; each step's h_{t-1} W_hh^T lands in that step's slab of the
+gate (or state) tensor and the nonlinearities run there in place; torch.sigmoid is the logistic
+function (scipy's expit there). As with torch_net's other layers, the output is a view of a
+buffer, valid until the layer runs again (clone to keep); h_n and c_n are copies.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from engine_core.checks import check_dtype_name, check_type, shape_of
+from engine_core.errors import backward_before_forward_message
+from engine_core.layer_checks import check_flag
+from engine_core.recurrent_checks import RecurrentArgs, check_recurrent_args, check_sequence_facts, sequence_form
+
+from .checks import ARRAY_TYPE, check_delta, check_device, dtype_name
+from .layers import Layer
+
+
+class _Recurrent(Layer):
+    """What RNN, LSTM and GRU share: arguments, parameters, the input check and the walk over
+    stacked layers (layer k + 1 reads layer k's outputs h_1..h_T). Subclasses write one layer's
+    pass through time: ``_layer_forward(k, x)`` -> (hs, cache) with hs (T + 1, B, H), hs[0] = 0,
+    and ``_layer_backward(k, dout, cache, input_grad)`` -> dL/d(that layer's input)."""
+
+    kind = ""
+    accepts_input_grad = True
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, nonlinearity: str = "tanh",
+                 bias: bool = True, batch_first: bool = False, dtype: str = "float32",
+                 device: str | torch.device = "cpu") -> None:
+        self.args: RecurrentArgs = check_recurrent_args(self.kind, input_size, hidden_size, num_layers, nonlinearity,
+                                                        bias, batch_first)
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.bias, self.batch_first = self.args.bias, self.args.batch_first
+        self.dtype: torch.dtype = getattr(torch, check_dtype_name(dtype))
+        self.device = torch.device(device)
+        self._names = list(self.args.parameter_shapes())
+        for name, shape in self.args.parameter_shapes().items():
+            setattr(self, name, torch.zeros(shape, dtype=self.dtype, device=self.device))
+            setattr(self, "grad_" + name, torch.zeros(shape, dtype=self.dtype, device=self.device))
+        self.h_n: torch.Tensor | None = None  # (num_layers, B, H): every layer's h_T of the last forward
+        self._caches: list[tuple[torch.Tensor, ...]] = []  # per layer, what its backward reads
+        self._x_shape: tuple[int, ...] | None = None  # the last forward's input shape
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.args.extra_repr()})"
+
+    def weights(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """(weight_ih, weight_hh, bias_ih, bias_hh) of layer k (biases None with bias=False)."""
+        b_ih = getattr(self, f"bias_ih_l{k}") if self.bias else None
+        b_hh = getattr(self, f"bias_hh_l{k}") if self.bias else None
+        return getattr(self, f"weight_ih_l{k}"), getattr(self, f"weight_hh_l{k}"), b_ih, b_hh
+
+    def _input_projection(self, k: int, x: torch.Tensor) -> torch.Tensor:
+        """x_t W_ih^T + b_ih for every step at once: (T, B, G H) from x (T, B, in), one GEMM."""
+        w_ih, _, b_ih, _ = self.weights(k)
+        steps, batch, width = x.shape
+        rows = x.reshape(steps * batch, width)
+        a = self._exact_buffer(f"_a_in{k}", (steps * batch, w_ih.shape[0]), x)
+        if b_ih is None:
+            torch.mm(rows, w_ih.t(), out=a)
+        else:
+            torch.addmm(b_ih, rows, w_ih.t(), out=a)
+        return a.reshape(steps, batch, -1)
+
+    def _states(self, name: str, k: int, steps: int, batch: int, like: torch.Tensor) -> torch.Tensor:
+        """Layer k's (T + 1, B, H) states ``name`` (h or c) in a reused buffer, row 0 set to the
+        zero initial state (the buffer holds the last call's states)."""
+        states = self._exact_buffer(f"_{name}{k}", (steps + 1, batch, self.hidden_size), like)
+        states[0].zero_()
+        return states
+
+    def _check_input(self, x: object) -> torch.Tensor:
+        if self.input_trusted:
+            return x  # type: ignore[return-value]  # a tree validated it (engine_core.SequentialBase)
+        if (x.__class__ is torch.Tensor and x.dim() == 3 and x.shape[2] == self.input_size  # type: ignore[attr-defined]
+                and x.numel() and x.dtype == self.dtype and not x.requires_grad):  # type: ignore[attr-defined]
+            if x.device != self.device:  # type: ignore[attr-defined]
+                check_device(f"{self.describe()}: x", x, self.device)  # type: ignore[arg-type]
+            return x  # type: ignore[return-value]
+        check_type(f"{self.describe()}: x", x, torch.Tensor, ARRAY_TYPE)
+        tensor: torch.Tensor = x  # type: ignore[assignment]
+        check_sequence_facts(self.describe(), shape_of(tensor), dtype_name(tensor.dtype), self.input_size,
+                             self.batch_first, dtype_name(self.dtype))
+        check_device(f"{self.describe()}: x", tensor, self.device)
+        return tensor.detach()  # a tensor that requires grad: no graph is recorded here
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """torch's ``output``: the top layer's h_t for every t, (T, B, H) or (B, T, H) with
+        batch_first, from zero initial states; sets h_n (and c_n). Raises TypeError (not a tensor,
+        another dtype) or ValueError (not 3-D, another width, empty, another device), naming the
+        layer."""
+        x = self._check_input(x)
+        self._x_shape = shape_of(x)
+        # Time-major (T, B, in), contiguous so that every step's slab and the GEMMs' (T B, in) rows are views.
+        h = x
+        if self.batch_first:
+            h = self._exact_buffer("_x", (x.shape[1], x.shape[0], x.shape[2]), x).copy_(x.transpose(0, 1))
+        caches, finals = [], []
+        for k in range(self.num_layers):
+            hs, cache = self._layer_forward(k, h)
+            caches.append(cache)
+            finals.append(hs[-1])
+            h = hs[1:]  # the next layer's input: this layer's h_1..h_T
+        self._caches = caches
+        self._finals(finals)
+        return h.transpose(0, 1) if self.batch_first else h
+
+    def _finals(self, finals: list[torch.Tensor]) -> None:
+        self.h_n = torch.stack(finals)
+
+    def backward(self, delta: torch.Tensor, input_grad: bool = True) -> torch.Tensor | None:
+        """Fills every parameter's gradient (replacing the last call's) from dL/d(output), shaped
+        like the output; returns dL/dx shaped like x (None with input_grad=False). Raises
+        RuntimeError before any forward, ValueError/TypeError for a delta of another shape or dtype.
+        """
+        if self._x_shape is None:
+            raise RuntimeError(backward_before_forward_message(
+                self.describe(), shape_of(delta), sequence_form(self.batch_first, self.hidden_size)))
+        steps, batch = self._x_shape[:2][::-1] if self.batch_first else self._x_shape[:2]
+        out_shape = (batch, steps, self.hidden_size) if self.batch_first else (steps, batch, self.hidden_size)
+        if not self.delta_trusted:
+            delta = check_delta(self, delta, out_shape, self.dtype)
+        dout = delta.transpose(0, 1) if self.batch_first else delta  # time-major dL/dh_t, (T, B, H)
+        for k in reversed(range(self.num_layers)):
+            dout = self._layer_backward(k, dout, self._caches[k], k > 0 or input_grad)  # type: ignore[assignment]
+        if not input_grad:
+            return None
+        return dout.transpose(0, 1).contiguous() if self.batch_first else dout
+
+    def _weight_gradients(self, k: int, x: torch.Tensor, hs: torch.Tensor, da_ih: torch.Tensor,
+                          da_hh: torch.Tensor, input_grad: bool) -> torch.Tensor | None:
+        """Layer k's parameter gradients from every step's gate gradients, one GEMM each:
+        grad W_ih = sum_t da_ih[t]^T x_t, grad W_hh = sum_t da_hh[t]^T h_{t-1} (h_0 = 0 adds nothing),
+        grad b_ih = sum_t,b da_ih, grad b_hh = sum_t,b da_hh; returns dL/dx_t = da_ih[t] W_ih (T, B, in)."""
+        w_ih, _, b_ih, _ = self.weights(k)
+        steps, batch, width = x.shape
+        rows = da_ih.reshape(steps * batch, -1)
+        # As (x^T da_ih)^T: MKL runs this orientation of the narrow product (in_k columns) faster.
+        getattr(self, f"grad_weight_ih_l{k}").copy_(torch.mm(x.reshape(steps * batch, width).t(), rows).t())
+        torch.mm(da_hh.reshape(steps * batch, -1).t(), hs[:-1].reshape(steps * batch, -1),
+                 out=getattr(self, f"grad_weight_hh_l{k}"))
+        if b_ih is not None:
+            torch.sum(rows, dim=0, out=getattr(self, f"grad_bias_ih_l{k}"))
+            torch.sum(da_hh.reshape(steps * batch, -1), dim=0, out=getattr(self, f"grad_bias_hh_l{k}"))
+        if not input_grad:
+            return None
+        return torch.mm(rows, w_ih).reshape(steps, batch, width)
+
+    def _layer_forward(self, k: int, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        raise NotImplementedError
+
+    def _layer_backward(self, k: int, dout: torch.Tensor, cache: tuple[torch.Tensor, ...],
+                        input_grad: bool) -> torch.Tensor | None:
+        raise NotImplementedError
+
+    def local_parameters(self) -> dict[str, torch.Tensor]:
+        return {name: getattr(self, name) for name in self._names}
+
+    def local_gradients(self) -> dict[str, torch.Tensor]:
+        return {name: getattr(self, "grad_" + name) for name in self._names}
+
+
+class RNN(_Recurrent):
+    """torch.nn.RNN, the Elman network: per layer and step,
+
+        h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh),  act = tanh or relu (``nonlinearity``).
+
+    Backward through time, dh the gradient reaching h_t (from the output above plus from step t + 1):
+        da_t = dh * act'(a_t)  (1 - h_t^2 for tanh; 1 where h_t > 0 for relu, torch's 0 at 0),
+        dh_{t-1} = da_t W_hh (added to the output's gradient at t - 1).
+    Parameters (G = 1): weight_ih_l{k} (H, in_k), weight_hh_l{k} (H, H), bias_ih_l{k}, bias_hh_l{k} (H,).
+    """
+
+    kind = "rnn"
+
+    def _layer_forward(self, k: int, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        _, w_hh, _, b_hh = self.weights(k)
+        a_in = self._input_projection(k, x)
+        steps, batch, _ = x.shape
+        hs = self._states("hs", k, steps, batch, x)
+        for t in range(steps):
+            a = torch.addmm(a_in[t], hs[t], w_hh.t(), out=hs[t + 1])  # a_t, turned into h_t in place
+            if b_hh is not None:
+                a += b_hh
+            if self.args.nonlinearity == "tanh":
+                a.tanh_()
+            else:
+                a.clamp_min_(0)
+        return hs, (x, hs)
+
+    def _layer_backward(self, k: int, dout: torch.Tensor, cache: tuple[torch.Tensor, ...],
+                        input_grad: bool) -> torch.Tensor | None:
+        x, hs = cache
+        _, w_hh, _, _ = self.weights(k)
+        da = self._exact_buffer(f"_da{k}", (len(dout), dout.shape[1], self.hidden_size), hs)
+        dh = torch.zeros_like(dout[0])  # dL/dh_t arriving from step t + 1
+        for t in reversed(range(len(dout))):
+            dh += dout[t]
+            h = hs[t + 1]
+            if self.args.nonlinearity == "tanh":
+                torch.mul(dh, 1 - h * h, out=da[t])
+            else:
+                torch.mul(dh, h > 0, out=da[t])
+            dh = torch.mm(da[t], w_hh)  # dL/dh_{t-1} through the recurrence
+        return self._weight_gradients(k, x, hs, da, da, input_grad)
+
+
+class LSTM(_Recurrent):
+    """torch.nn.LSTM: per layer and step, with the gates stacked i, f, g, o in W's rows,
+
+        i = sigmoid(a_i), f = sigmoid(a_f), g = tanh(a_g), o = sigmoid(a_o),
+        a = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh  (G = 4 blocks of H),
+        c_t = f * c_{t-1} + i * g,   h_t = o * tanh(c_t).
+
+    Backward through time, dh and dc the gradients reaching h_t and c_t from step t + 1 (dh plus
+    the output's gradient at t):
+        do = dh * tanh(c_t),   dc += dh * o * (1 - tanh(c_t)^2),
+        di = dc * g,   dg = dc * i,   df = dc * c_{t-1},   dc_{t-1} = dc * f  (the cell's own path back),
+        da_i = di i (1 - i), da_f = df f (1 - f), da_g = dg (1 - g^2), da_o = do o (1 - o),
+        dh_{t-1} = da W_hh.
+    Sets ``c_n`` (num_layers, B, H) beside h_n. Parameters: weight_ih_l{k} (4H, in_k),
+    weight_hh_l{k} (4H, H), bias_ih_l{k}, bias_hh_l{k} (4H,).
+    """
+
+    kind = "lstm"
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dtype: str = "float32", device: str | torch.device = "cpu") -> None:
+        super().__init__(input_size, hidden_size, num_layers, "tanh", bias, batch_first, dtype, device)
+        self.c_n: torch.Tensor | None = None
+
+    def _finals(self, finals: list[torch.Tensor]) -> None:
+        self.h_n = torch.stack(finals)
+        self.c_n = torch.stack([cache[2][-1] for cache in self._caches])
+
+    def _layer_forward(self, k: int, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        _, w_hh, _, b_hh = self.weights(k)
+        size = self.hidden_size
+        a_in = self._input_projection(k, x)
+        steps, batch, _ = x.shape
+        hs = self._states("hs", k, steps, batch, x)
+        cs = self._states("cs", k, steps, batch, x)
+        gates = self._exact_buffer(f"_gates{k}", (steps, batch, 4 * size), x)  # i, f, g, o after their nonlinearities
+        tanh_c = self._exact_buffer(f"_tanh_c{k}", (steps, batch, size), x)
+        for t in range(steps):
+            gate = torch.addmm(a_in[t], hs[t], w_hh.t(), out=gates[t])  # a, turned into the gates in place
+            if b_hh is not None:
+                gate += b_hh
+            i, f, g, o = gate[:, :size], gate[:, size:2 * size], gate[:, 2 * size:3 * size], gate[:, 3 * size:]
+            gate[:, :2 * size].sigmoid_()  # i and f
+            g.tanh_()
+            o.sigmoid_()
+            torch.addcmul(f * cs[t], i, g, out=cs[t + 1])
+            torch.tanh(cs[t + 1], out=tanh_c[t])
+            torch.mul(o, tanh_c[t], out=hs[t + 1])
+        return hs, (x, hs, cs, gates, tanh_c)
+
+    def _layer_backward(self, k: int, dout: torch.Tensor, cache: tuple[torch.Tensor, ...],
+                        input_grad: bool) -> torch.Tensor | None:
+        x, hs, cs, gates, tanh_c = cache
+        _, w_hh, _, _ = self.weights(k)
+        size = self.hidden_size
+        da = self._exact_buffer(f"_da{k}", tuple(gates.shape), gates)
+        dh = torch.zeros_like(dout[0])  # dL/dh_t arriving from step t + 1
+        dc = torch.zeros_like(dout[0])  # dL/dc_t arriving from step t + 1
+        for t in reversed(range(len(dout))):
+            dh += dout[t]
+            gate = gates[t]
+            i, f, g, o = gate[:, :size], gate[:, size:2 * size], gate[:, 2 * size:3 * size], gate[:, 3 * size:]
+            dc += dh * o * (1 - tanh_c[t] * tanh_c[t])
+            torch.mul(dc * g, i * (1 - i), out=da[t, :, :size])  # da_i
+            torch.mul(dc * cs[t], f * (1 - f), out=da[t, :, size:2 * size])  # da_f
+            torch.mul(dc * i, 1 - g * g, out=da[t, :, 2 * size:3 * size])  # da_g
+            torch.mul(dh * tanh_c[t], o * (1 - o), out=da[t, :, 3 * size:])  # da_o
+            dc *= f  # dL/dc_{t-1} along the cell
+            dh = torch.mm(da[t], w_hh)  # dL/dh_{t-1} through the gates
+        return self._weight_gradients(k, x, hs, da, da, input_grad)
+
+
+class GRU(_Recurrent):
+    """torch.nn.GRU: per layer and step, with the gates stacked r, z, n in W's rows and torch's
+    reset gate applied to the hidden half only (inside its bias, unlike the 2014 paper):
+
+        r = sigmoid(a_ir + a_hr),  z = sigmoid(a_iz + a_hz),  n = tanh(a_in + r * a_hn),
+        a_i = x_t W_ih^T + b_ih,  a_h = h_{t-1} W_hh^T + b_hh  (G = 3 blocks of H each),
+        h_t = (1 - z) * n + z * h_{t-1}.
+
+    Backward through time, dh the gradient reaching h_t:
+        dn = dh (1 - z),  dz = dh (h_{t-1} - n),
+        da_n = dn (1 - n^2)  (a_in's gradient),  da_hn = da_n * r,  dr = da_n * a_hn,
+        da_r = dr r (1 - r),  da_z = dz z (1 - z),
+        dh_{t-1} = dh z + [da_r, da_z, da_hn] W_hh.
+    The input side's gate gradients are [da_r, da_z, da_n], the hidden side's [da_r, da_z, da_hn].
+    Parameters: weight_ih_l{k} (3H, in_k), weight_hh_l{k} (3H, H), bias_ih_l{k}, bias_hh_l{k} (3H,).
+    """
+
+    kind = "gru"
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dtype: str = "float32", device: str | torch.device = "cpu") -> None:
+        super().__init__(input_size, hidden_size, num_layers, "tanh", bias, batch_first, dtype, device)
+
+    def _layer_forward(self, k: int, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        _, w_hh, _, b_hh = self.weights(k)
+        size = self.hidden_size
+        a_in = self._input_projection(k, x)
+        steps, batch, _ = x.shape
+        hs = self._states("hs", k, steps, batch, x)
+        gates = self._exact_buffer(f"_gates{k}", (steps, batch, 3 * size), x)  # r, z, n after their nonlinearities
+        hidden_n = self._exact_buffer(f"_hidden_n{k}", (steps, batch, size), x)  # (h_{t-1} W_hh^T + b_hh)'s n block
+        for t in range(steps):
+            a_h = torch.mm(hs[t], w_hh.t()) if b_hh is None else torch.addmm(b_hh, hs[t], w_hh.t())
+            gate = gates[t]
+            torch.sigmoid(a_in[t, :, :2 * size] + a_h[:, :2 * size], out=gate[:, :2 * size])
+            r, z = gate[:, :size], gate[:, size:2 * size]
+            hidden_n[t] = a_h[:, 2 * size:]
+            n = torch.tanh(torch.addcmul(a_in[t, :, 2 * size:], r, hidden_n[t]), out=gate[:, 2 * size:])
+            torch.add((1 - z) * n, z * hs[t], out=hs[t + 1])
+        return hs, (x, hs, gates, hidden_n)
+
+    def _layer_backward(self, k: int, dout: torch.Tensor, cache: tuple[torch.Tensor, ...],
+                        input_grad: bool) -> torch.Tensor | None:
+        x, hs, gates, hidden_n = cache
+        _, w_hh, _, _ = self.weights(k)
+        size = self.hidden_size
+        da_ih = self._exact_buffer(f"_da_ih{k}", tuple(gates.shape), gates)
+        da_hh = self._exact_buffer(f"_da_hh{k}", tuple(gates.shape), gates)
+        dh = torch.zeros_like(dout[0])  # dL/dh_t arriving from step t + 1
+        for t in reversed(range(len(dout))):
+            dh += dout[t]
+            gate = gates[t]
+            r, z, n = gate[:, :size], gate[:, size:2 * size], gate[:, 2 * size:]
+            da_n = dh * (1 - z) * (1 - n * n)
+            torch.mul(da_n * hidden_n[t], r * (1 - r), out=da_ih[t, :, :size])  # da_r
+            torch.mul(dh * (hs[t] - n), z * (1 - z), out=da_ih[t, :, size:2 * size])  # da_z
+            da_ih[t, :, 2 * size:] = da_n
+            da_hh[t, :, :2 * size] = da_ih[t, :, :2 * size]
+            torch.mul(da_n, r, out=da_hh[t, :, 2 * size:])  # da_hn: the reset gate scales the hidden half
+            dh = torch.addmm(dh * z, da_hh[t], w_hh)  # dL/dh_{t-1}: the direct path and through the gates
+        return self._weight_gradients(k, x, hs, da_ih, da_hh, input_grad)
+
+
+class LastStep(Layer):
+    """The output at the last time step, for classifying a sequence: y = x[-1] for x (T, B, F),
+    y = x[:, -1] with ``batch_first`` (x (B, T, F)); y is (B, F), a copy (contiguous, x's dtype
+    and device).
+
+    Backward: dL/dx is zero at every step but the last, where it is dy. (torch has no such module:
+    one writes ``output[:, -1]``.) Raises TypeError for a batch_first that is not True or False,
+    and for an input that is no floating tensor; ValueError for one that is not 3-D.
+    """
+
+    def __init__(self, batch_first: bool = False) -> None:
+        self.batch_first = check_flag("batch_first", batch_first)
+        self._x: tuple[tuple[int, ...], torch.dtype] | None = None  # the last input's shape and dtype
+
+    def __repr__(self) -> str:
+        return "LastStep(batch_first=True)" if self.batch_first else "LastStep()"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.input_trusted:
+            check_type(f"{self.describe()}: x", x, torch.Tensor, ARRAY_TYPE)
+            check_sequence_facts(self.describe(), shape_of(x), dtype_name(x.dtype), None, self.batch_first, None)
+            x = x.detach()
+        self._x = (shape_of(x), x.dtype)
+        # clone, not contiguous(): x[-1] of a time-major x is contiguous already, and y must not
+        # alias the caller's x (or the recurrent layer's cached states).
+        return (x[:, -1] if self.batch_first else x[-1]).clone(memory_format=torch.contiguous_format)
+
+    def backward(self, delta: torch.Tensor) -> torch.Tensor:
+        """dL/dx: zeros shaped like x, dy at the last step. RuntimeError before any forward;
+        ValueError/TypeError for a delta that is not (B, F) of x's dtype."""
+        if self._x is None:
+            raise RuntimeError(backward_before_forward_message(self.describe(), shape_of(delta), "(batch, features)"))
+        shape, dtype = self._x
+        last = (shape[0], shape[2]) if self.batch_first else (shape[1], shape[2])
+        if not self.delta_trusted:
+            delta = check_delta(self, delta, last, dtype)
+        dx = self._exact_buffer("_dx", shape, delta)  # reused, as torch_net's other layers' dL/dx
+        dx.zero_()
+        if self.batch_first:
+            dx[:, -1] = delta
+        else:
+            dx[-1] = delta
+        return dx
