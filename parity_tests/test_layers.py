@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from engine_core import specs
 
 from .catalog import CATALOG, LayerCase, build_case, layer_cases
-from .compare import check_close, max_abs
+from .compare import Mismatch, check_close, max_abs
 from .engines import Engine, oracle
 
 ORACLE = oracle()
@@ -70,10 +70,20 @@ def test_every_layer_matches_the_oracle_forward_backward_and_state(engine, kind,
     what = f"{engine.name}: {case.spec!r} ({'train' if case.training else 'eval'}, {case.dtype})"
     _close(f"{what}: output", got["out"], want["out"], scale_out, rtol)
     scale_back = max(max_abs([want["dx"], case.delta, *want["grads"].values()]), floor)
-    _close(f"{what}: dL/dx", got["dx"], want["dx"], scale_back, rtol)
     assert sorted(got["grads"]) == sorted(want["grads"]), f"{what}: gradient keys"
-    for key in want["grads"]:
-        _close(f"{what}: grads[{key!r}]", got["grads"][key], want["grads"][key], scale_back, rtol)
+    # Every backward quantity is checked before one fails, so that the report names each one that
+    # differs (a dropped term through time shows in dL/dx and in the parameters it reaches).
+    backward = [("dL/dx", "dx", None), *((f"grads[{key!r}]", "grads", key) for key in want["grads"])]
+    failures = []
+    for name, field, key in backward:
+        g, w = (got[field], want[field]) if key is None else (got[field][key], want[field][key])
+        try:
+            _close(f"{what}: {name}", g, w, scale_back, rtol)
+        except Mismatch as error:
+            failures.append((name, str(error).removeprefix(f"{what}: ")))
+    if failures:
+        also = "".join(f"\n  also: {message}" for _, message in failures[1:])
+        raise Mismatch(f"{what}: {failures[0][1]}{also}\n  differing: {', '.join(name for name, _ in failures)}")
     assert list(got["state"]) == list(want["state"]), f"{what}: state keys {list(got['state'])}"
     for key in want["state"]:
         _close(f"{what}: state[{key!r}]", got["state"][key], want["state"][key],

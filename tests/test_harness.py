@@ -268,14 +268,16 @@ def test_the_harness_rejects_an_lstm_whose_forget_gate_takes_the_output_gates_bi
 def test_the_harness_rejects_an_lstm_whose_backward_drops_the_cell_gradient_to_the_previous_step(
         outside: pytest.Pytester):
     """parity_tests.fixtures.lstm_cell_gradient_engine: CaptainE/RNN-LSTM-in-numpy#1, the backward
-    through time carries no dL/dc to step t - 1. The report names the layer, dL/dx, and
-    hypothesis's smallest failing LayerCase, which needs a second time step (with one, nothing
-    is carried). Only the oracle comparison runs (finite differences reject it too, in twice the
-    time)."""
+    through time carries no dL/dc to step t - 1. The report names the layer, dL/dx and every
+    parameter gradient that differs, and hypothesis's smallest failing LayerCase, which needs a
+    second time step (with one, nothing is carried). Only the oracle comparison runs (finite
+    differences reject it too, in twice the time)."""
     result, out = _rejected(outside, "oracle and engine-lstm", "parity_tests.fixtures.lstm_cell_gradient_engine")
     assert re.search(r"LSTM\(input_size=\d+, hidden_size=\d+, num_layers=\d+, bias=(True|False), "
                      r"batch_first=(True|False)\) \(train, float(32|64)\): dL/dx differs", out), out[-3000:]
     assert "expected" in out and "got" in out, out[-3000:]
+    # ... and the parameters the lost carry reaches (the biases' gradients sum every step's gates).
+    assert re.search(r"differing: dL/dx, grads\['0\.(bias|weight)_(ih|hh)_l0'\]", out), out[-3000:]
     for case in _lstm_cases(out):
         assert case["steps"] >= 2, case
     result.assert_outcomes(failed=1)

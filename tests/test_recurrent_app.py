@@ -273,3 +273,17 @@ def test_compare_of_the_lstm_preset_in_float64_stays_near_machine_precision(data
     assert {row["engine"] for row in rows} == {"torch", "autograd"} and len(rows) == 2 * 4
     assert max(float(row["max_rel_diff"]) for row in rows) < 1e-12
     assert max(float(row["loss_diff"]) for row in rows) < 1e-12
+
+
+def test_compare_past_its_tolerance_on_a_recurrent_network_says_why_and_what_to_read(data_root, tmp_path, capsys):
+    # A tolerance of 0 is exceeded by the first rounding; a recurrent net's message explains the
+    # growth (chaos, measured on torch alone) and which steps to read. An MLP's does not.
+    common = ["--engines", "numpy,torch", "--dtype", "float64", "--dataset", "fashion-mnist", "--data-dir", data_root,
+              "--limit", "64", "--batch-size", "16", "--steps", "2", "--tol", "0", "--quiet"]
+    code = main(["compare", "--preset", "lstm", "--layers", TINY, *common, "--out", str(tmp_path / "lstm")])
+    err = capsys.readouterr().err
+    assert code == 1 and "tolerance 0 exceeded" in err
+    assert "training a recurrent network is chaotic" in err and "--steps 100 stays within 1e-13" in err
+    code = main(["compare", "--hidden", "8", *common, "--out", str(tmp_path / "mlp")])
+    err = capsys.readouterr().err
+    assert code == 1 and "tolerance 0 exceeded" in err and "chaotic" not in err

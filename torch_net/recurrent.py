@@ -287,19 +287,29 @@ class LSTM(_Recurrent):
         x, hs, cs, gates, tanh_c = cache
         _, w_hh, _, _ = self.weights(k)
         size = self.hidden_size
+        steps, batch = dout.shape[:2]
+        i, f, g, o = gates.split(size, dim=2)  # (T, B, H) views
+        # The factors of the gate gradients that do not wait for step t + 1, for every step at
+        # once (one call over T B H each instead of T small ones; bench --workloads lstm, torch
+        # engine, backward 7.9 -> 6.3-7.0 ms a step at batch 64, two runs):
+        #   da_{i,f,g} = dc * [g i (1 - i), c_{t-1} f (1 - f), i (1 - g^2)],
+        #   da_o = dh * tanh(c_t) o (1 - o),   dc += dh * o (1 - tanh(c_t)^2).
+        by_dc = self._exact_buffer(f"_by_dc{k}", (steps, batch, 3, size), gates)
+        torch.mul(g, i * (1 - i), out=by_dc[:, :, 0])
+        torch.mul(cs[:-1], f * (1 - f), out=by_dc[:, :, 1])
+        torch.mul(i, 1 - g * g, out=by_dc[:, :, 2])
+        dh_to_da_o = tanh_c * o * (1 - o)
+        dh_to_dc = o * (1 - tanh_c * tanh_c)
         da = self._exact_buffer(f"_da{k}", tuple(gates.shape), gates)
+        da_blocks = da.view(steps, batch, 4, size)
         dh = torch.zeros_like(dout[0])  # dL/dh_t arriving from step t + 1
         dc = torch.zeros_like(dout[0])  # dL/dc_t arriving from step t + 1
-        for t in reversed(range(len(dout))):
+        for t in reversed(range(steps)):
             dh += dout[t]
-            gate = gates[t]
-            i, f, g, o = gate[:, :size], gate[:, size:2 * size], gate[:, 2 * size:3 * size], gate[:, 3 * size:]
-            dc += dh * o * (1 - tanh_c[t] * tanh_c[t])
-            torch.mul(dc * g, i * (1 - i), out=da[t, :, :size])  # da_i
-            torch.mul(dc * cs[t], f * (1 - f), out=da[t, :, size:2 * size])  # da_f
-            torch.mul(dc * i, 1 - g * g, out=da[t, :, 2 * size:3 * size])  # da_g
-            torch.mul(dh * tanh_c[t], o * (1 - o), out=da[t, :, 3 * size:])  # da_o
-            dc *= f  # dL/dc_{t-1} along the cell
+            dc.addcmul_(dh, dh_to_dc[t])
+            torch.mul(by_dc[t], dc.unsqueeze(1), out=da_blocks[t, :, :3])  # da_i, da_f, da_g
+            torch.mul(dh, dh_to_da_o[t], out=da_blocks[t, :, 3])  # da_o
+            dc *= f[t]  # dL/dc_{t-1} along the cell
             dh = torch.mm(da[t], w_hh)  # dL/dh_{t-1} through the gates
         return self._weight_gradients(k, x, hs, da, da, input_grad)
 

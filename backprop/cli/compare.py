@@ -8,6 +8,9 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
+from engine_core.specs import as_network
+
+from ..architecture import RECURRENT
 from ..config import ConfigError, TrainConfig, new_config
 from ..datasets import DataError, training_arrays
 from ..fileio import atomic_write_text
@@ -133,5 +136,10 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(f"wrote {csv_path} and {png_path}")
     if exceeded:
         print(f"backprop: tolerance {args.tol:g} exceeded", file=sys.stderr)
+        if any(spec.kind in RECURRENT for _, spec in as_network(config.network).leaves()):
+            print("backprop: training a recurrent network is chaotic: a difference of one rounding grows to a "
+                  "large one within a few hundred steps, between two torch runs whose weights differ in one "
+                  "element's last bit too (README, \"Recurrent networks on the command line\"); read the steps "
+                  "before it grows (with --dtype float64, --steps 100 stays within 1e-13)", file=sys.stderr)
         return EXIT_OVER_TOLERANCE
     return 0
