@@ -157,6 +157,8 @@ def new_config(preset: str | None = None, **flags: Any) -> TrainConfig:
         if flags.get("layers") is not None:
             values["init"] = "torch_default"  # a stack given as layers starts as torch would start it
     values.update(given)
+    if values["clip_grad_norm"] == math.inf:  # --clip-grad-norm none: clipping at inf clips nothing
+        values["clip_grad_norm"] = None
     optimizer = values["optimizer"]
     if optimizer != "sgd":
         if given.get("nesterov"):
@@ -205,7 +207,8 @@ class TrainConfig:
     (default: epochs), so that raising epochs on resume does not change the rates already
     scheduled. lr, momentum, weight_decay, gamma and eps are torch.optim's hyper-parameters of
     the same names; limit keeps only the first N training samples. clip_grad_norm: after every
-    backward, torch.nn.utils.clip_grad_norm_(parameters, clip_grad_norm) (None: no clipping; a
+    backward, torch.nn.utils.clip_grad_norm_(parameters, clip_grad_norm) (None: no clipping, also
+    what new_config makes of inf, the command line's --clip-grad-norm none; a
     stored config written before the field existed reads as None, backprop.legacy.ADDED_FIELDS).
     """
 

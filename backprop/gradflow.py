@@ -3,11 +3,13 @@
 For every layer with a weight matrix or filter bank (Linear and Conv2d: the parameters named
 ``<layer>.weight`` with two or more dimensions, in state-dict order) and every training step:
 
-- ``weight_grad_norm`` = ||dL/dW||_F, the Frobenius norm of the layer's weight gradient;
+- ``weight_grad_norm`` = ||dL/dW||_F, the Frobenius norm of the layer's weight gradient (after
+  --clip-grad-norm's clipping, when the run clips: the gradient the step used);
 - ``delta_norm`` = ||delta||_F with delta = dL/dz, z the layer's own output before any
   activation ((B, out) for Linear, (B, C_out, H_out, W_out) for Conv2d), over the whole batch.
   L is the batch's mean loss, so delta carries the 1/B; it is what the engine's ``deltas()``
-  returns for that layer (the engines' backprop deltas, autograd's retained z.grad);
+  returns for that layer (the engines' backprop deltas, autograd's retained z.grad; clipping
+  scales parameter gradients only, so this is never clipped);
 - ``update_ratio`` = ||W_after - W_before||_F / ||W_before||_F, the optimizer step's size
   relative to the weight (about 1e-3 is the usual rule of thumb for a healthy SGD step).
 

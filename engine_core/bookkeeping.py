@@ -35,7 +35,9 @@ class LayerBase(Generic[A]):
     that name and its gradient the attribute ``grad_<name>``.
 
     A layer keeps a reference to its forward's input (or output) until the next forward:
-    a caller that overwrites that array in between gets the gradient of the new contents.
+    a caller that overwrites that array in between gets the gradient of the new contents. An
+    input that lies in the layer's own buffers (its last output or dL/dx fed back in) is copied
+    first, since the forward writes those buffers.
     ``label`` is the module's path in its tree, named in error messages (describe()).
     ``training`` selects train-mode behaviour (batch statistics, dropout masks) as in torch;
     ``accepts_input_grad`` marks modules whose backward can skip dL/dx (``input_grad=False``).

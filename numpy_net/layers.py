@@ -34,6 +34,14 @@ class Layer(LayerBase[np.ndarray]):
             setattr(self, name, buf)
         return buf
 
+    def _unshared(self, x: np.ndarray) -> np.ndarray:
+        """x, or a copy of x where it lies in one of this layer's own arrays (its last output or
+        dL/dx fed back in): the forward writes those buffers, and backward must see x as it came."""
+        for value in self.__dict__.values():
+            if value.__class__ is np.ndarray and np.may_share_memory(x, value):
+                return x.copy()
+        return x
+
     def _exact_buffer(self, name: str, shape: tuple[int, ...], dtype: np.dtype, zero: bool = False) -> np.ndarray:
         """A reusable array of exactly this shape and dtype, reallocated when either changes (zeros
         when (re)allocated with zero=True): for layers whose inputs change in more than the batch size."""
@@ -78,7 +86,7 @@ class Linear(Layer):
         """z (B, out) for x (B, in), (*, out) for x (*, in), of the layer's dtype; TypeError/ValueError
         otherwise."""
         if not self.input_trusted:
-            x = check_features(x, self.in_features, self.weight.dtype, self)
+            x = self._unshared(check_features(x, self.in_features, self.weight.dtype, self))
         if x.ndim != 2:  # (*, in): torch.nn.Linear's other shapes
             return self._forward_rows(x)
         if self.fresh_output:
@@ -179,13 +187,15 @@ class Activation(Layer):
 
     def _input(self, x: object) -> np.ndarray:
         """x as a float np.ndarray in native byte order; TypeError naming the layer otherwise."""
-        if self.input_trusted or (x.__class__ is np.ndarray and x.dtype.isnative and x.dtype.kind == "f"):  # type: ignore[attr-defined]
+        if self.input_trusted:
             return x  # type: ignore[return-value]
+        if x.__class__ is np.ndarray and x.dtype.isnative and x.dtype.kind == "f":  # type: ignore[attr-defined]
+            return self._unshared(x)  # type: ignore[arg-type]
         check_type(f"{self.describe()}: x", x, np.ndarray, ARRAY_TYPE)
         array = native(x)  # type: ignore[arg-type]
         if array.dtype.kind != "f":
             raise TypeError(f"{self.describe()}: x: expected a floating-point array, got dtype {array.dtype}")
-        return array
+        return self._unshared(array)
 
     def _check_delta(self, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(delta, a): RuntimeError before any forward, ValueError/TypeError for a delta unlike a."""

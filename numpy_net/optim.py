@@ -201,9 +201,11 @@ def clip_grad_norm_(net: Sequential, max_norm: float) -> float:
     if not grads:
         return 0.0
     dtype = grads[0].dtype.type
-    norms = np.array([np.sqrt(np.dot(g, g)) for g in grads], dtype=dtype)  # ||g_i||
-    total = np.sqrt(np.dot(norms, norms))  # n
-    coef = dtype(1) / (total + dtype(1e-6)) * dtype(max_norm)
-    coef = np.minimum(coef, dtype(1))  # NaN stays NaN, as torch.clamp keeps it
-    net.flat_gradients *= coef  # every gradient at once: they are views of this array
+    # Overflow to Inf and Inf * 0 = NaN are torch's results too, which it gives without a warning.
+    with np.errstate(over="ignore", invalid="ignore"):
+        norms = np.array([np.sqrt(np.dot(g, g)) for g in grads], dtype=dtype)  # ||g_i||
+        total = np.sqrt(np.dot(norms, norms))  # n
+        coef = dtype(1) / (total + dtype(1e-6)) * dtype(max_norm)
+        coef = np.minimum(coef, dtype(1))  # NaN stays NaN, as torch.clamp keeps it
+        net.flat_gradients *= coef  # every gradient at once: they are views of this array
     return float(total)

@@ -90,12 +90,12 @@ class _Recurrent(Layer):
             return x  # type: ignore[return-value]  # a tree validated it (engine_core.SequentialBase)
         if isinstance(x, np.ndarray) and x.ndim == 3 and x.shape[2] == self.input_size and x.size and \
                 x.dtype == self.dtype:
-            return x
+            return self._unshared(x)
         check_type(f"{self.describe()}: x", x, np.ndarray, ARRAY_TYPE)
         array = native(x)  # type: ignore[arg-type]
         check_sequence_facts(self.describe(), array.shape, array.dtype.name, self.input_size, self.batch_first,
                              self.dtype.name)
-        return array
+        return self._unshared(array)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """torch's ``output``: the top layer's h_t for every t, (T, B, H) or (B, T, H) with

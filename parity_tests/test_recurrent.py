@@ -152,6 +152,47 @@ def test_one_layer_called_again_with_another_length_and_batch_gives_torchs_resul
                                                   f"on x of shape {x.shape}")
 
 
+@pytest.mark.parametrize("kind", RECURRENT)
+@settings(max_examples=MAX_EXAMPLES)
+@given(data=st.data())
+def test_a_layer_fed_its_own_output_gives_torchs_results(engine, kind, data):
+    """o1 = layer(x), then layer(o1) with o1 the very array the first call returned (no copy;
+    input_size == hidden_size), then backward: the second call's output, states, dL/dx and
+    gradients are a fresh torch layer's on o1. An engine that returns a view of a reused buffer
+    and keeps x by reference for backward overwrites its own cached input here."""
+    _require(engine, kind)
+    size = data.draw(st.integers(1, 5), label="input_size = hidden_size")
+    args: dict[str, Any] = {"input_size": size, "hidden_size": size, "num_layers": data.draw(st.integers(1, 2)),
+                            "bias": data.draw(st.booleans()), "batch_first": data.draw(st.booleans())}
+    if kind == "rnn":
+        args["nonlinearity"] = data.draw(st.sampled_from(["tanh", "relu"]))
+    spec = LayerSpec(kind, args)
+    assume(not engine.unsupported(spec))
+    dtype = data.draw(st.sampled_from(DTYPES), label="dtype")
+    batch, steps = data.draw(st.integers(1, 4), label="B"), data.draw(st.integers(1, 6), label="T")
+    x = data.draw(_sequences(args["batch_first"], steps, batch, size, CATALOG[kind].bound), label="x")
+    delta = data.draw(arrays(np.float64, x.shape, elements=st.floats(-1.0, 1.0, allow_nan=False,
+                                                                      allow_subnormal=False)), label="delta")
+    case = LayerCase(spec, x.shape, dtype, True, data.draw(st.integers(0, 2**32 - 1)), x, delta,
+                     recurrent_state(spec, data.draw(st.integers(0, 2**32 - 1))))
+    note(f"engine={engine.name} case={case!r}")
+    # The layer on its own: a Sequential's root hands out a fresh output, a layer its own array.
+    layer = getattr(engine.module, spec.class_name)(**args, dtype=dtype)
+    for key, value in layer.parameters().items():
+        _set(value, case.state[f"0.{key}"])
+    o1 = layer.forward(engine.asarray(x, dtype))
+    first = engine.to_numpy(o1).astype(np.float64)  # what the second call should see
+    out = engine.to_numpy(layer.forward(o1)).astype(np.float64)  # o1 itself, not a copy
+    got: dict[str, Any] = {"out": out, "dx": engine.to_numpy(layer.backward(engine.asarray(delta, dtype)))}
+    got["dx"] = got["dx"].astype(np.float64)
+    got["grads"] = {f"0.{k}": engine.to_numpy(v).astype(np.float64) for k, v in layer.gradients().items()}
+    for name in ("h_n", "c_n"):
+        final = getattr(layer, name, None)
+        got[name] = None if final is None else engine.to_numpy(final).astype(np.float64)
+    want = _pass(ORACLE, build_case(ORACLE.module, case), first, delta, dtype)
+    _compare(got, want, first, delta, dtype, f"{engine.name}: {spec!r} ({dtype}) fed its own output")
+
+
 def _set(value: Any, new: np.ndarray) -> None:
     """p[...] = v for a NumPy array, p.copy_(v) for a tensor: the interface's two ways."""
     if isinstance(value, np.ndarray):

@@ -67,6 +67,7 @@ def test_a_resumed_run_keeps_clipping_exactly_as_the_uninterrupted_one(data_root
 
 @pytest.mark.parametrize("stored, given, conflict", [
     (["--clip-grad-norm", "0.5"], "0.7", "--clip-grad-norm 0.7 conflicts with the checkpoint (--clip-grad-norm 0.5)"),
+    (["--clip-grad-norm", "0.5"], "none", "--clip-grad-norm none conflicts with the checkpoint (--clip-grad-norm 0.5)"),
     ([], "1", "--clip-grad-norm 1.0 conflicts with the checkpoint (no gradient clipping, no --clip-grad-norm)"),
 ])
 def test_resume_refuses_another_max_norm_in_the_command_lines_words(stored, given, conflict, tmp_path, capsys):
@@ -99,10 +100,10 @@ def test_checkpoints_written_before_the_field_load_without_clipping(tmp_path):
 
 @pytest.mark.parametrize("command", ["train", "compare"])
 @pytest.mark.parametrize("value, words", [
-    ("0", "expected a finite number > 0 (the largest gradient norm a step keeps), got 0"),
-    ("-1", "expected a finite number > 0 (the largest gradient norm a step keeps), got -1"),
-    ("nan", "expected a finite number > 0 (the largest gradient norm a step keeps), got nan"),
-    ("inf", "expected a finite number > 0 (the largest gradient norm a step keeps), got inf"),
+    ("0", "expected a finite number > 0 (the largest gradient norm a step keeps) or none (no clipping), got 0"),
+    ("-1", "expected a finite number > 0 (the largest gradient norm a step keeps) or none (no clipping), got -1"),
+    ("nan", "expected a finite number > 0 (the largest gradient norm a step keeps) or none (no clipping), got nan"),
+    ("1e999", "expected a finite number > 0 (the largest gradient norm a step keeps) or none (no clipping), got 1e999"),
     ("x", "expected a number, the largest gradient norm a step keeps, got 'x'"),
 ])
 def test_a_bad_max_norm_is_a_usage_error_naming_the_flag(command, value, words, tmp_path, capsys):
@@ -126,6 +127,7 @@ def test_a_presets_max_norm_flows_into_the_config_and_the_flag_wins(monkeypatch)
     assert new_config("notebook").clip_grad_norm == 2.0
     assert new_config("notebook", optimizer="adam").clip_grad_norm == 2.0  # not the optimizer's setting
     assert new_config("notebook", clip_grad_norm=0.25).clip_grad_norm == 0.25
+    assert new_config("notebook", clip_grad_norm=math.inf).clip_grad_norm is None  # --clip-grad-norm none
     assert new_config("default").clip_grad_norm is None
     assert new_config("notebook").optimizer_summary() == "sgd lr 0.001, constant lr, clip grad norm 2"
     for name, values in PRESETS.items():  # whatever the presets say, each is a valid stored value
@@ -170,3 +172,19 @@ def test_compare_clips_in_every_engine_and_they_stay_in_lockstep(tmp_path, capsy
                  "--steps", "4", "--clip-grad-norm", "0.01", "--tol", "1e-10", "--quiet", "--out",
                  str(tmp_path / "cmp")]) == 0
     assert ", clip grad norm 0.01, 4 steps" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("word", ["none", "None", "inf"])
+def test_none_turns_a_presets_clipping_off_and_resume_accepts_it_where_the_run_never_clipped(word, data_root, tmp_path,
+                                                                                               capsys):
+    from backprop.cli.options import max_norm
+
+    assert max_norm(word) == math.inf
+    out = str(tmp_path / "run")
+    assert main(["train", "--preset", "lstm", "--dataset", "fashion-mnist", "--batch-size", "16", "--limit", "32",
+                 "--quiet", "--blas-threads", "1", "--epochs", "1", "--clip-grad-norm", word, "--data-dir", data_root,
+                 "--out", out]) == 0
+    assert "clip grad norm" not in capsys.readouterr().out  # the header says no clipping
+    assert load_checkpoint(out).config.clip_grad_norm is None
+    assert json.load(open(os.path.join(out, "config.json")))["clip_grad_norm"] is None
+    assert main(["train", "--resume", out, "--epochs", "2", "--quiet", "--clip-grad-norm", word]) == 0

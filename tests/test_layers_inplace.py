@@ -1,6 +1,7 @@
 """torch's ``inplace=`` on ReLU, LeakyReLU and Dropout, the engines' private overwrite, the
 activations at huge and infinite inputs, Linear on (*, in_features) inputs and
-Flatten(start_dim, end_dim), in numpy_net, torch_net and the oracle.
+Flatten(start_dim, end_dim), and every layer fed back its own output or dL/dx, in numpy_net,
+torch_net and the oracle.
 
 The rule for ``inplace=True`` (issue 21, pytorch/pytorch#1029, #5687): accepted and shown, as
 torch's argument, and the results are exactly those of the out-of-place layer; backward never
@@ -12,6 +13,7 @@ The numbers of each layer alone are the parity harness's (parity_tests/test_laye
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 import pytest
@@ -302,3 +304,68 @@ def test_flatten_refuses_an_input_its_dims_do_not_fit_naming_the_layer(subject):
                                          "start before end"):
         layer.forward(subject.asarray(np.ones((2, 3, 4, 5)), "float64"))
     assert tuple(layer.forward(subject.asarray(np.ones((2, 3, 4, 5, 6)), "float64")).shape) == (2, 3, 4, 5, 6)
+
+
+# A layer fed back its own output (or its own dL/dx): the array is one of the layer's reused
+# buffers, which its forward writes; the results must be those of a copy fed to a twin layer.
+# (the layer, the input shape): every kind whose output (or dL/dx) can be its next input.
+SELF_FED = {
+    "linear": (lambda m: m.Linear(3, 3, dtype="float64"), (4, 3)),
+    "linear (*, in)": (lambda m: m.Linear(3, 3, dtype="float64"), (2, 4, 3)),
+    "identity": (lambda m: m.Identity(), (4, 3)),
+    "relu": (lambda m: m.ReLU(), (4, 3)),
+    "tanh": (lambda m: m.Tanh(), (4, 3)),
+    "sigmoid": (lambda m: m.Sigmoid(), (4, 3)),
+    "gelu": (lambda m: m.GELU(), (4, 3)),
+    "gelu tanh": (lambda m: m.GELU(approximate="tanh"), (4, 3)),
+    "leakyrelu": (lambda m: m.LeakyReLU(-0.5), (4, 3)),
+    "dropout": (lambda m: m.Dropout(0.3, seed=1), (4, 3)),
+    "batchnorm1d": (lambda m: m.BatchNorm1d(3, dtype="float64"), (4, 3, 5)),
+    "batchnorm2d": (lambda m: m.BatchNorm2d(2, dtype="float64"), (2, 2, 5, 5)),
+    "conv2d": (lambda m: m.Conv2d(2, 2, 3, padding=1, dtype="float64"), (2, 2, 5, 5)),
+    "maxpool2d": (lambda m: m.MaxPool2d(3, stride=1, padding=1), (2, 2, 5, 5)),
+    "avgpool2d": (lambda m: m.AvgPool2d(3, stride=1, padding=1), (2, 2, 5, 5)),
+    "flatten": (lambda m: m.Flatten(start_dim=0), (12,)),
+    "rnn, 2 layers": (lambda m: m.RNN(3, 3, num_layers=2, dtype="float64"), (4, 2, 3)),
+    "lstm": (lambda m: m.LSTM(3, 3, dtype="float64"), (4, 2, 3)),
+    "gru": (lambda m: m.GRU(3, 3, dtype="float64"), (4, 2, 3)),
+    "lstm batch_first": (lambda m: m.LSTM(3, 3, batch_first=True, dtype="float64"), (2, 4, 3)),
+}
+
+
+def _twins(subject: Engine, make: Any, seed: int) -> tuple[Any, Any]:
+    """Two layers with the same random parameters."""
+    rng = np.random.default_rng(seed)
+    layers = make(subject.module), make(subject.module)
+    for name, value in layers[0].parameters().items():
+        drawn = rng.uniform(-1, 1, tuple(value.shape))
+        for layer in layers:
+            target = layer.parameters()[name]
+            if isinstance(target, np.ndarray):
+                target[...] = drawn
+            else:
+                target.copy_(torch.from_numpy(drawn))
+    return layers
+
+
+@pytest.mark.parametrize("subject", ENGINES, ids=IDS)
+@pytest.mark.parametrize("fed", ["output", "dL/dx"])
+@pytest.mark.parametrize("name", list(SELF_FED))
+def test_a_layer_fed_its_own_output_or_input_gradient_computes_as_on_a_copy(subject, fed, name):
+    make, shape = SELF_FED[name]
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal(shape)
+    layer, twin = _twins(subject, make, 8)
+    own = layer.forward(subject.asarray(x, "float64"))
+    if fed == "dL/dx":
+        own = layer.backward(subject.asarray(rng.standard_normal(tuple(own.shape)), "float64"))
+        assert tuple(own.shape) == shape
+    copy = subject.to_numpy(own).copy()
+    delta = rng.standard_normal(tuple(own.shape))
+    got_out = subject.to_numpy(layer.forward(own)).copy()  # the layer's own array, no copy
+    got_dx = subject.to_numpy(layer.backward(subject.asarray(delta, "float64"))).copy()
+    twin.forward(subject.asarray(x, "float64"))
+    assert np.array_equal(got_out, subject.to_numpy(twin.forward(subject.asarray(copy, "float64")))), "output"
+    assert np.array_equal(got_dx, subject.to_numpy(twin.backward(subject.asarray(delta, "float64")))), "dL/dx"
+    for key, value in twin.gradients().items():
+        assert np.array_equal(subject.to_numpy(layer.gradients()[key]), subject.to_numpy(value)), key

@@ -31,6 +31,19 @@ class Layer(LayerBase[torch.Tensor]):
             setattr(self, name, buf)
         return buf
 
+    def _unshared(self, x: torch.Tensor) -> torch.Tensor:
+        """x, or a copy of x where its memory overlaps one of this layer's own tensors (its last
+        output or dL/dx fed back in, perhaps through a NumPy view): the forward writes those
+        buffers, and backward must see x as it came."""
+        start = x.untyped_storage().data_ptr()
+        end = start + x.untyped_storage().nbytes()
+        for value in self.__dict__.values():
+            if value.__class__ is torch.Tensor and value.device == x.device:
+                other = value.untyped_storage().data_ptr()
+                if other < end and start < other + value.untyped_storage().nbytes():
+                    return x.clone()
+        return x
+
     def _exact_buffer(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
         """A reusable tensor of exactly this shape, with like's dtype and device, reallocated when one
         of them changes: for layers whose inputs change in more than the batch size."""
@@ -80,7 +93,7 @@ class Linear(Layer):
         """z (B, out) for x (B, in), (*, out) for x (*, in), of the layer's dtype and device;
         TypeError/ValueError otherwise."""
         if not self.input_trusted:
-            x = check_features(x, self.in_features, self.weight.dtype, self.weight.device, self)
+            x = self._unshared(check_features(x, self.in_features, self.weight.dtype, self.weight.device, self))
         if x.ndim != 2:  # (*, in): torch.nn.Linear's other shapes
             return self._forward_rows(x)
         z = None if self.fresh_output else self._buffer("_z", (x.shape[0], self.out_features), self.weight)
@@ -178,13 +191,15 @@ class Activation(Layer):
 
     def _input(self, x: object) -> torch.Tensor:
         """x as a float tensor without a graph; TypeError naming the layer otherwise."""
-        if self.input_trusted or (x.__class__ is torch.Tensor and x.dtype.is_floating_point and not x.requires_grad):  # type: ignore[attr-defined]
+        if self.input_trusted:
             return x  # type: ignore[return-value]
+        if x.__class__ is torch.Tensor and x.dtype.is_floating_point and not x.requires_grad:  # type: ignore[attr-defined]
+            return self._unshared(x)  # type: ignore[arg-type]
         check_type(f"{self.describe()}: x", x, torch.Tensor, ARRAY_TYPE)
         tensor: torch.Tensor = x  # type: ignore[assignment]
         if not tensor.dtype.is_floating_point:
             raise TypeError(f"{self.describe()}: x: expected a floating-point array, got dtype {tensor.dtype}")
-        return tensor.detach()
+        return self._unshared(tensor.detach())
 
     def _check_delta(self, delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(delta, a): RuntimeError before any forward, ValueError/TypeError for a delta unlike a."""

@@ -103,13 +103,13 @@ class _Recurrent(Layer):
                 and x.numel() and x.dtype == self.dtype and not x.requires_grad):  # type: ignore[attr-defined]
             if x.device != self.device:  # type: ignore[attr-defined]
                 check_device(f"{self.describe()}: x", x, self.device)  # type: ignore[arg-type]
-            return x  # type: ignore[return-value]
+            return self._unshared(x)  # type: ignore[arg-type]
         check_type(f"{self.describe()}: x", x, torch.Tensor, ARRAY_TYPE)
         tensor: torch.Tensor = x  # type: ignore[assignment]
         check_sequence_facts(self.describe(), shape_of(tensor), dtype_name(tensor.dtype), self.input_size,
                              self.batch_first, dtype_name(self.dtype))
         check_device(f"{self.describe()}: x", tensor, self.device)
-        return tensor.detach()  # a tensor that requires grad: no graph is recorded here
+        return self._unshared(tensor.detach())  # detach: no graph is recorded here
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """torch's ``output``: the top layer's h_t for every t, (T, B, H) or (B, T, H) with

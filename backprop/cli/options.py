@@ -179,15 +179,19 @@ def positive_float(text: str) -> float:
 
 def max_norm(text: str) -> float:
     """--clip-grad-norm's value: a finite number > 0 (0 would zero every gradient, and nothing
-    would train; a negative one would turn every gradient around)."""
+    would train; a negative one would turn every gradient around), or "none" (also "inf"): no
+    clipping, even where the preset clips, given as math.inf (clip_grad_norm_ at inf clips nothing;
+    config.new_config records it as no clipping)."""
+    if text.strip().lower() in ("none", "inf"):
+        return math.inf
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, the largest gradient norm a step keeps, got {text!r}") \
             from None
     if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0 (the largest gradient norm a step keeps), "
-                                         f"got {text}")
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0 (the largest gradient norm a step keeps) "
+                                         f"or none (no clipping), got {text}")
     return value
 
 
@@ -353,7 +357,8 @@ def add_optimizer_options(parser: argparse.ArgumentParser, schedules: bool = Tru
     group.add_argument("--clip-grad-norm", type=max_norm, metavar="X",
                        help="after every backward, clip the gradients to a global norm of at most X by torch's "
                             "rule (torch.nn.utils.clip_grad_norm_): n = sqrt(sum of every gradient's squared 2-norm), "
-                            f"each gradient times min(X / (n + 1e-6), 1) (default: {_clipping_default()})")
+                            f"each gradient times min(X / (n + 1e-6), 1); none: no clipping, even where the "
+                            f"preset clips (default: {_clipping_default()})")
     if not schedules:
         return
     group.add_argument("--nesterov", action="store_true", default=None,

@@ -4,6 +4,7 @@ engine's checkpoint."""
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from typing import Any
@@ -128,7 +129,8 @@ def resumed_config(args: argparse.Namespace, parser: argparse.ArgumentParser, ch
                          "a resumed run keeps its configuration")
     for flag in CONFIG_FLAGS:
         given = getattr(args, flag)
-        if given is not None and given != getattr(config, flag):
+        meant = None if flag == "clip_grad_norm" and given == math.inf else given  # --clip-grad-norm none
+        if given is not None and meant != getattr(config, flag):
             parser.error(f"{spell_flag(flag, given)} conflicts with the checkpoint ({spell_stored(flag, config)}): "
                          "a resumed run keeps its configuration")
     if args.preset is not None:
@@ -148,6 +150,8 @@ def spell_flag(field: str, value: Any) -> str:
         return f"{flag} '{format_layers(value)}'"
     if field == "hidden":
         return f"{flag} {','.join(map(str, value)) or 'none'}"
+    if field == "clip_grad_norm" and value == math.inf:
+        return f"{flag} none"
     return f"{flag} {value}"
 
 
