@@ -1,7 +1,7 @@
 """--clip-grad-norm end to end: recorded in config.json and the checkpoint, kept on resume, absent
 (None) in files written before it, bad values refused with a message naming the flag, presets'
 values flowing into the configuration, and the trajectory really clipped in every engine (train
-and compare)."""
+and compare), and numpy_net's clipping at overflow."""
 
 from __future__ import annotations
 
@@ -188,3 +188,30 @@ def test_none_turns_a_presets_clipping_off_and_resume_accepts_it_where_the_run_n
     assert load_checkpoint(out).config.clip_grad_norm is None
     assert json.load(open(os.path.join(out, "config.json")))["clip_grad_norm"] is None
     assert main(["train", "--resume", out, "--epochs", "2", "--quiet", "--clip-grad-norm", word]) == 0
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("grad, max_norm", [(3e38, 1.0), (1e200, 1.0), (math.inf, 1.0), (0.5, 1e300)])
+def test_numpy_nets_clipping_gives_torchs_overflow_results_without_a_numpy_warning(dtype, grad, max_norm):
+    """A norm that overflows to Inf (and Inf * 0 = NaN after it), or a max_norm past the dtype's
+    range: torch's values, and no RuntimeWarning (torch gives none)."""
+    import warnings
+
+    import torch
+
+    import numpy_net
+
+    if dtype == "float32" and grad == 1e200:
+        grad = 3e38
+    net = numpy_net.MLP([3, 2], seed=0, dtype=dtype)
+    params = [torch.zeros(tuple(v.shape), dtype=getattr(torch, dtype)) for v in net.grads().values()]
+    for value, param in zip(net.grads().values(), params):
+        value[...] = grad
+        param.grad = torch.full(tuple(value.shape), grad, dtype=param.dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        total = numpy_net.clip_grad_norm_(net, max_norm)
+    want = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    np.testing.assert_equal(total, float(want))
+    for value, param in zip(net.grads().values(), params):
+        np.testing.assert_array_equal(value, param.grad.numpy())
