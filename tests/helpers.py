@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
 import subprocess
@@ -19,11 +21,45 @@ from engine_core.specs import mlp
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, cwd: str = ROOT,
-            timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """``python -m backprop ARGS`` in a fresh process; env is added to the current environment."""
+def run_cli_process(*args: str, env: dict[str, str] | None = None, cwd: str = ROOT,
+                    timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``python -m backprop ARGS`` in a fresh process; env is added to the current environment. For
+    what only a process shows: exit statuses set by the interpreter, signals, pipes, imports."""
     return subprocess.run([sys.executable, "-m", "backprop", *args], capture_output=True, text=True, cwd=cwd,
                           env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: str = ROOT) -> subprocess.CompletedProcess[str]:
+    """``backprop ARGS`` in this process (backprop.cli.main), as run_cli_process would run it: as
+    ``python -m backprop`` (sys.argv, which the printed hints spell), from ``cwd``, with env added
+    to the environment (a PYTHONPATH's folders also on sys.path, and the modules imported from
+    them forgotten afterwards), stdout and stderr captured, a SystemExit's code (a usage error's 2)
+    as the exit status; everything changed is put back afterwards."""
+    from backprop.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_env, saved_cwd, saved_argv, saved_path = dict(os.environ), os.getcwd(), sys.argv, list(sys.path)
+    extra = [os.path.abspath(p) for p in (env or {}).get("PYTHONPATH", "").split(os.pathsep) if p]
+    os.environ.update(env or {})
+    os.chdir(cwd)
+    sys.argv = [os.path.join(ROOT, "backprop", "__main__.py"), *args]
+    sys.path[:0] = extra
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as done:
+                code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        sys.argv, sys.path[:] = saved_argv, saved_path
+        for name, module in list(sys.modules.items()):
+            where = getattr(module, "__file__", None) or ""
+            if extra and any(where.startswith(folder + os.sep) for folder in extra if folder != ROOT):
+                del sys.modules[name]
+    return subprocess.CompletedProcess(["backprop", *args], code, out.getvalue(), err.getvalue())
 
 
 def small_config(**overrides: Any) -> TrainConfig:

@@ -65,7 +65,7 @@ def test_first_exceeding_finds_the_first_step_over_tolerance():
 
 
 def _cli(*args):
-    return run_cli(*args, timeout=600)
+    return run_cli(*args)
 
 
 def test_bench_case_measures_every_engine_from_plain_settings():
