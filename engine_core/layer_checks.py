@@ -1,5 +1,5 @@
 """Arguments and input facts for the layers beyond Linear (BatchNorm1d,
-BatchNorm2d, Dropout, LeakyReLU, GELU), stated once: numpy_net, torch_net and the oracle
+BatchNorm2d, LayerNorm, Dropout, LeakyReLU, GELU), stated once: numpy_net, torch_net and the oracle
 (torch_net.autograd) call the same code, so they refuse the same arguments with the same words
 (dropout's masks: engine_core.dropout_masks).
 """
@@ -205,3 +205,77 @@ def _exact_fields(name: str, data: Mapping[Any, Any], expected: tuple[str, ...],
     for key in data:
         if key not in expected:
             raise ValueError(f"{name}: {prefix}{key}: unknown field (expected {', '.join(expected)})")
+
+
+@dataclass(frozen=True)
+class LayerNormArgs:
+    """torch.nn.LayerNorm's arguments, checked: normalized_shape as a tuple (an int n is (n,))."""
+
+    normalized_shape: tuple[int, ...]
+    eps: float
+    elementwise_affine: bool
+    bias: bool
+
+    def extra_repr(self) -> str:
+        """torch's: LayerNorm((64,), eps=1e-05, elementwise_affine=True, bias=True); bias=False
+        without elementwise_affine (torch then has no bias)."""
+        return (f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}, "
+                f"bias={self.elementwise_affine and self.bias}")
+
+    def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
+        """weight and bias, each normalized_shape; none without elementwise_affine, no bias without bias."""
+        if not self.elementwise_affine:
+            return {}
+        return {"weight": self.normalized_shape, **({"bias": self.normalized_shape} if self.bias else {})}
+
+
+def check_layernorm_args(normalized_shape: object, eps: object = 1e-5, elementwise_affine: object = True,
+                         bias: object = True) -> LayerNormArgs:
+    """torch.nn.LayerNorm(normalized_shape, eps=1e-5, elementwise_affine=True, bias=True), checked.
+
+    Raises TypeError (normalized_shape not an int or a sequence of ints, eps not a number, a flag
+    not a bool) or ValueError: an empty normalized_shape or a size < 1 (torch would normalise
+    nothing, or divide by 0), eps <= 0 or not finite (as BatchNorm's: a row that is constant
+    over the normalised dims has variance 0, and x_hat = (x - mean) / sqrt(var + eps) would
+    divide 0 by 0; torch accepts eps = 0 and gives NaN there).
+    """
+    if isinstance(normalized_shape, (int, np.integer)) and not isinstance(normalized_shape, bool):
+        sizes: tuple[object, ...] = (normalized_shape,)
+    elif isinstance(normalized_shape, (tuple, list)):
+        sizes = tuple(normalized_shape)
+    else:
+        raise TypeError(f"normalized_shape: expected an int or a tuple of ints (the last dimensions to normalise), "
+                        f"got {type_name(normalized_shape)} {normalized_shape!r}")
+    if not sizes:
+        raise ValueError("normalized_shape: expected at least one dimension, got ()")
+    for size in sizes:
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
+            raise TypeError(f"normalized_shape: expected ints, got {type_name(size)} {size!r}")
+        if size < 1:
+            raise ValueError(f"normalized_shape: expected sizes >= 1, got {tuple(sizes)}")
+    eps_value = _real("eps", eps)
+    if not 0.0 < eps_value < math.inf:
+        raise ValueError(f"eps: must be > 0 and finite, got {eps_value} (a row that is constant over the "
+                         "normalised dimensions has variance 0, and x_hat = (x - mean) / sqrt(var + eps) would "
+                         "divide by sqrt(eps))")
+    return LayerNormArgs(tuple(int(s) for s in sizes),  # type: ignore[call-overload]  # checked ints
+                         eps_value,
+                         check_flag("elementwise_affine", elementwise_affine), check_flag("bias", bias))
+
+
+def check_layernorm_facts(layer: str, shape: tuple[int, ...], dtype: str, normalized_shape: tuple[int, ...],
+                          expected_dtype: str | None) -> None:
+    """ValueError unless x's last dimensions are normalized_shape (x may be just that shape, as
+    torch takes it) and x is not empty; TypeError for an integer dtype or another floating dtype
+    than the layer's. Names the layer."""
+    dims = len(normalized_shape)
+    if dtype not in ("float16", "bfloat16", "float32", "float64"):
+        raise TypeError(f"{layer}: x: expected a floating-point array, got dtype {dtype}")
+    if expected_dtype is not None and dtype != expected_dtype:
+        raise TypeError(f"{layer}: x: expected dtype {expected_dtype} (the layer's), got {dtype}")
+    if tuple(shape[len(shape) - dims:]) != normalized_shape or len(shape) < dims:
+        form = f"(*, {', '.join(map(str, normalized_shape))})"
+        raise ValueError(f"{layer}: expects an input {form}, whose last dimensions are normalized_shape "
+                         f"{normalized_shape}, got {shape}")
+    if 0 in shape:
+        raise ValueError(f"{layer}: expects a non-empty input, got {shape}")

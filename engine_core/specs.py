@@ -40,7 +40,15 @@ from .conv_checks import (
     flatten_shape,
 )
 from .errors import type_name
-from .layer_checks import check_approximate, check_batchnorm_args, check_dropout_p, check_flag, check_negative_slope
+from .layer_checks import (
+    LayerNormArgs,
+    check_approximate,
+    check_batchnorm_args,
+    check_dropout_p,
+    check_flag,
+    check_layernorm_args,
+    check_negative_slope,
+)
 from .naming import ACTIVATION_NAMES, INITS
 from .recurrent_checks import RecurrentArgs, check_recurrent_args, sequence_form
 from .windows import Windows
@@ -647,6 +655,31 @@ for _name, _class, _ranks in (("batchnorm1d", "BatchNorm1d", (2, 3)), ("batchnor
                                                        a["track_running_stats"]),
                   output=_batchnorm_output(_ranks), parameters=_batchnorm_parameters, buffers=_batchnorm_buffers,
                   initialize=_batchnorm_initialize, takes_dtype=True, added=("affine", "track_running_stats")))
+
+
+def _layernorm_args(a: Mapping[str, Any]) -> LayerNormArgs:
+    return check_layernorm_args(a["normalized_shape"], a["eps"], a["elementwise_affine"], a["bias"])
+
+
+def _layernorm_output(spec: LayerSpec, shape: Shape) -> Shape:
+    normalized = _layernorm_args(spec.args).normalized_shape
+    if tuple(shape[len(shape) - len(normalized):]) != normalized or len(shape) < len(normalized):
+        raise ValueError(f"{spec!r}: expects an input whose last dimensions are {normalized}, got {shape}")
+    return shape
+
+
+def _layernorm_initialize(args: Mapping[str, Any], rng: np.random.Generator, init: str) -> dict[str, np.ndarray]:
+    """torch's LayerNorm.reset_parameters: weight 1, bias 0."""
+    shapes = _layernorm_args(args).parameter_shapes()
+    return {name: (np.ones if name == "weight" else np.zeros)(shape) for name, shape in shapes.items()}
+
+
+# torch.nn.LayerNorm(normalized_shape, eps=1e-05, elementwise_affine=True, bias=True).
+register(Kind("layernorm", "LayerNorm", {"normalized_shape": REQUIRED, "eps": 1e-5, "elementwise_affine": True,
+                                         "bias": True},
+              check=_layernorm_args, output=_layernorm_output,
+              parameters=lambda a: _layernorm_args(a).parameter_shapes(), initialize=_layernorm_initialize,
+              takes_dtype=True))
 for _name, _class in (("identity", "Identity"), ("sigmoid", "Sigmoid"), ("tanh", "Tanh")):
     register(Kind(_name, _class))
 register(Kind("relu", "ReLU", {"inplace": False}, check=lambda a: check_flag("inplace", a["inplace"]),

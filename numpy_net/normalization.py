@@ -22,6 +22,8 @@ from engine_core.layer_checks import (
     check_channels_facts,
     check_dropout_p,
     check_flag,
+    check_layernorm_args,
+    check_layernorm_facts,
 )
 
 from .checks import ARRAY_TYPE, check_delta
@@ -303,3 +305,89 @@ class Dropout(Layer):
     def set_rng_state(self, state: dict) -> None:
         """Restore rng_state() (from any engine); ValueError naming the layer for anything else."""
         self.masks.set_state(self.describe(), state)
+
+
+class LayerNorm(Layer):
+    """torch.nn.LayerNorm (its documentation page): every sample normalised over its last
+    D = len(normalized_shape) dimensions, n = prod(normalized_shape) values per row,
+
+        mean = sum(x) / n, var = sum((x - mean)^2) / n (biased), xhat = (x - mean) / sqrt(var + eps),
+        y = weight * xhat + bias (weight, bias: normalized_shape; elementwise_affine=False: y = xhat).
+
+    x is (*, *normalized_shape); the statistics are per row (every leading index), never over
+    the batch, so train and eval mode compute the same. Backward, per row, g = dy * weight:
+        grad_weight = sum over rows of dy xhat, grad_bias = sum over rows of dy;
+        dx = (1/n) / sqrt(var + eps) (n g - sum(g) - xhat sum(g xhat)),
+    the direct path through xhat, the path through the row mean (-sum(g)) and through the row
+    variance (-xhat sum(g xhat)) (BatchNorm's formula with the roles of the axes swapped).
+    Parameters weight = 1, bias = 0 (torch's init); none without elementwise_affine, no bias with
+    bias=False. Raises TypeError/ValueError for bad arguments (engine_core.layer_checks) or an
+    input whose last dimensions are not normalized_shape, of another dtype, or empty.
+    """
+
+    def __init__(self, normalized_shape: int | tuple[int, ...], eps: float = 1e-5, elementwise_affine: bool = True,
+                 bias: bool = True, dtype: str = "float32") -> None:
+        self.args = check_layernorm_args(normalized_shape, eps, elementwise_affine, bias)
+        self.normalized_shape, self.eps = self.args.normalized_shape, self.args.eps
+        self.elementwise_affine = self.args.elementwise_affine
+        kind = check_dtype_name(dtype)
+        self.dtype = np.dtype(kind)
+        shapes = self.args.parameter_shapes()
+        self.weight: np.ndarray | None = np.ones(shapes["weight"], kind) if "weight" in shapes else None
+        self.bias: np.ndarray | None = np.zeros(shapes["bias"], kind) if "bias" in shapes else None
+        self.grad_weight = None if self.weight is None else np.zeros_like(self.weight)
+        self.grad_bias = None if self.bias is None else np.zeros_like(self.bias)
+        self.xhat: np.ndarray | None = None  # the last forward's normalised input, as rows (rows, n)
+        self.invstd: np.ndarray | None = None  # its rows' 1 / sqrt(var + eps), (rows, 1)
+
+    def __repr__(self) -> str:
+        return f"LayerNorm({self.args.extra_repr()})"
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """y, shaped like x (*, *normalized_shape)."""
+        if not self.input_trusted:
+            check_type(f"{self.describe()}: x", x, np.ndarray, ARRAY_TYPE)
+            x = self._unshared(native(x))  # type: ignore[arg-type]
+            check_layernorm_facts(self.describe(), x.shape, x.dtype.name, self.normalized_shape, self.dtype.name)
+        n = int(np.prod(self.normalized_shape))
+        rows = x.reshape(-1, n)
+        mean = rows.mean(axis=1, keepdims=True)
+        xhat = self._exact_buffer("_xhat", rows.shape, rows.dtype)
+        np.subtract(rows, mean, out=xhat)
+        var = np.mean(xhat * xhat, axis=1, keepdims=True)
+        invstd = 1.0 / np.sqrt(var + self.dtype.type(self.eps))
+        xhat *= invstd
+        y = xhat * self.weight.reshape(1, n) if self.weight is not None else xhat.copy()
+        if self.bias is not None:
+            y += self.bias.reshape(1, n)
+        self.xhat, self.invstd, self._shape = xhat, invstd, x.shape
+        return y.reshape(x.shape)
+
+    def backward(self, delta: np.ndarray) -> np.ndarray:
+        """Fills grad_weight and grad_bias (replacing the last call's); returns dL/dx shaped like x.
+        RuntimeError before any forward; ValueError/TypeError for a delta unlike the last output."""
+        xhat, invstd = self.xhat, self.invstd
+        if xhat is None or invstd is None:
+            raise RuntimeError(backward_before_forward_message(
+                self.describe(), shape_of(delta), "(the shape of the forward's input)"))
+        if not self.delta_trusted:
+            delta = check_delta(self, delta, self._shape, xhat.dtype)
+        n = xhat.shape[1]
+        dy = delta.reshape(-1, n)
+        if self.grad_bias is not None:
+            np.sum(dy, axis=0, out=self.grad_bias.reshape(n))
+        if self.grad_weight is not None and self.weight is not None:
+            np.sum(dy * xhat, axis=0, out=self.grad_weight.reshape(n))
+            g = dy * self.weight.reshape(1, n)  # dL/dxhat
+        else:
+            g = dy
+        dx = n * g - g.sum(axis=1, keepdims=True) - xhat * (g * xhat).sum(axis=1, keepdims=True)
+        dx *= invstd / n
+        return dx.reshape(self._shape)
+
+    def local_parameters(self) -> dict[str, np.ndarray]:
+        return {name: value for name, value in (("weight", self.weight), ("bias", self.bias)) if value is not None}
+
+    def local_gradients(self) -> dict[str, np.ndarray]:
+        return {name: value for name, value in (("weight", self.grad_weight), ("bias", self.grad_bias))
+                if value is not None}

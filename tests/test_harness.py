@@ -308,3 +308,19 @@ def test_an_argument_an_engine_lacks_is_reported_as_skipped_by_name(outside: pyt
     for argument in ("dilation", "groups", "padding_mode"):
         assert f"old_conv_engine.Conv2d takes no '{argument}'" in out, out[-3000:]
     result.assert_outcomes(passed=3 + 3, skipped=3)  # three properties; of six arguments, three taken, three not
+
+
+def test_the_harness_rejects_a_layer_norm_without_the_variance_term_of_its_input_gradient(outside: pytest.Pytester):
+    """parity_tests.fixtures.layernorm_engine: dL/dx without -xhat mean(g xhat), the path
+    through the row variance (tenstorrent/tt-metal#53215). The report names the layer, dL/dx and
+    hypothesis's smallest failing LayerCase: one row of two values (with one, xhat is 0 and the
+    term vanishes). ("-k engine-layernorm": the engine's name holds "layernorm".)"""
+    result, out = _rejected(outside, "engine-layernorm", "parity_tests.fixtures.layernorm_engine")
+    assert re.search(r"LayerNorm\(normalized_shape=\S+, eps=1e-05, elementwise_affine=True, bias=\w+\) "
+                     r"\(train, float(32|64)\): dL/dx differs", out), out[-3000:]
+    assert "expected" in out and "got" in out, out[-3000:]
+    assert re.search(r"d L / d x\[[^]]+\]: finite difference", out), out[-3000:]
+    assert "case=LayerCase(spec=LayerNorm(normalized_shape=2, " in out and "input_shape=(2,)" in out, out[-3000:]
+    # Failed: oracle and finite differences. Passed: nothing is mutated, and every optional argument is
+    # taken with torch's default.
+    result.assert_outcomes(failed=2, passed=1 + _optional("layernorm"))

@@ -457,6 +457,7 @@ NEW_ARGS_TEXT = ("conv2d(1, 4, 3, padding='same', dilation=2, bias=False), "
                  "relu(inplace=True), maxpool2d(3, 2, padding=1, ceil_mode=True), conv2d(4, 8, 3, groups=4, "
                  "padding=(1, 0)), avgpool2d(2, padding=1, ceil_mode=True, count_include_pad=False, "
                  "divisor_override=3), leakyrelu(0.1, True), dropout(0.2, True), flatten(2), "
+                 "layernorm(56, eps=0.001), layernorm((8, 56), bias=False), "
                  "batchnorm1d(8, track_running_stats=False), gelu('tanh'), flatten(1, -1), linear(448, 10)")
 
 
@@ -495,13 +496,16 @@ def test_export_and_import_round_trip_every_new_layer_argument(data_root, tmp_pa
         assert {k: v for k, v in vars(printed).items() if not k.startswith("_") and k != "training"} == \
                {k: v for k, v in vars(built).items() if not k.startswith("_") and k != "training"}, built
     assert (module[0].padding, module[0].dilation, module[4].groups) == ("same", (2, 2), 4)
-    assert (module[1].affine, module[1].momentum, module[3].ceil_mode, module[9].track_running_stats) == \
+    assert (module[1].affine, module[1].momentum, module[3].ceil_mode, module[11].track_running_stats) == \
            (False, None, True, False)
+    assert (module[9].eps, module[9].normalized_shape, module[10].normalized_shape, module[10].bias) == \
+           (0.001, (56,), (8, 56), None)
     assert (module[5].count_include_pad, module[5].divisor_override, module[8].start_dim) == (False, 3, 2)
     saved = torch.load(model, weights_only=True)
     # torch's keys: affine=False has no weight or bias, track_running_stats=False no buffers at all
     assert list(saved) == ["0.weight", "1.running_mean", "1.running_var", "1.num_batches_tracked", "4.weight",
-                           "4.bias", "9.weight", "9.bias", "12.weight", "12.bias"]
+                           "4.bias", "9.weight", "9.bias", "10.weight", "11.weight", "11.bias", "14.weight",
+                           "14.bias"]
     expected.load_state_dict(saved, strict=True)
     assert int(saved["1.num_batches_tracked"]) == 2
     # torch's eval-mode output is the engine's
@@ -540,7 +544,7 @@ def test_import_widens_floating_types_numpy_lacks_to_float32_exactly(dtype, data
     assert checkpoint.config.dtype == "float32" and checkpoint.num_batches_tracked["1"] == 7
     for key, value in checkpoint.params.items():
         exact = state[key].to(torch.float32).numpy()
-        assert value.dtype == np.float32 and np.array_equal(value, exact.T if key == "12.weight" else exact), key
+        assert value.dtype == np.float32 and np.array_equal(value, exact.T if key == "14.weight" else exact), key
         # nothing was lost: the float32 values go back to the file's bits
         assert torch.equal(torch.from_numpy(np.ascontiguousarray(exact)).to(torch_dtype).view(torch.uint8),
                            state[key].view(torch.uint8)), key

@@ -22,7 +22,7 @@ from .conv import AvgPool2d, Conv2d, Flatten, MaxPool2d
 from .layers import ACTIVATIONS, GELU, Identity, Layer, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
 from .losses import SoftmaxCrossEntropy
 from .model import MLP, Sequential
-from .normalization import BatchNorm1d, BatchNorm2d, Dropout
+from .normalization import BatchNorm1d, BatchNorm2d, Dropout, LayerNorm
 from .optim import SGD, Adam, AdamW, Optimizer, clip_grad_norm_
 from .recurrent import GRU, LSTM, RNN, LastStep
 
@@ -62,7 +62,7 @@ def _tensor(array: np.ndarray, device: str | torch.device) -> torch.Tensor:
 
 __all__ = [
     "ACCUMULATES_GRADIENTS", "ACTIVATIONS", "DEVICES", "INITS", "MLP", "NAME", "SGD", "TRAINING_KWARGS", "Adam",
-    "AdamW", "BatchNorm1d", "BatchNorm2d", "Dropout", "GELU", "Identity", "Layer", "LeakyReLU", "Linear",
+    "AdamW", "BatchNorm1d", "BatchNorm2d", "Dropout", "GELU", "Identity", "Layer", "LayerNorm", "LeakyReLU", "Linear",
     "NonFiniteError", "Optimizer", "ReLU", "Sequential", "Sigmoid",
     "SoftmaxCrossEntropy", "Tanh", "asarray", "clip_grad_norm_", "initial_state", "labels", "to_numpy",
     "AvgPool2d", "Conv2d", "Flatten", "MaxPool2d", "GRU", "LSTM", "LastStep", "RNN",

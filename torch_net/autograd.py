@@ -44,6 +44,7 @@ from engine_core.layer_checks import (
     check_batchnorm_args,
     check_dropout_p,
     check_flag,
+    check_layernorm_args,
     check_negative_slope,
 )
 from engine_core.recurrent_checks import RecurrentArgs, check_recurrent_args, check_sequence_facts
@@ -306,6 +307,17 @@ class BatchNorm2d(_BatchNorm):
     """torch.nn.BatchNorm2d."""
 
     torch_class = nn.BatchNorm2d
+
+
+class LayerNorm(Layer):
+    """torch.nn.LayerNorm itself: weight, bias (elementwise_affine; no bias with bias=False)."""
+
+    def __init__(self, normalized_shape: int | tuple[int, ...], eps: float = 1e-5, elementwise_affine: bool = True,
+                 bias: bool = True, dtype: str = "float32", device: str | torch.device = "cpu") -> None:
+        args = check_layernorm_args(normalized_shape, eps, elementwise_affine, bias)
+        super().__init__(nn.LayerNorm(args.normalized_shape, eps=args.eps, elementwise_affine=args.elementwise_affine,
+                                      bias=args.bias, dtype=_kind(dtype), device=device),
+                         f"LayerNorm({args.extra_repr()})")
 
 
 class _KeepOutput:
