@@ -44,7 +44,7 @@ CLASSES = 10
 RECURRENT = ("rnn", "lstm", "gru")
 # Layers that read a sequence (batch, seq_len, features) with batch_first=True, (seq_len, batch,
 # features) without.
-SEQUENCE_LAYERS = (*RECURRENT, "laststep")
+SEQUENCE_LAYERS = (*RECURRENT, "multiheadattention", "laststep")
 
 # LeNet-5 style (LeCun et al. 1998, with ReLU and max-pooling as courses teach it today).
 LENET_TEXT = ("conv2d(1, 6, 5, padding=2), relu, maxpool2d(2), conv2d(6, 16, 5), relu, maxpool2d(2), "
@@ -207,7 +207,8 @@ def layer_signature(kind: str) -> str:
 def input_shape(network: LayerSpec | Sequence[LayerSpec]) -> tuple[int, ...]:
     """The per-sample input a network takes: (1, 28, 28) images when its first layer that is not
     an activation or a dropout is a 2-D one (conv, pool, 2-D batch norm), (28, 28) rows of pixels
-    (28 time steps of 28) when it is a sequence layer (rnn, lstm, gru, laststep), else 784 flat
+    (28 time steps of 28) when it is a sequence layer (rnn, lstm, gru, multiheadattention,
+    laststep), else 784 flat
     pixels."""
     kinds = [spec.kind for _, spec in as_network(network).leaves() if spec.kind not in _ANY_SHAPE]
     first = kinds[0] if kinds else "linear"
@@ -285,7 +286,7 @@ def _check_batch_first(network: LayerSpec) -> None:
 def check_stack(network: LayerSpec | Sequence[LayerSpec]) -> None:
     """The network must type-check from input_shape(network) and end in (batch, 10) logits; the
     message names the layer that does not fit by its path (``layer 3 Linear(...)``). Sequence
-    layers (rnn, lstm, gru, laststep) must take batch_first=True: the trainer feeds (batch, 28,
+    layers (rnn, lstm, gru, multiheadattention, laststep) must take batch_first=True: the trainer feeds (batch, 28,
     28)."""
     _check_batch_first(as_network(network))
     shape: tuple[int, ...] = (2, *input_shape(network))

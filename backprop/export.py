@@ -43,6 +43,13 @@ _KEEP_OUTPUT = '''class {name}(nn.{name}):
 '''
 TORCH_CLASSES: dict[str, str] = {
     **{name: _KEEP_OUTPUT.format(name=name) for name in ("RNN", "LSTM", "GRU")},
+    "MultiheadAttention": '''class MultiheadAttention(nn.MultiheadAttention):
+    """torch.nn.MultiheadAttention as self-attention, mha(x, x, x)[0], so that it fits in
+    nn.Sequential."""
+
+    def forward(self, x):
+        return super().forward(x, x, x, need_weights=False)[0]
+''',
     "LastStep": '''class LastStep(nn.Module):
     """The last time step of a sequence: x[:, -1] of (batch, seq_len, features) with batch_first,
     else x[-1] of (seq_len, batch, features)."""

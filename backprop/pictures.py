@@ -28,12 +28,17 @@ def _input_weight(key: str) -> bool:
     return key.rpartition(".")[2] == "weight_ih_l0"
 
 
+def _projection(key: str) -> bool:
+    """A MultiheadAttention's packed input projection: ``*.in_proj_weight`` (3E, E), rows Q, K, V."""
+    return key.rpartition(".")[2] == "in_proj_weight"
+
+
 def first_weight(state: dict[str, np.ndarray]) -> tuple[str, np.ndarray]:
     """(key, array) of the first Linear, Conv2d or recurrent input weight in state-dict order (the
     first ``*.weight`` with two or more dimensions, batch norm's being 1-D, or ``*.weight_ih_l0``).
     ValueError if there is none."""
     for key, value in state.items():
-        if is_layer_weight(key, np.ndim(value)) or _input_weight(key):
+        if is_layer_weight(key, np.ndim(value)) or _input_weight(key) or _projection(key):
             return key, np.asarray(value)
     raise ValueError("the network has no Linear or Conv2d weight, nor a recurrent one, to draw")
 
@@ -47,10 +52,13 @@ def weight_images(state: dict[str, np.ndarray], limit: int = 64) -> tuple[np.nda
     A recurrent layer's weight_ih_l0 (G H, in), torch's layout: image g is gate g's block
     (H, in), a row per hidden unit and a column per input feature (a pixel of the image's row),
     titled "gate i" (torch's gate names: i, f, g, o for an LSTM, r, z, n for a GRU, h for an RNN).
+    A MultiheadAttention's in_proj_weight (3E, E): its Q, K and V blocks, titled so.
     Raises ValueError when there is no such weight or a Linear's fan_in is not a square number.
     """
     key, weight = first_weight(state)
     weight = weight.astype(np.float64)
+    if _projection(key):  # the Q, K and V blocks, (E, E) each: a row per output, a column per input
+        return weight.reshape(3, -1, weight.shape[1])[:limit], ["Q", "K", "V"][:limit], key
     if _input_weight(key):
         gates = _gate_names(weight.shape[0], state, key)
         images = weight.reshape(len(gates), -1, weight.shape[1])

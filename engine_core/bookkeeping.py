@@ -52,6 +52,10 @@ class LayerBase(Generic[A]):
     # layer's own checks would only repeat what is known; used alone, a layer checks everything.
     input_trusted: bool = False
     delta_trusted: bool = False
+    # A layer with parts of its own (children it runs itself, named as torch names them: a
+    # MultiheadAttention's out_proj): one leaf of its container, whose parts still show in
+    # named_modules() and so in parameters(), state keys and train()/eval().
+    composite: bool = False
 
     def forward(self, x: A) -> A:
         raise NotImplementedError
@@ -84,8 +88,12 @@ class LayerBase(Generic[A]):
         return modules
 
     def leaves(self) -> list[LayerBase[A]]:
-        """Every module without children, in forward order."""
-        return [module for _, module in self.named_modules() if not module.children()]
+        """Every layer a container runs, in forward order: the modules without children, and the
+        composite layers (``composite``: a MultiheadAttention, which runs its out_proj itself),
+        not what is inside them."""
+        if self.composite or not self.children():
+            return [self]
+        return [leaf for child in self.children().values() for leaf in child.leaves()]
 
     def _walk(self, local: str) -> dict[str, A]:
         out: dict[str, A] = {}

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from .attention_checks import AttentionArgs, check_attention_args
+from .attention_checks import sequence_form as attention_form
 from .checks import check_choice, check_dtype_name, check_seed, check_sizes
 from .conv_checks import (
     ConvArgs,
@@ -460,10 +462,14 @@ def initial_state(specs: LayerSpec | Sequence[LayerSpec], seed: int = 0,
     check_choice("init", init, INITS)
     rng = np.random.default_rng(check_seed(seed))
     state: dict[str, np.ndarray] = {}
+    # A composite layer may set its parts' values (a dotted name: MultiheadAttention's
+    # "out_proj.bias" = 0, as torch's _reset_parameters does after the Linear drew its own).
+    later: dict[str, np.ndarray] = {}
     for path, spec in as_network(specs).walk():
         if spec.info.initialize is not None:
             for name, value in spec.info.initialize(spec.args, rng, init).items():
-                state[join(path, name)] = value
+                (later if "." in name else state)[join(path, name)] = value
+    state.update(later)
     return state
 
 
@@ -741,3 +747,37 @@ def _last_step_output(spec: LayerSpec, shape: Shape) -> Shape:
 # no such module (one writes output[:, -1] in forward); export prints a two-line one.
 register(Kind("laststep", "LastStep", {"batch_first": False},
               check=lambda a: check_flag("batch_first", a["batch_first"]), output=_last_step_output))
+
+
+def _attention_args(a: Mapping[str, Any]) -> AttentionArgs:
+    return check_attention_args(a["embed_dim"], a["num_heads"], a["bias"], a["batch_first"])
+
+
+def _attention_output(spec: LayerSpec, shape: Shape) -> Shape:
+    a = _attention_args(spec.args)
+    if len(shape) != 3 or shape[2] != a.embed_dim:
+        raise ValueError(f"{spec!r}: expects a 3-D input {attention_form(a.batch_first, a.embed_dim)}, got {shape}")
+    return shape
+
+
+def _attention_initialize(args: Mapping[str, Any], rng: np.random.Generator, init: str) -> dict[str, np.ndarray]:
+    """torch's MultiheadAttention._reset_parameters: in_proj_weight xavier_uniform (fan_in E,
+    fan_out 3E: bound sqrt(6 / 4E)), in_proj_bias 0 and out_proj.bias 0; out_proj.weight stays
+    what its Linear drew."""
+    a = _attention_args(args)
+    bound = math.sqrt(6.0 / (a.embed_dim + 3 * a.embed_dim))
+    state = {"in_proj_weight": rng.uniform(-bound, bound, (3 * a.embed_dim, a.embed_dim))}
+    if a.bias:
+        state.update({"in_proj_bias": np.zeros(3 * a.embed_dim), "out_proj.bias": np.zeros(a.embed_dim)})
+    return state
+
+
+# torch.nn.MultiheadAttention(embed_dim, num_heads, bias=True, batch_first=False) used as
+# self-attention, mha(x, x, x)[0]; its part out_proj is a Linear(embed_dim, embed_dim, bias).
+register(Kind("multiheadattention", "MultiheadAttention",
+              {"embed_dim": REQUIRED, "num_heads": REQUIRED, "bias": True, "batch_first": False},
+              check=_attention_args, output=_attention_output,
+              parameters=lambda a: _attention_args(a).parameter_shapes(), initialize=_attention_initialize,
+              parts=lambda a: [("out_proj", LayerSpec("linear", {"in_features": a["embed_dim"],
+                                                                 "out_features": a["embed_dim"], "bias": a["bias"]}))],
+              takes_dtype=True))

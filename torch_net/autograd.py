@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+from engine_core.attention_checks import additive_mask, check_attention_args
 from engine_core.checks import (
     check_adam,
     check_dtype_name,
@@ -309,6 +310,42 @@ class BatchNorm2d(_BatchNorm):
     torch_class = nn.BatchNorm2d
 
 
+class _SelfAttention(nn.MultiheadAttention):
+    """torch.nn.MultiheadAttention called as self-attention, mha(x, x, x)[0], with the masks
+    checked and combined by the engines' own rule (engine_core.attention_checks.additive_mask:
+    the same errors, a query with every key masked refused) and handed to torch as one float
+    attn_mask (B * num_heads, T, T)."""
+
+    def forward(self, x: torch.Tensor, key_padding_mask: Any = None,  # type: ignore[override]
+                attn_mask: Any = None, is_causal: bool = False) -> torch.Tensor:
+        batch, steps = (x.shape[0], x.shape[1]) if self.batch_first else (x.shape[1], x.shape[0])
+
+        def numpy(mask: Any) -> Any:
+            return mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else mask
+
+        found = additive_mask(repr(self), batch, steps, self.num_heads, numpy(key_padding_mask), numpy(attn_mask),
+                              is_causal)
+        mask = None
+        if found is not None:
+            full = np.broadcast_to(found, (batch, self.num_heads, steps, steps)).reshape(-1, steps, steps)
+            mask = torch.from_numpy(np.ascontiguousarray(full)).to(x.dtype).to(x.device)
+        return super().forward(x, x, x, attn_mask=mask, need_weights=False)[0]
+
+
+class MultiheadAttention(Layer):
+    """torch.nn.MultiheadAttention as self-attention: in_proj_weight (3E, E), in_proj_bias,
+    out_proj.weight ((in, out) at the edges), out_proj.bias."""
+
+    transposed = ("out_proj.weight",)
+
+    def __init__(self, embed_dim: int, num_heads: int, bias: bool = True, batch_first: bool = False,
+                 dtype: str = "float32", device: str | torch.device = "cpu") -> None:
+        args = check_attention_args(embed_dim, num_heads, bias, batch_first)
+        super().__init__(_SelfAttention(args.embed_dim, args.num_heads, bias=args.bias, batch_first=args.batch_first,
+                                        dtype=_kind(dtype), device=device),
+                         f"MultiheadAttention({args.extra_repr()})")
+
+
 class LayerNorm(Layer):
     """torch.nn.LayerNorm itself: weight, bias (elementwise_affine; no bias with bias=False)."""
 
@@ -529,16 +566,27 @@ class Sequential(Layer):
     def eval(self) -> Sequential:
         return self.train(False)
 
+    def _flipped(self, key: str) -> bool:
+        """Whether state key ``key`` is one torch stores transposed: a layer's own ("3.weight" of a
+        Linear) or its part's ("0.out_proj.weight" of a MultiheadAttention)."""
+        path, _, name = key.rpartition(".")
+        while True:
+            layer = self._edges.get(path)
+            if layer is not None and name in layer.transposed:
+                return True
+            if not path:
+                return False
+            path, _, head = path.rpartition(".")
+            name = f"{head}.{name}"
+
     def _entries(self) -> list[tuple[str, bool, torch.Tensor]]:
         """(key, transposed, tensor) in torch's state_dict order (num_batches_tracked is not part
         of the engines' format)."""
         out = []
         for key, value in self.module.state_dict(keep_vars=True).items():
-            path, _, name = key.rpartition(".")
-            if name == "num_batches_tracked":
+            if key.rpartition(".")[2] == "num_batches_tracked":
                 continue
-            layer = self._edges.get(path)
-            out.append((key, layer is not None and name in layer.transposed, value))
+            out.append((key, self._flipped(key), value))
         return out
 
     @staticmethod
@@ -562,9 +610,7 @@ class Sequential(Layer):
 
     def to_engine_layout(self, key: str, value: torch.Tensor) -> torch.Tensor:
         """A tensor shaped like parameter ``key`` in torch's layout, as the engines lay it out."""
-        path, _, name = key.rpartition(".")
-        layer = self._edges.get(path)
-        return self._edge(layer is not None and name in layer.transposed, value)
+        return self._edge(self._flipped(key), value)
 
     def named_parameters(self) -> dict[str, nn.Parameter]:
         """State keys -> nn.Parameter (torch's layout), trainable parameters only."""

@@ -1,0 +1,134 @@
+"""Arguments, input facts and masks of MultiheadAttention used as self-attention, stated once:
+numpy_net, torch_net and the oracle call the same code, so they refuse the same arguments and
+masks with the same words (torch.nn.MultiheadAttention's documentation page).
+
+Masks follow torch: ``attn_mask`` (T, T) or (B * num_heads, T, T), ``key_padding_mask`` (B, T);
+a boolean True means "this key may not be attended to", a float is added to the scores.
+``is_causal=True`` without an attn_mask means the causal mask (query t sees keys <= t); torch
+asks for the mask itself and takes is_causal as a hint. A query row whose every key is masked
+has no softmax (torch gives NaN there): every engine refuses it with a ValueError naming the row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .conv_checks import check_count
+from .errors import type_name
+from .layer_checks import check_flag
+
+
+@dataclass(frozen=True)
+class AttentionArgs:
+    """torch.nn.MultiheadAttention's arguments this project takes, checked: head_dim = embed_dim
+    / num_heads."""
+
+    embed_dim: int
+    num_heads: int
+    bias: bool
+    batch_first: bool
+
+    @property
+    def head_dim(self) -> int:
+        return self.embed_dim // self.num_heads
+
+    def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The module's own parameters, torch's: in_proj_weight (3E, E), rows Q, K, V; in_proj_bias
+        (3E,) with bias. out_proj is a Linear(E, E) part (its weight (in, out) here)."""
+        shapes: dict[str, tuple[int, ...]] = {"in_proj_weight": (3 * self.embed_dim, self.embed_dim)}
+        return {**shapes, "in_proj_bias": (3 * self.embed_dim,)} if self.bias else shapes
+
+    def extra_repr(self) -> str:
+        text = f"embed_dim={self.embed_dim}, num_heads={self.num_heads}"
+        if not self.bias:
+            text += ", bias=False"
+        return text + (", batch_first=True" if self.batch_first else "")
+
+
+def check_attention_args(embed_dim: object, num_heads: object, bias: object = True,
+                         batch_first: object = False) -> AttentionArgs:
+    """Raises TypeError/ValueError naming the argument: sizes not ints >= 1, a num_heads that does
+    not divide embed_dim (torch's "embed_dim must be divisible by num_heads"), flags not bools."""
+    embed = check_count("embed_dim", embed_dim)
+    heads = check_count("num_heads", num_heads)
+    if embed % heads:
+        raise ValueError(f"num_heads: must divide embed_dim, got embed_dim={embed}, num_heads={heads}")
+    return AttentionArgs(embed, heads, check_flag("bias", bias), check_flag("batch_first", batch_first))
+
+
+def sequence_form(batch_first: bool, embed_dim: int) -> str:
+    return f"(batch, length, {embed_dim})" if batch_first else f"(length, batch, {embed_dim})"
+
+
+def check_attention_facts(layer: str, shape: tuple[int, ...], dtype: str, embed_dim: int, batch_first: bool,
+                          expected_dtype: str | None) -> None:
+    """TypeError for an integer dtype or another floating one than the layer's; ValueError unless
+    x is 3-D (T, B, E), or (B, T, E) with batch_first, and not empty. Names the layer."""
+    if dtype not in ("float16", "bfloat16", "float32", "float64"):
+        raise TypeError(f"{layer}: x: expected a floating-point array, got dtype {dtype}")
+    if expected_dtype is not None and dtype != expected_dtype:
+        raise TypeError(f"{layer}: x: expected dtype {expected_dtype} (the layer's), got {dtype}")
+    if len(shape) != 3 or shape[2] != embed_dim:
+        raise ValueError(f"{layer}: expects a 3-D input {sequence_form(batch_first, embed_dim)}, got {shape}")
+    if 0 in shape:
+        raise ValueError(f"{layer}: expects a non-empty input, got {shape}")
+
+
+def additive_mask(layer: str, batch: int, steps: int, num_heads: int, key_padding_mask: object = None,
+                  attn_mask: object = None, is_causal: object = False) -> np.ndarray | None:
+    """The masks as one float64 array added to the scores, (B, num_heads, T, T) (broadcastable:
+    (1, 1, T, T) for a (T, T) attn_mask alone), -inf where a boolean mask says True; None for no
+    mask. Masks are NumPy arrays (engines convert theirs first) and are never written to.
+
+    Raises TypeError (not an array; a dtype neither bool nor floating) or ValueError (a shape
+    other than torch's; NaN in a float mask; a query row whose every key is masked, named by its
+    batch, head and query index), naming the layer and the mask.
+    """
+    causal = check_flag("is_causal", is_causal)
+    total = np.zeros((1, 1, steps, steps))
+    masked = False
+    if attn_mask is None and causal:
+        total = total + np.triu(np.full((steps, steps), -np.inf), 1)
+        masked = True
+    if attn_mask is not None:
+        mask = _as_additive(layer, "attn_mask", attn_mask)
+        if mask.shape == (steps, steps):
+            total = total + mask
+        elif mask.shape == (batch * num_heads, steps, steps):
+            total = total + mask.reshape(batch, num_heads, steps, steps)
+        else:
+            raise ValueError(f"{layer}: attn_mask: expected shape ({steps}, {steps}) or "
+                             f"({batch * num_heads}, {steps}, {steps}) (batch * num_heads, T, T), got {mask.shape}")
+        masked = True
+    if key_padding_mask is not None:
+        mask = _as_additive(layer, "key_padding_mask", key_padding_mask)
+        if mask.shape != (batch, steps):
+            raise ValueError(f"{layer}: key_padding_mask: expected shape ({batch}, {steps}) (batch, T), "
+                             f"got {mask.shape}")
+        total = total + mask[:, None, None, :]
+        masked = True
+    if not masked:
+        return None
+    blocked = np.all(np.isneginf(total), axis=-1)
+    if blocked.any():
+        b, h, t = (int(i) for i in np.argwhere(blocked)[0])
+        raise ValueError(f"{layer}: every key of query {t} (batch {b}, head {h}) is masked: its attention "
+                         "weights would be a softmax over nothing (torch gives NaN); leave at least one key "
+                         "per query unmasked")
+    return total
+
+
+def _as_additive(layer: str, name: str, mask: object) -> np.ndarray:
+    """A mask as float64: booleans to -inf (True) and 0; floats as they are (no NaN)."""
+    if not isinstance(mask, np.ndarray):
+        raise TypeError(f"{layer}: {name}: expected an array of bools or floats, got {type_name(mask)}")
+    if mask.dtype == np.bool_:
+        return np.where(mask, -np.inf, 0.0)
+    if mask.dtype.kind != "f":
+        raise TypeError(f"{layer}: {name}: expected a bool or floating-point mask, got dtype {mask.dtype}")
+    values = mask.astype(np.float64)
+    if np.isnan(values).any():
+        raise ValueError(f"{layer}: {name}: holds NaN")
+    return values
