@@ -324,3 +324,18 @@ def test_the_harness_rejects_a_layer_norm_without_the_variance_term_of_its_input
     # Failed: oracle and finite differences. Passed: nothing is mutated, and every optional argument is
     # taken with torch's default.
     result.assert_outcomes(failed=2, passed=1 + _optional("layernorm"))
+
+
+def test_the_harness_rejects_an_attention_whose_causal_mask_leaks_gradient_to_future_keys(outside: pytest.Pytester):
+    """parity_tests.fixtures.causal_leak_engine: the masks applied in the forward, not in the
+    softmax's backward. The report names the layer, the masks, dL/dx and hypothesis's smallest
+    failing case: one head of one dimension, two time steps (with one, nothing is in the future)."""
+    result = outside.runpytest_subprocess("--pyargs", "parity_tests.test_attention", "--engine",
+                                          "parity_tests.fixtures.causal_leak_engine", "-p", "no:cacheprovider")
+    out = result.stdout.str()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, out[-3000:]
+    assert re.search(r"MultiheadAttention\(embed_dim=1, num_heads=1, bias=\w+, batch_first=\w+\) \(float(32|64)\) "
+                     r"with masks \[[^]]+\]: dL/dx differs", out), out[-3000:]
+    assert "case=LayerCase(spec=MultiheadAttention(embed_dim=1, num_heads=1" in out and "masks=" in out, out[-3000:]
+    assert re.search(r"input_shape=\((2, 1, 1|1, 2, 1)\)", out), out[-3000:]
+    result.assert_outcomes(failed=1)

@@ -328,7 +328,7 @@ class _SelfAttention(nn.MultiheadAttention):
         mask = None
         if found is not None:
             full = np.broadcast_to(found, (batch, self.num_heads, steps, steps)).reshape(-1, steps, steps)
-            mask = torch.from_numpy(np.ascontiguousarray(full)).to(x.dtype).to(x.device)
+            mask = torch.from_numpy(np.array(full)).to(x.dtype).to(x.device)  # a copy: broadcast_to is read-only
         return super().forward(x, x, x, attn_mask=mask, need_weights=False)[0]
 
 
