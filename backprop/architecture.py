@@ -286,8 +286,13 @@ def _check_batch_first(network: LayerSpec) -> None:
 def check_stack(network: LayerSpec | Sequence[LayerSpec]) -> None:
     """The network must type-check from input_shape(network) and end in (batch, 10) logits; the
     message names the layer that does not fit by its path (``layer 3 Linear(...)``). Sequence
-    layers (rnn, lstm, gru, multiheadattention, laststep) must take batch_first=True: the trainer feeds (batch, 28,
-    28)."""
+    layers (rnn, lstm, gru, multiheadattention, laststep) must take batch_first=True: the trainer
+    feeds (batch, 28, 28). An embedding, which looks up integer indices, has no place in a network
+    fed pixels."""
+    for path, spec in as_network(network).leaves():
+        if spec.kind == "embedding":
+            raise LayersSyntaxError(f"--layers: layer {path} {_format(spec)}: an embedding looks up integer indices "
+                                    "(tokens), and the trainer feeds pixel values; it is a library layer only")
     _check_batch_first(as_network(network))
     shape: tuple[int, ...] = (2, *input_shape(network))
     for path, spec in as_network(network).leaves():

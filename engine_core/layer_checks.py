@@ -279,3 +279,50 @@ def check_layernorm_facts(layer: str, shape: tuple[int, ...], dtype: str, normal
                          f"{normalized_shape}, got {shape}")
     if 0 in shape:
         raise ValueError(f"{layer}: expects a non-empty input, got {shape}")
+
+
+@dataclass(frozen=True)
+class EmbeddingArgs:
+    """torch.nn.Embedding's arguments, checked; padding_idx made non-negative (torch's rule: a
+    negative one counts from the end), None for none."""
+
+    num_embeddings: int
+    embedding_dim: int
+    padding_idx: int | None
+
+    def extra_repr(self) -> str:
+        text = f"{self.num_embeddings}, {self.embedding_dim}"
+        return text if self.padding_idx is None else text + f", padding_idx={self.padding_idx}"
+
+
+def check_embedding_args(num_embeddings: object, embedding_dim: object, padding_idx: object = None) -> EmbeddingArgs:
+    """torch.nn.Embedding(num_embeddings, embedding_dim, padding_idx=None), checked: TypeError or
+    ValueError naming the argument for sizes that are not ints >= 1 and a padding_idx outside
+    [-num_embeddings, num_embeddings) (torch's "Padding_idx must be within num_embeddings")."""
+    sizes = []
+    for name, value in (("num_embeddings", num_embeddings), ("embedding_dim", embedding_dim)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name}: expected a positive int, got {type_name(value)} {value!r}")
+        if value < 1:
+            raise ValueError(f"{name}: expected a positive int, got {value}")
+        sizes.append(int(value))
+    rows, width = sizes
+    if padding_idx is None:
+        return EmbeddingArgs(rows, width, None)
+    if isinstance(padding_idx, bool) or not isinstance(padding_idx, (int, np.integer)):
+        raise TypeError(f"padding_idx: expected an int or None, got {type_name(padding_idx)} {padding_idx!r}")
+    if not -rows <= padding_idx < rows:
+        raise ValueError(f"padding_idx: must be within [-{rows}, {rows}) (num_embeddings={rows}), got {padding_idx}")
+    return EmbeddingArgs(rows, width, int(padding_idx) % rows)
+
+
+def check_indices(layer: str, shape: tuple[int, ...], dtype: str, num_embeddings: int,
+                  low: int | None, high: int | None) -> None:
+    """An Embedding's input: TypeError unless an integer array (torch takes int64 or int32; a float
+    would be truncated), ValueError for an index outside [0, num_embeddings) (``low``/``high``:
+    the smallest and largest index; None for an empty input). Names the layer."""
+    if not (dtype.startswith("int") or dtype.startswith("uint")):
+        raise TypeError(f"{layer}: indices: expected an integer array (the rows to look up), got dtype {dtype}")
+    if low is not None and high is not None and (low < 0 or high >= num_embeddings):
+        bad = low if low < 0 else high
+        raise ValueError(f"{layer}: indices: {bad} is outside [0, {num_embeddings}) (num_embeddings={num_embeddings})")

@@ -43,10 +43,12 @@ from .conv_checks import (
 )
 from .errors import type_name
 from .layer_checks import (
+    EmbeddingArgs,
     LayerNormArgs,
     check_approximate,
     check_batchnorm_args,
     check_dropout_p,
+    check_embedding_args,
     check_flag,
     check_layernorm_args,
     check_negative_slope,
@@ -781,3 +783,24 @@ register(Kind("multiheadattention", "MultiheadAttention",
               parts=lambda a: [("out_proj", LayerSpec("linear", {"in_features": a["embed_dim"],
                                                                  "out_features": a["embed_dim"], "bias": a["bias"]}))],
               takes_dtype=True))
+
+
+def _embedding_args(a: Mapping[str, Any]) -> EmbeddingArgs:
+    return check_embedding_args(a["num_embeddings"], a["embedding_dim"], a["padding_idx"])
+
+
+def _embedding_initialize(args: Mapping[str, Any], rng: np.random.Generator, init: str) -> dict[str, np.ndarray]:
+    """torch's Embedding.reset_parameters: weight ~ N(0, 1), the padding_idx row 0."""
+    a = _embedding_args(args)
+    weight = rng.standard_normal((a.num_embeddings, a.embedding_dim))
+    if a.padding_idx is not None:
+        weight[a.padding_idx] = 0.0
+    return {"weight": weight}
+
+
+# torch.nn.Embedding(num_embeddings, embedding_dim, padding_idx=None): integer indices (*) in,
+# (*, embedding_dim) out; its weight is not a Linear's (no transpose).
+register(Kind("embedding", "Embedding", {"num_embeddings": REQUIRED, "embedding_dim": REQUIRED, "padding_idx": None},
+              check=_embedding_args, output=lambda spec, shape: (*shape, spec.args["embedding_dim"]),
+              parameters=lambda a: {"weight": (a["num_embeddings"], a["embedding_dim"])},
+              initialize=_embedding_initialize, takes_dtype=True))

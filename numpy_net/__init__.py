@@ -18,6 +18,7 @@ from engine_core.specs import initial_state
 
 from .attention import MultiheadAttention
 from .conv import AvgPool2d, Conv2d, Flatten, MaxPool2d
+from .embedding import Embedding
 from .layers import ACTIVATIONS, GELU, Identity, Layer, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
 from .losses import SoftmaxCrossEntropy
 from .model import MLP, Sequential
@@ -55,5 +56,5 @@ __all__ = [
     "AdamW", "BatchNorm1d", "BatchNorm2d", "Dropout", "GELU", "Identity", "Layer", "LayerNorm", "LeakyReLU", "Linear",
     "NonFiniteError", "Optimizer", "ReLU", "Sequential", "Sigmoid",
     "SoftmaxCrossEntropy", "Tanh", "asarray", "clip_grad_norm_", "initial_state", "labels", "to_numpy",
-    "AvgPool2d", "Conv2d", "Flatten", "MaxPool2d", "GRU", "LSTM", "LastStep", "RNN", "MultiheadAttention",
+    "AvgPool2d", "Conv2d", "Flatten", "MaxPool2d", "GRU", "LSTM", "LastStep", "RNN", "MultiheadAttention", "Embedding",
 ]

@@ -42,6 +42,12 @@ def test_an_attention_network_reads_rows_and_needs_batch_first():
         parse_layers("multiheadattention(28, 3, batch_first=True), laststep(batch_first=True), linear(28, 10)")
 
 
+def test_an_embedding_is_refused_in_a_network_fed_pixels():
+    with pytest.raises(LayersSyntaxError, match=r"layer 0 embedding\(10, 4\): an embedding looks up integer "
+                                                r"indices \(tokens\), and the trainer feeds pixel values"):
+        parse_layers("embedding(10, 4), flatten, linear(3136, 10)")
+
+
 def test_train_evaluate_export_and_import_an_attention_network(data_root, tmp_path, capsys):
     out = str(tmp_path / "run")
     _cli(capsys, "train", "--layers", TINY, "--dataset", "fashion-mnist", "--data-dir", data_root, "--limit", "32",

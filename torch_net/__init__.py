@@ -20,6 +20,7 @@ from engine_core.specs import initial_state
 
 from .attention import MultiheadAttention
 from .conv import AvgPool2d, Conv2d, Flatten, MaxPool2d
+from .embedding import Embedding
 from .layers import ACTIVATIONS, GELU, Identity, Layer, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
 from .losses import SoftmaxCrossEntropy
 from .model import MLP, Sequential
@@ -37,7 +38,8 @@ TRAINING_KWARGS: dict[str, object] = {}
 def asarray(array: np.ndarray, dtype: str = "float32", device: str | torch.device = "cpu") -> torch.Tensor:
     """A NumPy array as this engine's tensor, in ``dtype``; shares memory when no cast or copy
     is needed (a C-contiguous, writeable, native-byte-order array of that dtype, on the CPU)."""
-    return _tensor(np.ascontiguousarray(native(np.asarray(array)), dtype=dtype), device)
+    # np.require, not ascontiguousarray: that one turns a 0-d array (one index) into shape (1,).
+    return _tensor(np.require(native(np.asarray(array)), dtype=dtype, requirements="C"), device)
 
 
 def to_numpy(array: torch.Tensor) -> np.ndarray:
@@ -66,5 +68,5 @@ __all__ = [
     "AdamW", "BatchNorm1d", "BatchNorm2d", "Dropout", "GELU", "Identity", "Layer", "LayerNorm", "LeakyReLU", "Linear",
     "NonFiniteError", "Optimizer", "ReLU", "Sequential", "Sigmoid",
     "SoftmaxCrossEntropy", "Tanh", "asarray", "clip_grad_norm_", "initial_state", "labels", "to_numpy",
-    "AvgPool2d", "Conv2d", "Flatten", "MaxPool2d", "GRU", "LSTM", "LastStep", "RNN", "MultiheadAttention",
+    "AvgPool2d", "Conv2d", "Flatten", "MaxPool2d", "GRU", "LSTM", "LastStep", "RNN", "MultiheadAttention", "Embedding",
 ]

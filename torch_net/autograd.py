@@ -44,6 +44,7 @@ from engine_core.layer_checks import (
     check_batches_tracked,
     check_batchnorm_args,
     check_dropout_p,
+    check_embedding_args,
     check_flag,
     check_layernorm_args,
     check_negative_slope,
@@ -344,6 +345,17 @@ class MultiheadAttention(Layer):
         super().__init__(_SelfAttention(args.embed_dim, args.num_heads, bias=args.bias, batch_first=args.batch_first,
                                         dtype=_kind(dtype), device=device),
                          f"MultiheadAttention({args.extra_repr()})")
+
+
+class Embedding(Layer):
+    """torch.nn.Embedding itself: weight (num_embeddings, embedding_dim), the padding_idx row's
+    gradient 0 (torch's rule)."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None,
+                 dtype: str = "float32", device: str | torch.device = "cpu") -> None:
+        args = check_embedding_args(num_embeddings, embedding_dim, padding_idx)
+        super().__init__(nn.Embedding(args.num_embeddings, args.embedding_dim, padding_idx=args.padding_idx,
+                                      dtype=_kind(dtype), device=device), f"Embedding({args.extra_repr()})")
 
 
 class LayerNorm(Layer):
