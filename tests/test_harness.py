@@ -87,33 +87,25 @@ def test_the_installed_harness_passes_a_module_that_re_exports_numpy_net(outside
     assert not any("numpy_net" in line or "torch_net" in line for line in ids)  # only the named engine
 
 
-def test_the_harness_rejects_a_last_bias_gradient_off_by_a_tenth_of_a_percent(outside: pytest.Pytester):
-    result = outside.runpytest_subprocess("--pyargs", "parity_tests.test_gradients", "--engine", "mymod_off",
-                                          "-p", "no:cacheprovider")
-    assert result.ret == pytest.ExitCode.TESTS_FAILED
-    out = result.stdout.str()
-    assert re.search(r"grads\['\d+\.bias'\] differs", out) and "NetSpec(" in out, out[-3000:]
+def test_the_harness_rejects_a_last_bias_gradient_off_by_a_tenth_of_a_percent(rejections: dict[str, Report]):
+    report = rejections["mymod_off"]
+    out = report.out
+    assert report.outcomes["failed"] and re.search(r"grads\['\d+\.bias'\] differs", out) and "NetSpec(" in out, \
+        out[-3000:]
 
 
-def test_the_harness_rejects_the_notebook_engine_naming_the_bias_gradient(outside: pytest.Pytester):
-    result = outside.runpytest_subprocess(
-        "--pyargs", "parity_tests.test_gradients", "-k", "test_logits_loss_deltas_and_gradients_equal_autograds",
-        "--engine", NOTEBOOK, "-p", "no:cacheprovider")
-    assert result.ret == pytest.ExitCode.TESTS_FAILED
-    out = result.stdout.str()
+def test_the_harness_rejects_the_notebook_engine_naming_the_bias_gradient(rejections: dict[str, Report]):
+    out = rejections[NOTEBOOK].out
     # Which property, which parameter, expected vs got, and the smallest network that shows it.
     assert "test_logits_loss_deltas_and_gradients_equal_autograds" in out
     assert "grads['0.bias'] differs" in out and "expected" in out and "got" in out
     assert "NetSpec(sizes=(1, " in out and "Batch(" in out
 
 
-def test_the_harness_reports_the_first_step_a_trajectory_left_tolerance(outside: pytest.Pytester):
-    result = outside.runpytest_subprocess(
-        "--pyargs", "parity_tests.test_optimizers", "-k", "test_sgd_trajectories", "--engine", NOTEBOOK,
-        "-p", "no:cacheprovider")
-    assert result.ret == pytest.ExitCode.TESTS_FAILED
-    out = result.stdout.str()
-    assert "first step out of tolerance: " in out and "SGDSpec(" in out
+def test_the_harness_reports_the_first_step_a_trajectory_left_tolerance(rejections: dict[str, Report]):
+    out = rejections[NOTEBOOK].out
+    assert "FAILED ::test_sgd_trajectories" in out or re.search(r"FAILED \S*test_sgd_trajectories", out), out[-3000:]
+    assert "first step out of tolerance: " in out and "SGDSpec(" in out, out[-3000:]
 
 
 def test_the_harness_finds_the_activation_derivative_taken_from_the_next_layer():
@@ -134,21 +126,87 @@ def _optional(*kinds: str) -> int:
     return sum(default is not specs.REQUIRED for kind in kinds for default in specs.KINDS[kind].defaults.values())
 
 
-def _rejected(outside: pytest.Pytester, selection: str, engine: str) -> tuple[pytest.RunResult, str]:
-    """The layer properties (-k selection) run on a fixture engine in a fresh process: it must fail,
-    and the oracle comparison must be among the failures. Returns the result and its output."""
-    result = outside.runpytest_subprocess("--pyargs", "parity_tests.test_layers", "-k", selection, "--engine", engine,
-                                          "-p", "no:cacheprovider")
-    out = result.stdout.str()
-    assert result.ret == pytest.ExitCode.TESTS_FAILED, out[-3000:]
-    assert "test_every_layer_matches_the_oracle_forward_backward_and_state" in out, out[-3000:]
-    return result, out
+FIXTURES = "parity_tests.fixtures."
+# Each rejection fixture with the properties it is run on (a -k expression over the test ids, which
+# hold "[<engine>-<kind>...]"): one harness process runs them all (a process each would spend most of
+# its time importing torch and collecting the suite), as an outside author runs the installed harness.
+REJECTED = {
+    "mymod_off": "test_gradients and mymod_off",
+    NOTEBOOK: "(test_logits_loss_deltas_and_gradients_equal_autograds or test_sgd_trajectories) and notebook_engine",
+    FIXTURES + "conv_stride_engine": "conv_stride_engine-conv2d",
+    FIXTURES + "same_padding_engine": "same_padding_engine-conv2d",
+    FIXTURES + "count_include_pad_engine": "count_include_pad_engine-avgpool2d",
+    FIXTURES + "batchnorm_engine": "batchnorm_engine-batchnorm1d or batchnorm_engine-batchnorm2d",
+    FIXTURES + "lstm_forget_bias_engine": "lstm_forget_bias_engine-lstm",
+    # Only the oracle comparison (finite differences reject it too, in twice the time).
+    FIXTURES + "lstm_cell_gradient_engine": "oracle and lstm_cell_gradient_engine-lstm",
+    FIXTURES + "layernorm_engine": "layernorm_engine-layernorm",
+    FIXTURES + "causal_leak_engine": "test_masked_self_attention and causal_leak_engine",
+}
 
 
-def test_the_harness_rejects_a_convolution_whose_backward_ignores_the_stride(outside: pytest.Pytester):
+class Report:
+    """One engine's part of the shared harness run: its failure reports and summary lines
+    (``out``) and how many of its tests passed, failed or were skipped (``outcomes``)."""
+
+    def __init__(self, out: str, outcomes: dict[str, int]) -> None:
+        self.out, self.outcomes = out, outcomes
+
+    def assert_outcomes(self, failed: int = 0, passed: int = 0) -> None:
+        assert self.outcomes == {"failed": failed, "passed": passed, "skipped": 0}, (self.outcomes, self.out[-3000:])
+
+
+@pytest.fixture(scope="module")
+def rejections(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Report]:
+    """The harness (pytest --pyargs parity_tests...) run once, in a fresh process from a directory
+    outside the checkout, on every fixture engine of REJECTED with its selection; engine -> Report."""
+    import os
+    import subprocess
+    import sys
+
+    where = tmp_path_factory.mktemp("outside")
+    (where / "mymod_off.py").write_text(MYMOD_OFF)
+    engines = [arg for engine in REJECTED for arg in ("--engine", engine)]
+    selection = " or ".join(f"({expression})" for expression in REJECTED.values())
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", "--pyargs", "parity_tests.test_layers",
+         "parity_tests.test_attention", "parity_tests.test_gradients", "parity_tests.test_optimizers", *engines,
+         "-k", selection], cwd=where, capture_output=True, text=True, timeout=900,
+        env={**os.environ, "PYTHONPATH": str(where), "HYPOTHESIS_PROFILE": "ci"})
+    assert result.returncode == pytest.ExitCode.TESTS_FAILED, result.stdout[-3000:] + result.stderr[-3000:]
+    return _reports(result.stdout)
+
+
+def _reports(stdout: str) -> dict[str, Report]:
+    """The run's output cut into one Report per engine of REJECTED."""
+    # Failure reports start with "___ test_name[params] ___" (one "_" each side for a long name); the
+    # short summary (-rA) has a PASSED or FAILED line per test.
+    parts = re.split(r"^_+ (test_\S+) _+$", stdout, flags=re.MULTILINE)
+    sections = list(zip(parts[1::2], parts[2::2]))
+    summary = [line for line in stdout.splitlines() if line.startswith(("PASSED ", "FAILED ", "SKIPPED "))]
+    reports = {}
+    for engine in REJECTED:
+        mine = (f"[{engine}-", f"[{engine}]")
+        text = "".join(body for name, body in sections if any(m in name for m in mine))
+        lines = [line for line in summary if any(m in line for m in mine)]
+        counts = {word.lower(): sum(line.startswith(word + " ") for line in lines)
+                  for word in ("PASSED", "FAILED", "SKIPPED")}
+        reports[engine] = Report(text + "\n".join(lines), counts)
+    return reports
+
+
+def _rejected(rejections: dict[str, Report], engine: str) -> tuple[Report, str]:
+    """The engine's part of the shared run: it must fail, the oracle comparison among the failures."""
+    report = rejections[engine]
+    assert report.outcomes["failed"], report.out[-3000:]
+    assert "test_every_layer_matches_the_oracle_forward_backward_and_state" in report.out, report.out[-3000:]
+    return report, report.out
+
+
+def test_the_harness_rejects_a_convolution_whose_backward_ignores_the_stride(rejections: dict[str, Report]):
     """parity_tests.fixtures.conv_stride_engine: col2im as if the stride were 1. The report names
     the layer with its stride, the quantity, and hypothesis's smallest failing LayerCase."""
-    result, out = _rejected(outside, "conv2d", "parity_tests.fixtures.conv_stride_engine")
+    result, out = _rejected(rejections, FIXTURES + "conv_stride_engine")
     assert "Conv2d(in_channels=1, out_channels=1, kernel_size=1, stride=2" in out, out[-3000:]
     assert "dL/dx differs" in out and "expected" in out and "got" in out, out[-3000:]
     assert "case=LayerCase(spec=Conv2d(" in out, out[-3000:]
@@ -181,12 +239,12 @@ def test_an_engine_module_that_fails_on_import_is_a_usage_error(outside: pytest.
     result.stderr.fnmatch_lines(["*--engine importboom: RuntimeError: boom at import*"])
 
 
-def test_the_harness_rejects_a_batch_norm_whose_backward_drops_the_batch_means_term(outside: pytest.Pytester):
+def test_the_harness_rejects_a_batch_norm_whose_backward_drops_the_batch_means_term(rejections: dict[str, Report]):
     """parity_tests.fixtures.batchnorm_engine: train-mode dL/dx without -sum(dy), as if the batch
     mean were a constant. The report names the layer, the quantity and hypothesis's smallest
     failing LayerCase: a batch of two in one channel. ("-k batchnorm" alone would select every
     test, the engine's name holding the word.)"""
-    result, out = _rejected(outside, "batchnorm1d or batchnorm2d", "parity_tests.fixtures.batchnorm_engine")
+    result, out = _rejected(rejections, FIXTURES + "batchnorm_engine")
     assert ("BatchNorm1d(num_features=1, eps=1e-05, momentum=0.1, affine=True, "
             "track_running_stats=True) (train, float32): dL/dx differs" in out), out[-3000:]
     assert ("BatchNorm2d(num_features=1, eps=1e-05, momentum=0.1, affine=True, "
@@ -200,13 +258,13 @@ def test_the_harness_rejects_a_batch_norm_whose_backward_drops_the_batch_means_t
     result.assert_outcomes(failed=4, passed=2 + optional)
 
 
-def test_the_harness_rejects_a_convolution_whose_same_padding_puts_the_odd_row_on_top(outside: pytest.Pytester):
+def test_the_harness_rejects_a_convolution_whose_same_padding_puts_the_odd_row_on_top(rejections: dict[str, Report]):
     """parity_tests.fixtures.same_padding_engine: padding="same" with an even kernel pads one row
     more at the top and one column more on the left, where torch pads the bottom and the right.
     The report names the layer with padding='same', the quantity, and hypothesis's smallest
     failing LayerCase: one channel, an even kernel. Forward and backward agree with each other,
     so only the comparison with the oracle fails."""
-    result, out = _rejected(outside, "conv2d", "parity_tests.fixtures.same_padding_engine")
+    result, out = _rejected(rejections, FIXTURES + "same_padding_engine")
     assert re.search(r"Conv2d\(in_channels=1, out_channels=1, kernel_size=(2|\(\d, \d\)), stride=1, padding='same'",
                      out), out[-3000:]
     assert re.search(r"padding='same'.*\): (dL/dx|output) differs", out) and "expected" in out and "got" in out, \
@@ -218,13 +276,13 @@ def test_the_harness_rejects_a_convolution_whose_same_padding_puts_the_odd_row_o
     result.assert_outcomes(failed=1, passed=2 + optional)
 
 
-def test_the_harness_rejects_an_average_pool_that_ignores_count_include_pad_false(outside: pytest.Pytester):
+def test_the_harness_rejects_an_average_pool_that_ignores_count_include_pad_false(rejections: dict[str, Report]):
     """parity_tests.fixtures.count_include_pad_engine: AvgPool2d(count_include_pad=False) divides
     by the whole window, padding included. The report names the layer with the argument, the
     quantity (the output, or dL/dx where the shrunk input is all zeros) and hypothesis's smallest
     failing LayerCase: a padded window. Forward and backward use the same divisor, so only the
     comparison with the oracle fails."""
-    result, out = _rejected(outside, "avgpool2d", "parity_tests.fixtures.count_include_pad_engine")
+    result, out = _rejected(rejections, FIXTURES + "count_include_pad_engine")
     assert re.search(r"AvgPool2d\(kernel_size=\S+, stride=\S+, padding=(1|\(\d, \d\)), ceil_mode=\w+, "
                      r"count_include_pad=False, divisor_override=None\) \(\w+, float\d\d\): (output|dL/dx) differs",
                      out) and "expected" in out and "got" in out, out[-3000:]
@@ -246,7 +304,7 @@ def _lstm_cases(out: str) -> list[dict[str, int | bool]]:
             for hidden, layers, bias, batch_first, first, second in found]
 
 
-def test_the_harness_rejects_an_lstm_whose_forget_gate_takes_the_output_gates_bias(outside: pytest.Pytester):
+def test_the_harness_rejects_an_lstm_whose_forget_gate_takes_the_output_gates_bias(rejections: dict[str, Report]):
     """parity_tests.fixtures.lstm_forget_bias_engine: numpy-ml#42, f = sigmoid(... + b_o). The
     catalog draws every bias at random (all-zero or equal biases would hide it), so the oracle
     comparison sees the output differ and finite differences see the forget block's gradient
@@ -254,7 +312,7 @@ def test_the_harness_rejects_an_lstm_whose_forget_gate_takes_the_output_gates_bi
     bias, and hypothesis's smallest failing LayerCase: an LSTM with biases, one layer of one unit,
     at least two time steps (f multiplies c_{t-1}, which is 0 at the first). ("-k engine-lstm": the
     engine's name holds "lstm", which would select every test.)"""
-    result, out = _rejected(outside, "engine-lstm", "parity_tests.fixtures.lstm_forget_bias_engine")
+    result, out = _rejected(rejections, FIXTURES + "lstm_forget_bias_engine")
     assert re.search(r"LSTM\(input_size=\d+, hidden_size=\d+, num_layers=\d+, bias=True, batch_first=(True|False)\) "
                      r"\(train, float(32|64)\): output differs", out), out[-3000:]
     assert re.search(r"d L / d 0\.bias_(ih|hh)_l0\[[^]]+\]: finite difference", out), out[-3000:]
@@ -266,13 +324,13 @@ def test_the_harness_rejects_an_lstm_whose_forget_gate_takes_the_output_gates_bi
 
 
 def test_the_harness_rejects_an_lstm_whose_backward_drops_the_cell_gradient_to_the_previous_step(
-        outside: pytest.Pytester):
+        rejections: dict[str, Report]):
     """parity_tests.fixtures.lstm_cell_gradient_engine: CaptainE/RNN-LSTM-in-numpy#1, the backward
     through time carries no dL/dc to step t - 1. The report names the layer, dL/dx and every
     parameter gradient that differs, and hypothesis's smallest failing LayerCase, which needs a
     second time step (with one, nothing is carried). Only the oracle comparison runs (finite
     differences reject it too, in twice the time)."""
-    result, out = _rejected(outside, "oracle and engine-lstm", "parity_tests.fixtures.lstm_cell_gradient_engine")
+    result, out = _rejected(rejections, FIXTURES + "lstm_cell_gradient_engine")
     assert re.search(r"LSTM\(input_size=\d+, hidden_size=\d+, num_layers=\d+, bias=(True|False), "
                      r"batch_first=(True|False)\) \(train, float(32|64)\): dL/dx differs", out), out[-3000:]
     assert "expected" in out and "got" in out, out[-3000:]
@@ -310,12 +368,13 @@ def test_an_argument_an_engine_lacks_is_reported_as_skipped_by_name(outside: pyt
     result.assert_outcomes(passed=3 + 3, skipped=3)  # three properties; of six arguments, three taken, three not
 
 
-def test_the_harness_rejects_a_layer_norm_without_the_variance_term_of_its_input_gradient(outside: pytest.Pytester):
+def test_the_harness_rejects_a_layer_norm_without_the_variance_term_of_its_input_gradient(
+        rejections: dict[str, Report]):
     """parity_tests.fixtures.layernorm_engine: dL/dx without -xhat mean(g xhat), the path
     through the row variance (tenstorrent/tt-metal#53215). The report names the layer, dL/dx and
     hypothesis's smallest failing LayerCase: one row of two values (with one, xhat is 0 and the
     term vanishes). ("-k engine-layernorm": the engine's name holds "layernorm".)"""
-    result, out = _rejected(outside, "engine-layernorm", "parity_tests.fixtures.layernorm_engine")
+    result, out = _rejected(rejections, FIXTURES + "layernorm_engine")
     assert re.search(r"LayerNorm\(normalized_shape=\S+, eps=1e-05, elementwise_affine=True, bias=\w+\) "
                      r"\(train, float(32|64)\): dL/dx differs", out), out[-3000:]
     assert "expected" in out and "got" in out, out[-3000:]
@@ -326,16 +385,15 @@ def test_the_harness_rejects_a_layer_norm_without_the_variance_term_of_its_input
     result.assert_outcomes(failed=2, passed=1 + _optional("layernorm"))
 
 
-def test_the_harness_rejects_an_attention_whose_causal_mask_leaks_gradient_to_future_keys(outside: pytest.Pytester):
+def test_the_harness_rejects_an_attention_whose_causal_mask_leaks_gradient_to_future_keys(
+        rejections: dict[str, Report]):
     """parity_tests.fixtures.causal_leak_engine: the masks applied in the forward, not in the
     softmax's backward. The report names the layer, the masks, dL/dx and hypothesis's smallest
     failing case: one head of one dimension, two time steps (with one, nothing is in the future)."""
-    result = outside.runpytest_subprocess("--pyargs", "parity_tests.test_attention", "--engine",
-                                          "parity_tests.fixtures.causal_leak_engine", "-p", "no:cacheprovider")
-    out = result.stdout.str()
-    assert result.ret == pytest.ExitCode.TESTS_FAILED, out[-3000:]
+    report = rejections[FIXTURES + "causal_leak_engine"]
+    out = report.out
     assert re.search(r"MultiheadAttention\(embed_dim=1, num_heads=1, bias=\w+, batch_first=\w+\) \(float(32|64)\) "
                      r"with masks \[[^]]+\]: dL/dx differs", out), out[-3000:]
     assert "case=LayerCase(spec=MultiheadAttention(embed_dim=1, num_heads=1" in out and "masks=" in out, out[-3000:]
     assert re.search(r"input_shape=\((2, 1, 1|1, 2, 1)\)", out), out[-3000:]
-    result.assert_outcomes(failed=1)
+    report.assert_outcomes(failed=1)
