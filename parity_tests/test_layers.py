@@ -95,7 +95,7 @@ def _close(what: str, got: np.ndarray, want: np.ndarray, scale: float, rtol: flo
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@settings(max_examples=max(2, settings.default.max_examples // 4))  # 25 in ci: each runs many forwards
+@settings(max_examples=max(2, settings.default.max_examples // 4))  # 15 in ci: each runs many forwards
 @given(data=st.data())
 def test_every_layer_matches_central_finite_differences(engine, kind, data):
     """float64, no torch: L = sum(output * delta); dL/dx and every parameter gradient agree with
@@ -152,7 +152,7 @@ def test_every_layer_matches_central_finite_differences(engine, kind, data):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@settings(max_examples=max(2, settings.default.max_examples // 5))  # 20 in ci
+@settings(max_examples=max(2, settings.default.max_examples // 5))  # 12 in ci
 @given(data=st.data())
 def test_no_layer_modifies_the_callers_input_or_delta(engine, kind, data):
     """numpy-ml's and MyGrad's check: forward and backward leave x and delta as they were."""

@@ -14,6 +14,9 @@ from parity_tests.engines import load_engine, oracle
 from parity_tests.strategies import Batch, NetSpec
 
 pytest_plugins = ["pytester"]
+# One pytest-xdist worker runs this module (make test: --dist loadgroup), so the shared harness run
+# of the rejection fixtures (the module-scoped ``rejections``) happens once, not once per worker.
+pytestmark = pytest.mark.xdist_group("harness")
 
 NOTEBOOK = "parity_tests.fixtures.notebook_engine"
 
@@ -172,7 +175,7 @@ def rejections(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Report]:
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", "--pyargs", "parity_tests.test_layers",
          "parity_tests.test_attention", "parity_tests.test_gradients", "parity_tests.test_optimizers", *engines,
          "-k", selection], cwd=where, capture_output=True, text=True, timeout=900,
-        env={**os.environ, "PYTHONPATH": str(where), "HYPOTHESIS_PROFILE": "ci"})
+        env={**os.environ, "PYTHONPATH": str(where), "HYPOTHESIS_PROFILE": "ci100"})
     assert result.returncode == pytest.ExitCode.TESTS_FAILED, result.stdout[-3000:] + result.stderr[-3000:]
     return _reports(result.stdout)
 
