@@ -17,17 +17,16 @@ $(STAMP): pyproject.toml
 
 # The parity harness (parity_tests/), the application's own tests (tests/) and the walkthrough
 # notebook (executed top to bottom by nbmake on the small dataset it writes itself), spread over
-# the machine's cores by pytest-xdist (--dist loadgroup: a module marked xdist_group stays on one
-# worker, so a module-scoped fixture runs once).
+# the machine's cores by pytest-xdist.
 JOBS ?= auto
 NOTEBOOKS := examples/walkthrough.ipynb
 test: $(STAMP)
-	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(PY) -m pytest -q -n $(JOBS) --dist loadgroup parity_tests tests --nbmake $(NOTEBOOKS)
+	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(PY) -m pytest -q -n $(JOBS) parity_tests tests --nbmake $(NOTEBOOKS)
 
 # 1000 examples a property, on every core, with hypothesis's statistics per property at the end
 # (examples run, invalid ones and why, time in data generation vs the test).
 thorough: $(STAMP)
-	HYPOTHESIS_PROFILE=thorough $(PY) -m pytest -q -n $(JOBS) --dist loadgroup --hypothesis-show-statistics parity_tests tests
+	HYPOTHESIS_PROFILE=thorough $(PY) -m pytest -q -n $(JOBS) --hypothesis-show-statistics parity_tests tests
 
 # Only the parity properties, against ENGINE (a module path): make harness ENGINE=mypkg.my_engine
 harness: $(STAMP)

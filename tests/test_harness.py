@@ -14,9 +14,6 @@ from parity_tests.engines import load_engine, oracle
 from parity_tests.strategies import Batch, NetSpec
 
 pytest_plugins = ["pytester"]
-# One pytest-xdist worker runs this module (make test: --dist loadgroup), so the shared harness run
-# of the rejection fixtures (the module-scoped ``rejections``) happens once, not once per worker.
-pytestmark = pytest.mark.xdist_group("harness")
 
 NOTEBOOK = "parity_tests.fixtures.notebook_engine"
 
@@ -161,8 +158,25 @@ class Report:
 
 @pytest.fixture(scope="module")
 def rejections(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Report]:
-    """The harness (pytest --pyargs parity_tests...) run once, in a fresh process from a directory
-    outside the checkout, on every fixture engine of REJECTED with its selection; engine -> Report."""
+    """The harness (pytest --pyargs parity_tests...) run once per test session, in a fresh process
+    from a directory outside the checkout, on every fixture engine of REJECTED with its selection;
+    engine -> Report. Under pytest-xdist the first worker to need it runs it and leaves its output
+    in the session's shared temporary directory for the others (filelock, xdist's documented way)."""
+    import os
+
+    from filelock import FileLock
+
+    session = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # a worker's basetemp is a folder of the session's
+        session = session.parent
+    shared = session / "harness_rejections.txt"
+    with FileLock(f"{shared}.lock"):
+        if not shared.is_file():
+            shared.write_text(_run_rejections(tmp_path_factory))
+        return _reports(shared.read_text())
+
+
+def _run_rejections(tmp_path_factory: pytest.TempPathFactory) -> str:
     import os
     import subprocess
     import sys
@@ -177,7 +191,7 @@ def rejections(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Report]:
          "-k", selection], cwd=where, capture_output=True, text=True, timeout=900,
         env={**os.environ, "PYTHONPATH": str(where), "HYPOTHESIS_PROFILE": "ci100"})
     assert result.returncode == pytest.ExitCode.TESTS_FAILED, result.stdout[-3000:] + result.stderr[-3000:]
-    return _reports(result.stdout)
+    return result.stdout
 
 
 def _reports(stdout: str) -> dict[str, Report]:
