@@ -4,7 +4,7 @@ these settings and other projects' runs keep their own.
 
 HYPOTHESIS_PROFILE=ci (default): derandomized, 60 examples a property (what keeps the whole of
 ``make test`` within CI's 10 minutes on 2 cores), no deadline;
-thorough: 1000 examples; debug: ci with verbose output; smoke: ci with 10 examples, to see that the
+thorough: 1000 examples; debug: ci with verbose output; smoke: ci with 5 examples, to see that the
 harness runs at all (the project's own test of an installed harness uses it on a re-export of an
 engine that the suite tests in full); ci100: ci with 100 examples (the project's tests of the
 rejection fixtures).
@@ -30,7 +30,7 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.register_profile("debug", parent=settings.get_profile("ci"), verbosity=Verbosity.verbose)
-settings.register_profile("smoke", parent=settings.get_profile("ci"), max_examples=10)
+settings.register_profile("smoke", parent=settings.get_profile("ci"), max_examples=5)
 # ci with 100 examples a property: the project's tests run the rejection fixtures under it (each
 # fixture's smallest failing case, and which properties catch it, were established at 100).
 settings.register_profile("ci100", parent=settings.get_profile("ci"), max_examples=100)

@@ -115,3 +115,18 @@ def copy_run(run: str, tmp_path: Any) -> str:
     copy = os.path.join(str(tmp_path), "run")
     shutil.copytree(run, copy)
     return copy
+
+
+def cli_out(capsys: Any, *args: str) -> str:
+    """``backprop ARGS`` in this process (backprop.cli.main), which must succeed; its stdout."""
+    from backprop.cli import main
+
+    code = main(list(args))
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return str(captured.out)
+
+
+def accuracy_of(stdout: str) -> str:
+    """The test accuracy an evaluate printed ("test accuracy 0.8760"), as printed."""
+    return stdout.split("test accuracy ")[1].split()[0]

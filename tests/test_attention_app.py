@@ -14,23 +14,15 @@ import numpy_net
 import torch_net
 from backprop.architecture import LayersSyntaxError, image_view, input_shape, parse_layers
 from backprop.checkpoint import load_checkpoint
-from backprop.cli import main
 from engine_core.specs import LayerSpec, build, state_shapes
 from torch_net import autograd
+
+from .helpers import accuracy_of, cli_out
 
 TINY = ("multiheadattention(28, 4, batch_first=True), layernorm(28), laststep(batch_first=True), "
         "layernorm(28, elementwise_affine=False), linear(28, 10)")
 
 
-def _cli(capsys, *args: str) -> str:
-    code = main(list(args))
-    captured = capsys.readouterr()
-    assert code == 0, captured.err
-    return captured.out
-
-
-def _accuracy(stdout: str) -> str:
-    return stdout.split("test accuracy ")[1].split()[0]
 
 
 def test_an_attention_network_reads_rows_and_needs_batch_first():
@@ -50,14 +42,14 @@ def test_an_embedding_is_refused_in_a_network_fed_pixels():
 
 def test_train_evaluate_export_and_import_an_attention_network(data_root, tmp_path, capsys):
     out = str(tmp_path / "run")
-    _cli(capsys, "train", "--layers", TINY, "--dataset", "fashion-mnist", "--data-dir", data_root, "--limit", "32",
+    cli_out(capsys, "train", "--layers", TINY, "--dataset", "fashion-mnist", "--data-dir", data_root, "--limit", "32",
          "--batch-size", "16", "--epochs", "1", "--dtype", "float64", "--quiet", "--out", out)
-    accuracies = {engine: _accuracy(_cli(capsys, "evaluate", out, "--engine", engine, "--out", str(tmp_path)))
+    accuracies = {engine: accuracy_of(cli_out(capsys, "evaluate", out, "--engine", engine, "--out", str(tmp_path)))
                   for engine in ("numpy", "torch", "autograd")}
     assert len(set(accuracies.values())) == 1, accuracies
     checkpoint = load_checkpoint(out)
     model = str(tmp_path / "model.pt")
-    code = _cli(capsys, "export", out, "--to", model).split("load it:\n", 1)[1]
+    code = cli_out(capsys, "export", out, "--to", model).split("load it:\n", 1)[1]
     # torch's nn.MultiheadAttention takes (query, key, value) and returns a pair: the printed code
     # defines the self-attention wrapper it needs
     assert "class MultiheadAttention(nn.MultiheadAttention):" in code
@@ -78,7 +70,7 @@ def test_train_evaluate_export_and_import_an_attention_network(data_root, tmp_pa
         theirs = module(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(net.forward(x), theirs, rtol=1e-10, atol=1e-12)
     imported = str(tmp_path / "imported")
-    _cli(capsys, "import", model, "--layers", TINY, "--dataset", "fashion-mnist", "--data-dir", data_root,
+    cli_out(capsys, "import", model, "--layers", TINY, "--dataset", "fashion-mnist", "--data-dir", data_root,
          "--out", imported)
     again = load_checkpoint(imported)
     for key, value in checkpoint.params.items():

@@ -74,7 +74,7 @@ def test_a_module_that_is_no_engine_is_a_usage_error_naming_it(outside: pytest.P
 
 def test_the_installed_harness_passes_a_module_that_re_exports_numpy_net(outside: pytest.Pytester,
                                                                          monkeypatch: pytest.MonkeyPatch):
-    # Every property runs, on 10 examples each: the suite tests numpy_net itself in full.
+    # Every property runs, on 5 examples each (the smoke profile): the suite tests numpy_net itself in full.
     monkeypatch.setenv("HYPOTHESIS_PROFILE", "smoke")
     result = outside.runpytest_subprocess("--pyargs", "parity_tests", "--engine", "mymod", "-p", "no:cacheprovider")
     outcomes = result.parseoutcomes()

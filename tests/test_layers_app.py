@@ -28,7 +28,7 @@ from backprop.export import read_torch_state, to_torch_layout, torch_module
 from backprop.training import Trainer, TrainingInterrupted, evaluate
 from engine_core.specs import LayerSpec, build, initial_state, mlp, sequential
 
-from .helpers import run_cli, small_config, write_checkpoint
+from .helpers import accuracy_of, run_cli, small_config, write_checkpoint
 
 # A small stack with every kind of state: parameters, batch norm buffers, a dropout generator.
 STACK_TEXT = "conv2d(1, 3, 3, stride=2), batchnorm2d(3), relu, maxpool2d(2), dropout(0.25, seed=5), flatten, " \
@@ -641,10 +641,6 @@ def test_cli_trains_evaluates_exports_imports_and_resumes_a_stack(data_root, tmp
 NESTED_TEXT = "flatten, sequential(linear(784, 16), relu), linear(16, 10)"
 
 
-def _accuracy(stdout: str) -> str:
-    return stdout.split("test accuracy ")[1].split()[0]
-
-
 def test_cli_trains_exports_and_imports_a_nested_sequential(data_root, tmp_path, capsys):
     import torch
     from torch import nn
@@ -662,7 +658,7 @@ def test_cli_trains_exports_and_imports_a_nested_sequential(data_root, tmp_path,
     assert list(checkpoint.params) == ["1.0.weight", "1.0.bias", "2.weight", "2.bias"]  # torch's nested keys
     assert checkpoint.config.network == parse_layers(NESTED_TEXT) and checkpoint.progress.epoch == 1
     assert format_layers(checkpoint.config.network) == NESTED_TEXT
-    accuracy = _accuracy(cli("evaluate", out))
+    accuracy = accuracy_of(cli("evaluate", out))
     # export: a torch state dict that the printed code, run as printed, rebuilds and loads
     model = str(tmp_path / "model.pt")
     code = cli("export", out, "--to", model).split("load it:\n", 1)[1]
@@ -681,7 +677,7 @@ def test_cli_trains_exports_and_imports_a_nested_sequential(data_root, tmp_path,
     cli("import", model, "--layers", NESTED_TEXT, "--dataset", "fashion-mnist", "--data-dir", data_root,
         "--out", imported)
     assert _same_bits(load_checkpoint(imported).params, checkpoint.params)
-    assert _accuracy(cli("evaluate", imported)) == accuracy
+    assert accuracy_of(cli("evaluate", imported)) == accuracy
 
 
 def test_init_is_accepted_with_layers_and_changes_the_initial_weights(data_root, tmp_path):

@@ -28,6 +28,8 @@ from backprop.config import PRESETS, ConfigError, new_config
 from backprop.export import read_torch_state, to_torch_layout, torch_module, torch_state_shapes
 from engine_core.specs import build
 
+from .helpers import accuracy_of, cli_out
+
 TINY = "lstm(28, 4, batch_first=True), laststep(batch_first=True), linear(4, 10)"
 # Every recurrent kind with arguments other than the defaults: two stacked layers, no bias, relu.
 STACKS = [
@@ -38,15 +40,6 @@ STACKS = [
 ]
 
 
-def _cli(capsys, *args: str) -> str:
-    code = main(list(args))
-    captured = capsys.readouterr()
-    assert code == 0, captured.err
-    return captured.out
-
-
-def _accuracy(stdout: str) -> str:
-    return stdout.split("test accuracy ")[1].split()[0]
 
 
 # -- the network's input and its checks --------------------------------------------------------
@@ -154,9 +147,9 @@ def test_a_recurrent_run_trains_resumes_and_evaluates_in_every_engine(engine, da
               "64", "--batch-size", "16", "--dtype", "float64", "--lr-schedule", "constant", "--quiet",
               "--engine", engine]
     straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
-    _cli(capsys, "train", *common, "--epochs", "2", "--out", straight)
-    _cli(capsys, "train", *common, "--epochs", "1", "--out", resumed)
-    _cli(capsys, "train", "--resume", resumed, "--epochs", "2", "--quiet", "--engine", engine)
+    cli_out(capsys, "train", *common, "--epochs", "2", "--out", straight)
+    cli_out(capsys, "train", *common, "--epochs", "1", "--out", resumed)
+    cli_out(capsys, "train", "--resume", resumed, "--epochs", "2", "--quiet", "--engine", engine)
     a, b = load_checkpoint(straight), load_checkpoint(resumed)
     assert list(a.params) == ["0.weight_ih_l0", "0.weight_hh_l0", "0.bias_ih_l0", "0.bias_hh_l0", "2.weight",
                               "2.bias"]
@@ -165,17 +158,17 @@ def test_a_recurrent_run_trains_resumes_and_evaluates_in_every_engine(engine, da
     assert b.progress.epoch == 2
     for key, value in a.params.items():  # an interrupted and resumed run is the uninterrupted one
         np.testing.assert_array_equal(value, b.params[key], err_msg=key)
-    out = _cli(capsys, "evaluate", straight, "--engine", engine)
+    out = cli_out(capsys, "evaluate", straight, "--engine", engine)
     assert "test accuracy" in out and "weights.png" in out
     for name in ("confusion.png", "weights.png", "mistakes.png"):
         assert os.path.getsize(os.path.join(straight, name)) > 0
 
 
-def test_every_engine_evaluates_a_recurrent_checkpoint_to_the_same_accuracy(data_root, tmp_path, capsys):
+def test_every_engine_evaluates_a_recurrent_checkpoint_to_the_sameaccuracy_of(data_root, tmp_path, capsys):
     out = str(tmp_path / "run")
-    _cli(capsys, "train", "--layers", STACKS[0], "--dataset", "fashion-mnist", "--data-dir", data_root, "--limit",
+    cli_out(capsys, "train", "--layers", STACKS[0], "--dataset", "fashion-mnist", "--data-dir", data_root, "--limit",
          "32", "--batch-size", "16", "--epochs", "1", "--dtype", "float64", "--quiet", "--out", out)
-    accuracies = {engine: _accuracy(_cli(capsys, "evaluate", out, "--engine", engine, "--out", str(tmp_path)))
+    accuracies = {engine: accuracy_of(cli_out(capsys, "evaluate", out, "--engine", engine, "--out", str(tmp_path)))
                   for engine in ("numpy", "torch", "autograd")}
     assert len(set(accuracies.values())) == 1, accuracies
 
@@ -198,11 +191,11 @@ def test_export_prints_torch_code_that_rebuilds_the_recurrent_network_and_import
     from torch import nn
 
     out = str(tmp_path / "run")
-    _cli(capsys, "train", "--layers", TINY, "--dataset", "fashion-mnist", "--data-dir", data_root, "--limit", "32",
+    cli_out(capsys, "train", "--layers", TINY, "--dataset", "fashion-mnist", "--data-dir", data_root, "--limit", "32",
          "--batch-size", "16", "--epochs", "1", "--dtype", "float64", "--quiet", "--out", out)
     checkpoint = load_checkpoint(out)
     model = str(tmp_path / "model.pt")
-    code = _cli(capsys, "export", out, "--to", model).split("load it:\n", 1)[1]
+    code = cli_out(capsys, "export", out, "--to", model).split("load it:\n", 1)[1]
     # torch's nn.LSTM returns (output, (h_n, c_n)): the printed code defines the wrapper it needs
     assert "class LSTM(nn.LSTM):" in code and "class LastStep(nn.Module):" in code
     assert "nn.Sequential(LSTM(28, 4, batch_first=True), LastStep(batch_first=True), nn.Linear(4, 10))" in code
@@ -223,13 +216,13 @@ def test_export_prints_torch_code_that_rebuilds_the_recurrent_network_and_import
     np.testing.assert_allclose(net.forward(x), theirs, rtol=1e-10, atol=1e-12)
     # import: the same parameters, and a run that evaluates to the original's accuracy
     imported = str(tmp_path / "imported")
-    _cli(capsys, "import", model, "--preset", "lstm", "--layers", TINY, "--dataset", "fashion-mnist", "--data-dir",
+    cli_out(capsys, "import", model, "--preset", "lstm", "--layers", TINY, "--dataset", "fashion-mnist", "--data-dir",
          data_root, "--out", imported)
     again = load_checkpoint(imported)
     assert again.config.dtype == "float64" and again.config.optimizer == "adam"
     for key, value in checkpoint.params.items():
         np.testing.assert_array_equal(again.params[key], value, err_msg=key)
-    assert _accuracy(_cli(capsys, "evaluate", imported)) == _accuracy(_cli(capsys, "evaluate", out))
+    assert accuracy_of(cli_out(capsys, "evaluate", imported)) == accuracy_of(cli_out(capsys, "evaluate", out))
 
 
 @pytest.mark.parametrize("text", STACKS)
@@ -266,7 +259,7 @@ def test_a_state_dict_of_another_recurrent_layer_is_refused_naming_the_keys(tmp_
 # -- compare -----------------------------------------------------------------------------------
 def test_compare_of_the_lstm_preset_in_float64_stays_near_machine_precision(data_root, tmp_path, capsys):
     out = str(tmp_path / "compare")
-    _cli(capsys, "compare", "--preset", "lstm", "--layers", TINY, "--engines", "numpy,torch,autograd", "--dtype",
+    cli_out(capsys, "compare", "--preset", "lstm", "--layers", TINY, "--engines", "numpy,torch,autograd", "--dtype",
          "float64", "--dataset", "fashion-mnist", "--data-dir", data_root, "--limit", "64", "--batch-size", "16",
          "--epochs", "1", "--quiet", "--out", out)
     rows = list(csv.DictReader(open(os.path.join(out, "compare.csv"))))
