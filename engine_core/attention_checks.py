@@ -1,6 +1,8 @@
-"""Arguments, input facts and masks of MultiheadAttention used as self-attention, stated once:
-numpy_net, torch_net and the oracle call the same code, so they refuse the same arguments and
-masks with the same words (torch.nn.MultiheadAttention's documentation page).
+"""Arguments and masks of MultiheadAttention used as self-attention, and Embedding's arguments and
+indices, stated once: numpy_net, torch_net and the oracle call the same code, so they refuse the
+same arguments, masks and indices with the same words (torch.nn.MultiheadAttention's and
+torch.nn.Embedding's documentation pages). MultiheadAttention's input is a sequence, checked as
+the recurrent layers' (recurrent_checks.check_sequence_facts).
 
 Masks follow torch: ``attn_mask`` (T, T) or (B * num_heads, T, T), ``key_padding_mask`` (B, T);
 a boolean True means "this key may not be attended to", a float is added to the scores.
@@ -58,24 +60,6 @@ def check_attention_args(embed_dim: object, num_heads: object, bias: object = Tr
     return AttentionArgs(embed, heads, check_flag("bias", bias), check_flag("batch_first", batch_first))
 
 
-def sequence_form(batch_first: bool, embed_dim: int) -> str:
-    return f"(batch, length, {embed_dim})" if batch_first else f"(length, batch, {embed_dim})"
-
-
-def check_attention_facts(layer: str, shape: tuple[int, ...], dtype: str, embed_dim: int, batch_first: bool,
-                          expected_dtype: str | None) -> None:
-    """TypeError for an integer dtype or another floating one than the layer's; ValueError unless
-    x is 3-D (T, B, E), or (B, T, E) with batch_first, and not empty. Names the layer."""
-    if dtype not in ("float16", "bfloat16", "float32", "float64"):
-        raise TypeError(f"{layer}: x: expected a floating-point array, got dtype {dtype}")
-    if expected_dtype is not None and dtype != expected_dtype:
-        raise TypeError(f"{layer}: x: expected dtype {expected_dtype} (the layer's), got {dtype}")
-    if len(shape) != 3 or shape[2] != embed_dim:
-        raise ValueError(f"{layer}: expects a 3-D input {sequence_form(batch_first, embed_dim)}, got {shape}")
-    if 0 in shape:
-        raise ValueError(f"{layer}: expects a non-empty input, got {shape}")
-
-
 def additive_mask(layer: str, batch: int, steps: int, num_heads: int, key_padding_mask: object = None,
                   attn_mask: object = None, is_causal: object = False) -> np.ndarray | None:
     """The masks as one float64 array added to the scores, (B, num_heads, T, T) (broadcastable:
@@ -87,11 +71,11 @@ def additive_mask(layer: str, batch: int, steps: int, num_heads: int, key_paddin
     batch, head and query index), naming the layer and the mask.
     """
     causal = check_flag("is_causal", is_causal)
+    if attn_mask is None and key_padding_mask is None and not causal:
+        return None  # the common case: nothing to build or check
     total = np.zeros((1, 1, steps, steps))
-    masked = False
     if attn_mask is None and causal:
         total = total + np.triu(np.full((steps, steps), -np.inf), 1)
-        masked = True
     if attn_mask is not None:
         mask = _as_additive(layer, "attn_mask", attn_mask)
         if mask.shape == (steps, steps):
@@ -101,16 +85,12 @@ def additive_mask(layer: str, batch: int, steps: int, num_heads: int, key_paddin
         else:
             raise ValueError(f"{layer}: attn_mask: expected shape ({steps}, {steps}) or "
                              f"({batch * num_heads}, {steps}, {steps}) (batch * num_heads, T, T), got {mask.shape}")
-        masked = True
     if key_padding_mask is not None:
         mask = _as_additive(layer, "key_padding_mask", key_padding_mask)
         if mask.shape != (batch, steps):
             raise ValueError(f"{layer}: key_padding_mask: expected shape ({batch}, {steps}) (batch, T), "
                              f"got {mask.shape}")
         total = total + mask[:, None, None, :]
-        masked = True
-    if not masked:
-        return None
     blocked = np.all(np.isneginf(total), axis=-1)
     if blocked.any():
         b, h, t = (int(i) for i in np.argwhere(blocked)[0])
@@ -132,3 +112,42 @@ def _as_additive(layer: str, name: str, mask: object) -> np.ndarray:
     if np.isnan(values).any():
         raise ValueError(f"{layer}: {name}: holds NaN")
     return values
+
+
+@dataclass(frozen=True)
+class EmbeddingArgs:
+    """torch.nn.Embedding's arguments, checked; padding_idx made non-negative (torch's rule: a
+    negative one counts from the end), None for none."""
+
+    num_embeddings: int
+    embedding_dim: int
+    padding_idx: int | None
+
+    def extra_repr(self) -> str:
+        text = f"{self.num_embeddings}, {self.embedding_dim}"
+        return text if self.padding_idx is None else text + f", padding_idx={self.padding_idx}"
+
+
+def check_embedding_args(num_embeddings: object, embedding_dim: object, padding_idx: object = None) -> EmbeddingArgs:
+    """torch.nn.Embedding(num_embeddings, embedding_dim, padding_idx=None), checked: TypeError or
+    ValueError naming the argument for sizes that are not ints >= 1 and a padding_idx outside
+    [-num_embeddings, num_embeddings) (torch's "Padding_idx must be within num_embeddings")."""
+    rows, width = check_count("num_embeddings", num_embeddings), check_count("embedding_dim", embedding_dim)
+    if padding_idx is None:
+        return EmbeddingArgs(rows, width, None)
+    if isinstance(padding_idx, bool) or not isinstance(padding_idx, (int, np.integer)):
+        raise TypeError(f"padding_idx: expected an int or None, got {type_name(padding_idx)} {padding_idx!r}")
+    if not -rows <= padding_idx < rows:
+        raise ValueError(f"padding_idx: must be within [-{rows}, {rows}) (num_embeddings={rows}), got {padding_idx}")
+    return EmbeddingArgs(rows, width, int(padding_idx) % rows)
+
+
+def check_indices(layer: str, dtype: str, num_embeddings: int, low: int | None, high: int | None) -> None:
+    """An Embedding's input: TypeError unless an integer array (torch takes int64 or int32; a float
+    would be truncated), ValueError for an index outside [0, num_embeddings) (``low``/``high``:
+    the smallest and largest index; None for an empty input). Names the layer."""
+    if not (dtype.startswith("int") or dtype.startswith("uint")):
+        raise TypeError(f"{layer}: indices: expected an integer array (the rows to look up), got dtype {dtype}")
+    if low is not None and high is not None and (low < 0 or high >= num_embeddings):
+        bad = low if low < 0 else high
+        raise ValueError(f"{layer}: indices: {bad} is outside [0, {num_embeddings}) (num_embeddings={num_embeddings})")

@@ -27,8 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .attention_checks import AttentionArgs, check_attention_args
-from .attention_checks import sequence_form as attention_form
+from .attention_checks import AttentionArgs, EmbeddingArgs, check_attention_args, check_embedding_args
 from .checks import check_choice, check_dtype_name, check_seed, check_sizes
 from .conv_checks import (
     ConvArgs,
@@ -43,12 +42,10 @@ from .conv_checks import (
 )
 from .errors import type_name
 from .layer_checks import (
-    EmbeddingArgs,
     LayerNormArgs,
     check_approximate,
     check_batchnorm_args,
     check_dropout_p,
-    check_embedding_args,
     check_flag,
     check_layernorm_args,
     check_negative_slope,
@@ -758,7 +755,7 @@ def _attention_args(a: Mapping[str, Any]) -> AttentionArgs:
 def _attention_output(spec: LayerSpec, shape: Shape) -> Shape:
     a = _attention_args(spec.args)
     if len(shape) != 3 or shape[2] != a.embed_dim:
-        raise ValueError(f"{spec!r}: expects a 3-D input {attention_form(a.batch_first, a.embed_dim)}, got {shape}")
+        raise ValueError(f"{spec!r}: expects a 3-D input {sequence_form(a.batch_first, a.embed_dim)}, got {shape}")
     return shape
 
 

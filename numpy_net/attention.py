@@ -9,10 +9,11 @@ import math
 
 import numpy as np
 
-from engine_core.attention_checks import additive_mask, check_attention_args, check_attention_facts
+from engine_core.attention_checks import additive_mask, check_attention_args
 from engine_core.bookkeeping import LayerBase
 from engine_core.checks import check_dtype_name, check_type, native, shape_of
 from engine_core.errors import backward_before_forward_message
+from engine_core.recurrent_checks import check_sequence_facts, sequence_form
 
 from .checks import ARRAY_TYPE, check_delta
 from .layers import Layer, Linear
@@ -78,9 +79,10 @@ class MultiheadAttention(Layer):
         """y shaped like x; masks as torch's (engine_core.attention_checks). Never writes x or a mask."""
         if not self.input_trusted:
             check_type(f"{self.describe()}: x", x, np.ndarray, ARRAY_TYPE)
-            x = self._unshared(native(x))  # type: ignore[arg-type]
-            check_attention_facts(self.describe(), x.shape, x.dtype.name, self.embed_dim, self.batch_first,
-                                  self.dtype.name)
+            x = native(x)  # type: ignore[arg-type]
+            check_sequence_facts(self.describe(), x.shape, x.dtype.name, self.embed_dim, self.batch_first,
+                                 self.dtype.name)
+            x = self._unshared(x)
         xb = x if self.batch_first else x.transpose(1, 0, 2)  # (B, T, E)
         batch, steps, embed = xb.shape
         mask = additive_mask(self.describe(), batch, steps, self.num_heads, key_padding_mask, attn_mask, is_causal)
@@ -106,7 +108,7 @@ class MultiheadAttention(Layer):
         like x. RuntimeError before any forward; ValueError/TypeError for a delta unlike y."""
         if self._cache is None:
             raise RuntimeError(backward_before_forward_message(
-                self.describe(), shape_of(delta), sequence_form_text(self)))
+                self.describe(), shape_of(delta), sequence_form(self.batch_first, self.embed_dim)))
         rows, q, k, v, p = self._cache
         batch, _, steps, _ = q.shape
         embed = self.embed_dim
@@ -130,6 +132,3 @@ class MultiheadAttention(Layer):
         dx = (dqkv @ self.in_proj_weight).reshape(batch, steps, embed)
         return dx if self.batch_first else np.ascontiguousarray(dx.transpose(1, 0, 2))
 
-
-def sequence_form_text(layer: MultiheadAttention) -> str:
-    return f"(batch, length, {layer.embed_dim})" if layer.batch_first else f"(length, batch, {layer.embed_dim})"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine_core.attention_checks import check_embedding_args, check_indices
 from engine_core.checks import check_dtype_name, check_type, shape_of
 from engine_core.errors import backward_before_forward_message
-from engine_core.layer_checks import check_embedding_args, check_indices
 
 from .checks import ARRAY_TYPE, check_delta
 from .layers import Layer
@@ -39,7 +39,7 @@ class Embedding(Layer):
     def forward(self, indices: np.ndarray) -> np.ndarray:
         """weight[indices], (*, embedding_dim); the indices are kept (a copy) for backward."""
         check_type(f"{self.describe()}: indices", indices, np.ndarray, ARRAY_TYPE)
-        check_indices(self.describe(), indices.shape, indices.dtype.name, self.num_embeddings,
+        check_indices(self.describe(), indices.dtype.name, self.num_embeddings,
                       int(indices.min()) if indices.size else None, int(indices.max()) if indices.size else None)
         self.indices = np.array(indices, dtype=np.int64)  # a copy: the caller may change theirs
         return self.weight[self.indices]

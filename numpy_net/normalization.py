@@ -330,13 +330,14 @@ class LayerNorm(Layer):
         self.args = check_layernorm_args(normalized_shape, eps, elementwise_affine, bias)
         self.normalized_shape, self.eps = self.args.normalized_shape, self.args.eps
         self.elementwise_affine = self.args.elementwise_affine
-        kind = check_dtype_name(dtype)
-        self.dtype = np.dtype(kind)
+        self.dtype = np.dtype(check_dtype_name(dtype))
         shapes = self.args.parameter_shapes()
-        self.weight: np.ndarray | None = np.ones(shapes["weight"], kind) if "weight" in shapes else None
-        self.bias: np.ndarray | None = np.zeros(shapes["bias"], kind) if "bias" in shapes else None
-        self.grad_weight = None if self.weight is None else np.zeros_like(self.weight)
-        self.grad_bias = None if self.bias is None else np.zeros_like(self.bias)
+
+        def full(name: str, value: float) -> np.ndarray | None:
+            return np.full(shapes[name], value, self.dtype) if name in shapes else None
+
+        self.weight, self.bias = full("weight", 1.0), full("bias", 0.0)
+        self.grad_weight, self.grad_bias = full("weight", 0.0), full("bias", 0.0)
         self.xhat: np.ndarray | None = None  # the last forward's normalised input, as rows (rows, n)
         self.invstd: np.ndarray | None = None  # its rows' 1 / sqrt(var + eps), (rows, 1)
 
@@ -347,8 +348,9 @@ class LayerNorm(Layer):
         """y, shaped like x (*, *normalized_shape)."""
         if not self.input_trusted:
             check_type(f"{self.describe()}: x", x, np.ndarray, ARRAY_TYPE)
-            x = self._unshared(native(x))  # type: ignore[arg-type]
+            x = native(x)  # type: ignore[arg-type]
             check_layernorm_facts(self.describe(), x.shape, x.dtype.name, self.normalized_shape, self.dtype.name)
+            x = self._unshared(x)
         n = int(np.prod(self.normalized_shape))
         rows = x.reshape(-1, n)
         mean = rows.mean(axis=1, keepdims=True)

@@ -130,3 +130,20 @@ def cli_out(capsys: Any, *args: str) -> str:
 def accuracy_of(stdout: str) -> str:
     """The test accuracy an evaluate printed ("test accuracy 0.8760"), as printed."""
     return stdout.split("test accuracy ")[1].split()[0]
+
+
+def assert_torch_predicts_as_the_engine(module: Any, checkpoint: Any, samples: int = 6) -> None:
+    """An exported torch module (float64, eval mode) gives numpy_net's outputs for the
+    checkpoint's network and parameters, on random images shaped as the network reads them."""
+    import torch
+
+    import numpy_net
+    from backprop.architecture import image_view
+    from engine_core.specs import build
+
+    x = image_view(np.random.default_rng(0).standard_normal((samples, 784)), checkpoint.config.network)
+    net = build(numpy_net, checkpoint.config.network, "float64")
+    net.load_state_dict(checkpoint.params)
+    with torch.no_grad():
+        theirs = module(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(net.forward(x), theirs, rtol=1e-10, atol=1e-12)

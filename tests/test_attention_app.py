@@ -12,12 +12,12 @@ import torch
 
 import numpy_net
 import torch_net
-from backprop.architecture import LayersSyntaxError, image_view, input_shape, parse_layers
+from backprop.architecture import LayersSyntaxError, input_shape, parse_layers
 from backprop.checkpoint import load_checkpoint
 from engine_core.specs import LayerSpec, build, state_shapes
 from torch_net import autograd
 
-from .helpers import accuracy_of, cli_out
+from .helpers import accuracy_of, assert_torch_predicts_as_the_engine, cli_out
 
 TINY = ("multiheadattention(28, 4, batch_first=True), layernorm(28), laststep(batch_first=True), "
         "layernorm(28, elementwise_affine=False), linear(28, 10)")
@@ -43,7 +43,7 @@ def test_an_embedding_is_refused_in_a_network_fed_pixels():
 def test_train_evaluate_export_and_import_an_attention_network(data_root, tmp_path, capsys):
     out = str(tmp_path / "run")
     cli_out(capsys, "train", "--layers", TINY, "--dataset", "fashion-mnist", "--data-dir", data_root, "--limit", "32",
-         "--batch-size", "16", "--epochs", "1", "--dtype", "float64", "--quiet", "--out", out)
+            "--batch-size", "16", "--epochs", "1", "--dtype", "float64", "--quiet", "--out", out)
     accuracies = {engine: accuracy_of(cli_out(capsys, "evaluate", out, "--engine", engine, "--out", str(tmp_path)))
                   for engine in ("numpy", "torch", "autograd")}
     assert len(set(accuracies.values())) == 1, accuracies
@@ -63,15 +63,10 @@ def test_train_evaluate_export_and_import_an_attention_network(data_root, tmp_pa
     # out_proj is a Linear: (in, out) here, torch's (out, in) in the file
     np.testing.assert_array_equal(saved["0.out_proj.weight"].numpy(), checkpoint.params["0.out_proj.weight"].T)
     np.testing.assert_array_equal(saved["0.in_proj_weight"].numpy(), checkpoint.params["0.in_proj_weight"])
-    x = image_view(np.random.default_rng(0).standard_normal((6, 784)), checkpoint.config.network)
-    net = build(numpy_net, checkpoint.config.network, "float64")
-    net.load_state_dict(checkpoint.params)
-    with torch.no_grad():
-        theirs = module(torch.from_numpy(x)).numpy()
-    np.testing.assert_allclose(net.forward(x), theirs, rtol=1e-10, atol=1e-12)
+    assert_torch_predicts_as_the_engine(module, checkpoint)
     imported = str(tmp_path / "imported")
     cli_out(capsys, "import", model, "--layers", TINY, "--dataset", "fashion-mnist", "--data-dir", data_root,
-         "--out", imported)
+            "--out", imported)
     again = load_checkpoint(imported)
     for key, value in checkpoint.params.items():
         np.testing.assert_array_equal(again.params[key], value, err_msg=key)

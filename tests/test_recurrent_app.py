@@ -28,7 +28,7 @@ from backprop.config import PRESETS, ConfigError, new_config
 from backprop.export import read_torch_state, to_torch_layout, torch_module, torch_state_shapes
 from engine_core.specs import build
 
-from .helpers import accuracy_of, cli_out
+from .helpers import accuracy_of, assert_torch_predicts_as_the_engine, cli_out
 
 TINY = "lstm(28, 4, batch_first=True), laststep(batch_first=True), linear(4, 10)"
 # Every recurrent kind with arguments other than the defaults: two stacked layers, no bias, relu.
@@ -167,7 +167,7 @@ def test_a_recurrent_run_trains_resumes_and_evaluates_in_every_engine(engine, da
 def test_every_engine_evaluates_a_recurrent_checkpoint_to_the_sameaccuracy_of(data_root, tmp_path, capsys):
     out = str(tmp_path / "run")
     cli_out(capsys, "train", "--layers", STACKS[0], "--dataset", "fashion-mnist", "--data-dir", data_root, "--limit",
-         "32", "--batch-size", "16", "--epochs", "1", "--dtype", "float64", "--quiet", "--out", out)
+            "32", "--batch-size", "16", "--epochs", "1", "--dtype", "float64", "--quiet", "--out", out)
     accuracies = {engine: accuracy_of(cli_out(capsys, "evaluate", out, "--engine", engine, "--out", str(tmp_path)))
                   for engine in ("numpy", "torch", "autograd")}
     assert len(set(accuracies.values())) == 1, accuracies
@@ -192,7 +192,7 @@ def test_export_prints_torch_code_that_rebuilds_the_recurrent_network_and_import
 
     out = str(tmp_path / "run")
     cli_out(capsys, "train", "--layers", TINY, "--dataset", "fashion-mnist", "--data-dir", data_root, "--limit", "32",
-         "--batch-size", "16", "--epochs", "1", "--dtype", "float64", "--quiet", "--out", out)
+            "--batch-size", "16", "--epochs", "1", "--dtype", "float64", "--quiet", "--out", out)
     checkpoint = load_checkpoint(out)
     model = str(tmp_path / "model.pt")
     code = cli_out(capsys, "export", out, "--to", model).split("load it:\n", 1)[1]
@@ -208,16 +208,11 @@ def test_export_prints_torch_code_that_rebuilds_the_recurrent_network_and_import
         "0.weight_ih_l0", "0.weight_hh_l0", "0.bias_ih_l0", "0.bias_hh_l0", "2.weight", "2.bias"]
     np.testing.assert_array_equal(saved["0.weight_hh_l0"].numpy(), checkpoint.params["0.weight_hh_l0"])  # as is
     # torch's predictions are the engine's
-    x = image_view(np.random.default_rng(0).standard_normal((6, 784)), checkpoint.config.network)
-    net = build(numpy_net, checkpoint.config.network, "float64")
-    net.load_state_dict(checkpoint.params)
-    with torch.no_grad():
-        theirs = module(torch.from_numpy(x)).numpy()
-    np.testing.assert_allclose(net.forward(x), theirs, rtol=1e-10, atol=1e-12)
+    assert_torch_predicts_as_the_engine(module, checkpoint)
     # import: the same parameters, and a run that evaluates to the original's accuracy
     imported = str(tmp_path / "imported")
     cli_out(capsys, "import", model, "--preset", "lstm", "--layers", TINY, "--dataset", "fashion-mnist", "--data-dir",
-         data_root, "--out", imported)
+            data_root, "--out", imported)
     again = load_checkpoint(imported)
     assert again.config.dtype == "float64" and again.config.optimizer == "adam"
     for key, value in checkpoint.params.items():
@@ -260,7 +255,7 @@ def test_a_state_dict_of_another_recurrent_layer_is_refused_naming_the_keys(tmp_
 def test_compare_of_the_lstm_preset_in_float64_stays_near_machine_precision(data_root, tmp_path, capsys):
     out = str(tmp_path / "compare")
     cli_out(capsys, "compare", "--preset", "lstm", "--layers", TINY, "--engines", "numpy,torch,autograd", "--dtype",
-         "float64", "--dataset", "fashion-mnist", "--data-dir", data_root, "--limit", "64", "--batch-size", "16",
+            "float64", "--dataset", "fashion-mnist", "--data-dir", data_root, "--limit", "64", "--batch-size", "16",
          "--epochs", "1", "--quiet", "--out", out)
     rows = list(csv.DictReader(open(os.path.join(out, "compare.csv"))))
     assert {row["engine"] for row in rows} == {"torch", "autograd"} and len(rows) == 2 * 4

@@ -9,10 +9,11 @@ import math
 
 import torch
 
-from engine_core.attention_checks import additive_mask, check_attention_args, check_attention_facts
+from engine_core.attention_checks import additive_mask, check_attention_args
 from engine_core.bookkeeping import LayerBase
 from engine_core.checks import check_dtype_name, check_type, shape_of
 from engine_core.errors import backward_before_forward_message
+from engine_core.recurrent_checks import check_sequence_facts, sequence_form
 
 from .checks import ARRAY_TYPE, check_delta, check_device, dtype_name
 from .layers import Layer, Linear
@@ -80,14 +81,14 @@ class MultiheadAttention(Layer):
         """y shaped like x; masks as torch's (engine_core.attention_checks). Never writes x or a mask."""
         if not self.input_trusted:
             check_type(f"{self.describe()}: x", x, torch.Tensor, ARRAY_TYPE)
-            check_attention_facts(self.describe(), shape_of(x), dtype_name(x.dtype), self.embed_dim,
-                                  self.batch_first, dtype_name(self.dtype))
+            check_sequence_facts(self.describe(), shape_of(x), dtype_name(x.dtype), self.embed_dim, self.batch_first,
+                                 dtype_name(self.dtype))
             check_device(f"{self.describe()}: x", x, self.device)
             x = self._unshared(x.detach())
         xb = x if self.batch_first else x.transpose(0, 1)  # (B, T, E)
         batch, steps, embed = xb.shape
-        found = additive_mask(self.describe(), batch, steps, self.num_heads, _numpy(key_padding_mask),
-                              _numpy(attn_mask), is_causal)
+        found = additive_mask(self.describe(), batch, steps, self.num_heads, mask_as_numpy(key_padding_mask),
+                              mask_as_numpy(attn_mask), is_causal)
         mask = None if found is None else torch.from_numpy(found).to(self.dtype).to(self.device)
         rows = xb.reshape(batch * steps, embed)
         qkv = rows @ self.in_proj_weight.t()
@@ -111,7 +112,7 @@ class MultiheadAttention(Layer):
         like x. RuntimeError before any forward; ValueError/TypeError for a delta unlike y."""
         if self._cache is None:
             raise RuntimeError(backward_before_forward_message(
-                self.describe(), shape_of(delta), sequence_form_text(self)))
+                self.describe(), shape_of(delta), sequence_form(self.batch_first, self.embed_dim)))
         rows, q, k, v, p = self._cache
         batch, _, steps, _ = q.shape
         embed = self.embed_dim
@@ -136,10 +137,7 @@ class MultiheadAttention(Layer):
         return dx if self.batch_first else dx.transpose(0, 1).contiguous()
 
 
-def sequence_form_text(layer: MultiheadAttention) -> str:
-    return f"(batch, length, {layer.embed_dim})" if layer.batch_first else f"(length, batch, {layer.embed_dim})"
-
-
-def _numpy(mask: object) -> object:
-    """A tensor mask as NumPy for the engine-neutral checks (anything else as it is)."""
+def mask_as_numpy(mask: object) -> object:
+    """A tensor mask as NumPy for the engine-neutral checks (engine_core.attention_checks); anything
+    else as it is. The oracle converts its masks with it too."""
     return mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else mask

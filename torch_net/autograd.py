@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from engine_core.attention_checks import additive_mask, check_attention_args
+from engine_core.attention_checks import additive_mask, check_attention_args, check_embedding_args
 from engine_core.checks import (
     check_adam,
     check_dtype_name,
@@ -44,7 +44,6 @@ from engine_core.layer_checks import (
     check_batches_tracked,
     check_batchnorm_args,
     check_dropout_p,
-    check_embedding_args,
     check_flag,
     check_layernorm_args,
     check_negative_slope,
@@ -53,6 +52,7 @@ from engine_core.recurrent_checks import RecurrentArgs, check_recurrent_args, ch
 from engine_core.specs import build, mlp
 
 from . import asarray, labels, to_numpy  # the same conversions as torch_net
+from .attention import mask_as_numpy
 from .checks import (
     check_delta,
     check_features,
@@ -320,12 +320,8 @@ class _SelfAttention(nn.MultiheadAttention):
     def forward(self, x: torch.Tensor, key_padding_mask: Any = None,  # type: ignore[override]
                 attn_mask: Any = None, is_causal: bool = False) -> torch.Tensor:
         batch, steps = (x.shape[0], x.shape[1]) if self.batch_first else (x.shape[1], x.shape[0])
-
-        def numpy(mask: Any) -> Any:
-            return mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else mask
-
-        found = additive_mask(repr(self), batch, steps, self.num_heads, numpy(key_padding_mask), numpy(attn_mask),
-                              is_causal)
+        found = additive_mask(repr(self), batch, steps, self.num_heads, mask_as_numpy(key_padding_mask),
+                              mask_as_numpy(attn_mask), is_causal)
         mask = None
         if found is not None:
             full = np.broadcast_to(found, (batch, self.num_heads, steps, steps)).reshape(-1, steps, steps)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from engine_core.attention_checks import check_embedding_args, check_indices
 from engine_core.checks import check_dtype_name, check_type, shape_of
 from engine_core.errors import backward_before_forward_message
-from engine_core.layer_checks import check_embedding_args, check_indices
 
 from .checks import ARRAY_TYPE, check_delta, check_device, dtype_name
 from .layers import Layer
@@ -39,7 +39,7 @@ class Embedding(Layer):
     def forward(self, indices: torch.Tensor) -> torch.Tensor:
         """weight[indices], (*, embedding_dim); the indices are kept (a copy) for backward."""
         check_type(f"{self.describe()}: indices", indices, torch.Tensor, ARRAY_TYPE)
-        check_indices(self.describe(), shape_of(indices), dtype_name(indices.dtype), self.num_embeddings,
+        check_indices(self.describe(), dtype_name(indices.dtype), self.num_embeddings,
                       int(indices.min()) if indices.numel() else None,
                       int(indices.max()) if indices.numel() else None)
         check_device(f"{self.describe()}: indices", indices, self.device)

@@ -35,12 +35,13 @@ class Layer(LayerBase[torch.Tensor]):
         """x, or a copy of x where its memory overlaps one of this layer's own tensors (its last
         output or dL/dx fed back in, perhaps through a NumPy view): the forward writes those
         buffers, and backward must see x as it came."""
-        start = x.untyped_storage().data_ptr()
-        end = start + x.untyped_storage().nbytes()
+        storage = x.untyped_storage()
+        start = storage.data_ptr()
+        end = start + storage.nbytes()
         for value in self.__dict__.values():
             if value.__class__ is torch.Tensor and value.device == x.device:
-                other = value.untyped_storage().data_ptr()
-                if other < end and start < other + value.untyped_storage().nbytes():
+                other = value.untyped_storage()
+                if other.data_ptr() < end and start < other.data_ptr() + other.nbytes():
                     return x.clone()
         return x
 
