@@ -44,7 +44,8 @@ CLASSES = 10
 RECURRENT = ("rnn", "lstm", "gru")
 # Layers that read a sequence (batch, seq_len, features) with batch_first=True, (seq_len, batch,
 # features) without.
-SEQUENCE_LAYERS = (*RECURRENT, "multiheadattention", "laststep")
+SEQUENCE_LAYERS = (*RECURRENT, "multiheadattention", "transformerencoderlayer", "positionalembedding",
+                   "sequencemean", "laststep")
 
 # LeNet-5 style (LeCun et al. 1998, with ReLU and max-pooling as courses teach it today).
 LENET_TEXT = ("conv2d(1, 6, 5, padding=2), relu, maxpool2d(2), conv2d(6, 16, 5), relu, maxpool2d(2), "
@@ -54,6 +55,14 @@ LENET_TEXT = ("conv2d(1, 6, 5, padding=2), relu, maxpool2d(2), conv2d(6, 16, 5),
 # MNIST read row by row (28 steps of 28 pixels): a recurrent layer of 128, its last step, 10 logits.
 LSTM_TEXT = "lstm(28, 128, batch_first=True), laststep(batch_first=True), linear(128, 10)"
 GRU_TEXT = "gru(28, 128, batch_first=True), laststep(batch_first=True), linear(128, 10)"
+
+# A tiny vision transformer: 16 tokens of 7x7 pixels, each projected to 64 and given a learned
+# position, two pre-LN encoder layers (4 heads, feed-forward 128, torch's default relu, no dropout),
+# a final LayerNorm, the tokens' mean, 10 logits. (gelu would cost the NumPy engine a third of its
+# step: NumPy has no erf, and scipy's takes 6.5 ms for the 2048 x 128 hidden values, torch's 0.5.)
+_ENCODER = "transformerencoderlayer(64, 4, 128, 0.0, batch_first=True, norm_first=True)"
+VIT_TEXT = (f"patches(7), linear(49, 64), positionalembedding(16, 64, batch_first=True), {_ENCODER}, {_ENCODER}, "
+            "layernorm(64), sequencemean(batch_first=True), linear(64, 10)")
 
 
 class LayersSyntaxError(ValueError):
@@ -214,7 +223,7 @@ def input_shape(network: LayerSpec | Sequence[LayerSpec]) -> tuple[int, ...]:
     first = kinds[0] if kinds else "linear"
     if first in SEQUENCE_LAYERS:
         return SEQUENCE_SHAPE
-    return IMAGE_SHAPE if first in ("conv2d", "maxpool2d", "avgpool2d", "batchnorm2d") else (PIXELS,)
+    return IMAGE_SHAPE if first in ("conv2d", "maxpool2d", "avgpool2d", "batchnorm2d", "patches") else (PIXELS,)
 
 
 def image_view(x: np.ndarray, network: LayerSpec | Sequence[LayerSpec]) -> np.ndarray:
@@ -236,16 +245,32 @@ def recurrent_values(spec: LayerSpec, steps: int) -> int:
     return spec.args["num_layers"] * (2 * gates + 3) * steps * spec.args["hidden_size"]
 
 
+def attention_values(spec: LayerSpec, steps: int) -> int:
+    """An estimate of the values a self-attention (or a transformer encoder layer) keeps per sample
+    of ``steps`` tokens beyond its output: Q, K, V (3 E per token), the scores and their softmax
+    (2 h T per token) and the heads' output and out_proj's (2 E); an encoder layer adds its
+    feed-forward hidden values before and after the activation (2 dim_feedforward) and its norms'
+    and residuals' (8 E). 0 for any other layer."""
+    if spec.kind == "multiheadattention":
+        width, heads, extra = spec.args["embed_dim"], spec.args["num_heads"], 0
+    elif spec.kind == "transformerencoderlayer":
+        width, heads = spec.args["d_model"], spec.args["nhead"]
+        extra = 2 * spec.args["dim_feedforward"] + 8 * width
+    else:
+        return 0
+    return steps * (5 * width + 2 * heads * steps + extra)
+
+
 def evaluation_chunk(network: LayerSpec | Sequence[LayerSpec], itemsize: int, budget: int = 256 * 2**20,
                      largest: int = 10_000) -> int:
     """How many samples to evaluate at once so that one chunk's activations stay near ``budget``
     bytes: budget / (itemsize * (every layer's output + each convolution's im2col matrix,
-    C_in kH kW H_out W_out, + each recurrent layer's per-step values, recurrent_values)) per
-    sample, between 64 and ``largest``.
+    C_in kH kW H_out W_out, + each recurrent layer's per-step values, recurrent_values, + each
+    attention's, attention_values)) per sample, between 64 and ``largest``.
 
     LeNet in float32 needs ~0.2 MB a sample (conv1's im2col alone 78 KB), so ~1,300 per chunk;
-    the lstm preset (hidden 128, 28 steps) ~0.17 MB, so ~1,600; the default MLP ~1.6 KB, so
-    ``largest``.
+    the lstm preset (hidden 128, 28 steps) ~0.17 MB, so ~1,600; the vit preset ~0.16 MB, so
+    ~1,500; the default MLP ~1.6 KB, so ``largest``.
     """
     values = 0
     for _, spec, shape, out in leaf_shapes(network, (1, *input_shape(network))):
@@ -256,6 +281,8 @@ def evaluation_chunk(network: LayerSpec | Sequence[LayerSpec], itemsize: int, bu
         elif spec.kind in RECURRENT:
             steps = shape[1] if spec.args["batch_first"] else shape[0]
             values += recurrent_values(spec, steps)
+        elif spec.kind in ("multiheadattention", "transformerencoderlayer"):
+            values += attention_values(spec, shape[1] if spec.args["batch_first"] else shape[0])
     return int(min(largest, max(64, budget // (itemsize * max(values, 1)))))
 
 
@@ -340,3 +367,4 @@ def describe_network(network: LayerSpec) -> str:
 LENET = parse_layers(LENET_TEXT)
 LSTM_NETWORK = parse_layers(LSTM_TEXT)
 GRU_NETWORK = parse_layers(GRU_TEXT)
+VIT_NETWORK = parse_layers(VIT_TEXT)

@@ -20,6 +20,7 @@ import numpy as np
 
 import engine_core
 from engine_core import specs as layer_specs
+from engine_core.bookkeeping import LayerBase
 from engine_core.specs import LayerSpec, mlp_of
 
 from .datasets import BatchFeeder
@@ -246,9 +247,15 @@ def inference_mode() -> contextlib.AbstractContextManager[Any]:
 
 
 def layer_at(net: Any, path: str) -> Any:
-    """The module at a dotted path of a Sequential tree ("4", "1.0"), any engine's (each
-    Sequential keeps its children in ``layers``)."""
+    """The module at a dotted path of a tree ("4", "1.0", "2.self_attn.attn_dropout"), any
+    engine's: a Sequential's children by index (each keeps them in ``layers``), a composite
+    layer's parts by name (an engine layer's children(); the oracle's torch modules' attributes)."""
     module = net
     for part in path.split("."):
-        module = module.layers[int(part)]
+        if hasattr(module, "layers"):
+            module = module.layers[int(part)]
+        elif isinstance(module, LayerBase):
+            module = module.children()[part]
+        else:
+            module = getattr(getattr(module, "module", module), part)
     return module

@@ -10,7 +10,10 @@ torch.nn.RNN, LSTM and GRU return a tuple, (output, h_n) or (output, (h_n, c_n))
 after them in a Sequential takes, and torch.nn has no module keeping the last time step: an
 exported recurrent network uses the small classes of TORCH_CLASSES instead (a subclass of
 torch's keeping ``output``, whose state-dict keys are torch's own, weight_ih_l0, ...; and
-LastStep), defined from the very text that the printed code defines them with.
+LastStep), defined from the very text that the printed code defines them with; so do the layers
+torch.nn lacks (a vision transformer's Patches, PositionalEmbedding and SequenceMean).
+nn.TransformerEncoderLayer is torch's own: its state keys are its parts' (self_attn.in_proj_weight,
+linear1.weight, norm1.weight, ...).
 """
 
 from __future__ import annotations
@@ -63,6 +66,49 @@ TORCH_CLASSES: dict[str, str] = {
 
     def extra_repr(self):
         return f"batch_first={self.batch_first}"
+''',
+    "SequenceMean": '''class SequenceMean(nn.Module):
+    """The mean over the time steps of a sequence: x.mean(1) of (batch, seq_len, features) with
+    batch_first, else x.mean(0) of (seq_len, batch, features)."""
+
+    def __init__(self, batch_first=False):
+        super().__init__()
+        self.batch_first = batch_first
+
+    def forward(self, x):
+        return x.mean(1 if self.batch_first else 0)
+
+    def extra_repr(self):
+        return f"batch_first={self.batch_first}"
+''',
+    "Patches": '''class Patches(nn.Module):
+    """An image's non-overlapping patch_size x patch_size patches as a sequence of tokens:
+    (batch, channels, height, width) -> (batch, patches, channels * patch_size ** 2), patches in
+    row-major order, each one's values in (channel, row, column) order."""
+
+    def __init__(self, patch_size):
+        super().__init__()
+        self.patch_size = patch_size
+
+    def forward(self, x):
+        return nn.functional.unfold(x, self.patch_size, stride=self.patch_size).transpose(1, 2)
+
+    def extra_repr(self):
+        return f"patch_size={self.patch_size}"
+''',
+    "PositionalEmbedding": '''class PositionalEmbedding(nn.Module):
+    """A learned position added to each token: x[:, t] + weight[t] with batch_first, else
+    x[t] + weight[t]; weight (num_positions, embedding_dim)."""
+
+    def __init__(self, num_positions, embedding_dim, batch_first=False):
+        super().__init__()
+        self.batch_first = batch_first
+        self.weight = nn.Parameter(torch.zeros(num_positions, embedding_dim))
+
+    def forward(self, x):
+        if self.batch_first:
+            return x + self.weight[:x.shape[1]]
+        return x + self.weight[:x.shape[0]].unsqueeze(1)
 ''',
 }
 

@@ -15,6 +15,14 @@ gradient carried to h_{t-1}; the weight gradients over all steps at once, dgates
 in), and dgates^T h, (G H, (T-1) B)@((T-1) B, H); and dL/dx = dgates W_ih, (T B, G H)@(G H, in),
 except for the network's first layer. h_0 = 0, so step 1's h_0 W_hh^T, its part of the W_hh
 gradient and the gradient carried to h_0 need no product: T - 1 of each per-step one.
+
+Self-attention (MultiheadAttention, and the one inside a TransformerEncoderLayer; E = embed_dim,
+h heads of d = E / h, T steps, B sequences, rows = B T): the in- and out-projections are a
+Linear's triples, (rows, E)@(E, 3E) and (rows, E)@(E, E); per head and sequence, the scores
+Q K^T, (T, d)@(d, T), and P V, (T, T)@(T, d), forward, and backward dV = P^T dO, dP = dO V^T,
+dQ = dS K and dK = dS^T Q. Those B h small products are counted as one GEMM of the same FLOPs,
+their rows stacked ((B h T, d)@(d, T)): the floor is then the rate of one large product, a
+lower bound on the batched ones. An encoder layer adds its feed-forward Linears' triples.
 """
 
 from __future__ import annotations
@@ -108,6 +116,37 @@ def recurrent_gemms(name: str, spec: LayerSpec, steps: int, batch: int) -> tuple
     return forward, backward, grad_input
 
 
+def attention_gemms(name: str, embed: int, heads: int, steps: int, batch: int,
+                    first: bool = False) -> _LayerProducts:
+    """A self-attention's products (the module docstring's list), named ``"{name} ..."``; its
+    input gradient is left out for the network's first layer (``first``)."""
+    rows, width, stacked = batch * steps, embed // heads, batch * heads * steps
+    in_proj = _layer_gemms(f"{name} in_proj", rows, embed, 3 * embed)
+    out_proj = _layer_gemms(f"{name} out_proj", rows, embed, embed)
+    forward = [in_proj[0], Gemm(f"{name} scores Q@K^T", stacked, width, steps, "forward"),
+               Gemm(f"{name} P@V", stacked, steps, width, "forward"), out_proj[0]]
+    backward = [out_proj[1], out_proj[2],
+                Gemm(f"{name} dV = P^T@dO", stacked, steps, width, "grad_input"),
+                Gemm(f"{name} dP = dO@V^T", stacked, width, steps, "grad_input"),
+                Gemm(f"{name} dQ = dS@K", stacked, steps, width, "grad_input"),
+                Gemm(f"{name} dK = dS^T@Q", stacked, steps, width, "grad_input"), in_proj[1]]
+    return _LayerProducts(forward, backward, [] if first else [in_proj[2]])
+
+
+def _encoder_gemms(name: str, spec: LayerSpec, steps: int, batch: int) -> _LayerProducts:
+    """A TransformerEncoderLayer's products: its self-attention's, then its feed-forward
+    Linears' (backward in reverse); every input gradient inside it is needed (the residual
+    paths), the layer's own dL/dx included."""
+    a = spec.args
+    attention = attention_gemms(f"{name} self_attn", a["d_model"], a["nhead"], steps, batch)
+    rows = batch * steps
+    linear1 = _layer_gemms(f"{name} linear1", rows, a["d_model"], a["dim_feedforward"])
+    linear2 = _layer_gemms(f"{name} linear2", rows, a["dim_feedforward"], a["d_model"])
+    return _LayerProducts([*attention.forward, linear1[0], linear2[0]],
+                          [linear2[1], linear2[2], linear1[1], linear1[2], *attention.backward,
+                           *attention.grad_input], [])
+
+
 def network_gemms(network: LayerSpec | Sequence[LayerSpec], batch: int,
                   sample_shape: tuple[int, ...] | None = None) -> list[Gemm]:
     """The products of one training step of ``network`` at ``batch`` on inputs of ``sample_shape``
@@ -130,6 +169,13 @@ def network_gemms(network: LayerSpec | Sequence[LayerSpec], batch: int,
         elif spec.kind in RECURRENT:
             steps, sequences = (x_shape[1], x_shape[0]) if spec.args["batch_first"] else x_shape[:2]
             layers.append(_LayerProducts(*recurrent_gemms(f"{path}.{spec.kind}", spec, steps, sequences)))
+        elif spec.kind in ("multiheadattention", "transformerencoderlayer"):
+            steps, sequences = (x_shape[1], x_shape[0]) if spec.args["batch_first"] else x_shape[:2]
+            if spec.kind == "multiheadattention":
+                layers.append(attention_gemms(f"{path}.multiheadattention", spec.args["embed_dim"],
+                                              spec.args["num_heads"], steps, sequences))
+            else:
+                layers.append(_encoder_gemms(f"{path}.transformerencoderlayer", spec, steps, sequences))
     gemms = [forward for layer in layers for forward in layer.forward]
     for index in reversed(range(len(layers))):
         gemms.extend(layers[index].backward)

@@ -23,6 +23,9 @@ WORKLOADS: dict[str, dict[str, Any]] = {
     # clips); the preset trains with Adam (bench --optimizer adam), SGD's lr is for timing SGD steps.
     "lstm": {"network": preset_network("lstm"), "init": PRESETS["lstm"]["init"], "lr": 0.05, "batch_sizes": (64,),
              "clip_grad_norm": PRESETS["lstm"]["clip_grad_norm"]},
+    # The vit preset's step at its batch, with its clipping (it trains with AdamW: bench --optimizer adamw).
+    "vit": {"network": preset_network("vit"), "init": PRESETS["vit"]["init"], "lr": 0.05, "batch_sizes": (128,),
+            "clip_grad_norm": PRESETS["vit"]["clip_grad_norm"]},
 }
 DEFAULT_WORKLOADS = ("notebook", "default", "lenet")
 

@@ -19,7 +19,8 @@ import numpy as np
 
 from .conv_checks import check_count
 from .errors import type_name
-from .layer_checks import check_flag
+from .layer_checks import check_dropout_p, check_flag, check_layernorm_args
+from .recurrent_checks import check_sequence_facts
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class AttentionArgs:
 
     embed_dim: int
     num_heads: int
+    dropout: float
     bias: bool
     batch_first: bool
 
@@ -44,20 +46,78 @@ class AttentionArgs:
 
     def extra_repr(self) -> str:
         text = f"embed_dim={self.embed_dim}, num_heads={self.num_heads}"
+        if self.dropout:
+            text += f", dropout={self.dropout}"
         if not self.bias:
             text += ", bias=False"
         return text + (", batch_first=True" if self.batch_first else "")
 
 
-def check_attention_args(embed_dim: object, num_heads: object, bias: object = True,
+def check_attention_args(embed_dim: object, num_heads: object, dropout: object = 0.0, bias: object = True,
                          batch_first: object = False) -> AttentionArgs:
-    """Raises TypeError/ValueError naming the argument: sizes not ints >= 1, a num_heads that does
-    not divide embed_dim (torch's "embed_dim must be divisible by num_heads"), flags not bools."""
+    """torch.nn.MultiheadAttention(embed_dim, num_heads, dropout=0.0, bias=True, ...,
+    batch_first=False), checked: TypeError/ValueError naming the argument for sizes not ints >= 1,
+    a num_heads that does not divide embed_dim (torch's "embed_dim must be divisible by
+    num_heads"), a dropout (on the attention weights) outside [0, 1], flags not bools."""
     embed = check_count("embed_dim", embed_dim)
     heads = check_count("num_heads", num_heads)
     if embed % heads:
         raise ValueError(f"num_heads: must divide embed_dim, got embed_dim={embed}, num_heads={heads}")
-    return AttentionArgs(embed, heads, check_flag("bias", bias), check_flag("batch_first", batch_first))
+    return AttentionArgs(embed, heads, check_dropout_p(dropout), check_flag("bias", bias),
+                         check_flag("batch_first", batch_first))
+
+
+ACTIVATIONS = ("relu", "gelu")  # torch.nn.TransformerEncoderLayer's activation strings
+# The seeds of a TransformerEncoderLayer's four dropouts: its seed + offset (torch draws all four
+# from its one generator; here each has its own, so that every engine draws the same masks).
+ENCODER_DROPOUT_SEEDS = {"dropout": 0, "dropout1": 1, "dropout2": 2, "self_attn": 3}
+
+
+@dataclass(frozen=True)
+class EncoderLayerArgs:
+    """torch.nn.TransformerEncoderLayer's arguments, checked (its documentation page)."""
+
+    d_model: int
+    nhead: int
+    dim_feedforward: int
+    dropout: float
+    activation: str
+    layer_norm_eps: float
+    batch_first: bool
+    norm_first: bool
+    bias: bool
+
+    def extra_repr(self) -> str:
+        text = f"d_model={self.d_model}, nhead={self.nhead}, dim_feedforward={self.dim_feedforward}, " \
+               f"dropout={self.dropout}"
+        if self.activation != "relu":
+            text += f", activation={self.activation!r}"
+        if self.layer_norm_eps != 1e-5:
+            text += f", layer_norm_eps={self.layer_norm_eps}"
+        for name, default in (("batch_first", False), ("norm_first", False), ("bias", True)):
+            if getattr(self, name) != default:
+                text += f", {name}={getattr(self, name)}"
+        return text
+
+
+def check_encoder_layer_args(d_model: object, nhead: object, dim_feedforward: object = 2048, dropout: object = 0.1,
+                             activation: object = "relu", layer_norm_eps: object = 1e-5, batch_first: object = False,
+                             norm_first: object = False, bias: object = True) -> EncoderLayerArgs:
+    """torch.nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward=2048, dropout=0.1,
+    activation="relu", layer_norm_eps=1e-5, batch_first=False, norm_first=False, bias=True),
+    checked: TypeError/ValueError naming the argument (d_model and nhead as MultiheadAttention's
+    embed_dim and num_heads, dim_feedforward an int >= 1, dropout in [0, 1], activation "relu"
+    or "gelu" (torch's strings; a callable is not taken), layer_norm_eps as LayerNorm's eps)."""
+    attention = check_attention_args(d_model, nhead, dropout, bias, batch_first)
+    width = check_count("dim_feedforward", dim_feedforward)
+    if not isinstance(activation, str) or activation not in ACTIVATIONS:
+        raise ValueError(f"activation: expected one of {', '.join(map(repr, ACTIVATIONS))}, got {activation!r}")
+    try:
+        eps = check_layernorm_args(attention.embed_dim, layer_norm_eps).eps
+    except (TypeError, ValueError) as error:  # LayerNorm's words, under the encoder layer's name
+        raise type(error)("layer_norm_" + str(error)) from None
+    return EncoderLayerArgs(attention.embed_dim, attention.num_heads, width, attention.dropout, activation, eps,
+                            attention.batch_first, check_flag("norm_first", norm_first), attention.bias)
 
 
 def additive_mask(layer: str, batch: int, steps: int, num_heads: int, key_padding_mask: object = None,
@@ -151,3 +211,29 @@ def check_indices(layer: str, dtype: str, num_embeddings: int, low: int | None, 
     if low is not None and high is not None and (low < 0 or high >= num_embeddings):
         bad = low if low < 0 else high
         raise ValueError(f"{layer}: indices: {bad} is outside [0, {num_embeddings}) (num_embeddings={num_embeddings})")
+
+
+def check_patches_facts(layer: str, shape: tuple[int, ...], dtype: str, patch_size: int) -> None:
+    """Patches' input: a floating 4-D (batch, channels, height, width) batch of images whose height
+    and width are multiples of patch_size (nn.Unfold would silently drop the remainder). Raises
+    ValueError (rank, size, empty) or TypeError (dtype), naming the layer."""
+    if len(shape) != 4:
+        raise ValueError(f"{layer}: x: expected a 4-D input (batch, channels, height, width), got shape {shape}")
+    if 0 in shape:
+        raise ValueError(f"{layer}: x: empty input (shape {shape})")
+    if shape[2] % patch_size or shape[3] % patch_size:
+        raise ValueError(f"{layer}: x: height and width must be multiples of patch_size {patch_size}, "
+                         f"got {shape[2:]}")
+    if dtype not in ("float32", "float64"):
+        raise TypeError(f"{layer}: x: expected dtype float32 or float64, got {dtype}")
+
+
+def check_positions_facts(layer: str, shape: tuple[int, ...], dtype: str, num_positions: int, embedding_dim: int,
+                          batch_first: bool, layer_dtype: str) -> None:
+    """PositionalEmbedding's input: a sequence as check_sequence_facts takes it, embedding_dim
+    features, at most num_positions steps, the layer's dtype. Raises ValueError or TypeError
+    naming the layer."""
+    check_sequence_facts(layer, shape, dtype, embedding_dim, batch_first, layer_dtype)
+    steps = shape[1] if batch_first else shape[0]
+    if steps > num_positions:
+        raise ValueError(f"{layer}: x: {steps} time steps, more than num_positions={num_positions}")

@@ -27,7 +27,15 @@ from typing import Any
 
 import numpy as np
 
-from .attention_checks import AttentionArgs, EmbeddingArgs, check_attention_args, check_embedding_args
+from .attention_checks import (
+    ENCODER_DROPOUT_SEEDS,
+    AttentionArgs,
+    EmbeddingArgs,
+    EncoderLayerArgs,
+    check_attention_args,
+    check_embedding_args,
+    check_encoder_layer_args,
+)
 from .checks import check_choice, check_dtype_name, check_seed, check_sizes
 from .conv_checks import (
     ConvArgs,
@@ -749,14 +757,21 @@ register(Kind("laststep", "LastStep", {"batch_first": False},
 
 
 def _attention_args(a: Mapping[str, Any]) -> AttentionArgs:
-    return check_attention_args(a["embed_dim"], a["num_heads"], a["bias"], a["batch_first"])
+    return check_attention_args(a["embed_dim"], a["num_heads"], a["dropout"], a["bias"], a["batch_first"])
+
+
+def _sequence_output(width: int, batch_first: bool):
+    def output(spec: LayerSpec, shape: Shape) -> Shape:
+        if len(shape) != 3 or shape[2] != width:
+            raise ValueError(f"{spec!r}: expects a 3-D input {sequence_form(batch_first, width)}, got {shape}")
+        return shape
+
+    return output
 
 
 def _attention_output(spec: LayerSpec, shape: Shape) -> Shape:
     a = _attention_args(spec.args)
-    if len(shape) != 3 or shape[2] != a.embed_dim:
-        raise ValueError(f"{spec!r}: expects a 3-D input {sequence_form(a.batch_first, a.embed_dim)}, got {shape}")
-    return shape
+    return _sequence_output(a.embed_dim, a.batch_first)(spec, shape)
 
 
 def _attention_initialize(args: Mapping[str, Any], rng: np.random.Generator, init: str) -> dict[str, np.ndarray]:
@@ -771,15 +786,128 @@ def _attention_initialize(args: Mapping[str, Any], rng: np.random.Generator, ini
     return state
 
 
-# torch.nn.MultiheadAttention(embed_dim, num_heads, bias=True, batch_first=False) used as
-# self-attention, mha(x, x, x)[0]; its part out_proj is a Linear(embed_dim, embed_dim, bias).
+def _attention_parts(a: Mapping[str, Any]) -> list[tuple[str, LayerSpec]]:
+    """out_proj, a Linear(E, E); with dropout > 0, ``attn_dropout``: the Dropout torch applies to
+    the attention weights (torch holds only its p; here it is a part with its own masks, seeded
+    by the layer's seed, so that every engine drops the same weights and a checkpoint keeps its
+    generator)."""
+    parts = [("out_proj", LayerSpec("linear", {"in_features": a["embed_dim"], "out_features": a["embed_dim"],
+                                               "bias": a["bias"]}))]
+    if a["dropout"] > 0:
+        parts.append(("attn_dropout", LayerSpec("dropout", {"p": a["dropout"], "seed": a["seed"]})))
+    return parts
+
+
+# torch.nn.MultiheadAttention(embed_dim, num_heads, dropout=0.0, bias=True, batch_first=False)
+# used as self-attention, mha(x, x, x)[0]; ``seed`` (not torch's) seeds the attention-weight dropout.
 register(Kind("multiheadattention", "MultiheadAttention",
-              {"embed_dim": REQUIRED, "num_heads": REQUIRED, "bias": True, "batch_first": False},
-              check=_attention_args, output=_attention_output,
+              {"embed_dim": REQUIRED, "num_heads": REQUIRED, "dropout": 0.0, "bias": True, "batch_first": False,
+               "seed": 0},
+              check=lambda a: (_attention_args(a), check_seed(a["seed"])), output=_attention_output,
               parameters=lambda a: _attention_args(a).parameter_shapes(), initialize=_attention_initialize,
-              parts=lambda a: [("out_proj", LayerSpec("linear", {"in_features": a["embed_dim"],
-                                                                 "out_features": a["embed_dim"], "bias": a["bias"]}))],
+              parts=_attention_parts, takes_dtype=True,
+              torch_args=lambda a: {k: v for k, v in a.items() if k != "seed"}, added=("dropout", "seed")))
+
+
+def encoder_layer_args(a: Mapping[str, Any]) -> EncoderLayerArgs:
+    """A transformerencoderlayer spec's arguments, checked (engine_core.attention_checks)."""
+    return check_encoder_layer_args(a["d_model"], a["nhead"], a["dim_feedforward"], a["dropout"], a["activation"],
+                                    a["layer_norm_eps"], a["batch_first"], a["norm_first"], a["bias"])
+
+
+def _encoder_parts(args: Mapping[str, Any]) -> list[tuple[str, LayerSpec]]:
+    """torch's TransformerEncoderLayer's modules, in its order: self_attn, linear1, dropout,
+    linear2, norm1, norm2, dropout1, dropout2 (its activation is a function, not a module)."""
+    a = encoder_layer_args(args)
+    seed = args["seed"]
+
+    def dropout(name: str) -> LayerSpec:
+        return LayerSpec("dropout", {"p": a.dropout, "seed": seed + ENCODER_DROPOUT_SEEDS[name]})
+
+    def norm() -> LayerSpec:
+        return LayerSpec("layernorm", {"normalized_shape": a.d_model, "eps": a.layer_norm_eps, "bias": a.bias})
+
+    return [("self_attn", LayerSpec("multiheadattention", {
+                "embed_dim": a.d_model, "num_heads": a.nhead, "dropout": a.dropout, "bias": a.bias,
+                "batch_first": a.batch_first, "seed": seed + ENCODER_DROPOUT_SEEDS["self_attn"]})),
+            ("linear1", LayerSpec("linear", {"in_features": a.d_model, "out_features": a.dim_feedforward,
+                                             "bias": a.bias})),
+            ("dropout", dropout("dropout")),
+            ("linear2", LayerSpec("linear", {"in_features": a.dim_feedforward, "out_features": a.d_model,
+                                             "bias": a.bias})),
+            ("norm1", norm()), ("norm2", norm()), ("dropout1", dropout("dropout1")), ("dropout2", dropout("dropout2"))]
+
+
+def _encoder_output(spec: LayerSpec, shape: Shape) -> Shape:
+    a = encoder_layer_args(spec.args)
+    return _sequence_output(a.d_model, a.batch_first)(spec, shape)
+
+
+# torch.nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward=2048, dropout=0.1,
+# activation="relu", layer_norm_eps=1e-5, batch_first=False, norm_first=False, bias=True):
+# no parameters of its own, its parts' state keys (self_attn.in_proj_weight, linear1.weight,
+# norm1.weight, ...). ``seed`` (not torch's) seeds its dropouts (ENCODER_DROPOUT_SEEDS).
+register(Kind("transformerencoderlayer", "TransformerEncoderLayer",
+              {"d_model": REQUIRED, "nhead": REQUIRED, "dim_feedforward": 2048, "dropout": 0.1, "activation": "relu",
+               "layer_norm_eps": 1e-5, "batch_first": False, "norm_first": False, "bias": True, "seed": 0},
+              check=lambda a: (encoder_layer_args(a), check_seed(a["seed"])), output=_encoder_output,
+              parts=_encoder_parts, takes_dtype=True,
+              torch_args=lambda a: {k: v for k, v in a.items() if k != "seed"}))
+
+
+def _patches_output(spec: LayerSpec, shape: Shape) -> Shape:
+    _four_d(spec, shape)
+    size = spec.args["patch_size"]
+    if shape[2] % size or shape[3] % size:
+        raise ValueError(f"{spec!r}: the image's height and width must be multiples of patch_size {size}, "
+                         f"got {shape[2:]}")
+    return (shape[0], (shape[2] // size) * (shape[3] // size), shape[1] * size * size)
+
+
+# An image as a sequence of patches, a vision transformer's tokens: (B, C, H, W) -> (B, T, C p p),
+# T = (H / p) (W / p) patches in row-major order, each patch's values in (C, p, p) order:
+# torch's nn.Unfold(p, stride=p)(x).transpose(1, 2). torch has no module for it (export prints one).
+register(Kind("patches", "Patches", {"patch_size": REQUIRED},
+              check=lambda a: check_count("patch_size", a["patch_size"]), output=_patches_output))
+
+
+def _positions_output(spec: LayerSpec, shape: Shape) -> Shape:
+    a = spec.args
+    if len(shape) != 3 or shape[2] != a["embedding_dim"]:
+        raise ValueError(f"{spec!r}: expects a 3-D input {sequence_form(a['batch_first'], a['embedding_dim'])}, "
+                         f"got {shape}")
+    steps = shape[1] if a["batch_first"] else shape[0]
+    if steps > a["num_positions"]:
+        raise ValueError(f"{spec!r}: a sequence of {steps} steps is longer than num_positions={a['num_positions']}")
+    return shape
+
+
+# A learned positional embedding added to a sequence: y[t] = x[t] + weight[t] for t < T, weight
+# (num_positions, embedding_dim) ~ N(0, 0.02^2) (ViT's and GPT-2's initialisation); torch has no
+# module for it (one adds an nn.Parameter; export prints one).
+register(Kind("positionalembedding", "PositionalEmbedding",
+              {"num_positions": REQUIRED, "embedding_dim": REQUIRED, "batch_first": False},
+              check=lambda a: (check_count("num_positions", a["num_positions"]),
+                               check_count("embedding_dim", a["embedding_dim"]), check_flag("batch_first",
+                                                                                              a["batch_first"])),
+              output=_positions_output,
+              parameters=lambda a: {"weight": (a["num_positions"], a["embedding_dim"])},
+              initialize=lambda a, rng, init: {"weight": 0.02 * rng.standard_normal((a["num_positions"],
+                                                                                      a["embedding_dim"]))},
               takes_dtype=True))
+
+
+def _sequence_mean_output(spec: LayerSpec, shape: Shape) -> Shape:
+    if len(shape) != 3:
+        raise ValueError(f"{spec!r}: expects a 3-D input {sequence_form(spec.args['batch_first'], 'features')}, "
+                         f"got {shape}")
+    return (shape[0], shape[2]) if spec.args["batch_first"] else (shape[1], shape[2])
+
+
+# The mean over the time steps, a sequence classifier's pooling: x.mean(1) (batch_first) or
+# x.mean(0), (batch, features). torch has no such module (export prints one).
+register(Kind("sequencemean", "SequenceMean", {"batch_first": False},
+              check=lambda a: check_flag("batch_first", a["batch_first"]), output=_sequence_mean_output))
 
 
 def _embedding_args(a: Mapping[str, Any]) -> EmbeddingArgs:

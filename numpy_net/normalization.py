@@ -249,7 +249,8 @@ class Dropout(Layer):
 
     keep = rng.random(x.shape) >= p from the layer's own np.random.default_rng(seed), one draw per
     train-mode forward (engine_core.dropout_masks.DropoutMasks), so every engine with the same
-    seed drops the same elements. p == 1 drops everything (y = 0, no division by zero).
+    seed drops the same elements. p == 1 drops everything (y = 0, no division by zero); p == 0
+    keeps everything and draws nothing.
     Backward: dL/dx = dy * keep / (1 - p) (the last forward's mask), dy in eval mode.
     ``rng_state()`` / ``set_rng_state(state)`` save and restore the generator (a JSON-ready
     dict) for exact resumption. ``inplace`` (torch.nn.Dropout's argument) is accepted and shown,
@@ -278,7 +279,7 @@ class Dropout(Layer):
             if x.dtype.kind != "f":
                 raise TypeError(f"{self.describe()}: x: expected a floating-point array, got dtype {x.dtype}")
         self._out = (x.shape, x.dtype)
-        if not self.training:
+        if not self.training or self.p == 0.0:  # p = 0 keeps everything: no mask to draw
             self.mask = None
             return x
         keep = self.masks.keep(x.shape, self.p)
@@ -356,6 +357,11 @@ class LayerNorm(Layer):
         mean = rows.mean(axis=1, keepdims=True)
         xhat = self._exact_buffer("_xhat", rows.shape, rows.dtype)
         np.subtract(rows, mean, out=xhat)
+        # A second pass corrects the mean by the mean of the residuals (what rounding left): a
+        # constant row then gets its value exactly and xhat = 0, as torch's, where a one-pass mean
+        # off by an ulp would be amplified by 1/sqrt(eps) (a float32 pre-LN encoder layer's
+        # output then differed from torch's by 3% on a constant row).
+        xhat -= xhat.mean(axis=1, keepdims=True)
         var = np.mean(xhat * xhat, axis=1, keepdims=True)
         invstd = 1.0 / np.sqrt(var + self.dtype.type(self.eps))
         xhat *= invstd

@@ -221,11 +221,13 @@ def _layernorm_state(draw: st.DrawFn, spec: LayerSpec) -> dict[str, np.ndarray]:
 
 def _attention(draw: st.DrawFn) -> tuple[LayerSpec, tuple[int, ...]]:
     """MultiheadAttention as self-attention: 1-3 heads of 1-3 dimensions (embed_dim their
-    product), bias and batch_first either way; x (T, B, E), or (B, T, E) with batch_first, T 1-5
+    product), dropout on the attention weights 0 or 0.3 (its masks from the drawn seed), bias and
+    batch_first either way; x (T, B, E), or (B, T, E) with batch_first, T 1-5
     (T = 1: every softmax is over one key), B 1-3."""
     heads, head_dim = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    args = {"embed_dim": heads * head_dim, "num_heads": heads, "bias": draw(st.sampled_from([True, False])),
-            "batch_first": draw(st.sampled_from([False, True]))}
+    args = {"embed_dim": heads * head_dim, "num_heads": heads, "dropout": draw(st.sampled_from([0.0, 0.3])),
+            "bias": draw(st.sampled_from([True, False])), "batch_first": draw(st.sampled_from([False, True])),
+            "seed": draw(st.integers(0, 2**32 - 1))}
     steps, batch = draw(st.integers(1, 5)), draw(st.integers(1, 3))
     shape = (batch, steps, args["embed_dim"]) if args["batch_first"] else (steps, batch, args["embed_dim"])
     return LayerSpec("multiheadattention", args), shape
@@ -237,6 +239,45 @@ def _drawn_state(draw: st.DrawFn, spec: LayerSpec) -> dict[str, np.ndarray]:
     a bias sliced from the wrong block of Q, K, V), and the Q, K and V blocks differ."""
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     return {key: rng.uniform(-1.5, 1.5, shape) for key, shape in state_shapes([spec]).items()}
+
+
+def _encoder_layer(draw: st.DrawFn) -> tuple[LayerSpec, tuple[int, ...]]:
+    """TransformerEncoderLayer: 1-3 heads of 1-3 dimensions (d_model their product),
+    dim_feedforward 1-6, relu or gelu, post- or pre-LN, bias and batch_first either way,
+    layer_norm_eps 1e-5 or 1e-3, dropout 0 or 0.2-0.5 (the four dropouts then draw masks from the
+    drawn seed); x (T, B, E), or (B, T, E) with batch_first, T 1-4, B 1-3."""
+    heads, head_dim = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    args = {"d_model": heads * head_dim, "nhead": heads, "dim_feedforward": draw(st.integers(1, 6)),
+            "dropout": draw(st.sampled_from([0.0, 0.2, 0.5])), "activation": draw(st.sampled_from(["relu", "gelu"])),
+            "layer_norm_eps": draw(st.sampled_from([1e-5, 1e-3])), "batch_first": draw(st.booleans()),
+            "norm_first": draw(st.booleans()), "bias": draw(st.booleans()), "seed": draw(st.integers(0, 2**32 - 1))}
+    steps, batch = draw(st.integers(1, 4)), draw(st.integers(1, 3))
+    shape = (batch, steps, args["d_model"]) if args["batch_first"] else (steps, batch, args["d_model"])
+    return LayerSpec("transformerencoderlayer", args), shape
+
+
+def _patches(draw: st.DrawFn) -> tuple[LayerSpec, tuple[int, ...]]:
+    """Patches of 1-3 pixels on (B, C, H, W) images, B and C 1-3, H and W 1-3 patches."""
+    size = draw(st.integers(1, 3))
+    batch, channels, rows, columns = (draw(st.integers(1, 3)) for _ in range(4))
+    return LayerSpec("patches", {"patch_size": size}), (batch, channels, rows * size, columns * size)
+
+
+def _positional_embedding(draw: st.DrawFn) -> tuple[LayerSpec, tuple[int, ...]]:
+    """PositionalEmbedding of 1-6 positions and 1-4 features, batch_first either way, on sequences
+    of 1..num_positions steps (a shorter one leaves rows without gradient), B 1-3."""
+    positions, width = draw(st.integers(1, 6)), draw(st.integers(1, 4))
+    batch_first = draw(st.booleans())
+    steps, batch = draw(st.integers(1, positions)), draw(st.integers(1, 3))
+    spec = LayerSpec("positionalembedding", {"num_positions": positions, "embedding_dim": width,
+                                             "batch_first": batch_first})
+    return spec, (batch, steps, width) if batch_first else (steps, batch, width)
+
+
+def _sequence_mean(draw: st.DrawFn) -> tuple[LayerSpec, tuple[int, ...]]:
+    """SequenceMean on a 3-D (T, B, F) input, or (B, T, F) with batch_first: every dimension 1-5."""
+    spec = LayerSpec("sequencemean", {"batch_first": draw(st.sampled_from([False, True]))})
+    return spec, tuple(draw(st.lists(st.integers(1, 5), min_size=3, max_size=3)))
 
 
 def _ints_or_pairs(low: int, high: int) -> st.SearchStrategy:
@@ -486,5 +527,22 @@ CATALOG: dict[str, Entry] = {
     # entry's shapes: at most 2.6e-6 of the scale, a 75x margin. The bugs it is there for (the
     # 1/sqrt(d) scale forgotten, Q/K/V sliced in the wrong order, a softmax backward without its
     # -sum(dP P) term) err by O(0.1 .. 1) of the scale. float64: <= 1e-14.
-    "multiheadattention": Entry("multiheadattention", _attention, bound=2.0, state=_drawn_state),
+    "multiheadattention": Entry("multiheadattention", _attention, bound=2.0, modes=(True, False), state=_drawn_state),
+    # float32 rtol 2e-3: its parts' errors, composed. The LayerNorms bring the largest: a
+    # (near-)constant row amplifies its mean's rounding by up to 1/sqrt(eps) = 316 (the layernorm
+    # entry's argument, 1.5e-4 of the scale with |weight| <= 1.5), and here two norms follow each
+    # other through a residual, so the second can inherit the first's amplified rounding (a pair
+    # of nearly equal values at d_model = 2 is the worst drawn); attention and the feed-forward
+    # Linears add a few u per dot product of <= 9 terms (2.6e-6 measured for attention alone). A
+    # constant row is exact in every engine (their LayerNorm corrects its mean in a second pass,
+    # as torch's gets it). Measured, numpy_net and torch_net against the float32 oracle over
+    # 3,000 cases of this entry: at most 4.0e-4 of the scale, a 5x margin. The bugs it is there
+    # for (a residual path dropped in backward, the norms applied in the other order, a dropout
+    # mask drawn from another seed) err by O(0.1 .. 1) of the scale. float64: <= 1e-13.
+    "transformerencoderlayer": Entry("transformerencoderlayer", _encoder_layer, rtol32=2e-3, bound=2.0,
+                                     modes=(True, False), state=_drawn_state),
+    # A reshape and a transpose, an addition, a mean over <= 5 steps: exact or a few u.
+    "patches": Entry("patches", _patches),
+    "positionalembedding": Entry("positionalembedding", _positional_embedding, state=_drawn_state),
+    "sequencemean": Entry("sequencemean", _sequence_mean),
 }

@@ -1,4 +1,5 @@
-"""Properties of MultiheadAttention beyond the catalog's layer-by-layer checks (test_layers.py runs
+"""Properties of MultiheadAttention (and of the TransformerEncoderLayer that holds one) beyond the
+catalog's layer-by-layer checks (test_layers.py runs
 those on it without masks: output, dL/dx, every parameter gradient, finite differences, no
 mutation): torch's masks. A catalog case gets drawn masks (a boolean key_padding_mask, a
 boolean or float attn_mask of (T, T) or (B * num_heads, T, T), or is_causal=True), never one
@@ -62,29 +63,42 @@ def _as(engine: Engine, value: Any, dtype: str) -> Any:
 
 
 def _reference(layer: Any, x: np.ndarray, delta: np.ndarray, dtype: str, given: dict[str, Any]) -> dict[str, Any]:
-    """The oracle's own torch module (torch.nn.MultiheadAttention) with the masks, through autograd."""
+    """The oracle's own torch module (torch.nn.MultiheadAttention, TransformerEncoderLayer) with
+    the masks, through autograd."""
     import torch
 
     module = layer.module
     t = torch.tensor(x, dtype=getattr(torch, dtype), requires_grad=True)
     y = module(t, **{k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in given.items()})
     y.backward(torch.from_numpy(delta).to(t.dtype))
-    grads = {k: (p.grad.T if k == "out_proj.weight" else p.grad).double().numpy()
+    grads = {k: (p.grad.T if k in layer.transposed else p.grad).double().numpy()
              for k, p in module.named_parameters()}
     return {"out": y.detach().double().numpy(), "dx": t.grad.double().numpy(), "grads": grads}
 
 
+# The masks' keyword arguments, as each layer's forward names them (torch's names).
+MASK_KEYWORDS = {
+    "multiheadattention": {"key_padding_mask": "key_padding_mask", "attn_mask": "attn_mask", "is_causal": "is_causal"},
+    "transformerencoderlayer": {"key_padding_mask": "src_key_padding_mask", "attn_mask": "src_mask",
+                                "is_causal": "is_causal"},
+}
+
+
 @pytest.mark.filterwarnings("ignore:Support for mismatched key_padding_mask and attn_mask")  # torch's, bool + float
+@pytest.mark.parametrize("kind", list(MASK_KEYWORDS))
 @settings(max_examples=MAX_EXAMPLES)
 @given(data=st.data())
-def test_masked_self_attention_gives_torchs_output_and_gradients(engine, data):
-    engine.require_layers("multiheadattention", why="attention is optional in the protocol")
-    case = data.draw(layer_cases(CATALOG["multiheadattention"]))
+def test_masked_self_attention_gives_torchs_output_and_gradients(engine, kind, data):
+    """MultiheadAttention, and a TransformerEncoderLayer whose self_attn gets the masks."""
+    engine.require_layers(kind, why="attention is optional in the protocol")
+    case = data.draw(layer_cases(CATALOG[kind]))
     assume(not engine.unsupported(case.spec))
     args = case.spec.args
     batch, steps = (case.input_shape[0], case.input_shape[1]) if args["batch_first"] else \
         (case.input_shape[1], case.input_shape[0])
-    given_masks = data.draw(masks(batch, steps, args["num_heads"]), label="masks")
+    heads = args["num_heads"] if kind == "multiheadattention" else args["nhead"]
+    drawn = data.draw(masks(batch, steps, heads), label="masks")
+    given_masks = {MASK_KEYWORDS[kind][k]: v for k, v in drawn.items()}
     note(f"engine={engine.name} case={case!r} masks={given_masks!r}")
     kept = {k: v.copy() for k, v in given_masks.items() if isinstance(v, np.ndarray)}
     layer = build_case(engine.module, case).leaves()[0]
@@ -94,7 +108,7 @@ def test_masked_self_attention_gives_torchs_output_and_gradients(engine, data):
     got["dx"] = engine.to_numpy(layer.backward(engine.asarray(case.delta, case.dtype))).astype(np.float64)
     got["grads"] = {k: engine.to_numpy(v).astype(np.float64) for k, v in layer.gradients().items()}
     want = _reference(build_case(ORACLE.module, case).leaves()[0], case.x, case.delta, case.dtype, given_masks)
-    rtol = 1e-10 if case.dtype == "float64" else CATALOG["multiheadattention"].rtol32
+    rtol = 1e-10 if case.dtype == "float64" else CATALOG[kind].rtol32
     floor = float(np.finfo(case.dtype).tiny) / rtol
     what = f"{engine.name}: {case.spec!r} ({case.dtype}) with masks {sorted(given_masks)}"
     check_close(f"{what}: output", got["out"], want["out"], max(max_abs([want["out"], case.x]), floor), "float64",

@@ -142,7 +142,7 @@ def assert_torch_predicts_as_the_engine(module: Any, checkpoint: Any, samples: i
     from engine_core.specs import build
 
     x = image_view(np.random.default_rng(0).standard_normal((samples, 784)), checkpoint.config.network)
-    net = build(numpy_net, checkpoint.config.network, "float64")
+    net = build(numpy_net, checkpoint.config.network, "float64").eval()  # no dropout, as the module's
     net.load_state_dict(checkpoint.params)
     with torch.no_grad():
         theirs = module(torch.from_numpy(x)).numpy()

@@ -132,7 +132,7 @@ def test_every_help_that_lists_presets_names_the_recurrent_ones_rightly():
     assert "for its own optimizer (sgd; adam for lstm, gru)" in train
     assert "when --optimizer is the preset's own (sgd; adam for lstm, gru)" in train
     for command in ("import", "compare"):
-        assert "{notebook,default,lenet,lstm,gru}" in commands[command].format_help()
+        assert "{notebook,default,lenet,lstm,gru,vit}" in commands[command].format_help()
     bench = " ".join(commands["bench"].format_help().split())
     assert "lstm" in bench and "64 for lenet and lstm" in bench
     assert set(PRESETS) >= {"lstm", "gru"}

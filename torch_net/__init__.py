@@ -27,6 +27,8 @@ from .model import MLP, Sequential
 from .normalization import BatchNorm1d, BatchNorm2d, Dropout, LayerNorm
 from .optim import SGD, Adam, AdamW, Optimizer, clip_grad_norm_
 from .recurrent import GRU, LSTM, RNN, LastStep
+from .tokens import Patches, PositionalEmbedding, SequenceMean
+from .transformer import TransformerEncoderLayer
 
 # What a trainer needs to know (engine_core.protocol.Traits).
 NAME = "torch"
@@ -69,4 +71,5 @@ __all__ = [
     "NonFiniteError", "Optimizer", "ReLU", "Sequential", "Sigmoid",
     "SoftmaxCrossEntropy", "Tanh", "asarray", "clip_grad_norm_", "initial_state", "labels", "to_numpy",
     "AvgPool2d", "Conv2d", "Flatten", "MaxPool2d", "GRU", "LSTM", "LastStep", "RNN", "MultiheadAttention", "Embedding",
+    "TransformerEncoderLayer", "Patches", "PositionalEmbedding", "SequenceMean",
 ]

@@ -18,7 +18,15 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from engine_core.attention_checks import additive_mask, check_attention_args, check_embedding_args
+from engine_core.attention_checks import (
+    ENCODER_DROPOUT_SEEDS,
+    EncoderLayerArgs,
+    additive_mask,
+    check_attention_args,
+    check_embedding_args,
+    check_encoder_layer_args,
+    check_patches_facts,
+)
 from engine_core.checks import (
     check_adam,
     check_dtype_name,
@@ -32,6 +40,7 @@ from engine_core.conv_checks import (
     PoolArgs,
     check_avgpool_args,
     check_conv_args,
+    check_count,
     check_flatten_args,
     check_maxpool_args,
     check_pool_windows,
@@ -315,7 +324,16 @@ class _SelfAttention(nn.MultiheadAttention):
     """torch.nn.MultiheadAttention called as self-attention, mha(x, x, x)[0], with the masks
     checked and combined by the engines' own rule (engine_core.attention_checks.additive_mask:
     the same errors, a query with every key masked refused) and handed to torch as one float
-    attn_mask (B * num_heads, T, T)."""
+    attn_mask (B * num_heads, T, T).
+
+    With dropout > 0 in train mode, torch would drop attention weights by its own generator; here
+    ``attn_dropout`` drops them with the engines' masks (NumpyMaskDropout), on the weights of the
+    same formula written in torch operations (softmax(Q K^T / sqrt(d) + M) V, torch's
+    documentation page), differentiated by autograd. Without dropout it is torch's own forward."""
+
+    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, seed: int = 0, **kwargs: Any) -> None:
+        super().__init__(embed_dim, num_heads, **kwargs)  # torch's own dropout stays 0
+        self.attn_dropout = NumpyMaskDropout(dropout, seed) if dropout > 0 else None
 
     def forward(self, x: torch.Tensor, key_padding_mask: Any = None,  # type: ignore[override]
                 attn_mask: Any = None, is_causal: bool = False) -> torch.Tensor:
@@ -326,7 +344,26 @@ class _SelfAttention(nn.MultiheadAttention):
         if found is not None:
             full = np.broadcast_to(found, (batch, self.num_heads, steps, steps)).reshape(-1, steps, steps)
             mask = torch.from_numpy(np.array(full)).to(x.dtype).to(x.device)  # a copy: broadcast_to is read-only
+        if self.attn_dropout is not None and self.training:
+            return self.dropped_forward(x, mask)
         return super().forward(x, x, x, attn_mask=mask, need_weights=False)[0]
+
+    def dropped_forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """The attention with attn_dropout on its weights (the identity in eval mode), mask the
+        (B * num_heads, T, T) float mask or None."""
+        xb = x if self.batch_first else x.transpose(0, 1)
+        batch, steps, embed = xb.shape
+        heads, width = self.num_heads, embed // self.num_heads
+        q, k, v = (part.reshape(batch, steps, heads, width).transpose(1, 2)
+                   for part in functional.linear(xb, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1))
+        scores = q @ k.transpose(-2, -1) / math.sqrt(width)
+        if mask is not None:
+            scores = scores + mask.reshape(batch, heads, steps, steps)
+        weights = torch.softmax(scores, dim=-1)
+        if self.attn_dropout is not None:
+            weights = self.attn_dropout(weights)
+        y = self.out_proj((weights @ v).transpose(1, 2).reshape(batch, steps, embed))
+        return y if self.batch_first else y.transpose(0, 1)
 
 
 class MultiheadAttention(Layer):
@@ -335,12 +372,58 @@ class MultiheadAttention(Layer):
 
     transposed = ("out_proj.weight",)
 
-    def __init__(self, embed_dim: int, num_heads: int, bias: bool = True, batch_first: bool = False,
-                 dtype: str = "float32", device: str | torch.device = "cpu") -> None:
-        args = check_attention_args(embed_dim, num_heads, bias, batch_first)
-        super().__init__(_SelfAttention(args.embed_dim, args.num_heads, bias=args.bias, batch_first=args.batch_first,
-                                        dtype=_kind(dtype), device=device),
+    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
+                 batch_first: bool = False, seed: int = 0, dtype: str = "float32",
+                 device: str | torch.device = "cpu") -> None:
+        args = check_attention_args(embed_dim, num_heads, dropout, bias, batch_first)
+        super().__init__(_SelfAttention(args.embed_dim, args.num_heads, args.dropout, seed, bias=args.bias,
+                                        batch_first=args.batch_first, dtype=_kind(dtype), device=device),
                          f"MultiheadAttention({args.extra_repr()})")
+
+
+class _EncoderLayer(nn.TransformerEncoderLayer):
+    """torch.nn.TransformerEncoderLayer itself (its modules, names, activation and LayerNorms),
+    with its four dropouts drawing the engines' masks (NumpyMaskDropout, seeded as
+    engine_core.attention_checks.ENCODER_DROPOUT_SEEDS says) and its self_attn a _SelfAttention.
+    forward is torch's slow path (its documented formula): torch's eval-mode fast path is not the
+    reference (it mishandles float masks, pytorch/pytorch#118628)."""
+
+    def __init__(self, a: EncoderLayerArgs, seed: int, dtype: torch.dtype, device: str | torch.device) -> None:
+        super().__init__(a.d_model, a.nhead, a.dim_feedforward, a.dropout, a.activation, a.layer_norm_eps,
+                         a.batch_first, a.norm_first, a.bias, device=device, dtype=dtype)
+        self.self_attn = _SelfAttention(a.d_model, a.nhead, a.dropout, seed + ENCODER_DROPOUT_SEEDS["self_attn"],
+                                        bias=a.bias, batch_first=a.batch_first, dtype=dtype, device=device)
+        for name in ("dropout", "dropout1", "dropout2"):
+            setattr(self, name, NumpyMaskDropout(a.dropout, seed + ENCODER_DROPOUT_SEEDS[name]))
+
+    def forward(self, src: torch.Tensor, src_mask: Any = None,  # type: ignore[override]
+                src_key_padding_mask: Any = None, is_causal: bool = False) -> torch.Tensor:
+        def sa(h: torch.Tensor) -> torch.Tensor:
+            return self.dropout1(self.self_attn(h, key_padding_mask=src_key_padding_mask, attn_mask=src_mask,
+                                                is_causal=is_causal))
+
+        x = src
+        if self.norm_first:
+            x = x + sa(self.norm1(x))
+            return x + self._ff_block(self.norm2(x))
+        x = self.norm1(x + sa(x))
+        return self.norm2(x + self._ff_block(x))
+
+
+class TransformerEncoderLayer(Layer):
+    """torch.nn.TransformerEncoderLayer (_EncoderLayer): its parts' parameters, Linear weights
+    ((in, out) at the edges) included."""
+
+    transposed = ("self_attn.out_proj.weight", "linear1.weight", "linear2.weight")
+
+    def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048, dropout: float = 0.1,
+                 activation: str = "relu", layer_norm_eps: float = 1e-5, batch_first: bool = False,
+                 norm_first: bool = False, bias: bool = True, seed: int = 0, dtype: str = "float32",
+                 device: str | torch.device = "cpu") -> None:
+        args = check_encoder_layer_args(d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps,
+                                        batch_first, norm_first, bias)
+        super().__init__(_EncoderLayer(args, seed, _kind(dtype), device),
+                         f"TransformerEncoderLayer({args.extra_repr()}{f', seed={seed}' if seed else ''})")
 
 
 class Embedding(Layer):
@@ -478,10 +561,96 @@ class LastStep(Layer):
         super().__init__(LastStepModule(flag), "LastStep(batch_first=True)" if flag else "LastStep()")
 
 
+class PatchesModule(nn.Module):
+    """torch's nn.Unfold(p, stride=p)(x).transpose(1, 2): (B, C, H, W) -> (B, T, C p p), the
+    image's p x p patches as tokens (the input checked as the engines check it)."""
+
+    def __init__(self, patch_size: int) -> None:
+        super().__init__()
+        self.patch_size = patch_size
+        self.unfold = nn.Unfold(patch_size, stride=patch_size)
+
+    def _get_name(self) -> str:
+        return "Patches"
+
+    def extra_repr(self) -> str:
+        return f"patch_size={self.patch_size}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_patches_facts(f"Patches(patch_size={self.patch_size})", tuple(x.shape),
+                            str(x.dtype).replace("torch.", ""), self.patch_size)
+        return self.unfold(x).transpose(1, 2)
+
+
+class Patches(Layer):
+    """PatchesModule (torch has no such module)."""
+
+    def __init__(self, patch_size: int) -> None:
+        size = check_count("patch_size", patch_size)
+        super().__init__(PatchesModule(size), f"Patches(patch_size={size})")
+
+
+class PositionalEmbeddingModule(nn.Module):
+    """x + weight[:T], weight an nn.Parameter (num_positions, embedding_dim), broadcast over the
+    batch; autograd differentiates the addition."""
+
+    def __init__(self, num_positions: int, embedding_dim: int, batch_first: bool, dtype: torch.dtype,
+                 device: str | torch.device) -> None:
+        super().__init__()
+        self.batch_first = batch_first
+        self.weight = nn.Parameter(torch.zeros(num_positions, embedding_dim, dtype=dtype, device=device))
+
+    def _get_name(self) -> str:
+        return "PositionalEmbedding"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.batch_first:
+            return x + self.weight[:x.shape[1]]
+        return x + self.weight[:x.shape[0]].unsqueeze(1)
+
+
+class PositionalEmbedding(Layer):
+    """PositionalEmbeddingModule (torch has no such module)."""
+
+    def __init__(self, num_positions: int, embedding_dim: int, batch_first: bool = False, dtype: str = "float32",
+                 device: str | torch.device = "cpu") -> None:
+        rows, width = check_count("num_positions", num_positions), check_count("embedding_dim", embedding_dim)
+        flag = check_flag("batch_first", batch_first)
+        super().__init__(PositionalEmbeddingModule(rows, width, flag, _kind(dtype), device),
+                         f"PositionalEmbedding({rows}, {width}{', batch_first=True' if flag else ''})")
+
+
+class SequenceMeanModule(nn.Module):
+    """x.mean(1) (batch_first) or x.mean(0): the mean over the time steps, autograd
+    differentiating it."""
+
+    def __init__(self, batch_first: bool = False) -> None:
+        super().__init__()
+        self.batch_first = batch_first
+
+    def _get_name(self) -> str:
+        return "SequenceMean"
+
+    def extra_repr(self) -> str:
+        return "batch_first=True" if self.batch_first else ""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(1 if self.batch_first else 0)
+
+
+class SequenceMean(Layer):
+    """SequenceMeanModule (torch has no such module)."""
+
+    def __init__(self, batch_first: bool = False) -> None:
+        flag = check_flag("batch_first", batch_first)
+        super().__init__(SequenceMeanModule(flag), "SequenceMean(batch_first=True)" if flag else "SequenceMean()")
+
+
 class NumpyMaskDropout(nn.Module):
     """Inverted dropout with the engines' masks: keep = rng.random(x.shape) >= p from
     np.random.default_rng(seed) (engine_core.dropout_masks.DropoutMasks), y = x * keep / (1 - p)
-    in train mode, y = x in eval mode; autograd differentiates the multiplication.
+    in train mode (p = 0 draws nothing), y = x in eval mode; autograd differentiates the
+    multiplication. ``rng_state()`` / ``set_rng_state(state)`` as the engines' Dropout.
     (torch.nn.Dropout draws from torch's generator, which no NumPy engine can reproduce.)"""
 
     def __init__(self, p: float, seed: int) -> None:
@@ -492,8 +661,14 @@ class NumpyMaskDropout(nn.Module):
     def extra_repr(self) -> str:
         return f"p={self.p}, seed={self.seed}"
 
+    def rng_state(self) -> dict:
+        return self.masks.state()
+
+    def set_rng_state(self, state: dict) -> None:
+        self.masks.set_state(f"Dropout(p={self.p}, seed={self.seed})", state)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training:
+        if not self.training or self.p == 0.0:  # p = 0: no mask drawn, as in the engines
             return x
         keep = torch.from_numpy(self.masks.keep(tuple(x.shape), self.p))
         mask = keep.to(dtype=x.dtype, device=x.device).mul_(0.0 if self.p == 1.0 else 1.0 / (1.0 - self.p))

@@ -259,7 +259,8 @@ class Dropout(Layer):
 
     keep = rng.random(x.shape) >= p from the layer's own np.random.default_rng(seed), one draw per
     train-mode forward (engine_core.dropout_masks.DropoutMasks), so every engine with the same
-    seed drops the same elements. p == 1 drops everything (y = 0, no division by zero).
+    seed drops the same elements. p == 1 drops everything (y = 0, no division by zero); p == 0
+    keeps everything and draws nothing.
     Backward: dL/dx = dy * keep / (1 - p) (the last forward's mask), dy in eval mode.
     ``rng_state()`` / ``set_rng_state(state)`` save and restore the generator (a JSON-ready
     dict) for exact resumption. ``inplace`` (torch.nn.Dropout's argument) is accepted and shown,
@@ -290,7 +291,7 @@ class Dropout(Layer):
             x = x.detach()  # a tensor that requires grad: no graph is recorded here
         shape = tuple(x.shape)
         self._out = (shape, x.dtype)
-        if not self.training:
+        if not self.training or self.p == 0.0:  # p = 0 keeps everything: no mask to draw
             self.mask = None
             return x
         keep = self.masks.keep(shape, self.p)  # drawn by NumPy on the CPU, copied to x's device
@@ -371,6 +372,9 @@ class LayerNorm(Layer):
         mean = rows.mean(dim=1, keepdim=True)
         xhat = self._exact_buffer("_xhat", tuple(rows.shape), rows)
         torch.sub(rows, mean, out=xhat)
+        # A second pass corrects the mean by the mean of the residuals (what rounding left): a
+        # constant row then gets its value exactly and xhat = 0, as torch's (numpy_net says why).
+        xhat -= xhat.mean(dim=1, keepdim=True)
         var = torch.mean(xhat * xhat, dim=1, keepdim=True)
         invstd = 1.0 / torch.sqrt(var + self.eps)
         xhat *= invstd

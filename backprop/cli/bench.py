@@ -38,11 +38,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                                    "Only the training split is read.")
     add_engine_options(p, multiple="numpy,torch,autograd")
     p.add_argument("--workloads", type=comma_list(str), default=list(DEFAULT_WORKLOADS), metavar="W1,W2",
-                   help=f"comma-separated, from {', '.join(WORKLOADS)} (notebook, default, lenet, lstm: the "
-                        f"presets' networks, lstm's floor its 28 steps' products; wide: 784-1024-1024-10 relu) "
+                   help=f"comma-separated, from {', '.join(WORKLOADS)} (notebook, default, lenet, lstm, vit: the "
+                        f"presets' networks, lstm's floor its 28 steps' products, vit's its attention's; wide: "
+                        f"784-1024-1024-10 relu) "
                         f"(default: {','.join(DEFAULT_WORKLOADS)})")
     p.add_argument("--batch-sizes", type=comma_list(positive_int), default=None, metavar="B1,B2,...",
-                   help="for every workload (default: 32,128,1024 for the MLPs, 64 for lenet and lstm)")
+                   help="for every workload (default: 32,128,1024 for the MLPs, 64 for lenet and lstm, 128 for vit)")
     p.add_argument("--dtype", choices=DTYPE_NAMES, default="float32")
     p.add_argument("--optimizer", choices=OPTIMIZER_NAMES, default="sgd",
                    help="sgd at the workload preset's lr; adam and adamw at torch's default lr")

@@ -258,7 +258,9 @@ def from_preset(key: str) -> str:
 # The layer-stack presets' networks in words (an MLP preset's is its widths).
 _PRESET_NETWORKS = {"lenet": "LeNet-5 style CNN",
                     "lstm": "LSTM of 128 reading the image's 28 rows, its last step, linear 10",
-                    "gru": "GRU of 128 reading the image's 28 rows, its last step, linear 10"}
+                    "gru": "GRU of 128 reading the image's 28 rows, its last step, linear 10",
+                    "vit": "vision transformer: 16 patches of 7x7, d_model 64, 2 pre-LN encoder layers of 4 heads, "
+                           "mean of the tokens, linear 10"}
 
 
 def _preset_summary(name: str) -> str:
