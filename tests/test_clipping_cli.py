@@ -212,6 +212,11 @@ def test_numpy_nets_clipping_gives_torchs_overflow_results_without_a_numpy_warni
         warnings.simplefilter("error")
         total = numpy_net.clip_grad_norm_(net, max_norm)
     want = torch.nn.utils.clip_grad_norm_(params, max_norm)
-    np.testing.assert_equal(total, float(want))
+    if math.isfinite(total) and math.isfinite(float(want)):
+        # torch reduces the norms with the CPU's SIMD width (AVX2 or AVX-512 code), NumPy with its
+        # BLAS's dot: sqrt(1.5)^2 + sqrt(0.5)^2 = 2 rounds 1 ulp apart on some CPUs (an AMD EPYC).
+        np.testing.assert_array_max_ulp(np.float64(total), np.float64(float(want)), maxulp=1)
+    else:
+        np.testing.assert_equal(total, float(want))
     for value, param in zip(net.grads().values(), params):
         np.testing.assert_array_equal(value, param.grad.numpy())

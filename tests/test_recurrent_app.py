@@ -129,8 +129,8 @@ def test_every_help_that_lists_presets_names_the_recurrent_ones_rightly():
     assert "lstm: LSTM of 128 reading the image's 28 rows, its last step, linear 10, torch_default, batch 64, " \
            "adam lr 0.001, cosine schedule, clip grad norm 1, 5 epochs" in train
     assert "gru: GRU of 128 reading" in train
-    assert "for its own optimizer (sgd; adam for lstm, gru)" in train
-    assert "when --optimizer is the preset's own (sgd; adam for lstm, gru)" in train
+    assert "for its own optimizer (sgd; adam for lstm, gru; adamw for vit)" in train
+    assert "when --optimizer is the preset's own (sgd; adam for lstm, gru; adamw for vit)" in train
     for command in ("import", "compare"):
         assert "{notebook,default,lenet,lstm,gru,vit}" in commands[command].format_help()
     bench = " ".join(commands["bench"].format_help().split())
