@@ -743,7 +743,8 @@ for _name, _class in (("rnn", "RNN"), ("lstm", "LSTM"), ("gru", "GRU")):
                   initialize=_recurrent_initialize(_name), takes_dtype=True))
 
 
-def _last_step_output(spec: LayerSpec, shape: Shape) -> Shape:
+def _over_time_output(spec: LayerSpec, shape: Shape) -> Shape:
+    """A 3-D sequence reduced over its time steps (LastStep, SequenceMean): (batch, features)."""
     if len(shape) != 3:
         raise ValueError(f"{spec!r}: expects a 3-D input {sequence_form(spec.args['batch_first'], 'features')}, "
                          f"got {shape}")
@@ -753,7 +754,7 @@ def _last_step_output(spec: LayerSpec, shape: Shape) -> Shape:
 # The output at the last time step: x[:, -1] (batch_first) or x[-1], (batch, features). torch has
 # no such module (one writes output[:, -1] in forward); export prints a two-line one.
 register(Kind("laststep", "LastStep", {"batch_first": False},
-              check=lambda a: check_flag("batch_first", a["batch_first"]), output=_last_step_output))
+              check=lambda a: check_flag("batch_first", a["batch_first"]), output=_over_time_output))
 
 
 def _attention_args(a: Mapping[str, Any]) -> AttentionArgs:
@@ -897,17 +898,10 @@ register(Kind("positionalembedding", "PositionalEmbedding",
               takes_dtype=True))
 
 
-def _sequence_mean_output(spec: LayerSpec, shape: Shape) -> Shape:
-    if len(shape) != 3:
-        raise ValueError(f"{spec!r}: expects a 3-D input {sequence_form(spec.args['batch_first'], 'features')}, "
-                         f"got {shape}")
-    return (shape[0], shape[2]) if spec.args["batch_first"] else (shape[1], shape[2])
-
-
 # The mean over the time steps, a sequence classifier's pooling: x.mean(1) (batch_first) or
 # x.mean(0), (batch, features). torch has no such module (export prints one).
 register(Kind("sequencemean", "SequenceMean", {"batch_first": False},
-              check=lambda a: check_flag("batch_first", a["batch_first"]), output=_sequence_mean_output))
+              check=lambda a: check_flag("batch_first", a["batch_first"]), output=_over_time_output))
 
 
 def _embedding_args(a: Mapping[str, Any]) -> EmbeddingArgs:

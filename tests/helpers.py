@@ -147,3 +147,28 @@ def assert_torch_predicts_as_the_engine(module: Any, checkpoint: Any, samples: i
     with torch.no_grad():
         theirs = module(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(net.forward(x), theirs, rtol=1e-10, atol=1e-12)
+
+
+def train_and_export(capsys: Any, layers: str, data_root: str, tmp_path: Any) -> tuple[Any, str, str]:
+    """A one-epoch float64 run of the --layers network on 32 samples, exported: (its checkpoint,
+    the model.pt path, the Python lines export prints to rebuild and load it)."""
+    from backprop.checkpoint import load_checkpoint
+
+    out = str(tmp_path / "run")
+    cli_out(capsys, "train", "--layers", layers, "--dataset", "fashion-mnist", "--data-dir", data_root, "--limit",
+            "32", "--batch-size", "16", "--epochs", "1", "--dtype", "float64", "--quiet", "--out", out)
+    model = str(tmp_path / "model.pt")
+    code = cli_out(capsys, "export", out, "--to", model).split("load it:\n", 1)[1]
+    return load_checkpoint(out), model, code
+
+
+def assert_imports_back(capsys: Any, model: str, layers: str, data_root: str, tmp_path: Any, checkpoint: Any) -> None:
+    """`backprop import` of an exported model.pt gives back the checkpoint's parameters, bit for bit."""
+    from backprop.checkpoint import load_checkpoint
+
+    imported = str(tmp_path / "imported")
+    cli_out(capsys, "import", model, "--layers", layers, "--dataset", "fashion-mnist", "--data-dir", data_root,
+            "--out", imported)
+    again = load_checkpoint(imported)
+    for key, value in checkpoint.params.items():
+        np.testing.assert_array_equal(again.params[key], value, err_msg=key)

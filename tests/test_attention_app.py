@@ -13,11 +13,16 @@ import torch
 import numpy_net
 import torch_net
 from backprop.architecture import LayersSyntaxError, input_shape, parse_layers
-from backprop.checkpoint import load_checkpoint
 from engine_core.specs import LayerSpec, build, state_shapes
 from torch_net import autograd
 
-from .helpers import accuracy_of, assert_torch_predicts_as_the_engine, cli_out
+from .helpers import (
+    accuracy_of,
+    assert_imports_back,
+    assert_torch_predicts_as_the_engine,
+    cli_out,
+    train_and_export,
+)
 
 TINY = ("multiheadattention(28, 4, batch_first=True), layernorm(28), laststep(batch_first=True), "
         "layernorm(28, elementwise_affine=False), linear(28, 10)")
@@ -41,15 +46,11 @@ def test_an_embedding_is_refused_in_a_network_fed_pixels():
 
 
 def test_train_evaluate_export_and_import_an_attention_network(data_root, tmp_path, capsys):
+    checkpoint, model, code = train_and_export(capsys, TINY, data_root, tmp_path)
     out = str(tmp_path / "run")
-    cli_out(capsys, "train", "--layers", TINY, "--dataset", "fashion-mnist", "--data-dir", data_root, "--limit", "32",
-            "--batch-size", "16", "--epochs", "1", "--dtype", "float64", "--quiet", "--out", out)
     accuracies = {engine: accuracy_of(cli_out(capsys, "evaluate", out, "--engine", engine, "--out", str(tmp_path)))
                   for engine in ("numpy", "torch", "autograd")}
     assert len(set(accuracies.values())) == 1, accuracies
-    checkpoint = load_checkpoint(out)
-    model = str(tmp_path / "model.pt")
-    code = cli_out(capsys, "export", out, "--to", model).split("load it:\n", 1)[1]
     # torch's nn.MultiheadAttention takes (query, key, value) and returns a pair: the printed code
     # defines the self-attention wrapper it needs
     assert "class MultiheadAttention(nn.MultiheadAttention):" in code
@@ -64,12 +65,7 @@ def test_train_evaluate_export_and_import_an_attention_network(data_root, tmp_pa
     np.testing.assert_array_equal(saved["0.out_proj.weight"].numpy(), checkpoint.params["0.out_proj.weight"].T)
     np.testing.assert_array_equal(saved["0.in_proj_weight"].numpy(), checkpoint.params["0.in_proj_weight"])
     assert_torch_predicts_as_the_engine(module, checkpoint)
-    imported = str(tmp_path / "imported")
-    cli_out(capsys, "import", model, "--layers", TINY, "--dataset", "fashion-mnist", "--data-dir", data_root,
-            "--out", imported)
-    again = load_checkpoint(imported)
-    for key, value in checkpoint.params.items():
-        np.testing.assert_array_equal(again.params[key], value, err_msg=key)
+    assert_imports_back(capsys, model, TINY, data_root, tmp_path, checkpoint)
 
 
 def test_initial_state_is_torchs_rule_zero_biases_and_xavier_in_projection():

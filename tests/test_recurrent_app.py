@@ -28,7 +28,7 @@ from backprop.config import PRESETS, ConfigError, new_config
 from backprop.export import read_torch_state, to_torch_layout, torch_module, torch_state_shapes
 from engine_core.specs import build
 
-from .helpers import accuracy_of, assert_torch_predicts_as_the_engine, cli_out
+from .helpers import accuracy_of, assert_torch_predicts_as_the_engine, cli_out, train_and_export
 
 TINY = "lstm(28, 4, batch_first=True), laststep(batch_first=True), linear(4, 10)"
 # Every recurrent kind with arguments other than the defaults: two stacked layers, no bias, relu.
@@ -190,12 +190,8 @@ def test_export_prints_torch_code_that_rebuilds_the_recurrent_network_and_import
     import torch
     from torch import nn
 
+    checkpoint, model, code = train_and_export(capsys, TINY, data_root, tmp_path)
     out = str(tmp_path / "run")
-    cli_out(capsys, "train", "--layers", TINY, "--dataset", "fashion-mnist", "--data-dir", data_root, "--limit", "32",
-            "--batch-size", "16", "--epochs", "1", "--dtype", "float64", "--quiet", "--out", out)
-    checkpoint = load_checkpoint(out)
-    model = str(tmp_path / "model.pt")
-    code = cli_out(capsys, "export", out, "--to", model).split("load it:\n", 1)[1]
     # torch's nn.LSTM returns (output, (h_n, c_n)): the printed code defines the wrapper it needs
     assert "class LSTM(nn.LSTM):" in code and "class LastStep(nn.Module):" in code
     assert "nn.Sequential(LSTM(28, 4, batch_first=True), LastStep(batch_first=True), nn.Linear(4, 10))" in code

@@ -17,7 +17,13 @@ from backprop.config import PRESETS
 from engine_core.specs import LayerSpec, build, paths_of, state_shapes
 from torch_net import autograd
 
-from .helpers import accuracy_of, assert_torch_predicts_as_the_engine, cli_out
+from .helpers import (
+    accuracy_of,
+    assert_imports_back,
+    assert_torch_predicts_as_the_engine,
+    cli_out,
+    train_and_export,
+)
 
 # The vit preset's shape, small: 16 patches of 7x7 to 8 features, one pre-LN layer with dropout.
 TINY = ("patches(7), linear(49, 8), positionalembedding(16, 8, batch_first=True), "
@@ -75,12 +81,7 @@ def test_a_vit_run_resumed_in_another_engine_is_the_uninterrupted_run(data_root,
 
 
 def test_a_vit_goes_to_torch_as_its_own_encoder_layer_and_comes_back(data_root, tmp_path, capsys):
-    out = str(tmp_path / "run")
-    cli_out(capsys, "train", "--layers", TINY, "--dataset", "fashion-mnist", "--data-dir", data_root, "--limit", "32",
-            "--batch-size", "16", "--epochs", "1", "--dtype", "float64", "--quiet", "--out", out)
-    checkpoint = load_checkpoint(out)
-    model = str(tmp_path / "model.pt")
-    code = cli_out(capsys, "export", out, "--to", model).split("load it:\n", 1)[1]
+    checkpoint, model, code = train_and_export(capsys, TINY, data_root, tmp_path)
     assert "nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, dropout=0.25, activation='gelu', " \
            "batch_first=True, norm_first=True)" in code
     for name in ("Patches", "PositionalEmbedding", "SequenceMean"):
@@ -93,12 +94,7 @@ def test_a_vit_goes_to_torch_as_its_own_encoder_layer_and_comes_back(data_root, 
     np.testing.assert_array_equal(saved["3.self_attn.in_proj_weight"].numpy(),
                                   checkpoint.params["3.self_attn.in_proj_weight"])
     assert_torch_predicts_as_the_engine(module, checkpoint)
-    imported = str(tmp_path / "imported")
-    cli_out(capsys, "import", model, "--layers", TINY, "--dataset", "fashion-mnist", "--data-dir", data_root,
-            "--out", imported)
-    again = load_checkpoint(imported)
-    for key, value in checkpoint.params.items():
-        np.testing.assert_array_equal(again.params[key], value, err_msg=key)
+    assert_imports_back(capsys, model, TINY, data_root, tmp_path, checkpoint)
 
 
 @pytest.mark.parametrize("norm_first", [False, True])
