@@ -60,9 +60,10 @@ GRU_TEXT = "gru(28, 128, batch_first=True), laststep(batch_first=True), linear(1
 # position, two pre-LN encoder layers (4 heads, feed-forward 128, torch's default relu, no dropout),
 # a final LayerNorm, the tokens' mean, 10 logits. (gelu would cost the NumPy engine a third of its
 # step: NumPy has no erf, and scipy's takes 6.5 ms for the 2048 x 128 hidden values, torch's 0.5.)
-_ENCODER = "transformerencoderlayer(64, 4, 128, 0.0, batch_first=True, norm_first=True)"
-VIT_TEXT = (f"patches(7), linear(49, 64), positionalembedding(16, 64, batch_first=True), {_ENCODER}, {_ENCODER}, "
-            "layernorm(64), sequencemean(batch_first=True), linear(64, 10)")
+# Each encoder layer has its own seed: with dropout (--layers), their masks must differ.
+_ENCODER = "transformerencoderlayer(64, 4, 128, 0.0, batch_first=True, norm_first=True{})"
+VIT_TEXT = (f"patches(7), linear(49, 64), positionalembedding(16, 64, batch_first=True), {_ENCODER.format('')}, "
+            f"{_ENCODER.format(', seed=1')}, layernorm(64), sequencemean(batch_first=True), linear(64, 10)")
 
 
 class LayersSyntaxError(ValueError):

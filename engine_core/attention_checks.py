@@ -68,9 +68,16 @@ def check_attention_args(embed_dim: object, num_heads: object, dropout: object =
 
 
 ACTIVATIONS = ("relu", "gelu")  # torch.nn.TransformerEncoderLayer's activation strings
-# The seeds of a TransformerEncoderLayer's four dropouts: its seed + offset (torch draws all four
-# from its one generator; here each has its own, so that every engine draws the same masks).
+# The seeds of a TransformerEncoderLayer's four dropouts (encoder_dropout_seed): torch draws all
+# four from its one generator; here each has its own, so that every engine draws the same masks.
 ENCODER_DROPOUT_SEEDS = {"dropout": 0, "dropout1": 1, "dropout2": 2, "self_attn": 3}
+
+
+def encoder_dropout_seed(seed: int, name: str) -> int:
+    """The seed of an encoder layer's dropout ``name`` (a key of ENCODER_DROPOUT_SEEDS): 4 seed +
+    its offset, so that encoder layers of different seeds never share a generator (with seed +
+    offset, layer 0's dropout2 and layer 1's dropout1 drew the same masks)."""
+    return 4 * seed + ENCODER_DROPOUT_SEEDS[name]
 
 
 @dataclass(frozen=True)
@@ -121,14 +128,18 @@ def check_encoder_layer_args(d_model: object, nhead: object, dim_feedforward: ob
 
 
 def additive_mask(layer: str, batch: int, steps: int, num_heads: int, key_padding_mask: object = None,
-                  attn_mask: object = None, is_causal: object = False) -> np.ndarray | None:
+                  attn_mask: object = None, is_causal: object = False,
+                  dtype: str = "float64") -> np.ndarray | None:
     """The masks as one float64 array added to the scores, (B, num_heads, T, T) (broadcastable:
     (1, 1, T, T) for a (T, T) attn_mask alone), -inf where a boolean mask says True; None for no
     mask. Masks are NumPy arrays (engines convert theirs first) and are never written to.
+    ``dtype``: the layer's, in which the scores are computed (a float mask of -1e39 is -inf in
+    float32 and masks its key there).
 
     Raises TypeError (not an array; a dtype neither bool nor floating) or ValueError (a shape
-    other than torch's; NaN in a float mask; a query row whose every key is masked, named by its
-    batch, head and query index), naming the layer and the mask.
+    other than torch's; NaN or +inf in a float mask, or a value +inf in ``dtype``: a score of +inf
+    has no softmax; a query row whose every key is masked in ``dtype``, named by its batch, head
+    and query index), naming the layer and the mask.
     """
     causal = check_flag("is_causal", is_causal)
     if attn_mask is None and key_padding_mask is None and not causal:
@@ -151,7 +162,12 @@ def additive_mask(layer: str, batch: int, steps: int, num_heads: int, key_paddin
             raise ValueError(f"{layer}: key_padding_mask: expected shape ({batch}, {steps}) (batch, T), "
                              f"got {mask.shape}")
         total = total + mask[:, None, None, :]
-    blocked = np.all(np.isneginf(total), axis=-1)
+    with np.errstate(over="ignore"):
+        scored = total.astype(dtype)  # a float mask beyond the dtype's range is +-inf there
+    if np.isposinf(scored).any():
+        raise ValueError(f"{layer}: a mask adds +inf to a score in {dtype} (values beyond "
+                         f"{float(np.finfo(dtype).max):.3g}): its softmax would be NaN; mask with -inf or True instead")
+    blocked = np.all(np.isneginf(scored), axis=-1)
     if blocked.any():
         b, h, t = (int(i) for i in np.argwhere(blocked)[0])
         raise ValueError(f"{layer}: every key of query {t} (batch {b}, head {h}) is masked: its attention "

@@ -28,13 +28,13 @@ from typing import Any
 import numpy as np
 
 from .attention_checks import (
-    ENCODER_DROPOUT_SEEDS,
     AttentionArgs,
     EmbeddingArgs,
     EncoderLayerArgs,
     check_attention_args,
     check_embedding_args,
     check_encoder_layer_args,
+    encoder_dropout_seed,
 )
 from .checks import check_choice, check_dtype_name, check_seed, check_sizes
 from .conv_checks import (
@@ -823,14 +823,14 @@ def _encoder_parts(args: Mapping[str, Any]) -> list[tuple[str, LayerSpec]]:
     seed = args["seed"]
 
     def dropout(name: str) -> LayerSpec:
-        return LayerSpec("dropout", {"p": a.dropout, "seed": seed + ENCODER_DROPOUT_SEEDS[name]})
+        return LayerSpec("dropout", {"p": a.dropout, "seed": encoder_dropout_seed(seed, name)})
 
     def norm() -> LayerSpec:
         return LayerSpec("layernorm", {"normalized_shape": a.d_model, "eps": a.layer_norm_eps, "bias": a.bias})
 
     return [("self_attn", LayerSpec("multiheadattention", {
                 "embed_dim": a.d_model, "num_heads": a.nhead, "dropout": a.dropout, "bias": a.bias,
-                "batch_first": a.batch_first, "seed": seed + ENCODER_DROPOUT_SEEDS["self_attn"]})),
+                "batch_first": a.batch_first, "seed": encoder_dropout_seed(seed, "self_attn")})),
             ("linear1", LayerSpec("linear", {"in_features": a.d_model, "out_features": a.dim_feedforward,
                                              "bias": a.bias})),
             ("dropout", dropout("dropout")),
@@ -847,7 +847,7 @@ def _encoder_output(spec: LayerSpec, shape: Shape) -> Shape:
 # torch.nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward=2048, dropout=0.1,
 # activation="relu", layer_norm_eps=1e-5, batch_first=False, norm_first=False, bias=True):
 # no parameters of its own, its parts' state keys (self_attn.in_proj_weight, linear1.weight,
-# norm1.weight, ...). ``seed`` (not torch's) seeds its dropouts (ENCODER_DROPOUT_SEEDS).
+# norm1.weight, ...). ``seed`` (not torch's) seeds its dropouts (encoder_dropout_seed).
 register(Kind("transformerencoderlayer", "TransformerEncoderLayer",
               {"d_model": REQUIRED, "nhead": REQUIRED, "dim_feedforward": 2048, "dropout": 0.1, "activation": "relu",
                "layer_norm_eps": 1e-5, "batch_first": False, "norm_first": False, "bias": True, "seed": 0},

@@ -92,7 +92,8 @@ class MultiheadAttention(Layer):
             x = self._unshared(x)
         xb = x if self.batch_first else x.transpose(1, 0, 2)  # (B, T, E)
         batch, steps, embed = xb.shape
-        mask = additive_mask(self.describe(), batch, steps, self.num_heads, key_padding_mask, attn_mask, is_causal)
+        mask = additive_mask(self.describe(), batch, steps, self.num_heads, key_padding_mask, attn_mask, is_causal,
+                             self.dtype.name)
         rows = xb.reshape(batch * steps, embed)
         qkv = rows @ self.in_proj_weight.T
         if self.in_proj_bias is not None:

@@ -35,11 +35,13 @@ class Layer(LayerBase[np.ndarray]):
         return buf
 
     def _unshared(self, x: np.ndarray) -> np.ndarray:
-        """x, or a copy of x where it lies in one of this layer's own arrays (its last output or
-        dL/dx fed back in): the forward writes those buffers, and backward must see x as it came."""
-        for value in self.__dict__.values():
-            if value.__class__ is np.ndarray and np.may_share_memory(x, value):
-                return x.copy()
+        """x, or a copy of x where it lies in one of this layer's own arrays or its parts' (its
+        last output or dL/dx fed back in; a MultiheadAttention's output is its out_proj's buffer):
+        the forward writes those buffers, and backward must see x as it came."""
+        for _, module in self.named_modules():
+            for value in module.__dict__.values():
+                if value.__class__ is np.ndarray and np.may_share_memory(x, value):
+                    return x.copy()
         return x
 
     def _exact_buffer(self, name: str, shape: tuple[int, ...], dtype: np.dtype, zero: bool = False) -> np.ndarray:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine_core.attention_checks import ENCODER_DROPOUT_SEEDS, check_encoder_layer_args
+from engine_core.attention_checks import check_encoder_layer_args, encoder_dropout_seed
 from engine_core.bookkeeping import LayerBase
 from engine_core.checks import check_dtype_name, check_type, native, shape_of
 from engine_core.errors import backward_before_forward_message
@@ -35,7 +35,7 @@ class TransformerEncoderLayer(Layer):
     Parts named as torch's (self_attn, linear1, dropout, linear2, norm1, norm2, dropout1, dropout2),
     so the state keys are torch's (self_attn.in_proj_weight, linear1.weight (in, out) here, ...);
     bias=False removes every bias, the norms' too. The four dropouts draw the engines' masks, seeded
-    seed + engine_core.attention_checks.ENCODER_DROPOUT_SEEDS[name]. Raises TypeError/ValueError for bad
+    4 seed + 0..3 (engine_core.attention_checks.encoder_dropout_seed). Raises TypeError/ValueError for bad
     arguments (engine_core.attention_checks.check_encoder_layer_args), input, delta or masks.
     """
 
@@ -50,14 +50,14 @@ class TransformerEncoderLayer(Layer):
         self.dtype = np.dtype(check_dtype_name(dtype))
         name = self.dtype.name
         self.self_attn = MultiheadAttention(a.d_model, a.nhead, a.dropout, a.bias, a.batch_first,
-                                            seed=seed + ENCODER_DROPOUT_SEEDS["self_attn"], dtype=name)
+                                            seed=encoder_dropout_seed(seed, "self_attn"), dtype=name)
         self.linear1 = Linear(a.d_model, a.dim_feedforward, bias=a.bias, dtype=name)
-        self.dropout = Dropout(a.dropout, seed=seed + ENCODER_DROPOUT_SEEDS["dropout"])
+        self.dropout = Dropout(a.dropout, seed=encoder_dropout_seed(seed, "dropout"))
         self.linear2 = Linear(a.dim_feedforward, a.d_model, bias=a.bias, dtype=name)
         self.norm1 = LayerNorm(a.d_model, a.layer_norm_eps, bias=a.bias, dtype=name)
         self.norm2 = LayerNorm(a.d_model, a.layer_norm_eps, bias=a.bias, dtype=name)
-        self.dropout1 = Dropout(a.dropout, seed=seed + ENCODER_DROPOUT_SEEDS["dropout1"])
-        self.dropout2 = Dropout(a.dropout, seed=seed + ENCODER_DROPOUT_SEEDS["dropout2"])
+        self.dropout1 = Dropout(a.dropout, seed=encoder_dropout_seed(seed, "dropout1"))
+        self.dropout2 = Dropout(a.dropout, seed=encoder_dropout_seed(seed, "dropout2"))
         # torch holds the activation as a function, not a module: no state key, no child.
         self.activation: Layer = ReLU() if a.activation == "relu" else GELU()
         # The parts get arrays this layer made from an input and a delta it checked.
@@ -79,7 +79,7 @@ class TransformerEncoderLayer(Layer):
         src_key_padding_mask). Never writes src or a mask."""
         x = src
         if not self.input_trusted:
-            check_type(f"{self.describe()}: src", x, np.ndarray, ARRAY_TYPE)
+            check_type(f"{self.describe()}: x", x, np.ndarray, ARRAY_TYPE)
             x = native(x)  # type: ignore[arg-type]
             check_sequence_facts(self.describe(), x.shape, x.dtype.name, self.args.d_model, self.args.batch_first,
                                  self.dtype.name)

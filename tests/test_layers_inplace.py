@@ -330,6 +330,14 @@ SELF_FED = {
     "lstm": (lambda m: m.LSTM(3, 3, dtype="float64"), (4, 2, 3)),
     "gru": (lambda m: m.GRU(3, 3, dtype="float64"), (4, 2, 3)),
     "lstm batch_first": (lambda m: m.LSTM(3, 3, batch_first=True, dtype="float64"), (2, 4, 3)),
+    # a composite layer: its output is its part out_proj's buffer
+    "multiheadattention": (lambda m: m.MultiheadAttention(4, 2, dtype="float64"), (3, 2, 4)),
+    "multiheadattention dropout": (lambda m: m.MultiheadAttention(4, 2, dropout=0.3, seed=1, dtype="float64"),
+                                   (3, 2, 4)),
+    "transformerencoderlayer": (lambda m: m.TransformerEncoderLayer(4, 2, 5, dropout=0.2, dtype="float64"),
+                                (3, 2, 4)),
+    "layernorm": (lambda m: m.LayerNorm(4, dtype="float64"), (3, 4)),
+    "positionalembedding": (lambda m: m.PositionalEmbedding(5, 4, dtype="float64"), (3, 2, 4)),
 }
 
 

@@ -160,3 +160,40 @@ def test_without_dropout_train_and_eval_mode_give_the_same_encoder_layer(engine)
     np.testing.assert_array_equal(results[0][0], results[1][0])
     np.testing.assert_array_equal(results[0][1], results[1][1])
     assert paths_of([spec], "dropout") == ["0.dropout", "0.dropout1", "0.dropout2"]  # no attn_dropout at p = 0
+
+
+def test_encoder_layers_of_different_seeds_never_share_a_dropout_generator():
+    """4 seed + 0..3: layer 0's dropout2 and layer 1's dropout1 had the same seed (2) with seed +
+    0..3, and drew the same masks; the vit preset gives its two layers seeds 0 and 1."""
+    seeds = {seed: [spec.args["seed"] for path, spec in
+                    LayerSpec("transformerencoderlayer", {"d_model": 4, "nhead": 2, "dropout": 0.1,
+                                                          "seed": seed}).walk() if spec.kind in ("dropout",)]
+             for seed in range(4)}
+    drawn = [s for values in seeds.values() for s in values]
+    assert len(drawn) == len(set(drawn)) == 16  # four dropouts a layer, attn_dropout included
+    assert [spec.args["seed"] for _, spec in VIT_NETWORK.walk() if spec.kind == "transformerencoderlayer"] == [0, 1]
+
+
+@pytest.mark.parametrize("engine", ["numpy_net", "torch_net", "torch_net.autograd"])
+def test_a_float_mask_is_judged_in_the_layers_dtype(engine):
+    """-1e39 is finite in float64 but -inf in float32: a key padding row of it masks every key of a
+    float32 layer, which is refused as a fully masked row (not NaN); +inf in a mask is refused in
+    every dtype (its softmax would be NaN, as torch gives)."""
+    import importlib
+
+    module = importlib.import_module(engine)
+    padding = np.array([[0.0, 0.0, 0.0], [-1e39, -1e39, -1e39]])
+    for dtype in ("float32", "float64"):
+        layer = build(module, [LayerSpec("multiheadattention", {"embed_dim": 4, "num_heads": 2,
+                                                                 "batch_first": True})], dtype).layers[0]
+        x = np.random.default_rng(0).standard_normal((2, 3, 4))
+        forward = layer.module if engine.endswith("autograd") else layer.forward
+        as_array = (lambda a, d: torch.from_numpy(a.astype(d))) if engine.endswith("autograd") else module.asarray
+        mask = as_array(padding, "float64")
+        if dtype == "float32":
+            with pytest.raises(ValueError, match=r"every key of query 0 \(batch 1, head 0\) is masked"):
+                forward(as_array(x, dtype), key_padding_mask=mask)
+        else:
+            forward(as_array(x, dtype), key_padding_mask=mask)  # -1e39 is a finite score in float64
+        with pytest.raises(ValueError, match=r"a mask adds \+inf to a score"):
+            forward(as_array(x, dtype), attn_mask=as_array(np.full((3, 3), np.inf), "float64"))

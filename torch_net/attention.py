@@ -96,7 +96,7 @@ class MultiheadAttention(Layer):
         xb = x if self.batch_first else x.transpose(0, 1)  # (B, T, E)
         batch, steps, embed = xb.shape
         found = additive_mask(self.describe(), batch, steps, self.num_heads, mask_as_numpy(key_padding_mask),
-                              mask_as_numpy(attn_mask), is_causal)
+                              mask_as_numpy(attn_mask), is_causal, dtype_name(self.dtype))
         mask = None if found is None else torch.from_numpy(found).to(self.dtype).to(self.device)
         rows = xb.reshape(batch * steps, embed)
         qkv = rows @ self.in_proj_weight.t()

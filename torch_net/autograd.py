@@ -19,13 +19,14 @@ from torch import nn
 from torch.nn import functional
 
 from engine_core.attention_checks import (
-    ENCODER_DROPOUT_SEEDS,
     EncoderLayerArgs,
     additive_mask,
     check_attention_args,
     check_embedding_args,
     check_encoder_layer_args,
     check_patches_facts,
+    check_positions_facts,
+    encoder_dropout_seed,
 )
 from engine_core.checks import (
     check_adam,
@@ -106,6 +107,11 @@ class Layer:
 
 def _kind(dtype: str) -> torch.dtype:
     return getattr(torch, check_dtype_name(dtype))
+
+
+def _name(dtype: torch.dtype) -> str:
+    """torch.float32 -> "float32", as the engine-neutral checks name dtypes."""
+    return str(dtype).replace("torch.", "")
 
 
 class Linear(Layer):
@@ -339,7 +345,7 @@ class _SelfAttention(nn.MultiheadAttention):
                 attn_mask: Any = None, is_causal: bool = False) -> torch.Tensor:
         batch, steps = (x.shape[0], x.shape[1]) if self.batch_first else (x.shape[1], x.shape[0])
         found = additive_mask(repr(self), batch, steps, self.num_heads, mask_as_numpy(key_padding_mask),
-                              mask_as_numpy(attn_mask), is_causal)
+                              mask_as_numpy(attn_mask), is_causal, str(x.dtype).replace("torch.", ""))
         mask = None
         if found is not None:
             full = np.broadcast_to(found, (batch, self.num_heads, steps, steps)).reshape(-1, steps, steps)
@@ -384,17 +390,18 @@ class MultiheadAttention(Layer):
 class _EncoderLayer(nn.TransformerEncoderLayer):
     """torch.nn.TransformerEncoderLayer itself (its modules, names, activation and LayerNorms),
     with its four dropouts drawing the engines' masks (NumpyMaskDropout, seeded as
-    engine_core.attention_checks.ENCODER_DROPOUT_SEEDS says) and its self_attn a _SelfAttention.
+    engine_core.attention_checks.encoder_dropout_seed) and its self_attn a _SelfAttention.
     forward is torch's slow path (its documented formula): torch's eval-mode fast path is not the
     reference (it mishandles float masks, pytorch/pytorch#118628)."""
 
     def __init__(self, a: EncoderLayerArgs, seed: int, dtype: torch.dtype, device: str | torch.device) -> None:
         super().__init__(a.d_model, a.nhead, a.dim_feedforward, a.dropout, a.activation, a.layer_norm_eps,
                          a.batch_first, a.norm_first, a.bias, device=device, dtype=dtype)
-        self.self_attn = _SelfAttention(a.d_model, a.nhead, a.dropout, seed + ENCODER_DROPOUT_SEEDS["self_attn"],
+        self.self_attn = _SelfAttention(a.d_model, a.nhead, a.dropout, encoder_dropout_seed(seed, "self_attn"),
                                         bias=a.bias, batch_first=a.batch_first, dtype=dtype, device=device)
         for name in ("dropout", "dropout1", "dropout2"):
-            setattr(self, name, NumpyMaskDropout(a.dropout, seed + ENCODER_DROPOUT_SEEDS[name]))
+            setattr(self, name, NumpyMaskDropout(a.dropout, encoder_dropout_seed(seed, name)))
+        self.text = f"TransformerEncoderLayer({a.extra_repr()})"  # for messages, as the engines show it
 
     def forward(self, src: torch.Tensor, src_mask: Any = None,  # type: ignore[override]
                 src_key_padding_mask: Any = None, is_causal: bool = False) -> torch.Tensor:
@@ -402,6 +409,8 @@ class _EncoderLayer(nn.TransformerEncoderLayer):
             return self.dropout1(self.self_attn(h, key_padding_mask=src_key_padding_mask, attn_mask=src_mask,
                                                 is_causal=is_causal))
 
+        check_sequence_facts(self.text, tuple(src.shape), _name(src.dtype), self.linear1.in_features,
+                             self.self_attn.batch_first, _name(self.linear1.weight.dtype))
         x = src
         if self.norm_first:
             x = x + sa(self.norm1(x))
@@ -577,8 +586,7 @@ class PatchesModule(nn.Module):
         return f"patch_size={self.patch_size}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_patches_facts(f"Patches(patch_size={self.patch_size})", tuple(x.shape),
-                            str(x.dtype).replace("torch.", ""), self.patch_size)
+        check_patches_facts(f"Patches(patch_size={self.patch_size})", tuple(x.shape), _name(x.dtype), self.patch_size)
         return self.unfold(x).transpose(1, 2)
 
 
@@ -604,6 +612,9 @@ class PositionalEmbeddingModule(nn.Module):
         return "PositionalEmbedding"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows, width = self.weight.shape
+        check_positions_facts(f"PositionalEmbedding({rows}, {width}{', batch_first=True' if self.batch_first else ''})",
+                              tuple(x.shape), _name(x.dtype), rows, width, self.batch_first, _name(self.weight.dtype))
         if self.batch_first:
             return x + self.weight[:x.shape[1]]
         return x + self.weight[:x.shape[0]].unsqueeze(1)
@@ -635,6 +646,8 @@ class SequenceMeanModule(nn.Module):
         return "batch_first=True" if self.batch_first else ""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_sequence_facts(f"SequenceMean({self.extra_repr()})", tuple(x.shape), _name(x.dtype), None,
+                             self.batch_first, None)
         return x.mean(1 if self.batch_first else 0)
 
 

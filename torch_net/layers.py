@@ -32,17 +32,18 @@ class Layer(LayerBase[torch.Tensor]):
         return buf
 
     def _unshared(self, x: torch.Tensor) -> torch.Tensor:
-        """x, or a copy of x where its memory overlaps one of this layer's own tensors (its last
-        output or dL/dx fed back in, perhaps through a NumPy view): the forward writes those
-        buffers, and backward must see x as it came."""
+        """x, or a copy of x where its memory overlaps one of this layer's own tensors or its
+        parts' (its last output or dL/dx fed back in, perhaps through a NumPy view): the forward
+        writes those buffers, and backward must see x as it came."""
         storage = x.untyped_storage()
         start = storage.data_ptr()
         end = start + storage.nbytes()
-        for value in self.__dict__.values():
-            if value.__class__ is torch.Tensor and value.device == x.device:
-                other = value.untyped_storage()
-                if other.data_ptr() < end and start < other.data_ptr() + other.nbytes():
-                    return x.clone()
+        for _, module in self.named_modules():  # its parts' too: an attention's output is out_proj's
+            for value in module.__dict__.values():
+                if value.__class__ is torch.Tensor and value.device == x.device:
+                    other = value.untyped_storage()
+                    if other.data_ptr() < end and start < other.data_ptr() + other.nbytes():
+                        return x.clone()
         return x
 
     def _exact_buffer(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
