@@ -4,7 +4,7 @@ is active wherever this package is installed): hypothesis profiles and the ``--e
     pytest --pyargs parity_tests --engine mypkg.my_engine       # from any directory
     pytest parity_tests --engine numpy_net --engine torch_net   # in the checkout (the default)
 
-HYPOTHESIS_PROFILE=ci (default; derandomized, 60 examples a property) or thorough (1000).
+HYPOTHESIS_PROFILE=ci (default; derandomized, 45 examples a property) or thorough (1000).
 Every test that takes the ``engine`` fixture runs once per ``--engine`` module, against
 torch autograd (torch_net.autograd) as the oracle.
 """

@@ -33,7 +33,7 @@ ORACLE = oracle()
 RECURRENT = ("rnn", "lstm", "gru")
 RTOL32 = CATALOG["lstm"].rtol32
 assert RTOL32 == CATALOG["rnn"].rtol32 == CATALOG["gru"].rtol32
-# Per property, kind and engine: a quarter of the profile's (15 in ci; each example runs torch and the
+# Per property, kind and engine: a quarter of the profile's (11 in ci; each example runs torch and the
 # engine through time), at least 2.
 MAX_EXAMPLES = max(2, settings.default.max_examples // 4)
 
