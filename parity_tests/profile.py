@@ -6,8 +6,8 @@ HYPOTHESIS_PROFILE=ci (default): derandomized, 45 examples a property (what keep
 ``make test`` within CI's 10 minutes on 2 cores, also on the slower of the machines seen), no deadline;
 thorough: 1000 examples; debug: ci with verbose output; smoke: ci with 5 examples, to see that the
 harness runs at all (the project's own test of an installed harness uses it on a re-export of an
-engine that the suite tests in full). The project's tests run the rejection fixtures under ci too
-(each one's smallest failing case checked there).
+engine that the suite tests in full); ci100: ci with 100 examples (the project's tests of the
+rejection fixtures).
 """
 
 import os
@@ -31,4 +31,7 @@ settings.register_profile(
 )
 settings.register_profile("debug", parent=settings.get_profile("ci"), verbosity=Verbosity.verbose)
 settings.register_profile("smoke", parent=settings.get_profile("ci"), max_examples=5)
+# ci with 100 examples a property: the project's tests run the rejection fixtures under it (each
+# fixture's smallest failing case, and which properties catch it, were established at 100).
+settings.register_profile("ci100", parent=settings.get_profile("ci"), max_examples=100)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

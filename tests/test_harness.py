@@ -189,7 +189,7 @@ def _run_rejections(tmp_path_factory: pytest.TempPathFactory) -> str:
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", "--pyargs", "parity_tests.test_layers",
          "parity_tests.test_attention", "parity_tests.test_gradients", "parity_tests.test_optimizers", *engines,
          "-k", selection], cwd=where, capture_output=True, text=True, timeout=900,
-        env={**os.environ, "PYTHONPATH": str(where), "HYPOTHESIS_PROFILE": "ci"})
+        env={**os.environ, "PYTHONPATH": str(where), "HYPOTHESIS_PROFILE": "ci100"})
     assert result.returncode == pytest.ExitCode.TESTS_FAILED, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout
 
