@@ -197,3 +197,19 @@ def test_a_float_mask_is_judged_in_the_layers_dtype(engine):
             forward(as_array(x, dtype), key_padding_mask=mask)  # -1e39 is a finite score in float64
         with pytest.raises(ValueError, match=r"a mask adds \+inf to a score"):
             forward(as_array(x, dtype), attn_mask=as_array(np.full((3, 3), np.inf), "float64"))
+
+
+@pytest.mark.parametrize("engine", ["numpy_net", "torch_net"])
+def test_a_shorter_sequence_leaves_no_gradient_on_the_positions_it_did_not_reach(engine):
+    """backward replaces the gradient: after a sequence of 5 steps, one of 2 gives the positions 2-4
+    exactly 0 (a backward that only writes the first T rows keeps the longer call's there)."""
+    import importlib
+
+    module = importlib.import_module(engine)
+    layer = module.PositionalEmbedding(5, 3, batch_first=True, dtype="float64")
+    rng = np.random.default_rng(0)
+    for steps in (5, 2):
+        layer.forward(module.asarray(rng.standard_normal((2, steps, 3)), "float64"))
+        layer.backward(module.asarray(rng.standard_normal((2, steps, 3)), "float64"))
+    grad = np.asarray(module.to_numpy(layer.grad_weight))
+    assert not grad[2:].any() and grad[:2].all()
