@@ -69,6 +69,7 @@ from .checks import (
     check_finite_input,
     check_labels,
     check_logits,
+    dtype_name,
     raise_non_finite_logits,
     shape_of,
 )
@@ -108,10 +109,6 @@ class Layer:
 def _kind(dtype: str) -> torch.dtype:
     return getattr(torch, check_dtype_name(dtype))
 
-
-def _name(dtype: torch.dtype) -> str:
-    """torch.float32 -> "float32", as the engine-neutral checks name dtypes."""
-    return str(dtype).replace("torch.", "")
 
 
 class Linear(Layer):
@@ -345,7 +342,7 @@ class _SelfAttention(nn.MultiheadAttention):
                 attn_mask: Any = None, is_causal: bool = False) -> torch.Tensor:
         batch, steps = (x.shape[0], x.shape[1]) if self.batch_first else (x.shape[1], x.shape[0])
         found = additive_mask(repr(self), batch, steps, self.num_heads, mask_as_numpy(key_padding_mask),
-                              mask_as_numpy(attn_mask), is_causal, str(x.dtype).replace("torch.", ""))
+                              mask_as_numpy(attn_mask), is_causal, dtype_name(x.dtype))
         mask = None
         if found is not None:
             full = np.broadcast_to(found, (batch, self.num_heads, steps, steps)).reshape(-1, steps, steps)
@@ -409,8 +406,8 @@ class _EncoderLayer(nn.TransformerEncoderLayer):
             return self.dropout1(self.self_attn(h, key_padding_mask=src_key_padding_mask, attn_mask=src_mask,
                                                 is_causal=is_causal))
 
-        check_sequence_facts(self.text, tuple(src.shape), _name(src.dtype), self.linear1.in_features,
-                             self.self_attn.batch_first, _name(self.linear1.weight.dtype))
+        check_sequence_facts(self.text, tuple(src.shape), dtype_name(src.dtype), self.linear1.in_features,
+                             self.self_attn.batch_first, dtype_name(self.linear1.weight.dtype))
         x = src
         if self.norm_first:
             x = x + sa(self.norm1(x))
@@ -473,8 +470,8 @@ class _KeepOutput:
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         module = cast(nn.RNNBase, self)
         check_type(f"{self.text}: x", x, torch.Tensor, "torch.Tensor")
-        check_sequence_facts(self.text, tuple(x.shape), str(x.dtype).replace("torch.", ""), module.input_size,
-                             module.batch_first, str(module.weight_ih_l0.dtype).replace("torch.", ""))
+        check_sequence_facts(self.text, tuple(x.shape), dtype_name(x.dtype), module.input_size,
+                             module.batch_first, dtype_name(cast(torch.Tensor, module.weight_ih_l0).dtype))
         output, finals = super().forward(x)  # type: ignore[misc]  # the torch.nn class after this mixin
         if isinstance(finals, tuple):  # the LSTM's (h_n, c_n)
             self.h_n, self.c_n = finals[0].detach(), finals[1].detach()
@@ -586,7 +583,8 @@ class PatchesModule(nn.Module):
         return f"patch_size={self.patch_size}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_patches_facts(f"Patches(patch_size={self.patch_size})", tuple(x.shape), _name(x.dtype), self.patch_size)
+        check_patches_facts(f"Patches(patch_size={self.patch_size})", tuple(x.shape), dtype_name(x.dtype),
+                            self.patch_size)
         return self.unfold(x).transpose(1, 2)
 
 
@@ -613,8 +611,9 @@ class PositionalEmbeddingModule(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows, width = self.weight.shape
-        check_positions_facts(f"PositionalEmbedding({rows}, {width}{', batch_first=True' if self.batch_first else ''})",
-                              tuple(x.shape), _name(x.dtype), rows, width, self.batch_first, _name(self.weight.dtype))
+        text = f"PositionalEmbedding({rows}, {width}{', batch_first=True' if self.batch_first else ''})"
+        check_positions_facts(text, tuple(x.shape), dtype_name(x.dtype), rows, width, self.batch_first,
+                              dtype_name(self.weight.dtype))
         if self.batch_first:
             return x + self.weight[:x.shape[1]]
         return x + self.weight[:x.shape[0]].unsqueeze(1)
@@ -646,7 +645,7 @@ class SequenceMeanModule(nn.Module):
         return "batch_first=True" if self.batch_first else ""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_sequence_facts(f"SequenceMean({self.extra_repr()})", tuple(x.shape), _name(x.dtype), None,
+        check_sequence_facts(f"SequenceMean({self.extra_repr()})", tuple(x.shape), dtype_name(x.dtype), None,
                              self.batch_first, None)
         return x.mean(1 if self.batch_first else 0)
 
@@ -797,7 +796,7 @@ class Sequential(Layer):
 
     def load_state_dict(self, state: ModelState) -> None:
         entries = self._entries()
-        dtype = str(entries[0][2].dtype).replace("torch.", "") if entries else None
+        dtype = dtype_name(entries[0][2].dtype) if entries else None
         arrays = check_model_state(self.shapes(), state, dtype)
         with torch.no_grad():
             for key, flip, value in entries:
@@ -980,7 +979,7 @@ class _Optimizer:
         """Any engine's optimizer state, validated in full first (all-or-nothing)."""
         params = self.net.named_parameters()
         shapes = {name: tuple(self.net.to_engine_layout(name, p).shape) for name, p in params.items()}
-        dtype = str(next(iter(params.values())).dtype).replace("torch.", "")
+        dtype = dtype_name(next(iter(params.values())).dtype)
         valid = check_optimizer_state(self.kind, self.hyper_parameters(), shapes, state, dtype)
         # Convert everything before touching the optimizer, so nothing can fail half-way; clone,
         # so the caller's arrays are never the optimizer's buffers.
