@@ -5,14 +5,28 @@ the floor's products when "auto"), each library's floor is chosen (backprop.floo
 formulation of every product), then the engines (and the floors) are timed in turn inside each
 repeat, so drift in the machine's speed hits them all alike; medians over repeats are reported.
 A separate instrumented pass afterwards times each phase of a step (feed, forward, loss,
-backward, update, accuracy), with a device synchronisation between phases, so that the
-headline timing carries no clock reads or synchronisations of its own.
+backward, update, accuracy), with a device synchronisation between phases, and another each
+layer's forward and backward (hand-written engines), so that the headline timing carries no
+clock reads or synchronisations of its own.
+
+Reproducibility: each repeat times an engine and its floor back to back, so their ratio in that
+repeat is paired against the machine's speed at that moment; a row reports the median ratio and
+its spread over the repeats ((max - min) / median), and is marked unstable when that spread, or
+its floor's own, exceeds UNSTABLE. `backprop bench` runs each case (workload and batch size) in a
+fresh process (run_isolated), so that no case inherits another's thread pools, allocator state or
+compiled graphs. pyperf was considered for the timing and statistics: its Runner owns the command
+line and times one benchmark per worker process, compared across runs, whereas a row here is a
+ratio to a floor timed in the same repeat; multiprocessing gives the isolation and statistics
+the medians and ranges.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import concurrent.futures.process
 import logging
 import math
+import multiprocessing
 import os
 import platform
 import statistics
@@ -43,7 +57,12 @@ NUMPY_FLOOR, TORCH_FLOOR = "numpy", "torch"
 # fewer steps per repeat AND a repeat shorter than MIN_REPEAT_S, or fewer repeats.
 MIN_STEPS, MIN_REPEATS, MIN_REPEAT_S = 50, 3, 0.5
 PHASES = ("feed", "forward", "loss", "backward", "update", "accuracy")
-COMPILED = "compiled"  # the torch.compile'd autograd reference row
+# The rows of torch.compile: autograd's nn.Module and optimizer (the reference a user would pick
+# instead of an engine), and the torch engine's own hand-written step (torch_net.compiled).
+COMPILED_AUTOGRAD, COMPILED_TORCH = "autograd+compile", "torch+compile"
+# A row whose ratio to its floor, or whose floor, moved more than this fraction of its median
+# over the repeats is marked unstable (see spread).
+UNSTABLE = 0.10
 
 
 @dataclass(frozen=True)
@@ -185,6 +204,7 @@ class Runner:
     sync: Callable[[], None]
     library: str
     notes: dict[str, Any] = field(default_factory=dict)
+    net: Any = None  # the hand-written net, whose layers the per-layer pass times (None: no such pass)
 
 
 def _phase_clock(sync: Callable[[], None]) -> Callable[[], float]:
@@ -226,8 +246,10 @@ def engine_runner(engine: Engine, workload: str, batch: int, settings: BenchSett
         yield
         engine.argmax_hits(logits, yb)
 
-    return _runner(engine.spec, engine, image_view(x, network), y, batch,
-                   make_step(engine, net, opt, loss_fn, max_norm), phases, gemm_library(engine))
+    runner = _runner(engine.spec, engine, image_view(x, network), y, batch,
+                     make_step(engine, net, opt, loss_fn, max_norm), phases, gemm_library(engine))
+    runner.net = net
+    return runner
 
 
 PhaseSteps = Callable[[Any, Any], Iterator[None]]
@@ -272,16 +294,19 @@ class _DropNoCudaNotice(logging.Filter):
 
 
 class CompiledReference:
-    """torch.compile'd autograd as a reference row: what a user would pick instead of an engine.
+    """The torch.compile rows: what a compiler makes of autograd and of hand-written backprop.
 
-    The workload as a torch.nn.Sequential (built by the autograd engine), its forward and loss
-    compiled together by torch.compile, trained with torch.optim's own optimizer. torch.compile
-    needs a working C++ toolchain; available() tries it once on a tiny model and keeps the
-    reason it failed (``reason``), so bench can skip the row with that reason.
+    COMPILED_AUTOGRAD: the workload as a torch.nn.Sequential (built by the autograd engine), its
+    forward and loss compiled together by torch.compile, trained with torch.optim's own
+    optimizer. COMPILED_TORCH: the torch engine's whole hand-written step (forward, written-out
+    backward, optimizer update) compiled as one graph (torch_net.compiled). torch.compile needs a
+    working C++ toolchain; available() tries it once on a tiny model and keeps the reason it
+    failed (``reason``), so bench can skip the rows with that reason.
     """
 
-    def __init__(self, autograd: Engine) -> None:
+    def __init__(self, autograd: Engine, torch_engine: Engine | None = None) -> None:
         self.autograd = autograd
+        self.torch_engine = torch_engine
         self.reason: str | None = None
         self._checked = False
         self._models: dict[str, Any] = {}
@@ -296,14 +321,9 @@ class CompiledReference:
             logger = logging.getLogger("torch.utils.cpp_extension")
             if not any(isinstance(f, _DropNoCudaNotice) for f in logger.filters):
                 logger.addFilter(_DropNoCudaNotice())
-            try:
-                import torch
+            from torch_net.compiled import compile_available
 
-                model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
-                torch.compile(model)(torch.ones(2, 4)).sum().backward()
-            except Exception as error:  # any failure of the toolchain: the row is skipped, with why
-                self.reason = f"torch.compile failed on a tiny model ({type(error).__name__}: " \
-                              f"{' '.join(str(error).split())[:200]})"
+            self.reason = compile_available()
         return self.reason is None
 
     def _model(self, workload: str, settings: BenchSettings) -> tuple[Any, Any, Any]:
@@ -335,9 +355,16 @@ class CompiledReference:
         parameters = list(module.parameters())
         return lambda: torch.nn.utils.clip_grad_norm_(parameters, max_norm)
 
+    def runners(self, workload: str, batch: int, settings: BenchSettings, x: np.ndarray, y: np.ndarray) -> list[Runner]:
+        """The compiled rows' Runners (compiled at their first steps, which bench's warm-up runs
+        untimed): autograd's, and the torch engine's when one was given."""
+        rows = [self.runner(workload, batch, settings, x, y)]
+        if self.torch_engine is not None:
+            rows.append(self.torch_runner(workload, batch, settings, x, y))
+        return rows
+
     def runner(self, workload: str, batch: int, settings: BenchSettings, x: np.ndarray, y: np.ndarray) -> Runner:
-        """A Runner for the compiled model (compiled at its first steps, which bench's warm-up
-        runs untimed)."""
+        """A Runner for the compiled autograd model."""
         module, forward_loss, opt = self._model(workload, settings)
         engine = self.autograd
         hits = engine.argmax_hits
@@ -364,8 +391,30 @@ class CompiledReference:
             yield
             hits(logits, yb)
 
-        return _runner(COMPILED, engine, image_view(x, workload_network(workload)), y, batch, step, phases,
+        return _runner(COMPILED_AUTOGRAD, engine, image_view(x, workload_network(workload)), y, batch, step, phases,
                        TORCH_FLOOR, notes={"phases_note": "forward includes the loss (compiled together)"})
+
+    def torch_runner(self, workload: str, batch: int, settings: BenchSettings, x: np.ndarray,
+                     y: np.ndarray) -> Runner:
+        """A Runner for the torch engine's hand-written step compiled whole (torch_net.compiled)."""
+        from torch_net.compiled import compiled_step
+
+        engine = self.torch_engine
+        assert engine is not None
+        network = workload_network(workload)
+        net = engine.build_net(network, WORKLOADS[workload]["init"], 0, settings.dtype, training=True)
+        opt = engine.build_optimizer(net, settings.optimizer, workload_lr(workload, settings.optimizer))
+        step = compiled_step(net, opt, engine.loss(), WORKLOADS[workload].get("clip_grad_norm"))
+
+        def phases(xb: Any, yb: Any) -> Iterator[None]:
+            step(xb, yb)  # one graph: its phases cannot be told apart
+            yield
+            yield
+            yield
+            yield
+
+        return _runner(COMPILED_TORCH, engine, image_view(x, network), y, batch, step, phases, TORCH_FLOOR,
+                       notes={"phases_note": "one compiled graph: forward holds the whole step"})
 
 
 def choose_floor(library: str, gemms: Sequence[Any], settings: BenchSettings,
@@ -414,7 +463,7 @@ def bench_case(engines: list[Engine], workload: str, batch: int, settings: Bench
     steps_per_epoch = -(-len(y) // batch)
     runners = [engine_runner(engine, workload, batch, settings, x, y) for engine in engines]
     if compiled is not None and compiled.available():
-        runners.append(compiled.runner(workload, batch, settings, x, y))
+        runners.extend(compiled.runners(workload, batch, settings, x, y))
     gemms = workload_gemms(workload, batch)
     floors: dict[str, tuple[Floor, int | None, dict[int, float], Callable[[], None]]] = {}
     estimates = []
@@ -460,14 +509,26 @@ def bench_case(engines: list[Engine], workload: str, batch: int, settings: Bench
                     runner.phased(i, totals)
                 phases[runner.name] = {name: total / steps for name, total in totals.items()}
 
+    layers: dict[str, list[dict[str, Any]] | None] = {r.name: None for r in runners}
+    if settings.phases:
+        for _library, group in library_groups(runners):
+            if len(floors) > 1:
+                settle(settings.settle_s)
+            for runner in group:
+                layers[runner.name] = layer_profile(runner, steps)
+
     flops = gemm_flops(gemms)
     rows = []
     for runner in runners:
         floor, count, probe, _sync = floors[runner.library]
         per_step = statistics.median(times[runner.name])
-        floor_step = statistics.median(times[f"floor:{runner.library}"])
+        floor_times = times[f"floor:{runner.library}"]
+        floor_step = statistics.median(floor_times)
         feed_step = statistics.median(times[f"feed:{runner.name}"])
-        ratio = per_step / floor_step
+        # Each repeat's ratio pairs the engine with its floor timed moments apart.
+        ratios = spread([t / f for t, f in zip(times[runner.name], floor_times)])
+        floors_spread = spread(floor_times)
+        ratio = ratios["median"]
         rows.append({
             "engine": runner.name, "workload": workload, "batch_size": batch, "dtype": settings.dtype,
             "s_per_epoch": per_step * steps_per_epoch,
@@ -475,6 +536,11 @@ def bench_case(engines: list[Engine], workload: str, batch: int, settings: Bench
             "floor_s_per_epoch": floor_step * steps_per_epoch,
             "floor_samples_per_s": batch / floor_step,
             "ratio_to_floor": ratio,
+            "ratio_min": ratios["min"], "ratio_max": ratios["max"], "ratio_spread": ratios["spread"],
+            "s_per_epoch_min": min(times[runner.name]) * steps_per_epoch,
+            "s_per_epoch_max": max(times[runner.name]) * steps_per_epoch,
+            "floor_spread": floors_spread["spread"],
+            "unstable": unstable(ratios["spread"], floors_spread["spread"]),
             "below_floor": below_floor(ratio),
             "floor_library": runner.library,
             "floor_formulations": [choice.to_json() for choice in floor.choices],
@@ -486,12 +552,118 @@ def bench_case(engines: list[Engine], workload: str, batch: int, settings: Bench
             "threads_rule": rule_threads(gemms),  # what `train`'s auto (a fixed rule, no timing) takes here
             "feed_fraction": feed_step / per_step,
             "phases_s": phases[runner.name],
+            "layers_ms": layers[runner.name],
+            "pid": os.getpid(),
             "gflops": flops / per_step / 1e9,
             "steps_timed": steps, "repeats": settings.repeats,
             "seconds_per_repeat": per_step * steps,
             **runner.notes,
         })
     return rows
+
+
+@dataclass(frozen=True)
+class CaseRequest:
+    """One case of a bench run, as a fresh process needs it: the engines by the names --engines
+    took (a module path is imported again there), their device, the workload and batch size, the
+    settings, the data (backprop.datasets.training_arrays' dataset and data_dir: None for the
+    synthetic set), and whether to add the compiled rows (torch.compile already found working)."""
+
+    engines: tuple[str, ...]
+    device: str
+    workload: str
+    batch: int
+    settings: BenchSettings
+    dataset: str | None
+    data_dir: str | None
+    compile: bool
+
+
+def run_case(request: CaseRequest) -> list[dict[str, Any]]:
+    """bench_case for ``request`` in this process, the data read and the engines loaded here, under
+    training_numerics as `backprop train` runs. Raises what bench_case, load_engine and
+    training_arrays raise."""
+    from .datasets import training_arrays
+    from .engines import load_engine, training_numerics
+
+    engines = [load_engine(spec, request.device) for spec in request.engines]
+    x, y, _ = training_arrays(request.dataset, request.data_dir, request.settings.dtype)
+    compiled = None
+    if request.compile:
+        compiled = CompiledReference(load_engine("autograd", request.device), load_engine("torch", request.device))
+        compiled._checked = True  # the caller found torch.compile working: no second probe per case
+    with training_numerics():
+        return bench_case(engines, request.workload, request.batch, request.settings, x, y, compiled)
+
+
+def run_isolated(request: CaseRequest) -> list[dict[str, Any]]:
+    """run_case in a fresh Python process (spawned, so nothing of this one comes along: no thread
+    pool, allocator state, cache or compiled graph of an earlier case), waiting for its rows.
+    Raises what run_case raises there, and RuntimeError when that process dies."""
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        try:
+            return pool.submit(run_case, request).result()
+        except concurrent.futures.process.BrokenProcessPool:
+            raise RuntimeError(f"the process timing {request.workload} at batch {request.batch} died "
+                               "(out of memory, or killed)") from None
+
+
+def spread(values: Sequence[float]) -> dict[str, float]:
+    """min, median, max of ``values`` and their spread, (max - min) / median (0 for one value;
+    inf when the median is 0). ValueError for no values."""
+    if not values:
+        raise ValueError("spread of no values")
+    median = statistics.median(values)
+    low, high = min(values), max(values)
+    return {"min": low, "median": median, "max": high,
+            "spread": (high - low) / median if median > 0 else (0.0 if high == low else math.inf)}
+
+
+def unstable(ratio_spread: float, floor_spread: float, threshold: float = UNSTABLE) -> bool:
+    """Whether a row is unstable: its ratio to the floor, or the floor itself, moved by more than
+    ``threshold`` of its median over the repeats (the machine's speed changed while it ran)."""
+    return ratio_spread > threshold or floor_spread > threshold
+
+
+def layer_profile(runner: Runner, steps: int) -> list[dict[str, Any]] | None:
+    """Milliseconds per step of each top-level layer's forward and backward, over ``steps`` steps
+    of ``runner`` with a device synchronisation around every call: ``[{"layer": "3 Conv2d(...)",
+    "forward_ms": ..., "backward_ms": ...}, ...]`` in forward order. None for a runner without a
+    hand-written net (the autograd and compiled rows), whose layers are not called one by one."""
+    layers = getattr(runner.net, "layers", None)
+    if not layers or not all(callable(getattr(layer, "forward", None)) and callable(getattr(layer, "backward", None))
+                             for layer in layers):
+        return None
+    clock = _phase_clock(runner.sync)
+    totals = [{"forward": 0.0, "backward": 0.0, "calls": 0} for _ in layers]
+
+    def timed(call: Callable[..., Any], total: dict[str, float], phase: str) -> Callable[..., Any]:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            start = clock()
+            out = call(*args, **kwargs)
+            total[phase] += clock() - start
+            total["calls"] += phase == "forward"
+            return out
+
+        return run
+
+    # Instance attributes shadow the class's methods for as long as the pass runs; the tree calls
+    # layer.forward and layer.backward through the instance, so it runs the timed ones.
+    for layer, total in zip(layers, totals):
+        layer.forward = timed(layer.forward, total, "forward")
+        layer.backward = timed(layer.backward, total, "backward")
+    try:
+        for i in range(steps):
+            runner.train(i)
+    finally:
+        for layer in layers:
+            del layer.forward, layer.backward
+    if not all(total["calls"] for total in totals):
+        return None
+    return [{"layer": f"{index} {repr(layer).splitlines()[0]}", "forward_ms": 1e3 * total["forward"] / steps,
+             "backward_ms": 1e3 * total["backward"] / steps}
+            for index, (layer, total) in enumerate(zip(layers, totals))]
 
 
 def formulation_summary(rows: list[dict[str, Any]]) -> list[str]:
@@ -517,19 +689,31 @@ def formulation_summary(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def format_table(rows: list[dict[str, Any]], header: bool = True) -> str:
-    """bench's rows as a fixed-width table (with a header and rule unless ``header`` is False);
-    a ratio below the floor is marked with ``!``."""
-    head = (f"{'workload':<9} {'batch':>5} {'engine':<9} {'s/epoch':>8} {'samples/s':>11} "
-            f"{'floor s/ep':>10} {'x floor':>7} {'thr':>3} {'feed %':>6} {'GFLOP/s':>8}")
+    """bench's rows as a fixed-width table (with a header and rule unless ``header`` is False): the
+    median ratio to the floor, marked ``!`` below the floor, and its spread over the repeats,
+    marked ``?`` when the row is unstable."""
+    head = (f"{'workload':<9} {'batch':>5} {'engine':<16} {'s/epoch':>8} {'samples/s':>11} "
+            f"{'floor s/ep':>10} {'x floor':>7} {'spread':>7} {'thr':>3} {'feed %':>6} {'GFLOP/s':>8}")
     lines = [head, "-" * len(head)] if header else []
     for r in rows:
         mark = "!" if r.get("below_floor") else " "
+        shaky = "?" if r.get("unstable") else " "
+        spread_text = f"{100 * r['ratio_spread']:.0f}%" if "ratio_spread" in r else "-"
         lines.append(
-            f"{r['workload']:<9} {r['batch_size']:>5} {r['engine']:<9} {r['s_per_epoch']:>8.3f} "
+            f"{r['workload']:<9} {r['batch_size']:>5} {r['engine']:<16} {r['s_per_epoch']:>8.3f} "
             f"{r['samples_per_s']:>11,.0f} {r['floor_s_per_epoch']:>10.3f} {r['ratio_to_floor']:>6.2f}{mark} "
-            f"{r.get('threads') or '-':>3} {100 * r['feed_fraction']:>6.1f} {r['gflops']:>8.1f}"
+            f"{spread_text:>6}{shaky} {r.get('threads') or '-':>3} {100 * r['feed_fraction']:>6.1f} {r['gflops']:>8.1f}"
         )
     return "\n".join(lines)
+
+
+def unstable_warnings(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per unstable row, naming it, its ratio's range and its floor's spread."""
+    return [f"{r['engine']} on {r['workload']} at batch {r['batch_size']} is unstable: its ratio to the floor "
+            f"ranged {r['ratio_min']:.2f}-{r['ratio_max']:.2f}x over {r['repeats']} repeats and its floor moved "
+            f"{100 * r['floor_spread']:.0f}% (over {100 * UNSTABLE:.0f}%: the machine's speed changed while it ran; "
+            "a quiet machine, --blas-threads 1 or more --repeats give steadier numbers)"
+            for r in rows if r.get("unstable")]
 
 
 def floor_warnings(rows: list[dict[str, Any]]) -> list[str]:

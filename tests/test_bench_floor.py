@@ -23,6 +23,9 @@ from backprop.benchmark import (
     format_table,
     formulation_summary,
     noise_warning,
+    spread,
+    unstable,
+    unstable_warnings,
     workload_gemms,
     workload_network,
 )
@@ -261,6 +264,26 @@ def test_a_row_below_its_floor_is_flagged_warned_and_marked():
     assert table[2].split()[6] == "1.20" and table[3].split()[6] == "0.90!"
 
 
+def test_spread_reports_the_range_over_the_median():
+    assert spread([1.0, 2.0, 4.0]) == {"min": 1.0, "median": 2.0, "max": 4.0, "spread": 1.5}
+    assert spread([3.0])["spread"] == 0.0
+    assert spread([0.0, 0.0])["spread"] == 0.0 and math.isinf(spread([0.0, 0.0, 1.0])["spread"])
+    with pytest.raises(ValueError):
+        spread([])
+
+
+def test_a_row_is_unstable_when_its_ratio_or_its_floor_moved_past_the_threshold():
+    assert not unstable(0.10, 0.10) and unstable(0.11, 0.0) and unstable(0.0, 0.11)
+    assert unstable(0.05, 0.0, threshold=0.04)
+    rows = [_row("numpy", 1.2, ratio_spread=0.04, unstable=False),
+            _row("torch", 1.3, ratio_spread=0.25, unstable=True, ratio_min=1.1, ratio_max=1.4, floor_spread=0.02)]
+    table = format_table(rows).splitlines()
+    assert table[0].split()[9] == "spread"  # after "floor s/ep" and "x floor"
+    assert table[2].split()[7] == "4%" and table[3].split()[7] == "25%?"
+    (warning,) = unstable_warnings(rows)
+    assert warning.startswith("torch on notebook at batch 32 is unstable") and "1.10-1.40x over 5 repeats" in warning
+
+
 def test_formulation_summary_counts_the_winners_per_case():
     assert formulation_summary([_row("numpy"), _row("other")]) == [
         "notebook 32 numpy floor, 1 thread: dot out= W(in,out) batch-major x2, matmul W(out,in) feature-major x1"]
@@ -282,9 +305,43 @@ def test_bench_case_times_lenet_with_phases_floor_formulations_and_threads():
     for row in rows:
         assert set(row["phases_s"]) == set(PHASES) and all(v >= 0 for v in row["phases_s"].values())
         assert len(row["floor_formulations"]) == 14 and row["threads"] == 1 and row["blas_threads"] == 1
+        assert row["ratio_min"] <= row["ratio_to_floor"] <= row["ratio_max"] and row["ratio_spread"] >= 0
         assert row["below_floor"] == (row["ratio_to_floor"] < 1)
         assert row["threads_rule"] == threads.rule_threads(workload_gemms("lenet", 4))  # beside the measured one
     assert rows[1]["torch_threads"] == 1
+    # The hand-written engine's layers, one by one in forward order; autograd's run inside torch.nn.
+    layers = rows[0]["layers_ms"]
+    assert [entry["layer"].split("(")[0] for entry in layers] == [
+        "0 Conv2d", "1 ReLU", "2 MaxPool2d", "3 Conv2d", "4 ReLU", "5 MaxPool2d", "6 Flatten", "7 Linear", "8 ReLU",
+        "9 Linear", "10 ReLU", "11 Linear"]
+    assert all(entry["forward_ms"] > 0 and entry["backward_ms"] > 0 for entry in layers)
+    assert rows[1]["layers_ms"] is None
+
+
+def test_the_per_layer_pass_leaves_the_layers_methods_as_they_were():
+    from backprop.benchmark import engine_runner, layer_profile
+
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((16, 784)).astype(np.float32), rng.integers(0, 10, 16)
+    runner = engine_runner(load_engine("torch"), "notebook", 4, BenchSettings(), x, y)
+    profile = layer_profile(runner, 2)
+    assert profile is not None and len(profile) == len(runner.net.layers)
+    assert all("forward" not in vars(layer) and "backward" not in vars(layer) for layer in runner.net.layers)
+
+
+def test_a_case_runs_in_a_fresh_process_and_returns_its_rows():
+    import os
+
+    from backprop.benchmark import CaseRequest, run_isolated
+
+    settings = BenchSettings(steps=2, repeats=2, warmup=1, blas_threads=1, phases=False, floor_min_time=1e-4)
+    request = CaseRequest(("numpy", "torch"), "cpu", "notebook", 8, settings, None, None, False)
+    rows = run_isolated(request)
+    assert [r["engine"] for r in rows] == ["numpy", "torch"]
+    assert rows[0]["pid"] == rows[1]["pid"] != os.getpid()
+    assert run_isolated(request)[0]["pid"] != rows[0]["pid"]  # every case its own process
+    with pytest.raises(Exception, match="no_such_engine_module"):  # the child's error comes back as raised
+        run_isolated(CaseRequest(("no_such_engine_module",), "cpu", "notebook", 8, settings, None, None, False))
 
 
 def test_the_compiled_row_is_skipped_with_the_reason_when_torch_compile_fails(monkeypatch):
@@ -294,7 +351,7 @@ def test_the_compiled_row_is_skipped_with_the_reason_when_torch_compile_fails(mo
         raise RuntimeError("no C++ compiler\nfound")
 
     monkeypatch.setattr(torch, "compile", refuse)
-    reference = CompiledReference(load_engine("autograd"))
+    reference = CompiledReference(load_engine("autograd"), load_engine("torch"))
     assert not reference.available()
     assert reference.reason == "torch.compile failed on a tiny model (RuntimeError: no C++ compiler found)"
     rng = np.random.default_rng(0)
@@ -311,10 +368,10 @@ def test_each_library_is_timed_as_one_group_and_the_first_library_rotates():
     from backprop.benchmark import library_groups
 
     runners = [SimpleNamespace(name=n, library=lib) for n, lib in
-               [("numpy", "numpy"), ("torch", "torch"), ("autograd", "torch"), ("compiled", "torch")]]
+               [("numpy", "numpy"), ("torch", "torch"), ("autograd", "torch"), ("torch+compile", "torch")]]
     first = library_groups(runners)
     assert [(lib, [r.name for r in group]) for lib, group in first] == [
-        ("numpy", ["numpy"]), ("torch", ["torch", "autograd", "compiled"])]
+        ("numpy", ["numpy"]), ("torch", ["torch", "autograd", "torch+compile"])]
     assert [lib for lib, _ in library_groups(runners, first=1)] == ["torch", "numpy"]
     assert [lib for lib, _ in library_groups(runners, first=2)] == ["numpy", "torch"]
     assert library_groups([]) == []
@@ -331,8 +388,9 @@ def test_bench_case_settles_before_switching_library(monkeypatch):
     settings = benchmark.BenchSettings(steps=2, repeats=2, warmup=1, blas_threads=1, phases=True,
                                        floor_min_time=1e-5, settle_s=0.25)
     benchmark.bench_case(engines, "notebook", 16, settings, x, y)
-    # Two libraries: before each one's floor choice, each repeat's two groups, and the phase pass.
-    assert calls == [0.25] * (2 + 2 * 2 + 2)
+    # Two libraries: before each one's floor choice, each repeat's two groups, the phase pass and
+    # the per-layer pass.
+    assert calls == [0.25] * (2 + 2 * 2 + 2 + 2)
 
 
 # -- recurrent products (issue 22) ----------------------------------------------------------------
@@ -395,3 +453,17 @@ def test_bench_case_times_the_lstm_workload_with_its_clipping_against_its_per_st
     for row in rows:
         assert len(row["floor_formulations"]) == len(workload_gemms("lstm", 4)) == 2 * 28 + 4
         assert set(row["phases_s"]) == set(PHASES) and row["workload"] == "lstm"
+
+
+def test_the_compiled_rows_time_autograd_and_the_torch_engines_hand_written_step():
+    from torch_net.compiled import compile_available
+
+    if compile_available() is not None:
+        pytest.skip(f"torch.compile does not work here: {compile_available()}")
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((16, 784)).astype(np.float32), rng.integers(0, 10, 16)
+    reference = CompiledReference(load_engine("autograd"), load_engine("torch"))
+    rows = bench_case([load_engine("torch")], "notebook", 4, BenchSettings(steps=2, repeats=1, warmup=2, blas_threads=1,
+                                                                           floor_min_time=1e-4), x, y, reference)
+    assert [r["engine"] for r in rows] == ["torch", "autograd+compile", "torch+compile"]
+    assert rows[2]["phases_note"].startswith("one compiled graph") and rows[2]["layers_ms"] is None

@@ -108,8 +108,8 @@ def test_bench_prints_its_table_once_and_warns_on_stderr(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("workload  batch engine") == 1
     compiled = json.loads((tmp_path / "b" / "bench.json").read_text())["compiled"]
-    # 2 engines, and the compiled reference row where torch.compile works here.
-    rows = 2 + (1 if compiled["available"] else 0)
+    # 2 engines, and the two compiled rows (autograd's, the torch engine's) where torch.compile works here.
+    rows = 2 + (2 if compiled["available"] else 0)
     assert sum(line.startswith("notebook ") for line in result.stdout.splitlines()) == rows
     if not compiled["available"]:
         assert compiled["reason"] and compiled["reason"] in result.stdout + result.stderr

@@ -73,12 +73,19 @@ def check_features(x: object, in_features: int, dtype: torch.dtype, device: torc
     return tensor.detach()
 
 
+def compiling() -> bool:
+    """Whether torch.compile is tracing the call (torch_net.compiled): the checks that read a
+    tensor's values or memory addresses on the host are then skipped, as a compiled graph cannot
+    branch on them; the compiled step checks its loss after the step instead."""
+    return torch.compiler.is_compiling()
+
+
 def check_finite_input(x: torch.Tensor, first_output: torch.Tensor) -> None:
     """Raise NonFiniteError naming the first NaN or Inf of x by its full index (cheap test on a
     first Linear's output first: a NaN or Inf anywhere in row i of x makes every entry of row i
     of x @ W + b non-finite; any other first layer passes x itself, before it runs). An x that is
     no floating tensor is left to the first layer's type checks."""
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or compiling():
         return
     if not math.isfinite(first_output.sum()):  # a 0-d tensor converts to a Python float
         bad = torch.nonzero(~torch.isfinite(x))

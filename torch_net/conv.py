@@ -37,7 +37,7 @@ from engine_core.conv_checks import (
 from engine_core.errors import backward_before_forward_message
 from engine_core.windows import Pads, Pair, Windows
 
-from .checks import ARRAY_TYPE, check_delta, check_device, dtype_name
+from .checks import ARRAY_TYPE, check_delta, check_device, compiling, dtype_name
 from .layers import Layer
 
 
@@ -324,7 +324,9 @@ class MaxPool2d(Windowed):
             torch.gt(winner[o], taken, out=winner[o])  # a and not b, on 0/1 values
             if o < area - 1:
                 taken += winner[o]  # stays 0/1: winner[o] is 1 only where taken is 0
-        if math.isnan(torch.amax(y).item()):  # only then: the NaN-free path pays one reduction over y
+        # Only then: the NaN-free path pays one reduction over y (skipped while compiling, which
+        # cannot branch on data: torch_net.compiled).
+        if not compiling() and math.isnan(torch.amax(y).item()):
             self._route_nans(cols, winner)
         self.winner = winner
         return y

@@ -15,7 +15,7 @@ from engine_core.checks import check_type, shape_of
 from engine_core.errors import backward_before_forward_message
 from engine_core.layer_checks import check_approximate, check_flag, check_negative_slope
 
-from .checks import ARRAY_TYPE, check_delta, check_features
+from .checks import ARRAY_TYPE, check_delta, check_features, compiling
 
 
 class Layer(LayerBase[torch.Tensor]):
@@ -35,6 +35,8 @@ class Layer(LayerBase[torch.Tensor]):
         """x, or a copy of x where its memory overlaps one of this layer's own tensors or its
         parts' (its last output or dL/dx fed back in, perhaps through a NumPy view): the forward
         writes those buffers, and backward must see x as it came."""
+        if compiling():  # a traced step's x is its batch, never one of the net's own buffers
+            return x
         storage = x.untyped_storage()
         start = storage.data_ptr()
         end = start + storage.nbytes()

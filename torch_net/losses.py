@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from .checks import check_label_shape, check_labels, check_logits, raise_non_finite_logits
+from .checks import check_label_shape, check_labels, check_logits, compiling, raise_non_finite_logits
 
 
 class SoftmaxCrossEntropy:
@@ -19,6 +19,10 @@ class SoftmaxCrossEntropy:
     def __init__(self) -> None:
         self.probs: torch.Tensor | None = None  # softmax(z) of the last forward, (B, C)
         self.y: torch.Tensor | None = None
+        # -log softmax(z)_y of every sample of the last forward, (B, 1): a tensor, which a
+        # compiled step (torch_net.compiled) returns from its graph, where a float would not be
+        # exact (Inductor's scalar outputs are float32)
+        self.sample_losses: torch.Tensor | None = None
 
     def forward(self, logits: torch.Tensor, y: torch.Tensor) -> float:
         """The mean loss (a Python float) for logits (B, C) float32/float64 and labels y (B,)
@@ -49,10 +53,11 @@ class SoftmaxCrossEntropy:
         shifted.exp_()
         total = shifted.sum(dim=1, keepdim=True)
         shifted /= total  # now softmax(z)
-        loss = float(total.log_().sub_(picked).sum()) / batch  # in place: total and picked are ours
+        self.sample_losses = total.log_().sub_(picked)  # in place: total and picked are ours
+        loss = float(self.sample_losses.sum()) / batch
         self._y_column = y_column
         self.y = y
-        if not math.isfinite(loss):
+        if not compiling() and not math.isfinite(loss):
             raise_non_finite_logits(logits)
         return loss
 

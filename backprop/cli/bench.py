@@ -59,8 +59,13 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                           "start-up on its floor's matrix products; the table's `thr`, and bench.json also "
                           "gives train's auto rule (threads_rule)")
     p.add_argument("--no-compile", action="store_true",
-                   help="leave out the reference row of torch.compile'd autograd (default: included when "
+                   help="leave out the rows of torch.compile: autograd+compile (torch.nn and torch.optim) and "
+                        "torch+compile (the torch engine's hand-written step) (default: included when "
                         "torch.compile works on this machine; compiling takes a while and is not timed)")
+    p.add_argument("--isolation", choices=("process", "none"), default="process",
+                   help="process: each workload and batch size timed in a fresh Python process, so that no case "
+                        "depends on the ones timed before it; none: every case in this process (faster to start, "
+                        "for quick looks) (default: process)")
     p.add_argument("--no-phases", action="store_true",
                    help="skip the per-phase pass (feed, forward, loss, backward, update) of bench.json "
                         "(default: run it)")
@@ -75,8 +80,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     # The benchmark's timing code (and the floor's) is imported only when a bench runs: no other
     # command depends on it.
     from ..benchmark import (
-        COMPILED,
         BenchSettings,
+        CaseRequest,
         CompiledReference,
         bench_case,
         floor_warnings,
@@ -84,6 +89,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         formulation_summary,
         machine_info,
         noise_warning,
+        run_isolated,
+        unstable_warnings,
     )
 
     """Benchmark; returns the exit status."""
@@ -120,27 +127,37 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
               f"torch {info.get('torch', '-')} ({torch_threads} thread{'s' if torch_threads != 1 else ''})", flush=True)
         compiled = None
         if not args.no_compile:
-            compiled = CompiledReference(load_engine("autograd", args.device))
+            compiled = CompiledReference(load_engine("autograd", args.device), load_engine("torch", args.device))
             if not compiled.available():
-                print(f"bench: no {COMPILED} row: {compiled.reason}", flush=True)
+                print(f"bench: no compiled rows: {compiled.reason}", flush=True)
+        with_compiled = compiled is not None and compiled.available()
         rows: list[dict[str, Any]] = []
         try:
             for workload in args.workloads:
                 for batch in args.batch_sizes or WORKLOADS[workload]["batch_sizes"]:
-                    with training_numerics():  # as `backprop train` runs
-                        case = bench_case(engines, workload, batch, settings, x, y, compiled)
+                    if args.isolation == "process":
+                        case = run_isolated(CaseRequest(tuple(args.engines), args.device, workload, batch, settings,
+                                                        args.dataset, args.data_dir, with_compiled))
+                    else:
+                        with training_numerics():  # as `backprop train` runs
+                            case = bench_case(engines, workload, batch, settings, x, y, compiled)
                     print(format_table(case, header=not rows), flush=True)  # the table, a case at a time
                     rows.extend(case)
         except FloatingPointError as error:
             return fail(f"an engine's training diverged while timing ({error})")
         except EngineError as error:  # an engine without a layer a workload needs (lenet's Conv2d, lstm's LSTM)
             return fail(f"--workloads: {error}")
+        except (DataError, RuntimeError) as error:  # the data changed under us, or a case's process died
+            return fail(str(error))
         print("floor formulations (the fastest per product; bench.json has every candidate's time):")
         for line in formulation_summary(rows):
             print(f"  {line}")
         below = floor_warnings(rows)
         for line in below:  # loudly: a floor that an engine beats is the number this table rests on
             print(f"bench: WARNING: {line}", file=sys.stderr)
+        shaky = unstable_warnings(rows)
+        for line in shaky:
+            print(f"bench: warning: {line}", file=sys.stderr)
         warning = noise_warning(rows)
         if warning:
             print(f"bench: warning: {warning}", file=sys.stderr)
@@ -150,7 +167,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                           "reason": compiled.reason if compiled is not None else "--no-compile"}
         atomic_write_text(json_path, json.dumps(
             {"machine": info, "source": source, "command": " ".join(sys.argv), "threads_setting": args.blas_threads,
-             "compiled": compile_report, "below_floor": below, "rows": rows}, indent=2) + "\n")
+             "compiled": compile_report, "isolation": args.isolation, "below_floor": below, "unstable": shaky,
+             "rows": rows}, indent=2) + "\n")
         plot_bench(rows, png_path, title=f"{', '.join(args.engines)} on {source}; {args.optimizer}, "
                                          f"{cores} core{'s' if cores != 1 else ''}")
         print(f"wrote {json_path} and {png_path}")
