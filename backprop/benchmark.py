@@ -293,6 +293,17 @@ class _DropNoCudaNotice(logging.Filter):
         return not record.getMessage().startswith("No CUDA runtime is found")
 
 
+def quiet_cuda_notice() -> None:
+    """Drop torch's "No CUDA runtime is found" log line in this process (once).
+
+    Compiling logs it on every CPU-only machine: a line of noise above bench's table, not a
+    failure (a failure raises, and its message becomes the row's reason). Only that message is
+    dropped; the logger's other records still show."""
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    if not any(isinstance(f, _DropNoCudaNotice) for f in logger.filters):
+        logger.addFilter(_DropNoCudaNotice())
+
+
 class CompiledReference:
     """The torch.compile rows: what a compiler makes of autograd and of hand-written backprop.
 
@@ -315,12 +326,7 @@ class CompiledReference:
         """Whether torch.compile works here (tried once, on a tiny model: forward and backward)."""
         if not self._checked:
             self._checked = True
-            # Compiling logs "No CUDA runtime is found" on every CPU-only machine: a line of noise
-            # above bench's table, not a failure (a failure raises, and its message becomes the
-            # row's reason). Only that message is dropped; the logger's other records still show.
-            logger = logging.getLogger("torch.utils.cpp_extension")
-            if not any(isinstance(f, _DropNoCudaNotice) for f in logger.filters):
-                logger.addFilter(_DropNoCudaNotice())
+            quiet_cuda_notice()
             from torch_net.compiled import compile_available
 
             self.reason = compile_available()
@@ -483,10 +489,13 @@ def bench_case(engines: list[Engine], workload: str, batch: int, settings: Bench
     else:
         steps = default_steps(steps_per_epoch, max(estimates), settings.budget_s)
 
-    times: dict[str, list[float]] = {k: [] for k in [*(r.name for r in runners), *(f"floor:{lib}" for lib in floors),
+    times: dict[str, list[float]] = {k: [] for k in [*(r.name for r in runners), *(f"floor:{r.name}" for r in runners),
                                                      *(f"feed:{r.name}" for r in runners)]}
-    # Each repeat: one library's floor and engines, then (after settle) the other's; who goes
-    # first rotates, within the library and between libraries.
+    # Each repeat: one library's engines, then (after settle) the other's; who goes first rotates,
+    # within the library and between libraries. Every engine is timed right beside a timing of
+    # its floor (before it in even repeats, after it in odd ones), and the row's ratio is taken
+    # from that pair: a floor timed seconds later, after the other engines, let the machine's
+    # drift into the ratio (spreads of 20-50% over 5 repeats on a noisy 2-core VM).
     for repeat in range(settings.repeats):
         for library, group in library_groups(runners, first=repeat):
             if len(floors) > 1:
@@ -494,9 +503,10 @@ def bench_case(engines: list[Engine], workload: str, batch: int, settings: Bench
             floor, _count, _probe, sync = floors[library]
             shift = repeat % len(group)
             for runner in group[shift:] + group[:shift]:
-                times[runner.name].append(_time(runner.train, steps, runner.sync))
+                pair = [(runner.name, runner.train, runner.sync), (f"floor:{runner.name}", _indexed(floor), sync)]
+                for key, fn, sync_fn in (pair if repeat % 2 else pair[::-1]):
+                    times[key].append(_time(fn, steps, sync_fn))
                 times[f"feed:{runner.name}"].append(_time(runner.feed, steps, runner.sync))
-            times[f"floor:{library}"].append(_time(_indexed(floor), steps, sync))
 
     phases: dict[str, dict[str, float] | None] = {r.name: None for r in runners}
     if settings.phases:
@@ -522,7 +532,7 @@ def bench_case(engines: list[Engine], workload: str, batch: int, settings: Bench
     for runner in runners:
         floor, count, probe, _sync = floors[runner.library]
         per_step = statistics.median(times[runner.name])
-        floor_times = times[f"floor:{runner.library}"]
+        floor_times = times[f"floor:{runner.name}"]  # the floor timed beside this engine, each repeat
         floor_step = statistics.median(floor_times)
         feed_step = statistics.median(times[f"feed:{runner.name}"])
         # Each repeat's ratio pairs the engine with its floor timed moments apart.
@@ -540,6 +550,7 @@ def bench_case(engines: list[Engine], workload: str, batch: int, settings: Bench
             "s_per_epoch_min": min(times[runner.name]) * steps_per_epoch,
             "s_per_epoch_max": max(times[runner.name]) * steps_per_epoch,
             "floor_spread": floors_spread["spread"],
+            "repeat_s": times[runner.name], "floor_repeat_s": floor_times,  # seconds per step, each repeat
             "unstable": unstable(ratios["spread"], floors_spread["spread"]),
             "below_floor": below_floor(ratio),
             "floor_library": runner.library,
@@ -592,6 +603,7 @@ def run_case(request: CaseRequest) -> list[dict[str, Any]]:
     if request.compile:
         compiled = CompiledReference(load_engine("autograd", request.device), load_engine("torch", request.device))
         compiled._checked = True  # the caller found torch.compile working: no second probe per case
+        quiet_cuda_notice()
     with training_numerics():
         return bench_case(engines, request.workload, request.batch, request.settings, x, y, compiled)
 
