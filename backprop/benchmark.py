@@ -481,7 +481,10 @@ def bench_case(engines: list[Engine], workload: str, batch: int, settings: Bench
         _warm(_indexed(floor), settings.warmup, settings.warmup_budget_s, sync)
         for runner in group:
             _warm(runner.train, settings.warmup, settings.warmup_budget_s, runner.sync)
-            estimates.append(_time(runner.train, 2, runner.sync))
+            # The fastest of 3 single steps: a compiled row may still compile again at its first
+            # steps after the warm-up (torch+compile makes its step count dynamic at its third
+            # step), and one such step taken as the estimate cut every row's timing to 10 steps.
+            estimates.append(min(_time(runner.train, 1, runner.sync) for _ in range(3)))
     if settings.steps:
         steps = settings.steps
     elif settings.epochs:
@@ -546,7 +549,8 @@ def bench_case(engines: list[Engine], workload: str, batch: int, settings: Bench
             "floor_s_per_epoch": floor_step * steps_per_epoch,
             "floor_samples_per_s": batch / floor_step,
             "ratio_to_floor": ratio,
-            "ratio_min": ratios["min"], "ratio_max": ratios["max"], "ratio_spread": ratios["spread"],
+            "ratio_min": ratios["min"], "ratio_max": ratios["max"], "ratio_q1": ratios["q1"], "ratio_q3": ratios["q3"],
+            "ratio_spread": ratios["spread"],
             "s_per_epoch_min": min(times[runner.name]) * steps_per_epoch,
             "s_per_epoch_max": max(times[runner.name]) * steps_per_epoch,
             "floor_spread": floors_spread["spread"],
@@ -622,19 +626,25 @@ def run_isolated(request: CaseRequest) -> list[dict[str, Any]]:
 
 
 def spread(values: Sequence[float]) -> dict[str, float]:
-    """min, median, max of ``values`` and their spread, (max - min) / median (0 for one value;
-    inf when the median is 0). ValueError for no values."""
+    """min, median, max of ``values`` and their spread, the interquartile range over the median,
+    (Q3 - Q1) / median (quartiles by statistics.quantiles' inclusive method; 0 for one value,
+    inf when the median is 0 and the values differ). ValueError for no values.
+
+    Why the interquartile range and not (max - min): on a shared machine one repeat in five can
+    run 3x slower (another tenant's burst), and the range then says more about that one repeat
+    than about how far the median can move; the quartiles of 5 repeats are the 2nd and 4th."""
     if not values:
         raise ValueError("spread of no values")
     median = statistics.median(values)
-    low, high = min(values), max(values)
-    return {"min": low, "median": median, "max": high,
-            "spread": (high - low) / median if median > 0 else (0.0 if high == low else math.inf)}
+    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive") if len(values) > 1 else (median,) * 3
+    return {"min": min(values), "median": median, "max": max(values), "q1": q1, "q3": q3,
+            "spread": (q3 - q1) / median if median > 0 else (0.0 if q3 == q1 else math.inf)}
 
 
 def unstable(ratio_spread: float, floor_spread: float, threshold: float = UNSTABLE) -> bool:
-    """Whether a row is unstable: its ratio to the floor, or the floor itself, moved by more than
-    ``threshold`` of its median over the repeats (the machine's speed changed while it ran)."""
+    """Whether a row is unstable: the interquartile range of its ratio to the floor, or of the
+    floor itself, over the repeats exceeds ``threshold`` of its median (the machine's speed
+    changed while it ran)."""
     return ratio_spread > threshold or floor_spread > threshold
 
 
@@ -702,8 +712,8 @@ def formulation_summary(rows: list[dict[str, Any]]) -> list[str]:
 
 def format_table(rows: list[dict[str, Any]], header: bool = True) -> str:
     """bench's rows as a fixed-width table (with a header and rule unless ``header`` is False): the
-    median ratio to the floor, marked ``!`` below the floor, and its spread over the repeats,
-    marked ``?`` when the row is unstable."""
+    median ratio to the floor, marked ``!`` below the floor, and its spread over the repeats (the
+    interquartile range over the median), marked ``?`` when the row is unstable."""
     head = (f"{'workload':<9} {'batch':>5} {'engine':<16} {'s/epoch':>8} {'samples/s':>11} "
             f"{'floor s/ep':>10} {'x floor':>7} {'spread':>7} {'thr':>3} {'feed %':>6} {'GFLOP/s':>8}")
     lines = [head, "-" * len(head)] if header else []
@@ -722,9 +732,10 @@ def format_table(rows: list[dict[str, Any]], header: bool = True) -> str:
 def unstable_warnings(rows: list[dict[str, Any]]) -> list[str]:
     """One line per unstable row, naming it, its ratio's range and its floor's spread."""
     return [f"{r['engine']} on {r['workload']} at batch {r['batch_size']} is unstable: its ratio to the floor "
-            f"ranged {r['ratio_min']:.2f}-{r['ratio_max']:.2f}x over {r['repeats']} repeats and its floor moved "
-            f"{100 * r['floor_spread']:.0f}% (over {100 * UNSTABLE:.0f}%: the machine's speed changed while it ran; "
-            "a quiet machine, --blas-threads 1 or more --repeats give steadier numbers)"
+            f"ranged {r['ratio_min']:.2f}-{r['ratio_max']:.2f}x over {r['repeats']} repeats (interquartile "
+            f"{100 * r['ratio_spread']:.0f}% of the median) and its floor's {100 * r['floor_spread']:.0f}% (over "
+            f"{100 * UNSTABLE:.0f}%: the machine's speed changed while it ran; a quiet machine, --blas-threads 1 or "
+            "more --repeats give steadier numbers)"
             for r in rows if r.get("unstable")]
 
 

@@ -264,10 +264,13 @@ def test_a_row_below_its_floor_is_flagged_warned_and_marked():
     assert table[2].split()[6] == "1.20" and table[3].split()[6] == "0.90!"
 
 
-def test_spread_reports_the_range_over_the_median():
-    assert spread([1.0, 2.0, 4.0]) == {"min": 1.0, "median": 2.0, "max": 4.0, "spread": 1.5}
+def test_spread_reports_the_interquartile_range_over_the_median():
+    assert spread([1.0, 2.0, 4.0]) == {"min": 1.0, "median": 2.0, "max": 4.0, "q1": 1.5, "q3": 3.0, "spread": 0.75}
+    # One repeat in five three times slower moves the range, not the quartiles (2nd and 4th values).
+    assert spread([1.0, 1.1, 1.0, 3.0, 0.9]) == pytest.approx(
+        {"min": 0.9, "median": 1.0, "max": 3.0, "q1": 1.0, "q3": 1.1, "spread": 0.1})
     assert spread([3.0])["spread"] == 0.0
-    assert spread([0.0, 0.0])["spread"] == 0.0 and math.isinf(spread([0.0, 0.0, 1.0])["spread"])
+    assert spread([0.0, 0.0])["spread"] == 0.0 and math.isinf(spread([0.0, 0.0, 0.0, 1.0])["spread"])
     with pytest.raises(ValueError):
         spread([])
 
@@ -282,6 +285,7 @@ def test_a_row_is_unstable_when_its_ratio_or_its_floor_moved_past_the_threshold(
     assert table[2].split()[7] == "4%" and table[3].split()[7] == "25%?"
     (warning,) = unstable_warnings(rows)
     assert warning.startswith("torch on notebook at batch 32 is unstable") and "1.10-1.40x over 5 repeats" in warning
+    assert "(interquartile 25% of the median) and its floor's 2%" in warning
 
 
 def test_formulation_summary_counts_the_winners_per_case():
