@@ -3,9 +3,10 @@
 The same forward, the same written-out backward and the same optimizer update as an uncompiled
 step (no autograd anywhere): torch.compile traces the Python of this engine's layers into one
 graph and hands it to its default backend (Inductor), which fuses the element-wise work around
-the matrix products. The result must equal the uncompiled engine to float64 rounding: the
-harness proves it along training trajectories (parity_tests/test_compiled.py), and `backprop
-bench` times it beside torch.compile'd autograd.
+the matrix products. The result must equal the uncompiled engine to float64 rounding:
+tests/test_compiled.py proves it along training trajectories of the harness's random MLPs and
+CNNs (parity_tests.compare.compare_trajectories), and `backprop bench` times it beside
+torch.compile'd autograd (its torch+compile row).
 
 What tracing needs from the engine, and why:
 - The checks that read a tensor's values or addresses on the host (a finite input, a finite loss,
@@ -21,9 +22,14 @@ What tracing needs from the engine, and why:
   sequence"), so outputs are regenerated with as_strided instead
   (torch._functorch.config.view_replay_for_aliased_outputs = False).
 - The loss is a Python float computed from a tensor, so scalar outputs are captured in the graph
-  (torch._dynamo.config.capture_scalar_outputs) instead of breaking it.
+  (torch._dynamo.config.capture_scalar_outputs) instead of breaking it; the graph returns the
+  summed per-sample losses as a tensor (SoftmaxCrossEntropy.sample_losses), divided on the host,
+  because Inductor hands scalar outputs back as float32.
+- The first step runs uncompiled, so that the state a step creates (momentum buffers, Adam's
+  moments, the layers' buffers) exists before tracing.
 The learning rate is a constant of the graph: changing it (a schedule) compiles again, so this
-step is for a fixed learning rate.
+step is for a fixed learning rate; so is BatchNorm's num_batches_tracked, which makes a network
+with BatchNorm compile at every step until Dynamo's recompile limit, where the step raises.
 """
 
 from __future__ import annotations
@@ -50,10 +56,11 @@ def compiled_step(net: Sequential, optimizer: Optimizer, loss_fn: SoftmaxCrossEn
     """One training step, forward -> loss -> backward -> (clip_grad_norm_) -> optimizer.step(), as
     a function (x, y) -> (mean loss, correct predictions) compiled by torch.compile.
 
-    x: the net's input batch, y: (B,) int64 labels. The first call (and a call with a new input
-    shape or dtype) compiles, which takes seconds; later calls run the compiled graph. Raises
-    NonFiniteError when the loss is not finite (checked after the step), and whatever
-    torch.compile raises when no working compiler is installed.
+    x: the net's input batch, y: (B,) int64 labels. The first call runs uncompiled; the second
+    compiles (seconds, a minute for an LSTM on 2 cores) and the third again, with the step count
+    as a variable; a new input shape or dtype compiles again. Raises NonFiniteError when the loss
+    is not finite (checked after the step), and whatever torch.compile raises when no working
+    compiler is installed or Dynamo's recompile limit is hit.
     """
 
     def body(x: torch.Tensor, y: torch.Tensor, step_count: int) -> tuple[torch.Tensor, torch.Tensor]:
