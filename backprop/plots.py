@@ -117,8 +117,9 @@ def plot_confusion(matrix: np.ndarray, path: str, title: str = "", classes: list
 def plot_bench(rows: list[dict[str, Any]], path: str, title: str = "") -> None:
     """Two rows of panels, one column per workload: samples/s against batch size per engine
     (GEMM floors dashed, hollow squares) and, below, each engine's time as a ratio to its floor
-    (1 = at the floor, the dotted line; a point below it ran faster than its floor). The x axes
-    are ticked at exactly the batch sizes that were run."""
+    (1 = at the floor, the dotted line; a point below it ran faster than its floor), the median
+    with error bars from the first to the third quartile over the repeats (rows that have them),
+    and an unstable row drawn hollow. The x axes are ticked at exactly the batch sizes that were run."""
     plt = pyplot()
     from matplotlib.ticker import NullLocator, ScalarFormatter
 
@@ -131,8 +132,14 @@ def plot_bench(rows: list[dict[str, Any]], path: str, title: str = "") -> None:
             pts = [r for r in subset if r["engine"] == engine]
             line = ax.plot([r["batch_size"] for r in pts], [r["samples_per_s"] for r in pts], marker="o",
                            label=engine)[0]
-            ax_ratio.plot([r["batch_size"] for r in pts], [r["ratio_to_floor"] for r in pts], marker="o",
-                          color=line.get_color(), label=f"{engine} / {pts[0]['floor_library']} floor")
+            ratios = [r["ratio_to_floor"] for r in pts]
+            quartiles = [[max(0.0, m - r.get("ratio_q1", m)) for r, m in zip(pts, ratios)],
+                         [max(0.0, r.get("ratio_q3", m) - m) for r, m in zip(pts, ratios)]]
+            ax_ratio.errorbar([r["batch_size"] for r in pts], ratios, yerr=quartiles, marker="o", capsize=3,
+                              color=line.get_color(), label=f"{engine} / {pts[0]['floor_library']} floor")
+            shaky = [r for r in pts if r.get("unstable")]
+            ax_ratio.plot([r["batch_size"] for r in shaky], [r["ratio_to_floor"] for r in shaky], linestyle="none",
+                          marker="o", markerfacecolor="white", color=line.get_color())
         for library in dict.fromkeys(r["floor_library"] for r in subset):
             floor = {r["batch_size"]: r for r in subset if r["floor_library"] == library}
             xs = sorted(floor)
@@ -145,7 +152,7 @@ def plot_bench(rows: list[dict[str, Any]], path: str, title: str = "") -> None:
         ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="samples / s",
                title=f"{workload} network, {subset[0]['dtype']}")
         ax_ratio.set(xscale="log", yscale="log", xlabel="batch size", ylabel="time / GEMM floor",
-                     title=f"{workload}: time as a multiple of the floor")
+                     title=f"{workload}: time as a multiple of the floor (hollow: unstable)")
         ax_ratio.yaxis.set_major_formatter(ScalarFormatter())
         for a in (ax, ax_ratio):
             a.set_xticks(batches, [str(b) for b in batches])
