@@ -22,8 +22,6 @@ the medians and ranges.
 
 from __future__ import annotations
 
-import concurrent.futures
-import concurrent.futures.process
 import logging
 import math
 import multiprocessing
@@ -31,6 +29,7 @@ import os
 import platform
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -612,17 +611,58 @@ def run_case(request: CaseRequest) -> list[dict[str, Any]]:
         return bench_case(engines, request.workload, request.batch, request.settings, x, y, compiled)
 
 
+def _case_process(request: CaseRequest, connection: Any) -> None:
+    """The body of run_isolated's process: run_case, its rows or the exception it raised sent back
+    (an exception that cannot be pickled goes back as a RuntimeError with its message). It ends
+    itself within a second if bench's process dies (killed, SIGTERM) instead of timing on alone."""
+    parent = os.getppid()
+
+    def follow_parent() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)  # one wake-up a second: microseconds against a timing of seconds
+        os._exit(1)
+
+    threading.Thread(target=follow_parent, daemon=True).start()
+    try:
+        result: tuple[str, Any] = ("rows", run_case(request))
+    except BaseException as error:  # everything goes back to be raised there, Ctrl-C included
+        result = ("error", error)
+    try:
+        connection.send(result)
+    except Exception:  # an exception (or row) that does not pickle
+        connection.send(("error", RuntimeError(f"{type(result[1]).__name__}: {result[1]}")))
+    finally:
+        connection.close()
+
+
 def run_isolated(request: CaseRequest) -> list[dict[str, Any]]:
     """run_case in a fresh Python process (spawned, so nothing of this one comes along: no thread
     pool, allocator state, cache or compiled graph of an earlier case), waiting for its rows.
-    Raises what run_case raises there, and RuntimeError when that process dies."""
+
+    Raises what run_case raises there, and RuntimeError when that process dies without an
+    answer. Interrupted here (Ctrl-C, a signal), the process is terminated at once instead of
+    finishing its case.
+    """
     context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        try:
-            return pool.submit(run_case, request).result()
-        except concurrent.futures.process.BrokenProcessPool:
-            raise RuntimeError(f"the process timing {request.workload} at batch {request.batch} died "
-                               "(out of memory, or killed)") from None
+    receive, send = context.Pipe(duplex=False)
+    process = context.Process(target=_case_process, args=(request, send), daemon=True)
+    process.start()
+    send.close()  # only the child writes: recv() then sees EOF if it dies
+    try:
+        kind, value = receive.recv()
+    except EOFError:
+        process.join()
+        raise RuntimeError(f"the process timing {request.workload} at batch {request.batch} died "
+                           f"(exit code {process.exitcode}: out of memory, or killed)") from None
+    except BaseException:
+        process.terminate()
+        raise
+    finally:
+        receive.close()
+    process.join()
+    if kind == "error":
+        raise value
+    return value  # type: ignore[no-any-return]
 
 
 def spread(values: Sequence[float]) -> dict[str, float]:

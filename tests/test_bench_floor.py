@@ -471,3 +471,15 @@ def test_the_compiled_rows_time_autograd_and_the_torch_engines_hand_written_step
                                                                            floor_min_time=1e-4), x, y, reference)
     assert [r["engine"] for r in rows] == ["torch", "autograd+compile", "torch+compile"]
     assert rows[2]["phases_note"].startswith("one compiled graph") and rows[2]["layers_ms"] is None
+
+
+def test_a_case_whose_process_dies_is_reported_with_its_exit_code(tmp_path, monkeypatch):
+    import sys
+
+    from backprop.benchmark import CaseRequest, run_isolated
+
+    (tmp_path / "dying_engine.py").write_text("import os\nos._exit(3)\n")
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])  # the spawned process gets this path
+    settings = BenchSettings(steps=1, repeats=1, warmup=1, blas_threads=1, phases=False)
+    with pytest.raises(RuntimeError, match=r"notebook at batch 8 died \(exit code 3"):
+        run_isolated(CaseRequest(("dying_engine",), "cpu", "notebook", 8, settings, None, None, False))
