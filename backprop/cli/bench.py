@@ -35,7 +35,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     """Register `bench` on the subparsers object ``sub``; returns its parser."""
     p = sub.add_parser("bench", help="throughput of each engine vs the matmul floor",
                        description="Time every engine's training step side by side, against the GEMM floor. "
-                                   "Only the training split is read.")
+                                   "Each workload and batch size runs in its own process; each row gives the "
+                                   "median over the repeats of the engine's time over its floor's and the spread "
+                                   "of that ratio (interquartile range over median), marked ? when over 10% "
+                                   "(unstable). Only the training split is read.")
     add_engine_options(p, multiple="numpy,torch,autograd")
     p.add_argument("--workloads", type=comma_list(str), default=list(DEFAULT_WORKLOADS), metavar="W1,W2",
                    help=f"comma-separated, from {', '.join(WORKLOADS)} (notebook, default, lenet, lstm, vit: the "
@@ -67,8 +70,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                         "depends on the ones timed before it; none: every case in this process (faster to start, "
                         "for quick looks) (default: process)")
     p.add_argument("--no-phases", action="store_true",
-                   help="skip the per-phase pass (feed, forward, loss, backward, update) of bench.json "
-                        "(default: run it)")
+                   help="skip the per-phase pass (feed, forward, loss, backward, update) and the per-layer pass "
+                        "(the hand-written engines' layers, forward and backward) of bench.json (default: run them)")
     add_data_options(p, data_dir_help="real data: the folder holding <Dataset>/raw/, e.g. ../shared/datasets "
                                       "(default: none, synthetic inputs of MNIST shape)")
     p.add_argument("--out", metavar="DIR", help="a new (or empty) directory for bench.json and bench.png "
