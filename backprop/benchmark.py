@@ -314,11 +314,12 @@ class CompiledReference:
     failed (``reason``), so bench can skip the rows with that reason.
     """
 
-    def __init__(self, autograd: Engine, torch_engine: Engine | None = None) -> None:
+    def __init__(self, autograd: Engine, torch_engine: Engine | None = None, known_available: bool = False) -> None:
+        """``known_available``: the caller already found torch.compile working (no second probe)."""
         self.autograd = autograd
         self.torch_engine = torch_engine
         self.reason: str | None = None
-        self._checked = False
+        self._checked = known_available
         self._models: dict[str, Any] = {}
 
     def available(self) -> bool:
@@ -604,8 +605,8 @@ def run_case(request: CaseRequest) -> list[dict[str, Any]]:
     x, y, _ = training_arrays(request.dataset, request.data_dir, request.settings.dtype)
     compiled = None
     if request.compile:
-        compiled = CompiledReference(load_engine("autograd", request.device), load_engine("torch", request.device))
-        compiled._checked = True  # the caller found torch.compile working: no second probe per case
+        compiled = CompiledReference(load_engine("autograd", request.device), load_engine("torch", request.device),
+                                     known_available=True)  # bench probed it once, not once per case
         quiet_cuda_notice()
     with training_numerics():
         return bench_case(engines, request.workload, request.batch, request.settings, x, y, compiled)

@@ -125,18 +125,18 @@ def train_steps(engine, spec, opt_spec, batch_list):
         opt.zero_grad()
         result = run_pass(engine, net, spec, batch)
         opt.step()
-        state = opt.state_dict()
-        history.append(
-            {
-                "pass": result,
-                "params": {k: np.asarray(v, np.float64) for k, v in net.state_dict().items()},
-                "buffers": {
-                    buf: {k: np.asarray(v, np.float64) for k, v in per.items()}
-                    for buf, per in state["state"].items()
-                },
-            }
-        )
+        history.append({"pass": result, **snapshot(net, opt)})
     return history
+
+
+def snapshot(net, opt) -> dict:
+    """A trajectory entry's state after a step: the net's parameters and the optimizer's buffers,
+    as float64 NumPy arrays (compare_trajectories reads them)."""
+    state = opt.state_dict()
+    return {
+        "params": {k: np.asarray(v, np.float64) for k, v in net.state_dict().items()},
+        "buffers": {buf: {k: np.asarray(v, np.float64) for k, v in per.items()} for buf, per in state["state"].items()},
+    }
 
 
 def compare_trajectories(got, ref, spec, lr, name, param_atol=0.0):

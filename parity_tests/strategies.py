@@ -86,8 +86,9 @@ def net_specs(draw, max_layers: int = 4, max_width: int = 32, dtype: str | None 
     )
 
 
-def batches(in_features: int, classes: int, max_batch: int = 16, bound: float = 4.0):
-    return st.integers(1, max_batch).flatmap(
+def batches(in_features: int, classes: int, max_batch: int = 16, bound: float = 4.0, size: int | None = None):
+    """Batches of 1 to max_batch rows (exactly ``size`` rows when given) of inputs in [-bound, bound]."""
+    return (st.integers(1, max_batch) if size is None else st.just(size)).flatmap(
         lambda b: st.builds(
             Batch,
             x=arrays(np.float64, (b, in_features),

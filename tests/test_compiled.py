@@ -14,13 +14,12 @@ import pytest
 import torch
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
 
 import torch_net
 from engine_core.errors import NonFiniteError
-from parity_tests.compare import compare_trajectories, gradient_scale, train_steps
+from parity_tests.compare import compare_trajectories, gradient_scale, snapshot, train_steps
 from parity_tests.engines import Engine
-from parity_tests.strategies import AdamSpec, Batch, NetSpec, SGDSpec, adam_specs, net_specs, sgd_specs
+from parity_tests.strategies import AdamSpec, Batch, NetSpec, SGDSpec, adam_specs, batches, net_specs, sgd_specs
 from parity_tests.test_cnn import cnn_problems
 from torch_net.compiled import compile_available, compiled_step
 
@@ -39,13 +38,7 @@ def _compiled_history(spec, opt_spec, batch_list, reference):
     history = []
     for batch, ref in zip(batch_list, reference):
         step(TORCH.asarray(batch.x, spec.dtype), TORCH.labels(batch.y))
-        state = opt.state_dict()
-        history.append({
-            "pass": ref["pass"],
-            "params": {k: np.asarray(v, np.float64) for k, v in net.state_dict().items()},
-            "buffers": {buf: {k: np.asarray(v, np.float64) for k, v in per.items()}
-                        for buf, per in state["state"].items()},
-        })
+        history.append({"pass": ref["pass"], **snapshot(net, opt)})
     assert opt.step_count == len(batch_list)
     return history
 
@@ -67,9 +60,7 @@ def mlp_problems(draw):
     """A random float64 MLP and 3 batches of one size (bench's steps: another size compiles again)."""
     spec = draw(net_specs(max_layers=3, max_width=16, dtype="float64"))
     size = draw(st.integers(1, 16))
-    elements = st.floats(-4.0, 4.0, allow_nan=False, allow_subnormal=False)
-    batch = st.builds(Batch, x=arrays(np.float64, (size, spec.sizes[0]), elements=elements),
-                      y=arrays(np.int64, (size,), elements=st.integers(0, spec.sizes[-1] - 1)))
+    batch = batches(spec.sizes[0], spec.sizes[-1], size=size)
     return spec, [draw(batch) for _ in range(3)]
 
 

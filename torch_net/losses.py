@@ -21,7 +21,8 @@ class SoftmaxCrossEntropy:
         self.y: torch.Tensor | None = None
         # -log softmax(z)_y of every sample of the last forward, (B, 1): a tensor, which a
         # compiled step (torch_net.compiled) returns from its graph, where a float would not be
-        # exact (Inductor's scalar outputs are float32)
+        # exact (Inductor's scalar outputs are float32). numpy_net has no compiler and no such
+        # attribute: its loss is the difference of two sums, rounded as before.
         self.sample_losses: torch.Tensor | None = None
 
     def forward(self, logits: torch.Tensor, y: torch.Tensor) -> float:
