@@ -46,12 +46,12 @@ PRESETS: dict[str, dict[str, Any]] = {
                     batch_size=64, lr=0.05, momentum=0.9, epochs=15, optimizer="sgd",
                     lr_schedule="cosine"),
     # LeNet-5 style (architecture.LENET): conv 6@5x5 pad 2, ReLU, max-pool 2, conv 16@5x5, ReLU,
-    # max-pool 2, flatten, 120, 84, 10 (>= 0.90 test accuracy on Fashion-MNIST; README results).
+    # max-pool 2, flatten, 120, 84, 10 (>= 0.90 test accuracy on Fashion-MNIST; docs/results.md).
     "lenet": dict(network=LENET, init="torch_default",
                   batch_size=64, lr=0.05, momentum=0.9, epochs=10, optimizer="sgd", lr_schedule="cosine"),
     # MNIST read row by row (architecture.LSTM_NETWORK): an LSTM of 128 over the 28 rows of 28
     # pixels, its last step, Linear 10; Adam with the gradients clipped to a global norm of 1, as
-    # recurrent nets are trained (>= 0.87 test accuracy on Fashion-MNIST; README results). "gru":
+    # recurrent nets are trained (>= 0.87 test accuracy on Fashion-MNIST; docs/results.md). "gru":
     # the same with a GRU.
     "lstm": dict(network=LSTM_NETWORK, init="torch_default", batch_size=64, lr=1e-3, epochs=5, optimizer="adam",
                  clip_grad_norm=1.0, lr_schedule="cosine"),
@@ -60,7 +60,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # A tiny vision transformer (architecture.VIT_NETWORK): 16 patches of 7x7, d_model 64, two
     # pre-LN encoder layers of 4 heads, mean of the tokens, linear 10; AdamW with torch's defaults
     # (weight decay 1e-2) at lr 2e-3, the gradients clipped to a global norm of 1, as transformers
-    # are trained (>= 0.87 test accuracy on Fashion-MNIST; README results).
+    # are trained (>= 0.87 test accuracy on Fashion-MNIST; docs/results.md).
     "vit": dict(network=VIT_NETWORK, init="torch_default", batch_size=128, lr=2e-3, epochs=10, optimizer="adamw",
                 clip_grad_norm=1.0, lr_schedule="cosine"),
 }

@@ -19,6 +19,8 @@ linear1.weight, norm1.weight, ...).
 from __future__ import annotations
 
 import functools
+import json
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,8 +29,9 @@ import numpy as np
 from engine_core.checks import check_model_state
 from engine_core.specs import REQUIRED, LayerSpec, find, join, state_shapes
 
+from .architecture import PIXELS, SEQUENCE_SHAPE, input_shape
 from .checkpoint import Checkpoint
-from .fileio import atomic_write
+from .fileio import atomic_write, atomic_write_text
 
 
 class TorchImportError(ValueError):
@@ -299,10 +302,32 @@ def _numpy_of(path: str, key: str, tensor: Any) -> np.ndarray:
             "and buffers (float16, bfloat16, float32, float64, float8) and an integer num_batches_tracked") from None
 
 
+def input_transform_code(network: LayerSpec, dtype: str = "float32", imports: bool = True) -> str:
+    """Python lines (with their imports, or without: after rebuild_code's) defining ``transform``, the
+    torchvision transform that turns one 28x28 image (PIL or uint8, as torchvision's MNIST and
+    FashionMNIST datasets give them) into the input the model was trained on: x / 255
+    (ToTensor), then (x - 0.5) / 0.5 (Normalize: [-1, 1]), in the model's dtype, shaped as
+    architecture.input_shape says (784 pixels, a (1, 28, 28) image or 28 rows of 28)."""
+    shape = input_shape(network)
+    steps = ["    transforms.ToTensor(),  # (28, 28) uint8 -> (1, 28, 28) float32 in [0, 1]: x / 255",
+             "    transforms.Normalize((0.5,), (0.5,)),  # -> [-1, 1]: (x - 0.5) / 0.5, as the run's data"]
+    if dtype != "float32":
+        steps.append(f"    transforms.ConvertImageDtype(torch.{dtype}),  # the model's dtype")
+    if shape == (PIXELS,):
+        steps.append(f"    nn.Flatten(0),  # -> ({PIXELS},): the model reads rows of {PIXELS} pixels")
+    elif shape == SEQUENCE_SHAPE:
+        steps.append("    nn.Flatten(0, 1),  # -> (28, 28): a sequence of 28 rows (time steps) of 28 pixels")
+    head = "import torch\nfrom torch import nn\nfrom torchvision import transforms\n\n" if imports else ""
+    return (f"{head}# The input the model expects, one image at a time; e.g.\n"
+            "# torchvision.datasets.FashionMNIST(root, train=False, transform=transform)\n"
+            "transform = transforms.Compose([\n" + "\n".join(steps) + "\n])")
+
+
 def rebuild_code(network: LayerSpec, dtype: str = "float32", load_path: str = "PATH") -> str:
-    """Python lines (unindented: they run as pasted) that rebuild torch_module(network, dtype) and
-    load the file at ``load_path`` into it (written as a Python string literal; the default leaves
-    the placeholder PATH).
+    """Python lines (unindented: they run as pasted) that rebuild torch_module(network, dtype), load
+    the file at ``load_path`` into it (written as a Python string literal; the default leaves the
+    placeholder PATH), put it in eval mode, and define ``transform``, the input it expects
+    (input_transform_code).
 
     Each layer is spelled from its arguments (torch_spelling), not from torch's repr, which cannot
     rebuild every layer: it prints ``padding=same`` unquoted and leaves out AvgPool2d's ceil_mode,
@@ -315,10 +340,46 @@ def rebuild_code(network: LayerSpec, dtype: str = "float32", load_path: str = "P
     classes = "".join(f"\n\n{TORCH_CLASSES[name]}" for name in used) + ("\n\n" if used else "")
     return (
         "import torch\n"
-        f"from torch import nn\n{classes}"
+        "from torch import nn\n"
+        f"from torchvision import transforms\n{classes}"
         f"model = {torch_spelling(network)}{cast}\n"
-        f"model.load_state_dict(torch.load({where}, weights_only=True))"
+        f"model.load_state_dict(torch.load({where}, weights_only=True))\n"
+        "model.eval()  # inference: dropout off, batch norm on its running statistics\n\n"
+        f"{input_transform_code(network, dtype, imports=False)}"
     )
+
+
+def export_metadata(checkpoint: Checkpoint, model_path: str, source: str | None = None) -> dict[str, Any]:
+    """What the sidecar file beside an exported model says (metadata_path): the state dict's
+    file, the input the model expects (per-sample shape, dtype, the pixel scaling and the
+    transform's code), the dataset and its class names by label, where it came from (the
+    checkpoint file ``source``, its engine, epochs trained) and the run's last test accuracy."""
+    from .datasets import class_names
+
+    config = checkpoint.config
+    history = checkpoint.progress.history
+    return {
+        "format": "backprop export 1",
+        "state_dict": os.path.basename(model_path),
+        "input": {
+            "shape": list(input_shape(config.network)),
+            "dtype": config.dtype,
+            "pixels": "28x28 uint8 images scaled to [-1, 1]: (x / 255 - 0.5) / 0.5",
+            "transform": input_transform_code(config.network, config.dtype),
+        },
+        "output": "logits, one per class (softmax for probabilities)",
+        "dataset": config.dataset,
+        "classes": class_names(config.dataset),
+        "checkpoint": None if source is None else os.path.abspath(source),
+        "engine": checkpoint.engine,
+        "epochs": checkpoint.progress.epoch,
+        "test_accuracy": history[-1].get("test_acc") if history else None,
+    }
+
+
+def metadata_path(model_path: str) -> str:
+    """The sidecar JSON beside an exported model: ``model.pt`` -> ``model.pt.json``."""
+    return f"{model_path}.json"
 
 
 def torch_spelling(spec: LayerSpec) -> str:
@@ -340,15 +401,18 @@ def torch_spelling(spec: LayerSpec) -> str:
     return f"{prefix}{spec.class_name}({', '.join(shown)})"
 
 
-def export_torch(checkpoint: Checkpoint, path: str, load_path: str | None = None) -> str:
+def export_torch(checkpoint: Checkpoint, path: str, load_path: str | None = None, source: str | None = None) -> str:
     """Write the checkpoint's network as a torch.nn.Sequential state dict to ``path`` (atomically,
-    readable by ``torch.load(path, weights_only=True)``); returns the code that rebuilds it and
-    loads ``load_path`` (default ``path``), ready to run."""
+    readable by ``torch.load(path, weights_only=True)``) and its metadata (export_metadata) to
+    metadata_path(path); returns the code that rebuilds it, loads ``load_path`` (default
+    ``path``) and defines its input transform, ready to run. ``source``: the checkpoint's file,
+    recorded in the metadata."""
     import torch
 
     module = checkpoint_module(checkpoint)
     # keep_vars=False: plain tensors, buffers included (batch norm's num_batches_tracked as int64).
     state = {name: tensor.detach().clone() for name, tensor in module.state_dict().items()}
     atomic_write(path, lambda f: torch.save(state, f))
+    atomic_write_text(metadata_path(path), json.dumps(export_metadata(checkpoint, path, source), indent=2) + "\n")
     return rebuild_code(checkpoint.config.network, checkpoint.config.dtype,
                         path if load_path is None else load_path)

@@ -7,13 +7,22 @@ result lands in the other core's cache, where the next NumPy call reads it back)
 products do gain from it. So the count is chosen per run:
 
 * ``N``: N threads for the whole process.
-* ``auto`` for `train` (rule_threads): a fixed rule, never a measurement, so that the same
-  command on the same machine always runs on the same count (float32 results depend in their
-  last bits on it): one thread per MFLOP of the step's largest GEMM, at least 1 and at most
-  the cores, ``clamp(floor(max 2 m k n / 1e6), 1, cores)``. On the 2-core machine of the
-  README's bench every workload's products (3 MFLOP and up) get 2 threads, the count that was
-  fastest there at every batch size; a product of a few hundred kFLOP gets 1. A run records
-  the count it used (checkpoint and config.json), and its resumed sessions reuse it.
+* ``auto`` for `train` and `compare` (auto_threads): a rule, never a timing. One thread per
+  MFLOP of the step's largest GEMM, at least 1 and at most the cores,
+  ``clamp(floor(max 2 m k n / 1e6), 1, cores)`` (rule_threads): on the 2-core machine of the
+  bench in docs/benchmarks.md every workload's products (3 MFLOP and up) get 2 threads, the count that was
+  fastest there at every batch size on an idle machine; a product of a few hundred kFLOP gets 1.
+  Then capped by the cores the machine can give now: the cores less the 1-minute load average
+  (rounded), at least 1 (free_cores). A second thread on a core another process is using does
+  not add speed, it waits for it at every product: with one competing process on 2 cores a
+  torch epoch took 1.80 s on 2 threads against 0.36 s on 1. `compare` runs NumPy's BLAS and
+  torch in one process, one after the other at every step; when both libraries are in the
+  run, auto gives 1 thread, because each pool's threads spin for a while after a product and
+  take the cores the other pool's threads need (measured in docs/benchmarks.md). The run's
+  header line says which of these set the count. A run records the count it used
+  (checkpoint and config.json) and its resumed sessions reuse it: float32 results are
+  bitwise reproducible only at equal thread counts (docs/benchmarks.md), so give
+  ``--blas-threads N`` where that matters across machines or loads.
 * ``auto`` for `bench` (benchmark.choose_floor): measured once per case. The case's floor
   (backprop.floor, its formulations chosen at each count) is timed at each count of
   thread_candidates() (1, 2, 4, ... up to the cores) and the fastest count is taken
@@ -29,6 +38,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from .gemms import Gemm, network_gemms
@@ -134,7 +144,56 @@ def config_gemms(config: Any) -> list[Gemm]:
     return network_gemms(config.network, config.batch_size)
 
 
-def training_threads(setting: int | str, config: Any) -> int:
-    """The count a `backprop train` run uses: ``setting`` itself, or for "auto" rule_threads on
-    ``config``'s step (deterministic: no timing)."""
-    return rule_threads(config_gemms(config)) if setting == AUTO else int(setting)
+def load_average() -> float | None:
+    """The 1-minute load average (runnable processes, averaged), None where the OS has none."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # Windows
+        return None
+
+
+def free_cores(cores: int | None = None, load: float | None = None) -> int:
+    """Cores no other process is using now: ``cores`` (default cpu_count()) less the load
+    average rounded to the nearest whole process, at least 1; all of them when ``load`` is None."""
+    cores = cpu_count() if cores is None else max(1, cores)
+    return cores if load is None else max(1, min(cores, cores - int(load + 0.5)))
+
+
+@dataclass(frozen=True)
+class ThreadChoice:
+    """A session's GEMM thread count and why (the run's header line prints ``reason``)."""
+
+    count: int
+    reason: str
+
+    def describe(self, pool: str) -> str:
+        """"2 BLAS threads (auto: ...)": the count with ``pool``'s name and the reason."""
+        return f"{self.count} {pool} thread{'s' if self.count != 1 else ''} ({self.reason})"
+
+
+def auto_threads(gemms: Sequence[Gemm], cores: int | None = None, load: float | None = None,
+                 mixed_pools: bool = False) -> ThreadChoice:
+    """``auto``'s count for a step of ``gemms``: rule_threads, capped by free_cores(cores, load), and
+    1 when ``mixed_pools`` (NumPy's BLAS and torch both run in the process); with the reason."""
+    cores = cpu_count() if cores is None else max(1, cores)
+    rule = rule_threads(gemms, cores)
+    free = free_cores(cores, load)
+    largest = max((g.flops for g in gemms), default=0) / 1e6
+    of_cores = f"{cores} core{'s' if cores != 1 else ''}"
+    if mixed_pools and rule > 1:
+        return ThreadChoice(1, "auto: NumPy's BLAS and torch take turns in this process, and a second thread in "
+                               "each would spin on the core the other needs")
+    if free < rule:
+        return ThreadChoice(free, f"auto: the load average {load:.2f} leaves {free} of the {of_cores} free")
+    why = f"auto: one per MFLOP of the largest product ({largest:.1f} MFLOP), at most the {of_cores}"
+    return ThreadChoice(rule, why if load is None else f"{why}, load average {load:.2f}")
+
+
+def training_threads(setting: int | str, config: Any, load: float | None = None,
+                     mixed_pools: bool = False) -> ThreadChoice:
+    """The count a `train` or `compare` session uses: ``setting`` itself, or for "auto"
+    auto_threads on ``config``'s step (a TrainConfig, or anything with network and batch_size)
+    under the 1-minute ``load`` average (None: not considered)."""
+    if setting == AUTO:
+        return auto_threads(config_gemms(config), load=load, mixed_pools=mixed_pools)
+    return ThreadChoice(int(setting), f"--blas-threads {int(setting)}")

@@ -1,7 +1,7 @@
 """The adapter the properties drive every engine through.
 
-An engine is a Python module that speaks engine_core.protocol (the README's "Test your own
-engine" lists it): MLP, SoftmaxCrossEntropy, SGD; optionally Adam, AdamW and the array
+An engine is a Python module that speaks engine_core.protocol (docs/harness.md, "Test your own
+engine", lists it): MLP, SoftmaxCrossEntropy, SGD; optionally Adam, AdamW and the array
 conversions asarray, labels and to_numpy (without them NumPy arrays are passed as they are).
 """
 

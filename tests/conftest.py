@@ -14,6 +14,16 @@ from .datasets import write_dataset
 from .helpers import finished_run
 
 
+@pytest.fixture(autouse=True)
+def idle_machine(monkeypatch):
+    """Every test sees an idle machine: `auto`'s thread count follows the load average
+    (backprop.threads.free_cores), which the suite's own workers raise; the tests of that rule
+    set a load of their own."""
+    from backprop import threads
+
+    monkeypatch.setattr(threads, "load_average", lambda: 0.0)
+
+
 @pytest.fixture
 def data_root(tmp_path):
     """A --data-dir holding a small Fashion-MNIST-format dataset (256 train, 64 test) as IDX files."""

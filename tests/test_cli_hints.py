@@ -76,16 +76,6 @@ def test_the_already_holds_a_run_hint_continues_that_run(trained, tmp_path):
     assert len(load_checkpoint(out).progress.history) == 2
 
 
-def test_the_nothing_to_do_hint_trains_on(trained, tmp_path):
-    out = copy_run(trained[1], tmp_path)
-    done = run_cli("train", "--resume", out)
-    assert done.returncode == 0 and "nothing to do" in done.stdout
-    hint = _line_after(done.stdout, "raise --epochs: ")
-    more = _run_printed(hint + " --quiet", cwd=ROOT)
-    assert more.returncode == 0, (hint, more.stderr)
-    assert len(load_checkpoint(out).progress.history) > 1
-
-
 def test_the_export_code_runs_as_printed_from_another_directory(trained, tmp_path):
     result = run_cli("export", trained[1], "--to", "model.pt", cwd=str(tmp_path), env={"PYTHONPATH": ROOT})
     assert result.returncode == 0, result.stderr

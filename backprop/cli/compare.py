@@ -10,12 +10,15 @@ from typing import Any
 
 from engine_core.specs import as_network
 
+from .. import threads as gemm_threads
 from ..architecture import RECURRENT
 from ..config import ConfigError, TrainConfig, new_config
 from ..datasets import DataError, training_arrays
 from ..fileio import atomic_write_text
+from ..gemms import gemm_library
 from ..lockstep import LockstepSettings, rows_csv, run_lockstep, steps_per_epoch, summary
 from ..plots import plot_divergence
+from ..threads import apply_threads, training_threads
 from .options import (
     EXIT_OVER_TOLERANCE,
     add_data_options,
@@ -33,6 +36,7 @@ from .options import (
     require_clipping,
     require_optimizer,
 )
+from .threads import AUTO_RULE_HELP, add_threads_option, blas_threads, warn_oversubscribed
 
 PRESET = "notebook"  # compare's default: the original notebook's run
 
@@ -60,6 +64,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                                                 "(default: runs/compare-<date>-<time>)")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bar (default: a bar on stderr when it is a terminal)")
+    add_threads_option(p, f"{AUTO_RULE_HELP}; and 1 when NumPy's BLAS and torch both run, whose waiting threads "
+                          "would take each other's cores")
     return p
 
 
@@ -103,13 +109,20 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if config.batch_size > len(y):
             parser.error(f"--batch-size {config.batch_size} is larger than the {len(y)} training samples")
         settings = settings_from(config, args, len(y))
+        libraries = sorted({gemm_library(engine) for engine in engines})
+        threads = training_threads(blas_threads(args), config, gemm_threads.load_average(),
+                                   mixed_pools=len(libraries) > 1)
+        warn_oversubscribed(threads.count, "compare")
+        for library in libraries:  # process-wide, before the first step
+            apply_threads(library, threads.count)
         names = [e.spec for e in engines]
         header = (f"{' vs '.join(names)}, {config.network_summary()}, {settings.dtype}, batch {settings.batch_size}, "
                   f"{settings.optimizer} lr {settings.lr:g}"
                   + (f" momentum {settings.momentum:g}" if settings.momentum else "")
                   + ("" if settings.clip_grad_norm is None else f", clip grad norm {settings.clip_grad_norm:g}")
                   + f", {settings.steps} step{'s' if settings.steps != 1 else ''} on {source}")
-        print(f"compare: {header}, tol {args.tol:g}", flush=True)
+        pools = " and ".join("BLAS" if library == "numpy" else "torch" for library in libraries)
+        print(f"compare: {header}, tol {args.tol:g}; {threads.describe(pools)}", flush=True)
         if source.startswith("synthetic"):
             print("compare: no --data-dir given, so the engines trained on synthetic inputs (random pixels); "
                   "pass --dataset and --data-dir for real data", file=sys.stderr)
@@ -139,7 +152,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if any(spec.kind in RECURRENT for _, spec in as_network(config.network).leaves()):
             print("backprop: training a recurrent network is chaotic: a difference of one rounding grows to a "
                   "large one within a few hundred steps, between two torch runs whose weights differ in one "
-                  "element's last bit too (README, \"Recurrent networks on the command line\"); read the steps "
-                  "before it grows (with --dtype float64, --steps 100 stays within 1e-13)", file=sys.stderr)
+                  "element's last bit too (docs/network.md, \"Recurrent networks on the command line\"); read the "
+                  "steps before it grows (with --dtype float64, --steps 100 stays within 1e-13)", file=sys.stderr)
         return EXIT_OVER_TOLERANCE
     return 0

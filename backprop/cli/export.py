@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from ..checkpoint import CheckpointError, checkpoint_path, load_checkpoint
-from ..export import export_torch
+from ..export import export_torch, metadata_path
 from .options import check_output_file, fail
 
 
@@ -18,7 +18,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                                    "that torch.load(..., weights_only=True) reads) and print the Python lines "
                                    "that load it. A recurrent layer becomes a subclass of torch's RNN, LSTM or GRU "
                                    "that returns output alone (torch's returns a tuple), and laststep a small "
-                                   "LastStep module; the printed lines define both.")
+                                   "LastStep module; the printed lines define both, and `transform`, the "
+                                   "torchvision transform that makes an image the input the model was trained on "
+                                   "(also in MODEL_PT.json beside it, with the classes and the run's accuracy).")
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint.npz, or the run directory holding it")
     p.add_argument("--to", required=True, metavar="MODEL_PT",
                    help="the .pt file to write, in an existing directory (required; an existing file other than "
@@ -36,6 +38,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         checkpoint = load_checkpoint(path)
     except CheckpointError as error:
         return fail(str(error))
-    code = export_torch(checkpoint, args.to, load_path=os.path.abspath(args.to))
-    print(f"wrote {args.to}; these Python lines load it:\n{code}")
+    code = export_torch(checkpoint, args.to, load_path=os.path.abspath(args.to), source=path)
+    print(f"wrote {args.to} and {metadata_path(args.to)} (the input it expects, the classes, the run's accuracy); "
+          f"`transform` below makes an image that input; these Python lines load it:\n{code}")
     return 0

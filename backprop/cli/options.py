@@ -37,7 +37,7 @@ from ..engines import ENGINES, Engine, EngineError, load_engine
 from ..fileio import missing_dirs
 from ..rundir import RunDir, RunDirError, claim, claim_new, timestamp
 
-# Exit statuses (the README's "Errors and recovery" table).
+# Exit statuses (the "Errors and recovery" table of docs/checkpoints.md).
 EXIT_OK = 0
 EXIT_DATA = 1  # a data or checkpoint problem
 EXIT_OVER_TOLERANCE = 1  # compare: the engines drifted apart beyond --tol

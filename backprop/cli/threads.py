@@ -1,4 +1,4 @@
-"""--blas-threads, shared by `train` and `bench` (the choice itself: backprop.threads)."""
+"""--blas-threads, shared by `train`, `compare` and `bench` (the choice itself: backprop.threads)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,12 @@ def add_threads_option(p: argparse.ArgumentParser, auto_help: str, default: Any 
     rule; bench: a measurement). ``default`` None lets a command tell "not given" from auto."""
     p.add_argument("--blas-threads", type=threads_value, default=default, metavar="N|auto",
                    help=f"threads for NumPy's BLAS and torch's GEMMs, for the whole process ({auto_help})")
+
+
+AUTO_RULE_HELP = ("default: auto, one thread per MFLOP of the step's largest matrix product, at least 1, at most "
+                  "the cores no other process is using now (the cores less the 1-minute load average); the "
+                  "header line says which set the count. float32 results are bitwise reproducible only at "
+                  "equal counts: give N where that matters")
 
 
 def blas_threads(args: argparse.Namespace) -> Any:

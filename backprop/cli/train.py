@@ -12,6 +12,7 @@ from typing import Any
 from engine_core.specs import LayerSpec, as_network, mlp, mlp_of
 
 from .. import gradflow
+from .. import threads as gemm_threads
 from ..architecture import format_layers
 from ..checkpoint import CHECKPOINT_NAME, Checkpoint, CheckpointError, checkpoint_path, load_checkpoint
 from ..config import (
@@ -27,7 +28,7 @@ from ..datasets import DataError, load_dataset
 from ..engines import Engine, EngineError
 from ..gemms import gemm_library
 from ..rundir import RunDir, timestamp
-from ..threads import AUTO, apply_threads, training_threads
+from ..threads import AUTO, ThreadChoice, apply_threads, training_threads
 from ..training import Trainer, TrainingDiverged, TrainingInterrupted
 from . import hints
 from .options import (
@@ -51,7 +52,7 @@ from .options import (
     require_clipping,
     require_optimizer,
 )
-from .threads import add_threads_option, blas_threads, warn_oversubscribed
+from .threads import AUTO_RULE_HELP, add_threads_option, blas_threads, warn_oversubscribed
 
 # Training flags (TrainConfig fields of the same name) that make up a run's configuration;
 # resume must not change them.
@@ -99,10 +100,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                         "gradient, of the delta dL/dz and of the update relative to the weight, each the mean over "
                         "the epoch's steps (default: off, at no cost; a run that tracks keeps tracking when "
                         "resumed, and on --resume of one that did not, tracking starts there)")
-    add_threads_option(p, "default: auto, a fixed rule: one thread per MFLOP of the step's largest matrix product, "
-                          "at least 1, at most the cores, so the same command always gives the same numbers; on "
-                          "--resume: the count the run recorded. float32 results differ in their last bits "
-                          "between counts", default=None)
+    add_threads_option(p, f"{AUTO_RULE_HELP}; on --resume: the count the run recorded", default=None)
     return p
 
 
@@ -237,6 +235,23 @@ def resume_command(checkpoint: str, engine: Engine, epochs: int | None = None) -
     return hints.command("train", *hints.flags(values))
 
 
+def finished_hint(resume: str, config: TrainConfig, engine: Engine, data_dir: str, done: int) -> str:
+    """What `train --resume` of a finished run says: how to train on in a way that helps. More
+    epochs of the same run while its schedule still has rates to give (constant, step, or a
+    cosine whose T_max lies ahead: up to T_max); a new run annealing over twice the epochs once a
+    cosine schedule has reached lr 0 (stepped on, it would train at lr 0 and then rising again)."""
+    epochs = f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}"
+    finished = f"nothing to do: {resume} already finished {done} of {epochs}."
+    t_max = config.t_max or config.epochs
+    if config.lr_schedule != "cosine" or t_max > done:
+        more = t_max if config.lr_schedule == "cosine" else done + 5
+        return f"{finished} To train on, raise --epochs: {resume_command(resume, engine, epochs=more)}"
+    return (f"{finished} Its cosine schedule ended with epoch {t_max}: more epochs of this run would train at lr 0 "
+            "and then at rising rates (torch's CosineAnnealingLR stepped past T_max), which undoes some of what was "
+            "learned. To train longer, start a new run that anneals over more epochs (this run is kept): "
+            f"{new_run_command(config, engine, data_dir, epochs=2 * done, t_max=2 * done)}")
+
+
 def _engine(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Engine:
     spec, flag = engine_spec(args.engine)
     return open_engine(parser, spec, args.device, flag)
@@ -260,31 +275,32 @@ def _claim(args: argparse.Namespace, parser: argparse.ArgumentParser, engine: En
     return claim_out(parser, out, "", own_run=os.path.abspath(out) == own)
 
 
-def _describe(config: TrainConfig, engine: Engine, data_dir: str, threads: int) -> str:
+def _describe(config: TrainConfig, engine: Engine, data_dir: str, threads: ThreadChoice) -> str:
     limit = f", first {config.limit} sample{'s' if config.limit != 1 else ''}" if config.limit else ""
     pool = "BLAS" if gemm_library(engine) == "numpy" else "torch"
     return (f"{config.network_summary()} ({config.dtype}), {config.optimizer_summary()}, batch {config.batch_size}, "
             f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}; {config.dataset} from {data_dir}{limit}; "
-            f"the {engine.name} engine, "
-            f"{threads} {pool} thread{'s' if threads != 1 else ''}")
+            f"the {engine.name} engine, {threads.describe(pool)}")
 
 
-def session_threads(args: argparse.Namespace, config: TrainConfig, checkpoint: Checkpoint | None) -> int:
-    """The GEMM thread count of this session: --blas-threads (auto: threads.rule_threads), or on
-    --resume without it the count the run recorded (the rule for files that predate the record).
-    Prints one stderr line when an explicit count departs from the recorded one (float32 results
-    then differ in their last bits from the uninterrupted run), and one when it exceeds the cores."""
+def session_threads(args: argparse.Namespace, config: TrainConfig, checkpoint: Checkpoint | None) -> ThreadChoice:
+    """The GEMM thread count of this session and why: --blas-threads (auto: threads.auto_threads
+    under the machine's load average now), or on --resume without it the count the run recorded
+    (auto for files that predate the record). Prints one stderr line when an explicit count
+    departs from the recorded one (float32 results then differ from the uninterrupted run), and
+    one when it exceeds the cores."""
     recorded = checkpoint.blas_threads if checkpoint is not None else None
     if checkpoint is not None and args.blas_threads is None:
-        count = recorded if recorded is not None else training_threads(AUTO, config)
+        choice = ThreadChoice(recorded, "the count the run recorded") if recorded is not None \
+            else training_threads(AUTO, config, gemm_threads.load_average())
     else:
-        count = training_threads(blas_threads(args), config)
-        if recorded is not None and count != recorded:
-            print(f"train: note: --blas-threads gives {count} threads where the run trained on {recorded}: "
-                  f"{config.dtype} numbers may differ in their last bits from the uninterrupted run (leave "
-                  "--blas-threads out to reuse the recorded count)", file=sys.stderr)
-    warn_oversubscribed(count, "train")
-    return count
+        choice = training_threads(blas_threads(args), config, gemm_threads.load_average())
+        if recorded is not None and choice.count != recorded:
+            print(f"train: note: --blas-threads gives {choice.count} thread{'s' if choice.count != 1 else ''} where "
+                  f"the run trained on {recorded}: {config.dtype} numbers may differ from the uninterrupted run "
+                  "(leave --blas-threads out to reuse the recorded count)", file=sys.stderr)
+    warn_oversubscribed(choice.count, "train")
+    return choice
 
 
 def _warn_idle_epochs(trainer: Trainer, config: TrainConfig, engine: Engine, data_dir: str) -> None:
@@ -322,10 +338,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     require_clipping(parser, [engine], config.clip_grad_norm, "--engine")
     data_dir = args.data_dir or (checkpoint.data_dir if checkpoint else None) or DEFAULT_DATA_DIR
     if checkpoint is not None and resume is not None and checkpoint.progress.epoch >= config.epochs:
-        done = checkpoint.progress.epoch
-        print(f"nothing to do: {resume} already finished {done} of {config.epochs} "
-              f"epoch{'s' if config.epochs != 1 else ''}. To train on, "
-              f"raise --epochs: {resume_command(resume, engine, epochs=done + 5)}")
+        print(finished_hint(resume, config, engine, data_dir, checkpoint.progress.epoch))
         return 0
 
     with _claim(args, parser, engine, resume) as run_dir:
@@ -344,7 +357,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         threads = session_threads(args, config, checkpoint)
         try:
             trainer = Trainer(config, engine, dataset, out, quiet=args.quiet, resume=checkpoint, data_dir=data_dir,
-                              track_gradients=True if args.track_gradients else None, blas_threads=threads)
+                              track_gradients=True if args.track_gradients else None,
+                              blas_threads=threads.count)
         except EngineError as error:  # the engine lacks a layer of the network
             parser.error(f"argument --engine: {error}")
         except (ValueError, TypeError) as error:
@@ -359,7 +373,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 print(f"--track-gradients: the run did not track gradients before; tracking starts at epoch "
                       f"{p.epoch + 1}, batch {p.step}{partial}, and continues on every later resume")
             _warn_idle_epochs(trainer, config, engine, data_dir)
-        apply_threads(gemm_library(engine), threads)  # process-wide, before the first step
+        apply_threads(gemm_library(engine), threads.count)  # process-wide, before the first step
         print(f"training {_describe(config, engine, data_dir, threads)} -> {out}")
         try:
             trainer.run()
