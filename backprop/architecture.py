@@ -131,8 +131,40 @@ def parse_layer(item: str) -> LayerSpec:
             # Python's own rule, in its words: positional arguments first, then name=value.
             raise LayersSyntaxError(f"{item!r}: positional argument after a keyword argument (give the "
                                     "positional arguments first, then name=value ones)") from None
+        words = _top_level_words(item)
+        if len(words) > 1 and all(_parses(word) for word in words):
+            between = " and ".join(repr(word) for word in words)
+            raise LayersSyntaxError(f"{item!r}: a comma is missing between {between} (layers are separated by "
+                                    "commas)") from None
         raise LayersSyntaxError(f"{item!r}: expected kind or kind(arguments)") from None
     return _parse_node(node, item)
+
+
+def _top_level_words(item: str) -> list[str]:
+    """``item`` split at the spaces outside parentheses: 'linear(4, 3) relu' -> ['linear(4, 3)', 'relu']."""
+    words, current, depth = [], "", 0
+    for char in item.strip():
+        depth += (char == "(") - (char == ")")
+        if char.isspace() and depth == 0:
+            if current:
+                words.append(current)
+            current = ""
+        else:
+            current += char
+    return [*words, current] if current else words
+
+
+def _parses(word: str) -> bool:
+    try:
+        parse_layer(word)
+    except LayersSyntaxError:
+        return False
+    return True
+
+
+# Kinds a course's network might end with that the loss already applies (SoftmaxCrossEntropy
+# takes logits), so a network must not.
+_LOSS_KINDS = ("softmax", "logsoftmax", "log_softmax")
 
 
 def _parse_node(node: ast.expr, item: str) -> LayerSpec:
@@ -143,6 +175,10 @@ def _parse_node(node: ast.expr, item: str) -> LayerSpec:
     else:
         raise LayersSyntaxError(f"{item!r}: expected kind or kind(arguments)")
     kind = name.lower()
+    if kind in _LOSS_KINDS:
+        raise LayersSyntaxError(f"{item!r}: no {name} layer: the loss (softmax cross-entropy, as torch's "
+                                "CrossEntropyLoss) takes the network's logits and applies the softmax itself; end "
+                                "the network with its last linear layer")
     if kind not in KINDS:
         raise LayersSyntaxError(f"{item!r}: unknown layer {name!r} (expected one of {', '.join(KINDS)})")
     if KINDS[kind].container:
@@ -195,6 +231,12 @@ def parse_layers(text: str) -> LayerSpec:
     if not text.strip():
         raise LayersSyntaxError("--layers: empty; expected e.g. 'linear(784, 64), relu, linear(64, 10)'")
     network = as_network([parse_layer(item) for item in _split_top_level(text)])
+    for _, spec in network.leaves():
+        if spec.kind == "dropout" and spec.args["p"] >= 1:
+            # torch accepts p=1; as a layer to train it zeroes every value, and the network then
+            # trains to chance without a word.
+            raise LayersSyntaxError(f"{format_layers([spec])}: p=1 zeroes every value, so every layer after it "
+                                    "sees zeros and the network cannot learn; give a p below 1 (0.5 is usual)")
     check_stack(network)
     return network
 

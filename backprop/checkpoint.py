@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import zipfile
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -33,6 +34,7 @@ from .config import TrainConfig
 from .fileio import atomic_write, missing_dirs
 from .legacy import is_legacy_mlp, state_key
 from .progress import METRIC_COLUMNS, Progress
+from .sidecar import recorded
 
 FORMAT = "backprop-checkpoint"
 # 2: config.t_max and the lr column; 3: config.layers, dropout_rng, num_batches_tracked;
@@ -167,6 +169,10 @@ def checkpoint_path(path: str) -> str:
         except OSError:
             runs = []
         found = f"; it holds run directories such as {', '.join(runs[-3:])}" if runs else ""
+        if os.path.isfile(os.path.join(path, "config.json")):
+            found = ("; it holds a run's config.json: that run ended before its first checkpoint, so there is "
+                     f"nothing to resume: start it again (in another --out, or delete this one first: rm -r "
+                     f"{shlex.quote(path)})")
         raise CheckpointError(f"{path}: a directory without {CHECKPOINT_NAME} (give a run directory or a "
                               f"checkpoint file){found}")
     if not os.path.exists(path):
@@ -356,7 +362,21 @@ def _read_arrays(path: str) -> dict[str, np.ndarray]:
         raise CheckpointError(f"{path}: corrupt checkpoint ({type(error).__name__}: {_one_line(error)})") from None
 
 
+def _torch_file(path: str) -> bool:
+    """Whether ``path`` is a file torch.save wrote (a zip archive holding a data.pkl)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("/data.pkl") or name == "data.pkl" for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
 def _read_meta(path: str, raw: np.ndarray | None) -> dict[str, Any]:
+    if raw is None and _torch_file(path):
+        layers = recorded(path, "layers")
+        raise CheckpointError(f"{path}: a torch file (torch.save), not a backprop checkpoint; `backprop import "
+                              f"{path} --layers {repr(layers) if layers else '...'} --out DIR` turns a "
+                              "torch.nn.Sequential state dict into a run directory that every command takes")
     if raw is None:
         raise CheckpointError(f"{path}: not a backprop checkpoint (no 'meta' entry)")
     if raw.dtype != np.uint8 or raw.ndim != 1:

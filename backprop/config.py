@@ -180,6 +180,12 @@ def new_config(preset: str | None = None, **flags: Any) -> TrainConfig:
         values["momentum"] = default_momentum(name, optimizer)
     if "weight_decay" not in given:
         values["weight_decay"] = OPTIMIZER_DEFAULTS[optimizer]["weight_decay"]
+    if values["momentum"] >= 1:
+        # torch.optim.SGD accepts it, but the velocity v = momentum v + g then keeps all of every
+        # past gradient and grows without bound: the run can only diverge, and would blame its lr.
+        raise ConfigError(f"--momentum {values['momentum']:g}: SGD's velocity (v = momentum * v + grad) grows "
+                          "without bound for a momentum of 1 or more, whatever the learning rate; give a value "
+                          "from 0 up to below 1 (0.9 is usual)")
     if values["nesterov"] and values["momentum"] <= 0:
         source = "--momentum 0" if "momentum" in given else f"the {name} preset's momentum 0"
         raise ConfigError(f"--nesterov needs a momentum above 0 ({source}): add e.g. --momentum 0.9")

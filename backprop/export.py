@@ -29,9 +29,10 @@ import numpy as np
 from engine_core.checks import check_model_state
 from engine_core.specs import REQUIRED, LayerSpec, find, join, state_shapes
 
-from .architecture import PIXELS, SEQUENCE_SHAPE, input_shape
+from .architecture import PIXELS, SEQUENCE_SHAPE, format_layers, input_shape
 from .checkpoint import Checkpoint
 from .fileio import atomic_write, atomic_write_text
+from .sidecar import EXPORT_FORMAT, metadata_path
 
 
 class TorchImportError(ValueError):
@@ -359,7 +360,7 @@ def export_metadata(checkpoint: Checkpoint, model_path: str, source: str | None 
     config = checkpoint.config
     history = checkpoint.progress.history
     return {
-        "format": "backprop export 1",
+        "format": EXPORT_FORMAT,
         "state_dict": os.path.basename(model_path),
         "input": {
             "shape": list(input_shape(config.network)),
@@ -368,6 +369,7 @@ def export_metadata(checkpoint: Checkpoint, model_path: str, source: str | None 
             "transform": input_transform_code(config.network, config.dtype),
         },
         "output": "logits, one per class (softmax for probabilities)",
+        "layers": format_layers(config.network),  # `backprop import MODEL_PT --layers '...'` takes it back
         "dataset": config.dataset,
         "classes": class_names(config.dataset),
         "checkpoint": None if source is None else os.path.abspath(source),
@@ -375,11 +377,6 @@ def export_metadata(checkpoint: Checkpoint, model_path: str, source: str | None 
         "epochs": checkpoint.progress.epoch,
         "test_accuracy": history[-1].get("test_acc") if history else None,
     }
-
-
-def metadata_path(model_path: str) -> str:
-    """The sidecar JSON beside an exported model: ``model.pt`` -> ``model.pt.json``."""
-    return f"{model_path}.json"
 
 
 def torch_spelling(spec: LayerSpec) -> str:

@@ -117,6 +117,17 @@ def confident_mistakes(probabilities: np.ndarray, labels: np.ndarray, count: int
     return wrong[order][:count]
 
 
+def confidence_text(p: float) -> str:
+    """A probability as a panel shows it: two decimals, or as many more as it takes to tell it
+    from 1 (0.99971, not 1.00), up to 6; ">0.999999" beyond."""
+    if p < 0.995:
+        return f"{p:.2f}"
+    if 1 - p < 1e-6:
+        return ">0.999999"
+    digits = min(6, 1 - math.floor(math.log10(1 - p)))
+    return f"{p:.{digits}f}"
+
+
 def mistake_images(x: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, names: list[str],
                    count: int = 24) -> tuple[np.ndarray, list[str], np.ndarray]:
     """(images (n, 28, 28) in [0, 1], titles, indices) of confident_mistakes: x's normalised rows
@@ -125,16 +136,18 @@ def mistake_images(x: np.ndarray, labels: np.ndarray, probabilities: np.ndarray,
     side = math.isqrt(int(np.prod(x.shape[1:])))
     images = (np.asarray(x[indices], np.float64).reshape(len(indices), side, side) + 1) / 2
     predicted = probabilities[indices].argmax(axis=1)
-    titles = [f"true {names[labels[i]]}\npred {names[p]} {probabilities[i, p]:.2f}"
+    titles = [f"true {names[labels[i]]}\npred {names[p]} {confidence_text(probabilities[i, p])}"
               for i, p in zip(indices, predicted)]
     return images, titles, indices
 
 
 def image_grid(images: np.ndarray, titles: list[str], title: str = "", cmap: str = "gray",
-               symmetric: bool = False) -> Any:
+               symmetric: bool = False, colorbar: str | None = None) -> Any:
     """A figure with one small panel per image (row-major, up to 8 per row), each titled. With
-    ``symmetric`` each image gets its own colour range [-m, m], m = max |image|, so 0 is the
-    colour map's middle (weights: red positive, blue negative); otherwise [0, 1]. ``title`` is
+    ``symmetric`` all images share the colour range [-m, m], m = max |images|, so 0 is the colour
+    map's middle (weights: red positive, blue negative) and a colour means one value in every
+    panel; otherwise [0, 1]. ``colorbar``: the label of a colour bar showing that scale (None: no
+    bar). ``title`` is
     wrapped to the figure's width; each row is as tall as its panel plus its titles' lines, so
     multi-line panel titles do not run into the row above."""
     plt = pyplot()
@@ -152,11 +165,16 @@ def image_grid(images: np.ndarray, titles: list[str], title: str = "", cmap: str
                              layout="constrained")
     for ax in axes.ravel():
         ax.axis("off")
+    m = float(np.max(np.abs(images))) if len(images) else 0.0
+    limits = (-(m or 1.0), m or 1.0) if symmetric else (0.0, 1.0)
+    drawn = None
     for ax, image, label in zip(axes.ravel(), images, titles):
-        m = float(np.max(np.abs(image))) or 1.0
-        limits = (-m, m) if symmetric else (0.0, 1.0)
-        ax.imshow(image, cmap=cmap, vmin=limits[0], vmax=limits[1], interpolation="nearest")
+        drawn = ax.imshow(image, cmap=cmap, vmin=limits[0], vmax=limits[1], interpolation="nearest")
         ax.set_title(label, fontsize=panel_font)
+    if colorbar and drawn is not None:
+        bar = fig.colorbar(drawn, ax=axes, shrink=min(1.0, 2.5 / rows), aspect=30, pad=0.01)
+        bar.set_label(colorbar, fontsize=panel_font + 1)
+        bar.ax.tick_params(labelsize=panel_font)
     if wrapped:
         fig.suptitle(wrapped, fontsize=title_font)
     return fig
@@ -170,7 +188,8 @@ def write_pictures(engine: Engine, net: Any, x: np.ndarray, y: np.ndarray, names
     images, titles, key = weight_images(net.state_dict())
     paths = [os.path.join(out_dir, WEIGHTS_PNG), os.path.join(out_dir, MISTAKES_PNG)]
     shown = "a row per hidden unit, a column per input feature" if _input_weight(key) else f"first {len(images)}"
-    fig = image_grid(images, titles, title=f"{title}{key}: {shown}", cmap="RdBu_r", symmetric=True)
+    fig = image_grid(images, titles, title=f"{title}{key}: {shown}", cmap="RdBu_r", symmetric=True,
+                     colorbar="weight (one scale for every panel; 0 is white)")
     save_figure(fig, paths[0])
     plt.close(fig)
     probabilities = predict_probabilities(engine, net, x)

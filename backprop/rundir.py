@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import errno
 import os
+import shlex
+import shutil
 import socket
 import time
 from dataclasses import dataclass, field
@@ -33,6 +35,23 @@ class RunDir:
     path: str
     created: list[str] = field(default_factory=list)
     _locked: bool = True
+    fresh: bool = False  # new or empty when claimed: everything in it is this run's
+
+    def discard(self) -> list[str]:
+        """Delete what this run wrote into its fresh directory (a run that ended with nothing worth
+        keeping: no checkpoint), then release it (the directory goes too when the claim created
+        it). Returns the names deleted; nothing is deleted from a directory that was not fresh."""
+        if not self.fresh:
+            return []
+        names = sorted(name for name in os.listdir(self.path) if name != LOCK_NAME)
+        for name in names:
+            target = os.path.join(self.path, name)
+            if os.path.isdir(target) and not os.path.islink(target):
+                shutil.rmtree(target)
+            else:
+                os.unlink(target)
+        self.release()
+        return names
 
     @property
     def lock_path(self) -> str:
@@ -158,7 +177,9 @@ def claim(path: str, own_run: bool = False) -> RunDir:
             run.release()
             shown = ", ".join(others[:4]) + (", ..." if len(others) > 4 else "")
             raise RunDirError(f"{path} already holds files ({shown}); a run writes only into a new or empty "
-                              "directory (nothing was overwritten)")
+                              "directory (nothing was overwritten): choose another directory, or delete this one "
+                              f"if it holds nothing you need (rm -r {shlex.quote(path)})")
+        run.fresh = True
     return run
 
 

@@ -21,7 +21,7 @@ from engine_core.specs import leaf_shapes, paths_of
 
 from .architecture import evaluation_chunk, image_view, input_shape
 from .checkpoint import CHECKPOINT_NAME, Checkpoint, checkpoint_meta, save_checkpoint
-from .config import TrainConfig
+from .config import TrainConfig, preset_network
 from .datasets import Dataset
 from .engines import Engine, EngineError, inference_mode, layer_at, set_mode, training_numerics
 from .fileio import atomic_write_text
@@ -196,9 +196,9 @@ def metrics_csv(rows: list[dict[str, Any]]) -> str:
 
 
 def curves_title(config: TrainConfig, engines: list[str], dataset: str) -> str:
-    """curves.png's title: dataset, preset, network, the engine of each epoch (``engines``, in
-    epoch order; a resumed run that changed engine names which trained what), optimizer and
-    learning rate."""
+    """curves.png's title: dataset, preset (when the run kept the preset's network), network, the
+    engine of each epoch (``engines``, in epoch order; a resumed run that changed engine names
+    which trained what), optimizer and learning rate."""
     spans: list[list[Any]] = []  # [engine, first epoch, last epoch]
     for epoch, name in enumerate(engines, start=1):
         if spans and spans[-1][0] == name:
@@ -211,7 +211,9 @@ def curves_title(config: TrainConfig, engines: list[str], dataset: str) -> str:
         parts = [f"{name} (epoch {a})" if a == b else f"{name} (epochs {a}-{b})" for name, a, b in spans]
         engine_text = f"engines {' then '.join(parts)}: resumed with another engine"
     limit = f", first {config.limit} sample{'s' if config.limit != 1 else ''}" if config.limit else ""
-    return (f"{dataset}{limit}, {config.preset} preset: {config.network_summary()}, {engine_text}\n"
+    # The preset names the network only when the run kept its network (not --layers or --hidden).
+    source = f"{config.preset} preset: " if config.network == preset_network(config.preset) else ""
+    return (f"{dataset}{limit}, {source}{config.network_summary()}, {engine_text}\n"
             f"{config.optimizer_summary()}, batch {config.batch_size}")
 
 

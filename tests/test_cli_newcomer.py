@@ -257,3 +257,17 @@ def test_an_oversized_batch_is_reported_not_shrunk(data_root, tmp_path):
         other = run_cli(*command, "--data-dir", data_root, "--dataset", "fashion-mnist",
                         "--out", str(tmp_path / command[0]))
         assert other.returncode == 2 and "300 is larger than the 256 training samples" in other.stderr, other.stderr
+
+
+def _python_blocks() -> list[tuple[str, str]]:
+    """(page, code) of every ```python block of the README and the docs pages."""
+    blocks = []
+    for page in PAGES:
+        blocks += [(page, code) for code in re.findall(r"```python\n(.*?)```", _read(page), re.S)]
+    return blocks
+
+
+@pytest.mark.parametrize("page, code", _python_blocks(), ids=lambda v: v if v.endswith(".md") else "")
+def test_every_python_example_in_the_docs_runs(page, code, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # what an example writes lands here
+    exec(compile(code, page, "exec"), {"__name__": "__docs__"})

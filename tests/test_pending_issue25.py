@@ -1,4 +1,4 @@
-"""Issue 25's four outputs that misled (staging file: its tests move to their modules' files)."""
+"""Issue 25's outputs that misled (staging file: its tests move to their modules' files)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from backprop import threads
+from backprop.architecture import parse_layers
 from backprop.checkpoint import load_checkpoint
 from backprop.datasets import load_dataset
 from backprop.gemms import Gemm
@@ -183,3 +184,147 @@ def test_float32_steps_at_different_thread_counts_differ_only_in_the_last_bits(d
     for key in one:
         scale = float(np.abs(one[key]).max())
         assert float(np.abs(one[key] - two[key]).max()) <= 1e-6 * scale, key
+
+
+# -- each command needs only the files it reads --------------------------------------------------
+
+@pytest.mark.parametrize("kept, command, works", [
+    ("t10k", "evaluate", True), ("train", "evaluate", False), ("train", "compare", True), ("t10k", "compare", False),
+])
+def test_a_command_needs_only_the_split_it_reads(trained, tmp_path, kept, command, works):
+    import shutil
+
+    raw = tmp_path / "data" / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in os.listdir(os.path.join(trained[0], "FashionMNIST", "raw")):
+        if name.startswith(kept):
+            shutil.copy(os.path.join(trained[0], "FashionMNIST", "raw", name), raw / name)
+    args = ["evaluate", trained[1]] if command == "evaluate" else \
+        ["compare", "--dataset", "fashion-mnist", "--steps", "1", "--batch-size", "16", "--quiet",
+         "--out", str(tmp_path / "cmp")]
+    result = run_cli(*args, "--data-dir", str(tmp_path / "data"), cwd=str(tmp_path))
+    if works:
+        assert result.returncode == 0, result.stderr
+    else:  # the message names the split and the files it needs
+        missing = "t10k-images-idx3-ubyte" if kept == "train" else "train-images-idx3-ubyte"
+        assert result.returncode == 1 and missing in result.stderr and "split needs" in result.stderr, result.stderr
+
+
+def test_import_converts_weights_without_any_data(capsys, trained, tmp_path):
+    model = str(tmp_path / "model.pt")
+    cli_out(capsys, "export", trained[1], "--to", model)
+    out = str(tmp_path / "imported")
+    result = run_cli("import", model, "--layers", "linear(784,8),relu,linear(8,10)", "--out", out,
+                     cwd=str(tmp_path))  # no --dataset, no --data-dir, no ./data
+    assert result.returncode == 0, result.stderr
+    for key, value in load_checkpoint(trained[1]).params.items():
+        np.testing.assert_array_equal(load_checkpoint(out).params[key], value)
+    evaluated = run_cli("evaluate", out, "--dataset", "fashion-mnist", "--data-dir", trained[0])
+    assert evaluated.returncode == 0, evaluated.stderr
+
+
+# -- smaller things a new user tripped over ------------------------------------------------------
+
+@pytest.mark.parametrize("layers, facts", [
+    ("linear(784,16) relu, linear(16,10)", ["a comma is missing between 'linear(784,16)' and 'relu'"]),
+    ("linear(784,16), relu, linear(16,10), softmax", ["no softmax layer", "applies the softmax itself"]),
+    ("linear(784,16), relu, linear(16,10), LogSoftmax(1)", ["no LogSoftmax layer", "logits"]),
+    ("linear(784,16), dropout(1), linear(16,10)", ["p=1 zeroes every value", "below 1"]),
+    ("linear(784,16), relu, sequential(linear(16,16), dropout(p=1.0)), linear(16,10)", ["p=1"]),  # nested too
+])
+def test_layers_slips_get_messages_that_name_the_slip(layers, facts):
+    result = run_cli("train", "--layers", layers, "--quiet")
+    assert result.returncode == 2, result.stdout
+    for fact in facts:
+        assert fact in result.stderr, result.stderr
+
+
+def test_a_trailing_comma_in_layers_is_accepted_as_python_accepts_it():
+    from backprop.architecture import parse_layers
+
+    assert parse_layers("linear(784, 10),") == parse_layers("linear(784, 10)")
+
+
+@pytest.mark.parametrize("momentum", ["1", "1.5"])
+def test_a_momentum_that_can_only_diverge_is_refused(momentum, tmp_path):
+    for command in (["train"], ["compare", "--steps", "1"]):
+        result = run_cli(*command, "--momentum", momentum, "--out", str(tmp_path / "x"))
+        assert result.returncode == 2 and f"--momentum {momentum}" in result.stderr, result.stderr
+        assert "grows without bound" in result.stderr and "learning rate" in result.stderr
+    assert not (tmp_path / "x").exists()
+
+
+DIVERGING = ["--dataset", "fashion-mnist", "--batch-size", "16", "--quiet", "--lr", "1000"]  # NaN in epoch 1
+
+
+def test_a_run_that_diverges_before_its_first_checkpoint_leaves_nothing_in_the_way(data_root, tmp_path):
+    out = str(tmp_path / "run")
+    diverged = run_cli("train", *DIVERGING, "--data-dir", data_root, "--out", out)
+    assert diverged.returncode == 3 and "Removed what the run wrote (config.json)" in diverged.stderr
+    assert not os.path.exists(out)
+    hint = diverged.stderr.split("to start again with a smaller learning rate: ", 1)[1].strip()
+    again = run_cli("train", *_printed_args(hint, "train"), "--limit", "32", "--epochs", "1", "--out", out)
+    assert again.returncode in (0, 3), again.stderr  # the same --out is free again
+
+
+def test_a_diverged_run_in_an_existing_directory_keeps_what_was_there(data_root, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()  # made by the user, empty: the run's files go, the directory stays
+    diverged = run_cli("train", *DIVERGING, "--data-dir", data_root, "--out", str(out))
+    assert diverged.returncode == 3 and out.is_dir() and os.listdir(out) == []
+
+
+def test_a_directory_that_blocks_a_run_is_named_with_how_to_clear_it(trained, tmp_path):
+    half = tmp_path / "half"
+    half.mkdir()
+    (half / "config.json").write_text("{}")
+    resumed = run_cli("train", "--resume", str(half))
+    assert resumed.returncode == 1 and "nothing to resume" in resumed.stderr and f"rm -r {half}" in resumed.stderr
+    rerun = run_cli("train", "--out", str(half))
+    assert rerun.returncode == 2 and f"rm -r {half}" in rerun.stderr and "nothing was overwritten" in rerun.stderr
+    over = run_cli("train", "--out", trained[1])
+    assert over.returncode == 2 and "--resume" in over.stderr and f"rm -r {trained[1]}" in over.stderr
+
+
+def test_a_torch_file_given_as_a_checkpoint_is_named_with_the_import_command(capsys, trained, tmp_path):
+    model = str(tmp_path / "model.pt")
+    cli_out(capsys, "export", trained[1], "--to", model)
+    again = str(tmp_path / "again.pt")
+    for command in (["evaluate", model], ["export", model, "--to", again], ["train", "--resume", model]):
+        result = run_cli(*command)
+        assert result.returncode == 1 and "a torch file" in result.stderr, result.stderr
+        assert f"backprop import {model} --layers 'linear(784, 8), relu, linear(8, 10)'" in result.stderr
+    imported = run_cli("import", model, "--out", str(tmp_path / "imported"))  # layers and dataset from model.pt.json
+    assert imported.returncode == 0, imported.stderr
+    assert load_checkpoint(str(tmp_path / "imported")).config.dataset == "fashion-mnist"
+
+
+def test_the_curves_title_names_a_preset_only_for_its_own_network():
+    from backprop.config import new_config
+    from backprop.training import curves_title
+
+    assert "default preset: " in curves_title(new_config("default"), ["numpy"], "mnist")
+    for changed in (new_config("default", hidden=[8]),
+                    new_config("default", layers=parse_layers("linear(784, 10)"))):
+        assert "preset" not in curves_title(changed, ["numpy"], "mnist")
+
+
+@pytest.mark.parametrize("p, shown", [(0.5, "0.50"), (0.9912, "0.99"), (0.9991, "0.99910"), (0.99971, "0.99971"),
+                                      (0.999994, "0.999994"), (0.9999996, ">0.999999"), (1.0, ">0.999999")])
+def test_a_mistakes_confidence_is_never_shown_as_1(p, shown):
+    from backprop.pictures import confidence_text
+
+    assert confidence_text(p) == shown
+
+
+def test_the_weights_picture_has_one_colour_scale_with_a_bar():
+    from backprop import pictures
+
+    images = np.random.default_rng(0).uniform(-1, 1, (5, 4, 4)) * np.arange(1, 6)[:, None, None]
+    fig = pictures.image_grid(images, [str(i) for i in range(5)], cmap="RdBu_r", symmetric=True, colorbar="weight")
+    drawn = [ax for ax in fig.axes if ax.images]
+    m = float(np.abs(images).max())
+    assert all(ax.images[0].get_clim() == (-m, m) for ax in drawn)  # one scale for every panel
+    bars = [ax for ax in fig.axes if ax.get_ylabel() == "weight"]
+    assert len(bars) == 1
+    pictures.pyplot().close(fig)

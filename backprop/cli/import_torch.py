@@ -8,14 +8,16 @@ import json
 import os
 from typing import Any
 
+from ..architecture import parse_layers
 from ..checkpoint import CHECKPOINT_NAME, checkpoint_meta, save_checkpoint
 from ..config import ConfigError, new_config
-from ..datasets import DataError, load_dataset
+from ..datasets import EPOCH_SAMPLES, DataError, load_dataset
 from ..export import TorchImportError, read_torch_state
 from ..fileio import atomic_write_text
 from ..progress import Progress
+from ..sidecar import recorded
+from .options import LAYERS_HELP as _LAYERS_HELP
 from .options import (
-    DEFAULT_DATA_DIR,
     add_data_options,
     add_preset_option,
     check_data_dir,
@@ -24,7 +26,6 @@ from .options import (
     layer_list,
     positive_int,
 )
-from .options import LAYERS_HELP as _LAYERS_HELP
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -46,11 +47,15 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                                    "float8 values widen to float32 exactly).")
     p.add_argument("model", metavar="MODEL_PT", help="the .pt file holding the state dict")
     p.add_argument("--layers", type=layer_list, metavar="TEXT",
-                   help=_LAYERS_HELP.split(". Not with")[0] + " (default: the preset's layers)")
+                   help=_LAYERS_HELP.split(". Not with")[0] + " (default: the layers MODEL_PT.json beside the file "
+                                                              "records, as `backprop export` writes it; else the "
+                                                              "preset's layers)")
     add_preset_option(p, default="lenet")
-    add_data_options(p, dataset_help="the dataset the run belongs to (default: mnist)",
-                     data_dir_help=f"where that dataset's training split is (its size is part of the run; default: "
-                                   f"{DEFAULT_DATA_DIR})")
+    add_data_options(p, dataset_help="the dataset the run belongs to (default: the one MODEL_PT.json records, "
+                                     "else mnist)",
+                     data_dir_help="where that dataset is, recorded in the run for `evaluate` and `train --resume` "
+                                   "(optional: the weights are converted without it, and those commands take "
+                                   "--data-dir; given, its training split's size is checked against --limit)")
     p.add_argument("--limit", type=positive_int, metavar="N",
                    help="the run trains on the first N training samples only, as train --limit (default: all)")
     p.add_argument("--out", required=True, metavar="DIR", help="the new (or empty) run directory to write")
@@ -60,8 +65,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Import; returns the exit status."""
     preset = args.preset or "lenet"
+    layers = args.layers
+    if layers is None and args.preset is None and recorded(args.model, "layers"):
+        layers = parse_layers(str(recorded(args.model, "layers")))  # written by export: parses
+    dataset = args.dataset or recorded(args.model, "dataset")
     try:
-        config = new_config(preset, layers=args.layers, dataset=args.dataset, limit=args.limit)
+        config = new_config(preset, layers=layers, dataset=dataset, limit=args.limit)
     except ConfigError as error:
         parser.error(str(error))
     check_data_dir(parser, args.data_dir)
@@ -72,18 +81,22 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except TorchImportError as error:
         return fail(str(error))
     config.dtype = next(iter(params.values())).dtype.name if params else config.dtype
-    data_dir = args.data_dir or DEFAULT_DATA_DIR
     with claim_out(parser, args.out, "") as run_dir:
-        try:
-            dataset = load_dataset(config.dataset, data_dir, dtype=config.dtype, splits=("train",))
-        except DataError as error:
-            return fail(str(error))
-        samples = len(dataset.train_y[: config.limit])  # what `train --resume` will check against
-        meta = checkpoint_meta(config, "torch.nn", Progress(), samples, data_dir,
+        samples = config.limit or EPOCH_SAMPLES  # what `train --resume` will check against
+        if args.data_dir:  # given: check it holds the dataset, and --limit against its size
+            try:
+                dataset = load_dataset(config.dataset, args.data_dir, dtype=config.dtype, splits=("train",))
+            except DataError as error:
+                return fail(str(error))
+            if config.limit and config.limit > len(dataset.train_y):
+                return fail(f"--limit {config.limit} exceeds the {len(dataset.train_y)} training samples")
+            samples = len(dataset.train_y[: config.limit])
+        meta = checkpoint_meta(config, "torch.nn", Progress(), samples, args.data_dir,
                                num_batches_tracked=tracked)
         path = os.path.join(run_dir.path, CHECKPOINT_NAME)
         save_checkpoint(path, params, {"step": 0, "lr": config.lr, "state": {}}, meta)
+        data_dir = {"data_dir": os.path.abspath(args.data_dir)} if args.data_dir else {}
         atomic_write_text(os.path.join(run_dir.path, "config.json"), json.dumps(
-            {**config.to_json(), "engine": "torch.nn", "data_dir": os.path.abspath(data_dir)}, indent=2) + "\n")
+            {**config.to_json(), "engine": "torch.nn", **data_dir}, indent=2) + "\n")
     print(f"wrote {path} ({config.network_summary()}, {config.dtype}) from {args.model}")
     return 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shlex
 import sys
 from typing import Any
 
@@ -252,6 +253,20 @@ def finished_hint(resume: str, config: TrainConfig, engine: Engine, data_dir: st
             f"{new_run_command(config, engine, data_dir, epochs=2 * done, t_max=2 * done)}")
 
 
+def _discarded(run_dir: RunDir) -> str:
+    """Delete a fresh run directory that ends without a checkpoint (a run that diverged in its
+    first epoch: nothing in it to resume, and it would block a rerun with the same --out); the
+    sentence that says so, or '' when it was not this run's to delete."""
+    names = run_dir.discard()
+    return f" Removed what the run wrote ({', '.join(names)}) from {run_dir.path}: nothing to resume." if names else ""
+
+
+def diverged_hint(config: TrainConfig, engine: Engine, data_dir: str, lr: float) -> str:
+    """How to start a diverged run again: a learning rate ten times smaller (a momentum that can
+    only diverge, 1 or more, is refused when a run is created: config.new_config)."""
+    return f"to start again with a smaller learning rate: {new_run_command(config, engine, data_dir, lr=lr / 10)}"
+
+
 def _engine(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Engine:
     spec, flag = engine_spec(args.engine)
     return open_engine(parser, spec, args.device, flag)
@@ -267,8 +282,8 @@ def _claim(args: argparse.Namespace, parser: argparse.ArgumentParser, engine: En
         existing = os.path.join(args.out, CHECKPOINT_NAME)
         if os.path.isfile(existing):
             parser.error(f"--out {args.out} already holds a run ({existing}); continue it with: "
-                         f"{hints.command('train', '--resume', existing)}, or choose another --out "
-                         "(nothing was overwritten)")
+                         f"{hints.command('train', '--resume', existing)}, or choose another --out, or to start "
+                         f"over delete it first (rm -r {shlex.quote(args.out)}) (nothing was overwritten)")
         return claim_out(parser, args.out, "")
     own = os.path.dirname(os.path.abspath(resume))
     out = args.out or os.path.dirname(resume) or "."
@@ -378,9 +393,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         try:
             trainer.run()
         except TrainingDiverged as error:
-            smaller = error.lr / 10
-            return fail(f"{error}\nto start again with a smaller learning rate: "
-                        f"{new_run_command(config, engine, data_dir, lr=smaller)}", EXIT_DIVERGED)
+            removed = "" if os.path.exists(trainer.checkpoint_path) else _discarded(run_dir)
+            return fail(f"{error}{removed}\n{diverged_hint(config, engine, data_dir, error.lr)}", EXIT_DIVERGED)
         except TrainingInterrupted as error:
             print(f"\n{error}", file=sys.stderr)
             print(f"resume with: {resume_command(trainer.checkpoint_path, engine)}", file=sys.stderr)

@@ -8,6 +8,7 @@ from .batches import BatchFeeder, epoch_order
 from .idx import RAW_FILES, DataError, check_raw_files, write_idx
 from .mnist import (
     DATASETS,
+    EPOCH_SAMPLES,
     LEGACY_FILES,
     SPLITS,
     Dataset,
@@ -23,7 +24,8 @@ from .mnist import (
 from .synthetic import synthetic_images, write_synthetic_dataset
 
 __all__ = [
-    "DATASETS", "LEGACY_FILES", "RAW_FILES", "SPLITS", "BatchFeeder", "DataError", "Dataset", "check_raw_files",
+    "DATASETS", "EPOCH_SAMPLES", "LEGACY_FILES", "RAW_FILES", "SPLITS", "BatchFeeder", "DataError", "Dataset",
+    "check_raw_files",
     "class_names", "epoch_order", "load_dataset", "normalise", "processed_dir", "raw_dir", "resolve_data_dir",
     "synthetic_images", "synthetic_training_set", "training_arrays", "write_idx", "write_synthetic_dataset",
 ]

@@ -62,13 +62,20 @@ def read_header(path: str, expected_ndim: int) -> tuple[int, ...]:
     return shape
 
 
-def check_raw_files(raw_dir: str) -> None:
-    """All four files present and consistent: images (N, 28, 28), labels (N,) with values 0-9."""
+def split_files(splits: tuple[str, ...] = ("train", "test")) -> list[str]:
+    """The IDX file names the ``splits`` ("train", "test") are read from, images then labels."""
+    return [RAW_FILES[f"{split}_{kind}"] for split in splits for kind in ("images", "labels")]
+
+
+def check_raw_files(raw_dir: str, splits: tuple[str, ...] = ("train", "test")) -> None:
+    """The ``splits``' files (default all four) present and consistent: images (N, 28, 28),
+    labels (N,) with values 0-9."""
     shapes = {}
-    for key, name in RAW_FILES.items():
-        path = os.path.join(raw_dir, name)
-        shapes[key] = read_header(path, 3 if key.endswith("images") else 1)
-    for split in ("train", "test"):
+    for split in splits:
+        for kind in ("images", "labels"):
+            key = f"{split}_{kind}"
+            shapes[key] = read_header(os.path.join(raw_dir, RAW_FILES[key]), 3 if kind == "images" else 1)
+    for split in splits:
         images, labels = shapes[f"{split}_images"], shapes[f"{split}_labels"]
         if images[1:] != (28, 28):
             raise DataError(

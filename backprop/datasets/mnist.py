@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..fileio import missing_dirs
-from .idx import RAW_FILES, DataError, check_raw_files
+from .idx import RAW_FILES, DataError, check_raw_files, split_files
 
 # --dataset name -> torchvision class name (also the folder under --data-dir)
 DATASETS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
@@ -206,6 +206,7 @@ def load_dataset(dataset: str, data_dir: str, dtype: str = "float32", download: 
         raise ValueError(f"splits: expected some of {SPLITS}, got {splits!r}")
     data_dir = resolve_data_dir(data_dir, dataset)
     folder = raw_dir(data_dir, dataset)
+    needed = split_files(splits)
     present = [name for name in RAW_FILES.values() if os.path.exists(os.path.join(folder, name))]
     legacy = _legacy_present(data_dir, dataset)
 
@@ -220,15 +221,22 @@ def load_dataset(dataset: str, data_dir: str, dtype: str = "float32", download: 
             f"{processed_dir(data_dir, dataset)}: has {', '.join(legacy)} but not {', '.join(missing)}; "
             f"the legacy layout needs both (or provide the four IDX files in {folder})"
         )
-    if 0 < len(present) < len(RAW_FILES):
-        missing = [name for name in RAW_FILES.values() if name not in present]
+    if present and not all(name in present for name in needed):
+        missing = [name for name in needed if name not in present]
+        which = " and ".join(splits)
         raise DataError(
             f"{folder}: has {', '.join(present)} but not {', '.join(missing)}; "
-            "all four uncompressed IDX files are needed"
+            f"the {which} split{'s' if len(splits) > 1 else ''} need{'' if len(splits) > 1 else 's'} "
+            f"{', '.join(needed)} (uncompressed IDX files)"
         )
-    if present:
-        check_raw_files(folder)
-        download = False  # everything is here: no network needed
+    if present:  # everything this command reads is here: read just those files, no network
+        check_raw_files(folder, splits)
+        from torchvision.datasets.mnist import read_image_file, read_label_file
+
+        return _dataset(dataset, {
+            split: (read_image_file(os.path.join(folder, RAW_FILES[f"{split}_images"])).numpy(),
+                    read_label_file(os.path.join(folder, RAW_FILES[f"{split}_labels"])).numpy())
+            for split in splits}, dtype)
     read = {}
     try:
         with _nothing_left_if_it_fails(folder):
@@ -242,8 +250,7 @@ def load_dataset(dataset: str, data_dir: str, dtype: str = "float32", download: 
         if not download:
             reason = "downloading was not allowed"
         raise DataError(_offline_message(data_dir, dataset, reason)) from None
-    if not present:
-        check_raw_files(folder)  # what was just downloaded, checked like everything else
+    check_raw_files(folder)  # what was just downloaded, checked like everything else
     return _dataset(dataset, read, dtype)
 
 
