@@ -1,6 +1,7 @@
-"""Engines for the application: `--engine numpy|torch|autograd` or any module path, loaded and
-wrapped in one adapter, so that training, evaluation, bench and compare never ask which engine
-they drive. What an engine needs from the trainer it declares itself (engine_core.traits:
+"""Engines for the application: `--engine numpy|torch|autograd` or any module path (found by
+engine_core.loading, the rule the parity harness's --engine shares: sys.path, then the current
+directory), loaded and wrapped in one adapter, so that training, evaluation, bench and compare
+never ask which engine they drive. What an engine needs from the trainer it declares itself (engine_core.traits:
 ACCUMULATES_GRADIENTS, DEVICES, TRAINING_KWARGS); arrays move through its asarray / labels /
 to_numpy, or stay NumPy when it has none.
 """
@@ -8,8 +9,6 @@ to_numpy, or stay NumPy when it has none.
 from __future__ import annotations
 
 import contextlib
-import importlib
-import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,13 +20,11 @@ import numpy as np
 import engine_core
 from engine_core import specs as layer_specs
 from engine_core.bookkeeping import LayerBase
+from engine_core.loading import ENGINES as ENGINES  # the short names, shared with the parity harness
+from engine_core.loading import EngineNameError, EngineNotFoundError, import_engine, module_name
 from engine_core.specs import LayerSpec, mlp_of
 
 from .datasets import BatchFeeder
-
-# Short names for the engines in this repository; anything else is taken as a module path.
-ENGINES = {"numpy": "numpy_net", "torch": "torch_net", "autograd": "torch_net.autograd"}
-_MODULE_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
 
 class EngineError(ValueError):
@@ -161,23 +158,17 @@ class Engine:
 def load_engine(spec: str, device: str = "cpu") -> Engine:
     """The engine ``spec`` names (numpy, torch, autograd, or a module path) on ``device``.
 
-    Raises EngineError naming ``spec`` when it is no known name and no importable module, when
-    importing it fails, when it lacks MLP, SoftmaxCrossEntropy or SGD, or when ``device`` is not
-    among the DEVICES it declares.
+    The module is found by engine_core.loading.import_engine (sys.path, then the current directory).
+    Raises EngineError naming ``spec`` when it is no known name and no importable module (saying
+    where it was looked for), when importing it fails, when it lacks MLP, SoftmaxCrossEntropy or
+    SGD, or when ``device`` is not among the DEVICES it declares.
     """
-    module_name = ENGINES.get(spec, spec)
-    if not _MODULE_PATH.fullmatch(module_name):
-        raise EngineError(f"unknown engine {spec!r}: expected {', '.join(ENGINES)} or a module path "
-                          "such as mypkg.my_engine")
     try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        if error.name and (module_name == error.name or module_name.startswith(error.name + ".")):
-            raise EngineError(f"unknown engine {spec!r}: not one of {', '.join(ENGINES)}, and no module "
-                              f"named {error.name!r} can be imported") from None
-        raise EngineError(f"engine {spec!r}: importing {module_name} failed ({error})") from None
+        module = import_engine(spec)
+    except (EngineNameError, EngineNotFoundError) as error:
+        raise EngineError(f"unknown engine {spec!r}: {error}") from None
     except Exception as error:  # the module's own code failed: report it, whatever it was
-        raise EngineError(f"engine {spec!r}: importing {module_name} failed "
+        raise EngineError(f"engine {spec!r}: importing {module_name(spec)} failed "
                           f"({type(error).__name__}: {' '.join(str(error).split())})") from None
     try:
         engine_core.check_engine_module(module)

@@ -7,6 +7,8 @@
 - formats: the state formats (TypedDicts)
 - bookkeeping: base classes for parameter packing and optimizer state save/load
 - protocol: the engine protocol (typing.Protocol) and an engine's declared traits
+- loading: engine names (numpy, torch, autograd) and how a module path is found, one rule for
+  `backprop --engine` and the harness's --engine (import_engine)
 
 numpy_net and torch_net hold only what is worth reading side by side: the layers', the loss's
 and the optimizers' math, buffer allocation and the array-typed input checks.

@@ -64,27 +64,50 @@ def check_close(what: str, got, want, scale: float, dtype: str, context: str = "
     """Raise a Mismatch naming the quantity, the worst element, expected vs got and the bound
     |got - want| <= rtol * scale + atol (rtol: RTOL[dtype] unless given; atol a number, or an
     array of got's shape for a bound per element, the worst element then the one furthest past
-    its own bound). Non-finite values in got always fail."""
+    its own bound), with a summary of the whole array (its shape, how many elements are out of
+    tolerance, the largest difference and where): never the arrays themselves, which can run to
+    hundreds of lines. Non-finite values in got always fail."""
+    __tracebackhide__ = True  # a failure points at the caller's check, not at this helper's arrays
     rtol = RTOL[dtype] if rtol is None else rtol
     got = np.asarray(got, dtype=np.float64)
     want = np.asarray(want, dtype=np.float64)
     if got.shape != want.shape:
         raise Mismatch(f"{what}: shape {got.shape}, expected {want.shape}. {context}")
-    if not np.all(np.isfinite(got)):
-        raise Mismatch(f"{what}: got non-finite values {got}. {context}")
+    finite = np.isfinite(got)
+    if not np.all(finite):
+        first = _index(np.unravel_index(int(np.argmin(finite)), got.shape) if got.ndim else ())
+        raise Mismatch(f"{what}: got {np.size(got) - int(np.count_nonzero(finite))} non-finite value(s) of "
+                       f"{np.size(got)} (shape {got.shape}), the first at index {first}: {float(got[first])!r}, "
+                       f"expected {float(want[first])!r}. {context}")
     if got.size == 0:
         return
     atol = np.broadcast_to(np.asarray(atol, dtype=np.float64), got.shape)
     bound = rtol * scale + atol
     err = np.abs(got - want)
-    worst = np.unravel_index(int(np.argmax(err - bound)), err.shape) if err.ndim else ()
+    worst = _index(np.unravel_index(int(np.argmax(err - bound)), err.shape) if err.ndim else ())
     if err[worst] > bound[worst]:
         raise Mismatch(
-            f"{what} differs at index {tuple(int(i) for i in worst)}: expected {want[worst]!r}, "
-            f"got {got[worst]!r}; |diff| = {err[worst]:.3e} > {bound[worst]:.3e} "
-            f"(rtol {rtol:g} x scale {scale:.3e}{f' + {atol[worst]:.3e}' if atol[worst] else ''}, {dtype}). "
-            f"{context}"
+            f"{what} differs at index {worst}: expected {float(want[worst])!r}, "
+            f"got {float(got[worst])!r}; |diff| = {err[worst]:.3e} > {bound[worst]:.3e} "
+            f"(rtol {rtol:g} x scale {scale:.3e}{f' + {atol[worst]:.3e}' if atol[worst] else ''}, {dtype})"
+            f"{_summary(err, bound, worst)}. {context}".rstrip()
         )
+
+
+def _index(index: tuple) -> tuple[int, ...]:
+    return tuple(int(i) for i in index)
+
+
+def _summary(err: np.ndarray, bound: np.ndarray, worst: tuple[int, ...]) -> str:
+    """For an array of more than one element: how many elements are out of tolerance, and the
+    largest difference where it is not at the worst element."""
+    if err.size <= 1:
+        return ""
+    summary = f"; {int(np.count_nonzero(err > bound))} of {err.size} elements (shape {err.shape}) out of tolerance"
+    largest = _index(np.unravel_index(int(np.argmax(err)), err.shape))
+    if largest != worst:
+        summary += f", the largest |diff| {err[largest]:.3e} at index {largest}"
+    return summary
 
 
 def forward_scale(pre_activations: list[np.ndarray]) -> float:

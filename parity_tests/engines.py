@@ -3,11 +3,12 @@
 An engine is a Python module that speaks engine_core.protocol (docs/harness.md, "Test your own
 engine", lists it): MLP, SoftmaxCrossEntropy, SGD; optionally Adam, AdamW and the array
 conversions asarray, labels and to_numpy (without them NumPy arrays are passed as they are).
+--engine takes what `backprop --engine` takes, found by the same rule (engine_core.loading):
+numpy, torch, autograd, or a module path looked for on sys.path, then in the current directory.
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from types import ModuleType
 from typing import Any
@@ -15,9 +16,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from engine_core.loading import ENGINES, import_engine
 from engine_core.protocol import check_engine_module
 
-ORACLE = "torch_net.autograd"
+ORACLE = ENGINES["autograd"]
 
 
 class Engine:
@@ -96,8 +98,10 @@ class Engine:
 
 
 def load_engine(name: str) -> Engine:
-    """Import the module ``name`` and wrap it; ImportError/AttributeError if it cannot serve."""
-    return Engine(importlib.import_module(name))
+    """The engine ``name`` names (numpy, torch, autograd or a module path: engine_core.loading's
+    import_engine), wrapped; EngineNameError, EngineNotFoundError (saying where it looked), the
+    module's own error while importing, or AttributeError if it lacks what the protocol requires."""
+    return Engine(import_engine(name))
 
 
 def oracle() -> Engine:

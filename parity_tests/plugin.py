@@ -2,14 +2,23 @@
 is active wherever this package is installed): hypothesis profiles and the ``--engine`` option.
 
     pytest --pyargs parity_tests --engine mypkg.my_engine       # from any directory
+    pytest --pyargs parity_tests --engine numpy                 # the CLI's names: numpy, torch, autograd
     pytest parity_tests --engine numpy_net --engine torch_net   # in the checkout (the default)
 
 HYPOTHESIS_PROFILE=ci (default; derandomized, 45 examples a property) or thorough (1000).
-Every test that takes the ``engine`` fixture runs once per ``--engine`` module, against
-torch autograd (torch_net.autograd) as the oracle.
+Every test that takes the ``engine`` fixture runs once per ``--engine`` engine, against
+torch autograd (torch_net.autograd) as the oracle. --engine takes what `backprop --engine` takes,
+found by the same rule (engine_core.loading: sys.path, then the current directory).
+
+A failure of one of the harness's own tests is reported short: pytest's short traceback style
+(unless --tb was given), and a "Reproduce" section with the command that runs that test alone
+(its tests live in site-packages, so hypothesis's @reproduce_failure advice is of no use there).
 """
 
 from __future__ import annotations
+
+import os
+import shlex
 
 import pytest
 
@@ -23,25 +32,32 @@ DEFAULT_ENGINES = ["numpy_net", "torch_net"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    """--engine MODULE (repeatable): the engine modules the parity properties check."""
+    """--engine ENGINE (repeatable): the engines the parity properties check."""
+    from engine_core.loading import ENGINES
+
     parser.addoption(
         "--engine",
         action="append",
         default=None,
-        metavar="MODULE",
-        help="import path of an engine module to check against torch autograd (repeatable); "
-        f"default: {' and '.join(DEFAULT_ENGINES)}",
+        metavar="ENGINE",
+        help=f"an engine to check against torch autograd (repeatable): {', '.join(ENGINES)} (as in "
+        "`backprop --engine`) or the import path of an engine module, found on sys.path or in the current "
+        f"directory; default: {' and '.join(DEFAULT_ENGINES)}",
     )
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Import every --engine module up front: one that cannot be imported, or lacks what the
-    protocol requires, is a usage error naming it (exit status 4), not a test failure."""
+    """Import every --engine module up front: one that cannot be found or imported, or lacks what
+    the protocol requires, is a usage error naming it (exit status 4), not a test failure."""
+    from engine_core.loading import EngineNameError, EngineNotFoundError
+
     from .engines import load_engine
 
     for name in config.getoption("engine") or []:
         try:
             load_engine(name)
+        except (EngineNameError, EngineNotFoundError) as error:  # their message says where it looked
+            raise pytest.UsageError(f"--engine {name}: {error}") from None
         except Exception as error:  # any failure while importing a user's module is a usage error
             raise pytest.UsageError(f"--engine {name}: {type(error).__name__}: {error}") from None
 
@@ -63,3 +79,67 @@ def _engine(request: pytest.FixtureRequest):
 
 
 engine = pytest.fixture(scope="session", name="engine")(_engine)
+
+
+def _is_harness_test(item: pytest.Item) -> bool:
+    """Whether ``item`` is one of this package's own tests (not a project's test using the fixture)."""
+    module = getattr(item, "module", None)
+    return getattr(module, "__name__", "").startswith(f"{__package__}.")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    """A failing harness test: its traceback in pytest's short style unless --tb chose one (the
+    long style prints the comparison helpers' source and arrays, hundreds of lines), and a
+    "Reproduce" section saying how to run that test again, alone."""
+    report = yield
+    if report.failed and call.when == "call" and call.excinfo is not None and _is_harness_test(item):
+        option = item.config.option
+        if getattr(option, "tbstyle", "auto") == "auto":
+            option.tbstyle = "short"
+            try:
+                report.longrepr = item.repr_failure(call.excinfo)
+            finally:
+                option.tbstyle = "auto"
+        report.sections.append(("Reproduce", reproduce_text(item)))
+    return report
+
+
+def reproduce_text(item: pytest.Item) -> str:
+    """How an outside author runs a failed harness test alone, from where they ran it."""
+    module = getattr(item, "module", None)
+    node = f"{getattr(module, '__name__', __package__)}::{item.name}"
+    callspec = getattr(item, "callspec", None)
+    engine = callspec.params.get("engine") if callspec is not None else None
+    profile = os.environ.get("HYPOTHESIS_PROFILE")
+    command = " ".join([
+        *([f"HYPOTHESIS_PROFILE={shlex.quote(profile)}"] if profile and profile != "ci" else []),
+        "pytest --pyargs", shlex.quote(node), *(["--engine", shlex.quote(str(engine))] if engine else [])])
+    lines = [f"Run this test alone, from {item.config.invocation_params.dir}:", f"    {command}"]
+    # The short traceback style shows no arguments: name the test's parameters (its id may not).
+    params = {key: value for key, value in (callspec.params.items() if callspec is not None else ())
+              if key != "engine"}
+    if params:
+        lines.append("Its parameters: " + ", ".join(f"{key}={_short_repr(value)}" for key, value in params.items()))
+    if getattr(getattr(item, "obj", None), "is_hypothesis_test", False):
+        from hypothesis import settings
+
+        # No database: derandomized (ci and the profiles made from it), the same examples every run.
+        if getattr(settings.default, "database", None) is None:
+            lines.append(f"The {profile or 'ci'} profile is derandomized: that run tries the same examples and fails "
+                         "on the example shown above again.")
+        else:
+            lines.append("hypothesis saved the failing example in .hypothesis/ in that directory and tries it "
+                         "first when run from there again.")
+        lines.append("HYPOTHESIS_PROFILE=debug prints every example tried. (The test is the harness's: "
+                     "there is no test of yours to put hypothesis's @reproduce_failure on.)")
+    return "\n".join(lines)
+
+
+def _short_repr(value: object) -> str:
+    """repr(value) cut to one short line (a parameter of the test, for the Reproduce section)."""
+    import reprlib
+
+    shortener = reprlib.Repr()
+    shortener.maxstring = shortener.maxother = 120
+    return getattr(value, "__qualname__", None) or shortener.repr(value)

@@ -8,6 +8,12 @@ thorough: 1000 examples; debug: ci with verbose output; smoke: ci with 5 example
 harness runs at all (the project's own test of an installed harness uses it on a re-export of an
 engine that the suite tests in full); ci100: ci with 100 examples (the project's tests of the
 rejection fixtures).
+
+No profile prints hypothesis's "@reproduce_failure(...)" blob: that advice is to decorate the
+failing test, and the harness's tests are not the engine author's to edit (they are installed in
+site-packages). The plugin's "Reproduce" section says what does work instead: rerunning the test
+alone (ci is derandomized, so it fails on the same example again; under thorough, hypothesis
+replays the failing example saved in .hypothesis/ first).
 """
 
 import os
@@ -19,14 +25,14 @@ settings.register_profile(
     derandomize=True,
     deadline=None,
     max_examples=45,
-    print_blob=True,
+    print_blob=False,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.register_profile(
     "thorough",
     deadline=None,
     max_examples=1000,
-    print_blob=True,
+    print_blob=False,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.register_profile("debug", parent=settings.get_profile("ci"), verbosity=Verbosity.verbose)
