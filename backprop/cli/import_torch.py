@@ -33,7 +33,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p = sub.add_parser("import", help="turn a torch.nn.Sequential state dict (.pt) into a run directory",
                        description="Read a torch.nn.Sequential state dict (torch.save(model.state_dict(), PATH); "
                                    "read with weights_only=True) for the network --layers describes (default: "
-                                   "the layers of --preset, itself lenet by default), and write it as a new run "
+                                   "the layers MODEL_PT.json records when `backprop export` wrote the file, else "
+                                   "those of --preset, itself lenet by default), and write it as a new run "
                                    "directory (checkpoint.npz, config.json) at epoch 0: `backprop evaluate DIR` "
                                    "evaluates it, `backprop train --resume DIR` trains it on with the preset's "
                                    "optimizer. Keys map one to one: "
