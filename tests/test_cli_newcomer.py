@@ -233,7 +233,7 @@ def test_the_help_and_the_cli_page_say_what_the_commands_take():
     assert "Train a network, an MLP or a stack of layers (--layers, --preset lenet, lstm or gru)" in train
     assert "Train an MLP" not in train
     imports = " ".join(commands["import"].format_help().split())
-    assert "(default: the layers of --preset, itself lenet by default)" in imports and "(default: lenet)" in imports
+    assert "MODEL_PT.json records" in imports and "itself lenet by default" in imports and "(default: lenet)" in imports
     synopsis = {line.split()[1]: line for line in _code_lines(CLI_PAGE) if line.startswith("backprop ")}
     # import works without --layers or --preset (lenet's stack): the synopsis marks both optional.
     assert "model.pt [--layers TEXT | --preset lenet (the default)] --out DIR" in synopsis["import"]

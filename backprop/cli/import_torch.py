@@ -54,7 +54,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     add_preset_option(p, default="lenet")
     add_data_options(p, dataset_help="the dataset the run belongs to (default: the one MODEL_PT.json records, "
                                      "else mnist)",
-                     data_dir_help="where that dataset is, recorded in the run for `evaluate` and `train --resume` "
+                     data_dir_help="where that dataset is, recorded in the run for evaluating and resuming it "
                                    "(optional: the weights are converted without it, and those commands take "
                                    "--data-dir; given, its training split's size is checked against --limit)")
     p.add_argument("--limit", type=positive_int, metavar="N",
