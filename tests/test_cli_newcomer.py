@@ -204,6 +204,14 @@ def test_the_cli_reference_lists_every_option_of_every_command(name):
     assert named <= _options(parser), f"docs/cli.md: backprop {name} names {sorted(named - _options(parser))}"
 
 
+def test_the_cli_reference_is_what_the_parsers_generate():
+    from .cli_reference import tables
+
+    section = "### `backprop train`" + _read(CLI_PAGE).split("### `backprop train`", 1)[1]
+    section = re.split(r"^## ", section, maxsplit=1, flags=re.M)[0]
+    assert section.rstrip() == tables().rstrip(), "docs/cli.md: regenerate its tables: python -m tests.cli_reference"
+
+
 def test_the_cli_page_names_no_option_that_does_not_exist():
     parser, commands = build_parsers()
     known = _options(parser).union(*map(_options, commands.values()))
