@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
 from typing import Any
 
 import numpy as np
+import pytest
 
 from backprop.checkpoint import checkpoint_meta, save_checkpoint
 from backprop.config import TrainConfig
@@ -19,6 +22,8 @@ from backprop.progress import Progress
 from engine_core.specs import mlp
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Checkpoints written by earlier versions of the program (tests/legacy/README.md says how).
+LEGACY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "legacy")
 
 
 def run_cli_process(*args: str, env: dict[str, str] | None = None, cwd: str = ROOT,
@@ -172,3 +177,75 @@ def assert_imports_back(capsys: Any, model: str, layers: str, data_root: str, tm
     again = load_checkpoint(imported)
     for key, value in checkpoint.params.items():
         np.testing.assert_array_equal(again.params[key], value, err_msg=key)
+
+
+def same_arrays(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
+    """The same keys, and under each the same values of the same dtype."""
+    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) and a[k].dtype == b[k].dtype for k in a)
+
+
+def usage_error_line(argv: list[str], capsys: Any) -> str:
+    """``backprop ARGV`` in this process, which must be a usage error (exit 2): its message's last line."""
+    from backprop.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    return str(capsys.readouterr().err).strip().splitlines()[-1]
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> str:
+    """The error a command ended with, which must be one line (no traceback, no temporary file's
+    name) holding every one of ``words``."""
+    lines = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stderr and ".tmp" not in result.stderr, result.stderr
+    assert lines and lines[-1].startswith(("backprop: error: ", "backprop ")), result.stderr
+    for word in words:
+        assert word in lines[-1], (word, result.stderr)
+    return lines[-1]
+
+
+def rewrite_meta(path: str, out: str, change: Any = None, raw: str | None = None) -> str:
+    """A copy of the checkpoint ``path`` at ``out`` whose metadata is ``change``d in place (or is the
+    text ``raw``), the arrays as they were."""
+    with np.load(path) as npz:
+        arrays = {key: npz[key] for key in npz.files}
+    meta = json.loads(arrays["meta"].tobytes().decode())
+    if change is not None:
+        change(meta)
+    arrays["meta"] = np.frombuffer((raw if raw is not None else json.dumps(meta)).encode(), dtype=np.uint8)
+    np.savez(out, **arrays)
+    return out
+
+
+def printed_args(command: str, subcommand: str) -> list[str]:
+    """The arguments after ``subcommand`` of a command line the program printed (its program words,
+    ``python -m backprop`` or a path, dropped): what run_cli takes to run it in this process."""
+    words = shlex.split(command)
+    return words[words.index(subcommand) + 1:]
+
+
+@contextlib.contextmanager
+def training_stopped_at(epoch: int, step: int) -> Any:
+    """Within: every Trainer stops as Ctrl-C stops it (the flag its SIGINT handler sets), before
+    batch ``step`` of the epoch after ``epoch`` finished ones, then checkpoints; the command exits 130."""
+    from backprop import training
+
+    original = training.Trainer._train_epoch
+
+    def train_epoch(self: Any) -> None:
+        batch = self.feeder.batch
+
+        def stopping_batch(at: int) -> Any:
+            if self.progress.epoch == epoch and at == step:
+                self._stop_requested = True
+            return batch(at)
+
+        self.feeder.batch = stopping_batch
+        original(self)
+
+    training.Trainer._train_epoch = train_epoch  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        training.Trainer._train_epoch = original  # type: ignore[method-assign]

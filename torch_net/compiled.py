@@ -4,7 +4,7 @@ The same forward, the same written-out backward and the same optimizer update as
 step (no autograd anywhere): torch.compile traces the Python of this engine's layers into one
 graph and hands it to its default backend (Inductor), which fuses the element-wise work around
 the matrix products. The result must equal the uncompiled engine to float64 rounding:
-tests/test_compiled.py proves it along training trajectories of the harness's random MLPs and
+tests/torch_net/test_compiled.py proves it along training trajectories of the harness's random MLPs and
 CNNs (parity_tests.compare.compare_trajectories), and `backprop bench` times it beside
 torch.compile'd autograd (its torch+compile row).
 
