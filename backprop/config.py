@@ -81,7 +81,7 @@ PRESET_NAMES: tuple[str, ...] = tuple(PRESETS)
 DEFAULT_PRESET = "default"
 
 # torch.optim's own defaults for the hyper-parameters the command line offers (torch 2.x: every
-# optimizer's lr is 1e-3, AdamW decays weights by 1e-2; tests/test_cli_defaults.py checks them
+# optimizer's lr is 1e-3, AdamW decays weights by 1e-2; tests/backprop/test_config.py checks them
 # against the installed torch). A preset's lr and momentum belong to the preset's own optimizer.
 OPTIMIZER_DEFAULTS: dict[str, dict[str, float]] = {
     "sgd": {"lr": 1e-3, "momentum": 0.0, "weight_decay": 0.0},

@@ -66,9 +66,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Import; returns the exit status."""
     preset = args.preset or "lenet"
-    layers = args.layers
-    if layers is None and args.preset is None and recorded(args.model, "layers"):
-        layers = parse_layers(str(recorded(args.model, "layers")))  # written by export: parses
+    exported = recorded(args.model, "layers") if args.preset is None else None  # written by export: parses
+    layers = args.layers or (parse_layers(exported) if exported else None)
     dataset = args.dataset or recorded(args.model, "dataset")
     try:
         config = new_config(preset, layers=layers, dataset=dataset, limit=args.limit)
