@@ -158,37 +158,3 @@ def test_the_harness_accepts_the_cli_names_and_module_paths_on_the_command_line(
     names = [*ENGINES, "numpy_net", "parity_tests.fixtures.notebook_engine"]
     plugin.pytest_configure(SimpleNamespace(getoption=lambda option: names))  # type: ignore[arg-type]
     assert parity_tests.engines.load_engine("numpy").module.__name__ == "numpy_net"  # not NumPy itself
-
-
-# -- 3. a failure short enough to read, and how to reproduce it ---------------------------------
-
-
-
-
-
-
-
-
-def _report_of(tbstyle: str, module: str) -> tuple[SimpleNamespace, list[str]]:
-    """The plugin's makereport wrapper run on a failed call of a test in ``module`` under --tb
-    ``tbstyle``: (the report, the styles the item's repr_failure was asked for)."""
-    styles: list[str] = []
-    config = SimpleNamespace(option=SimpleNamespace(tbstyle=tbstyle),
-                             invocation_params=SimpleNamespace(dir=Path.cwd()))
-
-    def repr_failure(excinfo):
-        styles.append(config.option.tbstyle)
-        return "short repr"
-
-    item = SimpleNamespace(module=SimpleNamespace(__name__=module), name="test_x[numpy]", config=config,
-                           callspec=SimpleNamespace(params={"engine": "numpy"}), obj=lambda: None,
-                           repr_failure=repr_failure)
-    report = SimpleNamespace(failed=True, longrepr="the default repr", sections=[])
-    hook = plugin.pytest_runtest_makereport(item, SimpleNamespace(when="call", excinfo=object()))  # type: ignore[arg-type]
-    next(hook)
-    with pytest.raises(StopIteration) as done:
-        hook.send(report)
-    assert done.value.value is report and config.option.tbstyle == tbstyle  # the option is put back
-    return report, styles
-
-
