@@ -322,20 +322,29 @@ def _pool2d(kind: str) -> Callable:
     (and shrinking to it): kernel 1-3, stride None (= the kernel) or 1-3 (overlapping windows,
     gaps between windows), padding up to half the kernel (torch's limit), ceil_mode; MaxPool2d's
     dilation 1-3; AvgPool2d's count_include_pad and divisor_override (1-5 or -2: torch takes any
-    non-zero int). Input (1-4, 1-4, H, W) with H, W <= 9 and at least one window: with ceil_mode
-    down to a window that runs past the padded input by less than a stride (torch counts it). A
-    padded axis is at least the dilation long: on a shorter one a window could hold only
-    padding, which every engine refuses (torch's max_pool2d writes out of bounds there)."""
+    non-zero int). A third of the average pools are drawn where count_include_pad=False changes
+    a number: padding on at least one axis, no divisor_override (independent draws reach that
+    conjunction about once in 15 cases, so 100 examples could miss it). Input (1-4, 1-4, H, W)
+    with H, W <= 9 and at least one window: with ceil_mode down to a window that runs past the
+    padded input by less than a stride (torch counts it). A padded axis is at least the dilation
+    long: on a shorter one a window could hold only padding, which every engine refuses (torch's
+    max_pool2d writes out of bounds there)."""
 
     def draw_case(draw: st.DrawFn) -> tuple[LayerSpec, tuple[int, ...]]:
-        kernel, stride = draw(_ints_or_pairs(1, 3)), draw(st.none() | _ints_or_pairs(1, 3))
+        excluded = kind == "avgpool2d" and draw(st.sampled_from(["any", "any", "padding excluded"])) != "any"
+        kernel, stride = draw(_ints_or_pairs(2 if excluded else 1, 3)), draw(st.none() | _ints_or_pairs(1, 3))
         kh, kw = pair(kernel)
-        padding = draw(st.just(0) | st.integers(0, min(kh, kw) // 2)
-                       | st.tuples(st.integers(0, kh // 2), st.integers(0, kw // 2)))
+        if excluded:  # kernels of 2 or 3 on both axes, so that either may take padding 1
+            padding = draw(st.just(1) | st.tuples(st.integers(0, 1), st.integers(0, 1)).filter(any))
+        else:
+            padding = draw(st.just(0) | st.integers(0, min(kh, kw) // 2)
+                           | st.tuples(st.integers(0, kh // 2), st.integers(0, kw // 2)))
         ceil_mode = draw(st.sampled_from([False, True]))
         args = {"kernel_size": kernel, "stride": stride, "padding": padding, "ceil_mode": ceil_mode}
         if kind == "maxpool2d":
             args["dilation"] = draw(st.just(1) | _ints_or_pairs(1, 3))
+        elif excluded:
+            args["count_include_pad"], args["divisor_override"] = False, None
         else:
             args["count_include_pad"] = draw(st.sampled_from([True, False]))
             args["divisor_override"] = draw(st.none() | st.sampled_from([1, 2, 3, 4, 5, -2]))

@@ -44,13 +44,12 @@ PROPERTIES = ("parity_tests.test_layers", "parity_tests.test_attention", "parity
               "parity_tests.test_optimizers")
 
 
-def _harness(where, engines: list[str], selection: str, profile: str, *options: str,
-             modules: tuple[str, ...] = PROPERTIES) -> str:
-    """``pytest --pyargs MODULES`` on ``engines`` (-k ``selection``) from the folder ``where`` (on
+def _harness(where, engines: list[str], selection: str, profile: str, *options: str) -> str:
+    """``pytest --pyargs PROPERTIES`` on ``engines`` (-k ``selection``) from the folder ``where`` (on
     PYTHONPATH, holding mymod_off.py), under the hypothesis ``profile``; its output. It must fail."""
     (where / "mymod_off.py").write_text(MYMOD_OFF)
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", *options, "--pyargs", *modules,
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", *options, "--pyargs", *PROPERTIES,
          *[arg for engine in engines for arg in ("--engine", engine)], "-k", selection],
         cwd=where, capture_output=True, text=True, timeout=900,
         env={**os.environ, "PYTHONPATH": str(where), "HYPOTHESIS_PROFILE": profile})
@@ -96,28 +95,16 @@ QUICK = {
 }
 
 
-# The engines of each quick run, and the property modules it collects. count_include_pad_engine runs
-# alone: in one process with the other engines (even with mymod_off alone), its property drew no
-# failing case within 100 examples (nor within 300; the bug is in a padded window's divisor, which
-# few drawn cases reach), while alone it is rejected at once.
-QUICK_RUNS = [([engine for engine in QUICK if not engine.endswith("count_include_pad_engine")], PROPERTIES),
-              ([FIXTURES + "count_include_pad_engine"], ("parity_tests.test_layers",))]
-
-
 @pytest.fixture(scope="module")
 def quick_rejections(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Report]:
-    """The quick runs of the harness (a process each, once per session) on every engine of QUICK;
+    """The quick run of the harness (one process, once per session) on every engine of QUICK;
     engine -> Report."""
-    reports: dict[str, Report] = {}
-    for number, (engines, modules) in enumerate(QUICK_RUNS):
-        def run(where, engines=engines, modules=modules) -> str:
-            (where / "quick_rejections.py").write_text(QUICK_PROFILE)
-            selection = " or ".join(f"({QUICK[engine][0]})" for engine in engines)
-            return _harness(where, engines, selection, "quick-rejections", "-p", "quick_rejections", modules=modules)
+    def run(where) -> str:
+        (where / "quick_rejections.py").write_text(QUICK_PROFILE)
+        selection = " or ".join(f"({expression})" for expression, _ in QUICK.values())
+        return _harness(where, list(QUICK), selection, "quick-rejections", "-p", "quick_rejections")
 
-        out = _shared_run(tmp_path_factory, f"harness_quick_rejections_{number}", run)
-        reports.update(_reports(out, engines))
-    return reports
+    return _reports(_shared_run(tmp_path_factory, "harness_quick_rejections", run), QUICK)
 
 
 @pytest.mark.parametrize("engine", list(QUICK), ids=lambda engine: engine.removeprefix(FIXTURES))
