@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from backprop.datasets import LEGACY_FILES, processed_dir, synthetic_images, write_synthetic_dataset
+from backprop.datasets import LEGACY_FILES, RAW_FILES, processed_dir, synthetic_images, write_synthetic_dataset
 
 
 def write_dataset(root: str, dataset: str = "fashion-mnist", n_train: int = 256, n_test: int = 64,
@@ -29,3 +29,13 @@ def write_legacy_dataset(root: str, dataset: str = "mnist", n_train: int = 40, n
         torch.save((torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))),
                    os.path.join(folder, LEGACY_FILES[split]))
     return folder
+
+
+def small_raw_dataset(root: str) -> str:
+    """A Fashion-MNIST folder of IDX files (30 training and 10 test images) under ``root``; its path."""
+    return write_dataset(root, "fashion-mnist", n_train=30, n_test=10)
+
+
+def raw_file(folder: str, key: str) -> str:
+    """The path of one of a raw folder's IDX files (a key of RAW_FILES, e.g. "train_images")."""
+    return os.path.join(folder, RAW_FILES[key])

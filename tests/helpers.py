@@ -1,4 +1,5 @@
-"""Shared by the application's tests: running the CLI, and checkpoints valid in every field."""
+"""Shared by the application's tests: running the CLI, small runs and their configs, checkpoints
+valid in every field, comparing state dicts."""
 
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ import pytest
 
 from backprop.checkpoint import checkpoint_meta, save_checkpoint
 from backprop.config import TrainConfig
+from backprop.datasets import load_dataset
 from backprop.engines import load_engine
 from backprop.progress import Progress
+from backprop.training import Trainer
 from engine_core.specs import mlp
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -72,6 +75,22 @@ def small_config(**overrides: Any) -> TrainConfig:
     base: dict[str, Any] = dict(dataset="fashion-mnist", network=mlp([784, 8, 10], "relu"), init="xavier_normal",
                                 batch_size=16, lr=0.05, momentum=0.9, epochs=2, seed=1)
     return TrainConfig(**{**base, **overrides})
+
+
+def tanh_config(**overrides: Any) -> TrainConfig:
+    """A Fashion-MNIST config of a tanh MLP 784-16-8-10 with momentum, two epochs of batch 24."""
+    base: dict[str, Any] = dict(dataset="fashion-mnist", network=mlp([784, 16, 8, 10], "tanh"),
+                                init="xavier_normal", batch_size=24, lr=0.05, momentum=0.9, epochs=2, seed=3)
+    return TrainConfig(**{**base, **overrides})
+
+
+def train_quietly(config: TrainConfig, engine: str, data_root: str, out: str, resume: str | None = None) -> Trainer:
+    """The finished Trainer of ``config`` on ``engine`` (a --engine name), the data read from
+    ``data_root`` and the run written to ``out`` (``resume``: a checkpoint to go on from)."""
+    dataset = load_dataset(config.dataset, data_root, dtype=config.dtype)
+    trainer = Trainer(config, load_engine(engine), dataset, out, quiet=True, resume=resume, log=lambda *_: None)
+    trainer.run()
+    return trainer
 
 
 def write_checkpoint(path: str, config: TrainConfig | None = None, train_samples: int = 256,
@@ -182,6 +201,11 @@ def assert_imports_back(capsys: Any, model: str, layers: str, data_root: str, tm
 def same_arrays(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
     """The same keys, and under each the same values of the same dtype."""
     return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) and a[k].dtype == b[k].dtype for k in a)
+
+
+def same_bits(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
+    """The same keys, and under each the same bytes (bit-exact: -0.0 is not 0.0, NaNs by payload)."""
+    return a.keys() == b.keys() and all(np.array_equal(a[k].view(np.uint8), b[k].view(np.uint8)) for k in a)
 
 
 def usage_error_line(argv: list[str], capsys: Any) -> str:

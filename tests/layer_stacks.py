@@ -4,6 +4,9 @@ layer with random parameters."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -16,6 +19,41 @@ from torch_net import autograd
 HAND_WRITTEN = [Engine(numpy_net), Engine(torch_net)]
 HAND_IDS = ["numpy_net", "torch_net"]
 ORACLE = Engine(autograd)
+EVERY_ENGINE = [*HAND_WRITTEN, ORACLE]
+EVERY_ID = [*HAND_IDS, "autograd"]
+
+
+def outcome(call: Callable[[], object]) -> tuple[str, str]:
+    """("ok", "") when ``call()`` returns, else its error's type name and message, with the engines'
+    array types written ARRAY, so that the engines' messages compare equal."""
+    try:
+        call()
+    except (ValueError, TypeError, RuntimeError) as error:
+        return type(error).__name__, re.sub(r"numpy\.ndarray|torch\.Tensor", "ARRAY", str(error))
+    return "ok", ""
+
+
+def one_layer(engine: Engine, spec: LayerSpec, dtype: str = "float64", state: dict | None = None):
+    """A network of the one layer ``spec`` in ``engine`` (seed 0), ``state``'s entries loaded over its own."""
+    net = build(engine.module, [spec], dtype, seed=0)
+    if state:
+        net.load_state_dict({**net.state_dict(), **state})
+    return net
+
+
+# A LeNet's kinds on a 10x10 image, small: a padded convolution, max pool, strided convolution,
+# overlapping average pool, flatten and linear (to 3 classes).
+LENET_LIKE = [
+    LayerSpec("conv2d", {"in_channels": 1, "out_channels": 3, "kernel_size": 3, "padding": 1}),
+    LayerSpec("relu"), LayerSpec("maxpool2d", {"kernel_size": 2}),
+    LayerSpec("conv2d", {"in_channels": 3, "out_channels": 4, "kernel_size": 3, "stride": 2}),
+    LayerSpec("avgpool2d", {"kernel_size": 2, "stride": 1}), LayerSpec("flatten"),
+    LayerSpec("linear", {"in_features": 4, "out_features": 3}),
+]
+
+# Batch norms with running statistics to check: 3 features, and 2 channels at momentum 0.3.
+BN1 = LayerSpec("batchnorm1d", {"num_features": 3})
+BN2 = LayerSpec("batchnorm2d", {"num_features": 2, "momentum": 0.3})
 
 
 def linear(fan_in: int, fan_out: int) -> LayerSpec:

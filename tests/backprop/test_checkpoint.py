@@ -30,9 +30,7 @@ from backprop.architecture import parse_layers
 from backprop.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from backprop.cli import main
 from backprop.config import TrainConfig, new_config
-from backprop.datasets import load_dataset
 from backprop.engines import load_engine
-from backprop.training import Trainer
 from engine_core.specs import build, mlp
 from tests.helpers import (
     LEGACY,
@@ -42,7 +40,10 @@ from tests.helpers import (
     one_line_error,
     rewrite_meta,
     run_cli,
+    same_bits,
     small_config,
+    tanh_config,
+    train_quietly,
     write_checkpoint,
 )
 from tests.networks import STACK, stack_config
@@ -511,36 +512,18 @@ def test_dropout_state_that_does_not_match_the_layers_is_refused(tmp_path):
         load_checkpoint(path)
 
 
-def _config(**overrides) -> TrainConfig:
-    base = dict(dataset="fashion-mnist", network=mlp([784, 16, 8, 10], "tanh"), init="xavier_normal",
-                batch_size=24, lr=0.05, momentum=0.9, epochs=2, seed=3)
-    return TrainConfig(**{**base, **overrides})
-
-
-def _train(config, engine, data_root, out, resume=None):
-    dataset = load_dataset(config.dataset, data_root, dtype=config.dtype)
-    trainer = Trainer(config, load_engine(engine), dataset, out, quiet=True, resume=resume,
-                      log=lambda *_: None)
-    trainer.run()
-    return trainer
-
-
-def _same_bits(a: dict, b: dict) -> bool:
-    return all(np.array_equal(a[k].view(np.uint8), b[k].view(np.uint8)) for k in a) and a.keys() == b.keys()
-
-
 def test_checkpoint_round_trip_between_engines_is_bit_exact(data_root, tmp_path):
-    trainer = _train(_config(epochs=1), "torch", data_root, str(tmp_path / "t"))
+    trainer = train_quietly(tanh_config(epochs=1), "torch", data_root, str(tmp_path / "t"))
     checkpoint = load_checkpoint(trainer.checkpoint_path)
-    config = _config()
+    config = tanh_config()
     for name in ("numpy", "autograd", "torch"):
         engine = load_engine(name)
         net = engine.build_net(config.network, config.init, 99, config.dtype)
         net.load_state_dict(checkpoint.params)
-        assert _same_bits(net.state_dict(), trainer.net.state_dict()), name
+        assert same_bits(net.state_dict(), trainer.net.state_dict()), name
         opt = engine.build_optimizer(net, "sgd", 0.05, momentum=0.9)
         opt.load_state_dict(checkpoint.optimizer)
-        assert _same_bits(opt.state_dict()["state"]["momentum_buffer"],
+        assert same_bits(opt.state_dict()["state"]["momentum_buffer"],
                           trainer.optimizer.state_dict()["state"]["momentum_buffer"]), name
 
 

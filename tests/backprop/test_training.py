@@ -24,7 +24,7 @@ from backprop.datasets import load_dataset
 from backprop.engines import load_engine
 from backprop.training import Trainer, TrainingDiverged, TrainingInterrupted, curves_title, evaluate
 from engine_core.specs import build, mlp
-from tests.helpers import run_cli, same_arrays, small_config, usage_error_line
+from tests.helpers import run_cli, same_arrays, same_bits, small_config, tanh_config, train_quietly, usage_error_line
 from tests.networks import STACK, stack_config
 
 TRAIN = ["train", "--dataset", "fashion-mnist", "--hidden", "8", "--batch-size", "4", "--epochs", "1"]
@@ -237,42 +237,24 @@ def test_the_trainer_uses_each_epochs_rate(data_root, tmp_path):
     assert seen == [0.1, 0.05, 0.025]
 
 
-def _config(**overrides) -> TrainConfig:
-    base = dict(dataset="fashion-mnist", network=mlp([784, 16, 8, 10], "tanh"), init="xavier_normal",
-                batch_size=24, lr=0.05, momentum=0.9, epochs=2, seed=3)
-    return TrainConfig(**{**base, **overrides})
-
-
-def _train(config, engine, data_root, out, resume=None):
-    dataset = load_dataset(config.dataset, data_root, dtype=config.dtype)
-    trainer = Trainer(config, load_engine(engine), dataset, out, quiet=True, resume=resume,
-                      log=lambda *_: None)
-    trainer.run()
-    return trainer
-
-
-def _same_bits(a: dict, b: dict) -> bool:
-    return all(np.array_equal(a[k].view(np.uint8), b[k].view(np.uint8)) for k in a) and a.keys() == b.keys()
-
-
 @pytest.mark.parametrize("engine_name", ["numpy", "torch", "autograd"])
 def test_resuming_continues_the_exact_trajectory_of_an_uninterrupted_run(engine_name, data_root, tmp_path):
-    config = _config(optimizer="sgd")
-    straight = _train(config, engine_name, data_root, str(tmp_path / "straight"))
-    first = _train(_config(epochs=1), engine_name, data_root, str(tmp_path / "split"))
+    config = tanh_config(optimizer="sgd")
+    straight = train_quietly(config, engine_name, data_root, str(tmp_path / "straight"))
+    first = train_quietly(tanh_config(epochs=1), engine_name, data_root, str(tmp_path / "split"))
     checkpoint = load_checkpoint(first.checkpoint_path)
-    resumed = _train(config, engine_name, data_root, str(tmp_path / "split"), resume=checkpoint)
-    assert _same_bits(straight.net.state_dict(), resumed.net.state_dict())
+    resumed = train_quietly(config, engine_name, data_root, str(tmp_path / "split"), resume=checkpoint)
+    assert same_bits(straight.net.state_dict(), resumed.net.state_dict())
     a, b = straight.optimizer.state_dict(), resumed.optimizer.state_dict()
-    assert _same_bits(a["state"]["momentum_buffer"], b["state"]["momentum_buffer"])
+    assert same_bits(a["state"]["momentum_buffer"], b["state"]["momentum_buffer"])
     assert [r["train_loss"] for r in straight.progress.history] == [
         r["train_loss"] for r in resumed.progress.history
     ]
 
 
 def test_resuming_mid_epoch_continues_the_exact_trajectory(data_root, tmp_path):
-    config = _config(epochs=1, optimizer="adam", lr=0.01, momentum=0.0)
-    straight = _train(config, "numpy", data_root, str(tmp_path / "straight"))
+    config = tanh_config(epochs=1, optimizer="adam", lr=0.01, momentum=0.0)
+    straight = train_quietly(config, "numpy", data_root, str(tmp_path / "straight"))
     dataset = load_dataset(config.dataset, data_root)
     partial = Trainer(config, load_engine("numpy"), dataset, str(tmp_path / "partial"), quiet=True,
                       log=lambda *_: None)
@@ -290,18 +272,18 @@ def test_resuming_mid_epoch_continues_the_exact_trajectory(data_root, tmp_path):
         partial.run()
     checkpoint = load_checkpoint(partial.checkpoint_path)
     assert checkpoint.meta["progress"]["step"] == 5
-    resumed = _train(config, "numpy", data_root, str(tmp_path / "partial"), resume=checkpoint)
-    assert _same_bits(straight.net.state_dict(), resumed.net.state_dict())
+    resumed = train_quietly(config, "numpy", data_root, str(tmp_path / "partial"), resume=checkpoint)
+    assert same_bits(straight.net.state_dict(), resumed.net.state_dict())
     assert straight.progress.history[0]["train_loss"] == resumed.progress.history[0]["train_loss"]
 
 
 @pytest.mark.parametrize("source, target", [("numpy", "torch"), ("torch", "autograd"), ("autograd", "numpy")])
 def test_any_engine_resumes_any_engines_checkpoint(source, target, data_root, tmp_path):
-    config = _config(dtype="float64")
-    first = _train(_config(dtype="float64", epochs=1), source, data_root, str(tmp_path / "a"))
+    config = tanh_config(dtype="float64")
+    first = train_quietly(tanh_config(dtype="float64", epochs=1), source, data_root, str(tmp_path / "a"))
     checkpoint = load_checkpoint(first.checkpoint_path)
-    resumed = _train(config, target, data_root, str(tmp_path / "a"), resume=checkpoint)
-    reference = _train(config, source, data_root, str(tmp_path / "b"))
+    resumed = train_quietly(config, target, data_root, str(tmp_path / "a"), resume=checkpoint)
+    reference = train_quietly(config, source, data_root, str(tmp_path / "b"))
     # Another engine rounds differently; in float64 one epoch stays within 1e-10 of the scale.
     for key, value in reference.net.state_dict().items():
         got = resumed.net.state_dict()[key]
@@ -333,7 +315,7 @@ def test_an_engine_that_declares_accumulating_gradients_gets_zero_grad_before_ba
     sys.path.insert(0, str(tmp_path))
     try:
         engine = load_engine("counting")
-        trainer = Trainer(_config(epochs=1, limit=48), engine, load_dataset("fashion-mnist", data_root),
+        trainer = Trainer(tanh_config(epochs=1, limit=48), engine, load_dataset("fashion-mnist", data_root),
                           str(tmp_path / "run"), quiet=True, log=lambda *_: None)
         trainer.run()
         events = engine.module.EVENTS
@@ -356,8 +338,8 @@ def test_a_cumulative_average_batch_norm_resumes_mid_epoch_bit_for_bit(engine_na
     from backprop.engines import layer_at
 
     monkeypatch.setattr(training, "plot_curves", lambda *args, **kwargs: None)  # pictures are not tested here
-    config = _config(network=parse_layers(CUMULATIVE), optimizer="sgd")
-    straight = _train(config, engine_name, data_root, str(tmp_path / "straight"))
+    config = tanh_config(network=parse_layers(CUMULATIVE), optimizer="sgd")
+    straight = train_quietly(config, engine_name, data_root, str(tmp_path / "straight"))
     steps = straight.progress.global_step
     assert straight.num_batches_tracked() == {"1": steps} == {"1": layer_at(straight.net, "1").num_batches_tracked}
     partial = Trainer(config, load_engine(engine_name), load_dataset(config.dataset, data_root),
@@ -375,11 +357,11 @@ def test_a_cumulative_average_batch_norm_resumes_mid_epoch_bit_for_bit(engine_na
     checkpoint = load_checkpoint(partial.checkpoint_path)
     done = checkpoint.progress.global_step
     assert checkpoint.num_batches_tracked == {"1": done} and 0 < done < steps
-    resumed = _train(config, engine_name, data_root, str(tmp_path / "partial"), resume=checkpoint)
-    assert _same_bits(straight.net.state_dict(), resumed.net.state_dict())
+    resumed = train_quietly(config, engine_name, data_root, str(tmp_path / "partial"), resume=checkpoint)
+    assert same_bits(straight.net.state_dict(), resumed.net.state_dict())
     assert resumed.num_batches_tracked() == {"1": steps}
     # The count is what the average divides by: resumed from 0, the running statistics differ.
-    restarted = _train(config, engine_name, data_root, str(tmp_path / "restarted"),
+    restarted = train_quietly(config, engine_name, data_root, str(tmp_path / "restarted"),
                        resume=dataclasses.replace(checkpoint, num_batches_tracked={"1": 0}))
     assert restarted.num_batches_tracked() == {"1": steps - done}
     assert not np.array_equal(restarted.net.state_dict()["1.running_mean"], straight.net.state_dict()["1.running_mean"])
@@ -405,13 +387,13 @@ def test_an_engine_whose_batch_norm_keeps_no_counter_is_counted_by_the_trainer(d
     monkeypatch.setattr(training, "plot_curves", lambda *args, **kwargs: None)
     try:
         engine = load_engine("uncounted")
-        config = _config(network=parse_layers("linear(784, 8), batchnorm1d(8), tanh, linear(8, 10)"), limit=48)
+        config = tanh_config(network=parse_layers("linear(784, 8), batchnorm1d(8), tanh, linear(8, 10)"), limit=48)
         first = Trainer(dataclasses.replace(config, epochs=1), engine, load_dataset("fashion-mnist", data_root),
                         str(tmp_path / "run"), quiet=True, log=lambda *_: None)
         first.run()
         checkpoint = load_checkpoint(first.checkpoint_path)
         assert checkpoint.num_batches_tracked == {"1": 2}  # 48 samples, batch 24
-        resumed = _train(config, "uncounted", data_root, str(tmp_path / "run"), resume=checkpoint)
+        resumed = train_quietly(config, "uncounted", data_root, str(tmp_path / "run"), resume=checkpoint)
     finally:
         sys.modules.pop("uncounted", None)
     assert resumed.num_batches_tracked() == {"1": 4}

@@ -18,13 +18,8 @@ import torch_net
 from engine_core.naming import ACTIVATION_NAMES
 from engine_core.specs import LayerSpec, build
 from parity_tests.engines import Engine
-from tests.layer_stacks import HAND_IDS, HAND_WRITTEN, linear
+from tests.layer_stacks import EVERY_ENGINE, EVERY_ID, HAND_IDS, HAND_WRITTEN, linear, outcome
 from torch_net import autograd
-
-ENGINES = [Engine(numpy_net), Engine(torch_net), Engine(autograd)]
-
-
-IDS = [e.name for e in ENGINES]
 
 
 def _batch(engine: Engine, dtype: str = "float64", batch: int = 6):
@@ -48,13 +43,6 @@ def _train_step(engine: Engine, net, opt) -> None:
     net.backward(loss.backward())
     opt.step()
 
-
-def _outcome(call):
-    try:
-        call()
-    except (ValueError, TypeError, RuntimeError) as error:
-        return type(error).__name__, str(error)
-    return "ok", ""
 
 
 def _same_state(a: dict, b: dict) -> bool:
@@ -108,14 +96,14 @@ MUTATIONS = _mutations()
 def test_a_bad_optimizer_state_is_refused_alike_in_every_engine_and_changes_nothing(case):
     amsgrad_target, mutate, kind, text = MUTATIONS[case]
     outcomes = []
-    for engine in ENGINES:
+    for engine in EVERY_ENGINE:
         _, source = _adam_after_one_step(engine)
         state = source.state_dict()
         mutate(state)
         net, target = _adam_after_one_step(engine, amsgrad=amsgrad_target)
         before, params = target.state_dict(), net.state_dict()
-        outcome = _outcome(lambda target=target, state=state: target.load_state_dict(state))
-        assert outcome[0] == kind and text in outcome[1], f"{engine.name}: {outcome}"
+        result = outcome(lambda target=target, state=state: target.load_state_dict(state))
+        assert result[0] == kind and text in result[1], f"{engine.name}: {result}"
         assert _same_state(before, target.state_dict()), f"{engine.name}: a refused load changed the state"
         assert all(np.array_equal(v, net.state_dict()[k]) for k, v in params.items())
         target.step()  # still usable
@@ -123,7 +111,7 @@ def test_a_bad_optimizer_state_is_refused_alike_in_every_engine_and_changes_noth
     assert outcomes[0] == outcomes[1] == outcomes[2], outcomes
 
 
-@pytest.mark.parametrize("subject", ENGINES, ids=IDS)
+@pytest.mark.parametrize("subject", EVERY_ENGINE, ids=EVERY_ID)
 def test_sgd_state_buffers_follow_momentum_and_step(subject):
     net = subject.MLP([5, 3], seed=0, dtype="float64")
     plain = subject.SGD(net, lr=0.1)
@@ -137,7 +125,7 @@ def test_sgd_state_buffers_follow_momentum_and_step(subject):
 
 
 # -- layers refuse a backward that does not match their forward ----------------------------------
-@pytest.mark.parametrize("subject", ENGINES, ids=IDS)
+@pytest.mark.parametrize("subject", EVERY_ENGINE, ids=EVERY_ID)
 def test_backward_before_forward_names_the_layer_and_the_shapes(subject):
     net = subject.MLP([5, 4, 3], seed=0, dtype="float64")
     delta = subject.asarray(np.zeros((2, 3)), "float64")
@@ -146,7 +134,7 @@ def test_backward_before_forward_names_the_layer_and_the_shapes(subject):
         net.backward(delta)
 
 
-@pytest.mark.parametrize("subject", ENGINES, ids=IDS)
+@pytest.mark.parametrize("subject", EVERY_ENGINE, ids=EVERY_ID)
 def test_a_delta_of_another_batch_size_is_refused_and_changes_no_gradient(subject):
     net = subject.MLP([5, 4, 3], seed=0, dtype="float64")
     x, y = _batch(subject, batch=6)
@@ -181,7 +169,7 @@ def test_every_engine_accepts_any_integer_label_dtype_and_agrees(dtype):
     rng = np.random.default_rng(1)
     logits, y = rng.standard_normal((6, 4)), rng.integers(0, 4, 6).astype(dtype)
     losses, deltas = [], []
-    for engine in ENGINES:
+    for engine in EVERY_ENGINE:
         loss = engine.SoftmaxCrossEntropy()
         labels = y if engine.module is numpy_net else torch.from_numpy(y)
         losses.append(loss.forward(engine.asarray(logits, "float64"), labels))
@@ -191,7 +179,7 @@ def test_every_engine_accepts_any_integer_label_dtype_and_agrees(dtype):
         np.testing.assert_allclose(delta, deltas[0], rtol=0, atol=1e-16)
 
 
-@pytest.mark.parametrize("subject", ENGINES, ids=IDS)
+@pytest.mark.parametrize("subject", EVERY_ENGINE, ids=EVERY_ID)
 def test_loss_backward_before_forward_is_a_clear_error(subject):
     with pytest.raises(RuntimeError, match=r"SoftmaxCrossEntropy.backward\(\) called before forward\(\)"):
         subject.SoftmaxCrossEntropy().backward()
@@ -211,7 +199,7 @@ def _batch3(subject: Engine, batch: int):
     return subject.asarray(rng.standard_normal((batch, 3)), "float64"), subject.labels(rng.integers(0, 2, batch))
 
 
-@pytest.mark.parametrize("subject", ENGINES, ids=IDS)
+@pytest.mark.parametrize("subject", EVERY_ENGINE, ids=EVERY_ID)
 def test_forward_without_gradients_works_in_every_engine(subject):
     net = subject.MLP([3, 4, 2], seed=0, dtype="float64")
     x, _ = _batch3(subject, 5)
@@ -221,14 +209,14 @@ def test_forward_without_gradients_works_in_every_engine(subject):
         assert np.array_equal(subject.to_numpy(net.forward(x)), inside)
 
 
-@pytest.mark.parametrize("subject", ENGINES, ids=IDS)
+@pytest.mark.parametrize("subject", EVERY_ENGINE, ids=EVERY_ID)
 def test_a_second_backward_on_one_forward_gives_the_same_input_gradient(subject):
     net, delta = _trained_pass(subject)
     first = subject.to_numpy(net.backward(delta)).copy()
     assert np.array_equal(subject.to_numpy(net.backward(delta)), first)
 
 
-@pytest.mark.parametrize("subject", ENGINES, ids=IDS)
+@pytest.mark.parametrize("subject", EVERY_ENGINE, ids=EVERY_ID)
 def test_a_refused_forward_leaves_nothing_to_differentiate_and_no_gradient_changes(subject):
     net, delta = _trained_pass(subject)
     net.backward(delta)
@@ -267,13 +255,13 @@ def test_activations_take_any_float_input_and_name_a_wrong_one(module, layer):
 ])
 def test_state_values_no_engine_can_hold_are_refused_alike_before_anything_is_copied(value, kind, words):
     outcomes = []
-    for subject in ENGINES:
+    for subject in EVERY_ENGINE:
         net = subject.MLP([3, 4, 2], seed=0)
         before = net.state_dict()
         state = dict(before)
         state["2.bias"] = value
-        outcome = _outcome(lambda net=net, state=state: net.load_state_dict(state))
-        assert outcome[0] == kind and words in outcome[1], (subject.name, outcome)
+        result = outcome(lambda net=net, state=state: net.load_state_dict(state))
+        assert result[0] == kind and words in result[1], (subject.name, result)
         assert all(np.array_equal(v, net.state_dict()[k]) for k, v in before.items())
         outcomes.append(outcome)
     assert outcomes[0] == outcomes[1] == outcomes[2]
@@ -286,20 +274,20 @@ def test_state_values_no_engine_can_hold_are_refused_alike_before_anything_is_co
 ])
 def test_optimizer_values_no_engine_can_hold_are_refused_alike(mutate, words):
     outcomes = []
-    for subject in ENGINES:
+    for subject in EVERY_ENGINE:
         net = subject.MLP([5, 4, 3], seed=0)
         opt = subject.Adam(net)
         _, source = _adam_after_one_step(subject)
         state = source.state_dict()
         mutate(state)
-        outcome = _outcome(lambda opt=opt, state=state: opt.load_state_dict(state))
-        assert outcome[0] in ("TypeError", "ValueError") and words in outcome[1], (subject.name, outcome)
+        result = outcome(lambda opt=opt, state=state: opt.load_state_dict(state))
+        assert result[0] in ("TypeError", "ValueError") and words in result[1], (subject.name, result)
         assert opt.state_dict()["state"] == {}
         outcomes.append(outcome)
     assert outcomes[0] == outcomes[1] == outcomes[2]
 
 
-@pytest.mark.parametrize("subject", ENGINES, ids=IDS)
+@pytest.mark.parametrize("subject", EVERY_ENGINE, ids=EVERY_ID)
 def test_a_loaded_optimizer_state_never_shares_memory_with_the_callers_arrays(subject):
     net, opt = _adam_after_one_step(subject)
     state = opt.state_dict()
@@ -311,7 +299,7 @@ def test_a_loaded_optimizer_state_never_shares_memory_with_the_callers_arrays(su
             assert np.array_equal(state["state"][buffer][key], value), (buffer, key)
 
 
-@pytest.mark.parametrize("subject", ENGINES, ids=IDS)
+@pytest.mark.parametrize("subject", EVERY_ENGINE, ids=EVERY_ID)
 @pytest.mark.parametrize("setting", ["lr", "eps", "weight_decay"])
 def test_adam_refuses_nan_settings_as_torch_does(subject, setting):
     with pytest.raises(ValueError, match="Invalid"):
@@ -320,7 +308,7 @@ def test_adam_refuses_nan_settings_as_torch_does(subject, setting):
         subject.Adam(subject.MLP([3, 2]), **{setting: float("nan")})
 
 
-@pytest.mark.parametrize("subject", ENGINES, ids=IDS)
+@pytest.mark.parametrize("subject", EVERY_ENGINE, ids=EVERY_ID)
 @pytest.mark.parametrize("labels, kind, words", [
     (np.array([0.0, 1.7]), TypeError, "expected integer class labels, got dtype float64"),
     (np.array([True, False]), TypeError, "got dtype bool"),
@@ -332,7 +320,7 @@ def test_labels_refuses_what_a_cast_would_hide(subject, labels, kind, words):
         subject.labels(labels)
 
 
-@pytest.mark.parametrize("subject", ENGINES, ids=IDS)
+@pytest.mark.parametrize("subject", EVERY_ENGINE, ids=EVERY_ID)
 @pytest.mark.parametrize("seed, kind", [(-1, ValueError), (1.5, TypeError), ("a", TypeError), (None, TypeError),
                                         (True, TypeError)])
 def test_a_seed_that_is_not_an_int_from_zero_up_is_refused(subject, seed, kind):

@@ -10,25 +10,9 @@ import numpy as np
 import pytest
 from torch import nn
 
-import numpy_net
-import torch_net
 from engine_core.specs import LayerSpec, build
 from parity_tests.engines import Engine
-from tests.layer_stacks import HAND_IDS, HAND_WRITTEN, ORACLE
-from torch_net import autograd
-
-ENGINES = [Engine(numpy_net), Engine(torch_net)]
-
-
-IDS = ["numpy_net", "torch_net"]
-
-
-def _outcome(call) -> tuple[str, str]:
-    try:
-        call()
-    except (ValueError, TypeError, RuntimeError) as error:
-        return type(error).__name__, str(error)
-    return "ok", ""
+from tests.layer_stacks import EVERY_ENGINE, EVERY_ID, HAND_IDS, HAND_WRITTEN, outcome
 
 
 def _conv(engine: Engine, **kwargs):
@@ -52,18 +36,18 @@ BAD_INPUTS = [
 @pytest.mark.parametrize("layer, shape, dtype, words", BAD_INPUTS)
 def test_a_bad_input_is_refused_alike_in_both_engines_naming_the_layer(layer, shape, dtype, words):
     outcomes = []
-    for engine in ENGINES:
+    for engine in HAND_WRITTEN:
         instance = {"Conv2d": lambda e: _conv(e), "MaxPool2d": lambda e: e.MaxPool2d(2),
                     "AvgPool2d": lambda e: e.AvgPool2d(2), "Flatten": lambda e: e.Flatten()}[layer](engine)
         x = engine.asarray(np.zeros(shape), dtype)
-        outcomes.append(_outcome(lambda: instance.forward(x)))  # noqa: B023
+        outcomes.append(outcome(lambda: instance.forward(x)))  # noqa: B023
     assert outcomes[0] == outcomes[1], outcomes
     kind, message = outcomes[0]
     assert kind in ("ValueError", "TypeError") and layer in message, message
     assert re.search(words, message), message
 
 
-@pytest.mark.parametrize("subject", [*ENGINES, Engine(autograd)], ids=[*IDS, "autograd"])
+@pytest.mark.parametrize("subject", EVERY_ENGINE, ids=EVERY_ID)
 @pytest.mark.parametrize("kwargs, error, words", [
     ({"kernel_size": 0}, ValueError, "kernel_size: expected a positive int, got 0"),
     ({"stride": (1, 0)}, ValueError, r"stride: expected a positive int, got \(1, 0\)"),
@@ -102,7 +86,7 @@ CONV_REPRS = [
 ]
 
 
-@pytest.mark.parametrize("subject", [*ENGINES, Engine(autograd)], ids=[*IDS, "autograd"])
+@pytest.mark.parametrize("subject", EVERY_ENGINE, ids=EVERY_ID)
 @pytest.mark.parametrize("kwargs, text", CONV_REPRS)
 def test_a_conv_shows_torchs_arguments_alike_everywhere_with_torchs_weight_shape(subject, kwargs, text):
     net = build(subject.module, [LayerSpec("conv2d", kwargs)], "float64")
@@ -112,7 +96,7 @@ def test_a_conv_shows_torchs_arguments_alike_everywhere_with_torchs_weight_shape
     assert [(k, tuple(v.shape)) for k, v in ours.items()] == [(f"0.{k}", tuple(v.shape)) for k, v in theirs.items()]
 
 
-@pytest.mark.parametrize("subject", ENGINES, ids=IDS)
+@pytest.mark.parametrize("subject", HAND_WRITTEN, ids=HAND_IDS)
 def test_a_dilated_kernel_larger_than_the_input_is_refused_naming_its_extent(subject):
     conv = _conv(subject, dilation=(2, 1))
     with pytest.raises(ValueError, match=r"Conv2d\(.*dilation=\(2, 1\)\): x: the input's 4x4 pixels are smaller than "
@@ -121,7 +105,7 @@ def test_a_dilated_kernel_larger_than_the_input_is_refused_naming_its_extent(sub
     assert tuple(conv.forward(subject.asarray(np.zeros((1, 2, 5, 4)), "float64")).shape) == (1, 3, 1, 2)
 
 
-@pytest.mark.parametrize("subject", [*ENGINES, Engine(autograd)], ids=[*IDS, "autograd"])
+@pytest.mark.parametrize("subject", EVERY_ENGINE, ids=EVERY_ID)
 @pytest.mark.parametrize("layer", ["MaxPool2d", "AvgPool2d"])
 def test_pools_refuse_bad_kernels_and_strides_alike_everywhere(subject, layer):
     with pytest.raises(ValueError, match="kernel_size: expected a positive int, got 0"):
@@ -141,7 +125,7 @@ LAYERS = {
 }
 
 
-@pytest.mark.parametrize("subject", ENGINES, ids=IDS)
+@pytest.mark.parametrize("subject", HAND_WRITTEN, ids=HAND_IDS)
 @pytest.mark.parametrize("layer", list(LAYERS))
 def test_every_layer_checks_its_own_backward(subject, layer):
     instance = LAYERS[layer](subject)
@@ -155,7 +139,7 @@ def test_every_layer_checks_its_own_backward(subject, layer):
         instance.backward(subject.asarray(np.zeros(shape), "float32"))
 
 
-@pytest.mark.parametrize("subject", ENGINES, ids=IDS)
+@pytest.mark.parametrize("subject", HAND_WRITTEN, ids=HAND_IDS)
 def test_a_refused_delta_changes_no_gradient_and_input_grad_false_skips_dx(subject):
     net = build(subject.module, [LayerSpec("conv2d", {"in_channels": 2, "out_channels": 3, "kernel_size": 3})],
                 "float64", seed=1)
@@ -174,7 +158,7 @@ def test_a_refused_delta_changes_no_gradient_and_input_grad_false_skips_dx(subje
     assert [tuple(d.shape) for d in net.deltas()] == [(2, 3, 3, 3)]  # Conv2d records dL/d(output)
 
 
-@pytest.mark.parametrize("subject", ENGINES, ids=IDS)
+@pytest.mark.parametrize("subject", HAND_WRITTEN, ids=HAND_IDS)
 def test_a_refused_max_pool_input_leaves_the_layer_as_it_was(subject):
     layer = subject.MaxPool2d(2, 1, padding=1, dilation=3)
     x = np.arange(9.0).reshape(1, 1, 3, 3)
@@ -186,7 +170,7 @@ def test_a_refused_max_pool_input_leaves_the_layer_as_it_was(subject):
     assert np.array_equal(subject.to_numpy(layer.backward(delta)), before)
 
 
-@pytest.mark.parametrize("subject", [*ENGINES, Engine(autograd)], ids=[*IDS, "autograd"])
+@pytest.mark.parametrize("subject", EVERY_ENGINE, ids=EVERY_ID)
 def test_pools_show_torchs_arguments_alike_everywhere(subject):
     assert repr(subject.MaxPool2d(2)) == "MaxPool2d(kernel_size=2, stride=2)"
     assert (repr(subject.MaxPool2d(3, 2, 1, 2, ceil_mode=True))
@@ -195,7 +179,7 @@ def test_pools_show_torchs_arguments_alike_everywhere(subject):
             == "AvgPool2d(kernel_size=(2, 3), stride=1, padding=(1, 0), count_include_pad=False, divisor_override=-2)")
 
 
-@pytest.mark.parametrize("subject", [*ENGINES, Engine(autograd)], ids=[*IDS, "autograd"])
+@pytest.mark.parametrize("subject", EVERY_ENGINE, ids=EVERY_ID)
 @pytest.mark.parametrize("layer, kwargs, error, words", [
     ("MaxPool2d", {"return_indices": True}, ValueError, "return_indices: True is not supported"),
     ("MaxPool2d", {"kernel_size": 3, "padding": 2}, ValueError, "padding: pad should be at most half of kernel size"),
@@ -212,7 +196,7 @@ def test_pools_refuse_bad_arguments_alike_everywhere(subject, layer, kwargs, err
 
 
 # -- Flatten(start_dim, end_dim) ---------------------------------------------------------------------
-@pytest.mark.parametrize("subject", [*HAND_WRITTEN, ORACLE], ids=[*HAND_IDS, "autograd"])
+@pytest.mark.parametrize("subject", EVERY_ENGINE, ids=EVERY_ID)
 def test_flatten_takes_torchs_dims_and_refuses_bad_ones(subject):
     assert repr(subject.Flatten()) == "Flatten()" and repr(subject.Flatten(1, -1)) == "Flatten()"
     assert repr(subject.Flatten(2)) == "Flatten(start_dim=2, end_dim=-1)"

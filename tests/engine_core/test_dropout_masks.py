@@ -10,15 +10,9 @@ import numpy as np
 import pytest
 
 import numpy_net
-import torch_net
-from engine_core.specs import LayerSpec, build
+from engine_core.specs import LayerSpec
 from parity_tests.engines import Engine
-from torch_net import autograd
-
-ENGINES = [Engine(numpy_net), Engine(torch_net), Engine(autograd)]
-
-
-IDS = [e.name for e in ENGINES]
+from tests.layer_stacks import EVERY_ENGINE, EVERY_ID, one_layer
 
 
 def _outcome(call) -> tuple[str, str]:
@@ -29,16 +23,10 @@ def _outcome(call) -> tuple[str, str]:
     return "ok", ""
 
 
-def _net(engine: Engine, spec: LayerSpec, dtype: str = "float64", state: dict | None = None):
-    net = build(engine.module, [spec], dtype, seed=0)
-    if state:
-        net.load_state_dict({**net.state_dict(), **state})
-    return net
-
 
 # -- dropout ----------------------------------------------------------------------------------------
 def _dropout(engine: Engine, p: float, seed: int = 0):
-    return _net(engine, LayerSpec("dropout", {"p": p, "seed": seed}))
+    return one_layer(engine, LayerSpec("dropout", {"p": p, "seed": seed}))
 
 
 def _masks(engine: Engine, net, shape: tuple[int, ...], count: int, dtype: str = "float64") -> list[np.ndarray]:
@@ -47,7 +35,7 @@ def _masks(engine: Engine, net, shape: tuple[int, ...], count: int, dtype: str =
 
 
 def test_every_engine_draws_the_same_dropout_masks_from_the_same_seed():
-    masks = [_masks(e, _dropout(e, 0.3, seed=11), (4, 5), 3) for e in ENGINES]
+    masks = [_masks(e, _dropout(e, 0.3, seed=11), (4, 5), 3) for e in EVERY_ENGINE]
     for other in masks[1:]:
         assert all(np.array_equal(a, b) for a, b in zip(masks[0], other))
     first = masks[0][0]
@@ -56,7 +44,7 @@ def test_every_engine_draws_the_same_dropout_masks_from_the_same_seed():
     assert np.array_equal(first, expected)
 
 
-@pytest.mark.parametrize("subject", ENGINES, ids=IDS)
+@pytest.mark.parametrize("subject", EVERY_ENGINE, ids=EVERY_ID)
 def test_a_saved_generator_state_resumes_the_exact_masks_in_any_engine(subject):
     net = _dropout(Engine(numpy_net), 0.5, seed=5)
     _masks(Engine(numpy_net), net, (3, 4), 2)

@@ -7,17 +7,10 @@ import numpy as np
 import pytest
 
 import numpy_net
-import torch_net
-from parity_tests.engines import Engine
-from torch_net import autograd
-
-ENGINES = [Engine(numpy_net), Engine(torch_net), Engine(autograd)]
+from tests.layer_stacks import EVERY_ENGINE, EVERY_ID
 
 
-IDS = [e.name for e in ENGINES]
-
-
-@pytest.mark.parametrize("subject", ENGINES, ids=IDS)
+@pytest.mark.parametrize("subject", EVERY_ENGINE, ids=EVERY_ID)
 def test_big_endian_state_dicts_and_conversions_load_everywhere(subject):
     state = numpy_net.MLP([5, 4, 3], seed=4, dtype="float64").state_dict()
     swapped = {k: v.astype(">f8") for k, v in state.items()}

@@ -8,16 +8,13 @@ import re
 import numpy as np
 import pytest
 
-import numpy_net
-import torch_net
 from engine_core.specs import LayerSpec, build
-from parity_tests.engines import Engine
-from tests.layer_stacks import HAND_IDS, HAND_WRITTEN, ORACLE
+from tests.layer_stacks import BN1, BN2, EVERY_ENGINE, EVERY_ID, HAND_WRITTEN, ORACLE, one_layer, outcome
 from torch_net import autograd
 
 
 # -- the argument itself -----------------------------------------------------------------------------
-@pytest.mark.parametrize("subject", [*HAND_WRITTEN, ORACLE], ids=[*HAND_IDS, "autograd"])
+@pytest.mark.parametrize("subject", EVERY_ENGINE, ids=EVERY_ID)
 def test_inplace_is_torchs_argument_shown_in_the_repr_and_checked(subject):
     assert repr(subject.ReLU(inplace=True)) == "ReLU(inplace=True)" and repr(subject.ReLU()) == "ReLU()"
     assert repr(subject.LeakyReLU(0.1, True)) == "LeakyReLU(negative_slope=0.1, inplace=True)"
@@ -32,32 +29,6 @@ def test_inplace_is_torchs_argument_shown_in_the_repr_and_checked(subject):
         with pytest.raises(TypeError):
             getattr(subject, cls)(inplace=True)
 
-
-ENGINES = [Engine(numpy_net), Engine(torch_net), Engine(autograd)]
-
-
-HAND = ENGINES[:2]  # the engines whose layers are written by hand (and whose messages name the layer)
-
-
-def _outcome(call) -> tuple[str, str]:
-    try:
-        call()
-    except (ValueError, TypeError, RuntimeError) as error:
-        return type(error).__name__, re.sub(r"numpy\.ndarray|torch\.Tensor", "ARRAY", str(error))
-    return "ok", ""
-
-
-def _net(engine: Engine, spec: LayerSpec, dtype: str = "float64", state: dict | None = None):
-    net = build(engine.module, [spec], dtype, seed=0)
-    if state:
-        net.load_state_dict({**net.state_dict(), **state})
-    return net
-
-
-BN1 = LayerSpec("batchnorm1d", {"num_features": 3})
-
-
-BN2 = LayerSpec("batchnorm2d", {"num_features": 2, "momentum": 0.3})
 
 
 # -- arguments and inputs ---------------------------------------------------------------------------
@@ -85,19 +56,19 @@ BN2 = LayerSpec("batchnorm2d", {"num_features": 2, "momentum": 0.3})
     (lambda m: m.GELU("erf"), "ValueError", "approximate: expected one of none, tanh, got 'erf'"),
 ])
 def test_bad_arguments_are_refused_alike_in_every_engine(make, kind, words):
-    outcomes = {engine.name: _outcome(lambda engine=engine: make(engine.module)) for engine in ENGINES}
+    outcomes = {engine.name: outcome(lambda engine=engine: make(engine.module)) for engine in EVERY_ENGINE}
     for name, (got_kind, message) in outcomes.items():
         assert got_kind == kind and words in message, (name, got_kind, message)
     assert len({message for _, message in outcomes.values()}) == 1, outcomes
 
 
-@pytest.mark.parametrize("subject", HAND, ids=[e.name for e in HAND])
+@pytest.mark.parametrize("subject", HAND_WRITTEN, ids=[e.name for e in HAND_WRITTEN])
 @pytest.mark.parametrize("spec, shape", [(BN1, (1, 3)), (BN2, (1, 2, 1, 1))])
 def test_a_single_value_per_channel_in_train_mode_is_refused_as_torch_refuses_it(subject, spec, shape):
-    oracle = _net(Engine(autograd), spec)
+    oracle = one_layer(ORACLE, spec)
     with pytest.raises(ValueError, match="Expected more than 1 value per channel when training"):
         oracle.forward(autograd.asarray(np.ones(shape), "float64"))
-    net = _net(subject, spec)
+    net = one_layer(subject, spec)
     before = net.state_dict()
     with pytest.raises(ValueError, match=re.escape(
             f"layer 0 {spec.class_name}(") + r".*\): expected more than 1 value per channel when training, "
@@ -108,17 +79,17 @@ def test_a_single_value_per_channel_in_train_mode_is_refused_as_torch_refuses_it
     x = np.arange(np.prod(shape), dtype=np.float64).reshape(shape) - 0.5
     state = {"0.running_mean": np.full(spec.args["num_features"], 0.25), "0.running_var": np.full(
         spec.args["num_features"], 2.0), "0.weight": np.full(spec.args["num_features"], -1.5)}
-    got = subject.to_numpy(_net(subject, spec, state=state).eval().forward(subject.asarray(x, "float64")))
-    want = autograd.to_numpy(_net(Engine(autograd), spec, state=state).eval().forward(autograd.asarray(x, "float64")))
+    got = subject.to_numpy(one_layer(subject, spec, state=state).eval().forward(subject.asarray(x, "float64")))
+    want = autograd.to_numpy(one_layer(ORACLE, spec, state=state).eval().forward(autograd.asarray(x, "float64")))
     np.testing.assert_allclose(got, want, rtol=1e-14)
     # A batch of one with more than one pixel per channel is a valid train-mode batch for BatchNorm2d.
     if spec.kind == "batchnorm2d":
-        _net(subject, spec).forward(subject.asarray(np.arange(4.0).reshape(1, 2, 2, 1), "float64"))
+        one_layer(subject, spec).forward(subject.asarray(np.arange(4.0).reshape(1, 2, 2, 1), "float64"))
 
 
-@pytest.mark.parametrize("subject", HAND, ids=[e.name for e in HAND])
+@pytest.mark.parametrize("subject", HAND_WRITTEN, ids=[e.name for e in HAND_WRITTEN])
 def test_batch_norm_inputs_are_checked_naming_the_layer(subject):
-    net = _net(subject, BN1)
+    net = one_layer(subject, BN1)
     cases = [
         (np.zeros((4, 2)), "float64", "ValueError", "layer 0 BatchNorm1d(3, eps=1e-05, momentum=0.1): x: expected a "
                                                     "2-D (batch, 3) or 3-D (batch, 3, length) input, got shape (4, 2)"),
@@ -131,22 +102,22 @@ def test_batch_norm_inputs_are_checked_naming_the_layer(subject):
         (np.zeros((4, 3)), "float32", "TypeError", "x: expected dtype float64 (the layer's dtype), got float32"),
     ]
     for x, dtype, kind, words in cases:
-        got_kind, message = _outcome(lambda x=x, dtype=dtype: net.forward(subject.asarray(x, dtype)))
+        got_kind, message = outcome(lambda x=x, dtype=dtype: net.forward(subject.asarray(x, dtype)))
         assert got_kind == kind and words in message, (x.shape, dtype, message)
-    kind, message = _outcome(lambda: net.forward([[1.0, 2.0, 3.0]]))
+    kind, message = outcome(lambda: net.forward([[1.0, 2.0, 3.0]]))
     assert kind == "TypeError" and "BatchNorm1d(3, eps=1e-05, momentum=0.1): x: expected a ARRAY" in message
-    kind, message = _outcome(lambda: _net(subject, BN2).forward(subject.asarray(np.zeros((4, 2)), "float64")))
+    kind, message = outcome(lambda: one_layer(subject, BN2).forward(subject.asarray(np.zeros((4, 2)), "float64")))
     assert kind == "ValueError" and "x: expected a 4-D (batch, 2, height, width) input, got shape (4, 2)" in message
 
 
-@pytest.mark.parametrize("subject", HAND, ids=[e.name for e in HAND])
+@pytest.mark.parametrize("subject", HAND_WRITTEN, ids=[e.name for e in HAND_WRITTEN])
 @pytest.mark.parametrize("spec", [BN1, LayerSpec("dropout", {"p": 0.5})], ids=["batchnorm1d", "dropout"])
 def test_backward_before_forward_and_a_wrong_delta_name_the_layer(subject, spec):
     layer = build(subject.module, [spec], "float64").layers[0]
-    kind, message = _outcome(lambda: layer.backward(subject.asarray(np.ones((4, 3)), "float64")))
+    kind, message = outcome(lambda: layer.backward(subject.asarray(np.ones((4, 3)), "float64")))
     assert kind == "RuntimeError" and "backward() called before forward()" in message and spec.class_name in message
     layer.forward(subject.asarray(np.ones((4, 3)) + np.arange(3), "float64"))
-    kind, message = _outcome(lambda: layer.backward(subject.asarray(np.ones((5, 3)), "float64")))
+    kind, message = outcome(lambda: layer.backward(subject.asarray(np.ones((5, 3)), "float64")))
     assert kind == "ValueError" and "delta: expected shape (4, 3)" in message and spec.class_name in message
 
 
@@ -156,4 +127,4 @@ def test_every_engine_shows_batch_norms_arguments_as_torch_names_them():
         (lambda m: m.BatchNorm2d(4, eps=1e-3, momentum=None, affine=False, track_running_stats=False),
          "BatchNorm2d(4, eps=0.001, momentum=None, affine=False, track_running_stats=False)"),
     ]:
-        assert [repr(make(engine.module)) for engine in ENGINES] == [text] * 3
+        assert [repr(make(engine.module)) for engine in EVERY_ENGINE] == [text] * 3

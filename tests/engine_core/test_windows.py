@@ -8,20 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-import numpy_net
-import torch_net
 from engine_core.specs import LayerSpec, build
-from parity_tests.engines import Engine
+from tests.layer_stacks import EVERY_ENGINE, EVERY_ID, HAND_IDS, HAND_WRITTEN, ORACLE
 from torch_net import autograd
-
-ENGINES = [Engine(numpy_net), Engine(torch_net)]
-
-
-IDS = ["numpy_net", "torch_net"]
 
 
 # -- padding="same", dilation, groups -------------------------------------------------------------------
-@pytest.mark.parametrize("subject", ENGINES, ids=IDS)
+@pytest.mark.parametrize("subject", HAND_WRITTEN, ids=HAND_IDS)
 def test_same_padding_with_an_even_kernel_pads_the_bottom_and_right_as_torch_does(subject):
     """A 2x2 kernel needs one row and one column of padding in all: torch puts them after the
     input, so z[h, w] = x[h, w] + 2 x[h, w + 1] + 3 x[h + 1, w] + 4 x[h + 1, w + 1], zero past the
@@ -52,7 +45,7 @@ def test_same_padding_with_an_even_kernel_pads_the_bottom_and_right_as_torch_doe
     assert np.array_equal(subject.to_numpy(net.grads()["0.weight"]), reference.weight.grad.numpy())
 
 
-@pytest.mark.parametrize("subject", ENGINES, ids=IDS)
+@pytest.mark.parametrize("subject", HAND_WRITTEN, ids=HAND_IDS)
 def test_inputs_whose_height_and_width_change_between_calls_give_the_oracles_results(subject):
     specs = [LayerSpec("conv2d", {"in_channels": 2, "out_channels": 3, "kernel_size": (3, 2), "stride": (2, 1),
                                   "padding": (1, 0)}),
@@ -61,15 +54,15 @@ def test_inputs_whose_height_and_width_change_between_calls_give_the_oracles_res
     rng = np.random.default_rng(1)
     for shape in [(2, 2, 7, 6), (1, 2, 9, 9), (2, 2, 7, 6), (3, 2, 4, 4)]:
         x = rng.standard_normal(shape)
-        outs = [e.to_numpy(n.forward(e.asarray(x, "float64"))) for e, n in ((subject, net), (Engine(autograd), ref))]
+        outs = [e.to_numpy(n.forward(e.asarray(x, "float64"))) for e, n in ((subject, net), (ORACLE, ref))]
         np.testing.assert_allclose(outs[0], outs[1], rtol=0, atol=1e-12)
         delta = rng.standard_normal(outs[0].shape)
-        pairs = ((subject, net), (Engine(autograd), ref))
+        pairs = ((subject, net), (ORACLE, ref))
         dxs = [e.to_numpy(n.backward(e.asarray(delta, "float64"))) for e, n in pairs]
         np.testing.assert_allclose(dxs[0], dxs[1], rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("subject", ENGINES, ids=IDS)
+@pytest.mark.parametrize("subject", HAND_WRITTEN, ids=HAND_IDS)
 @pytest.mark.parametrize("layer, kwargs, shape", [
     # ceil_mode keeps a window that runs past the input by less than a stride (torch's output size)
     ("AvgPool2d", {"kernel_size": 2, "stride": (2, 3), "ceil_mode": True}, (1, 2, 1, 2)),
@@ -95,7 +88,7 @@ def test_pools_follow_torchs_geometry_and_divisors(subject, layer, kwargs, shape
     np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-13, atol=1e-15)
 
 
-@pytest.mark.parametrize("subject", [*ENGINES, Engine(autograd)], ids=[*IDS, "autograd"])
+@pytest.mark.parametrize("subject", EVERY_ENGINE, ids=EVERY_ID)
 def test_a_max_pool_window_of_padding_only_is_refused_alike_everywhere(subject):
     """Kernel 2, dilation 3, padding 1 on 2 rows: the first window's rows are -1 and 2, both
     padding. torch returns -inf there and its backward writes outside the input; every engine

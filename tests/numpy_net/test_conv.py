@@ -9,18 +9,13 @@ import torch
 from torch import nn
 
 import numpy_net
-import torch_net
-from engine_core.specs import LayerSpec, build
+from engine_core.specs import build
 from parity_tests.engines import Engine
-
-ENGINES = [Engine(numpy_net), Engine(torch_net)]
-
-
-IDS = ["numpy_net", "torch_net"]
+from tests.layer_stacks import HAND_IDS, HAND_WRITTEN, LENET_LIKE
 
 
 # -- max-pool ties -------------------------------------------------------------------------------------
-@pytest.mark.parametrize("subject", ENGINES, ids=IDS)
+@pytest.mark.parametrize("subject", HAND_WRITTEN, ids=HAND_IDS)
 def test_max_pool_ties_go_to_the_first_maximum_in_row_major_order_as_in_torch(subject):
     x = np.array([[[[0.0, 0.0, 1.0, 3.0],
                     [0.0, 0.0, 3.0, 2.0],
@@ -43,15 +38,6 @@ def _arrays(net) -> dict[str, int]:
     """Where every array a layer holds keeps its numbers (views such as Flatten's share them)."""
     return {f"{i}.{name}": value.__array_interface__["data"][0] for i, layer in enumerate(net.layers)
             for name, value in vars(layer).items() if isinstance(value, np.ndarray)}
-
-
-LENET_LIKE = [
-    LayerSpec("conv2d", {"in_channels": 1, "out_channels": 3, "kernel_size": 3, "padding": 1}),
-    LayerSpec("relu"), LayerSpec("maxpool2d", {"kernel_size": 2}),
-    LayerSpec("conv2d", {"in_channels": 3, "out_channels": 4, "kernel_size": 3, "stride": 2}),
-    LayerSpec("avgpool2d", {"kernel_size": 2, "stride": 1}), LayerSpec("flatten"),
-    LayerSpec("linear", {"in_features": 4, "out_features": 3}),
-]
 
 
 def test_a_numpy_training_step_reuses_every_buffer_when_shapes_repeat():
@@ -97,7 +83,7 @@ def _max_pool_against_torch(subject: Engine, kwargs: dict, x: np.ndarray) -> tup
     return (y, dx), (yt.detach().numpy(), xt.grad.numpy())
 
 
-@pytest.mark.parametrize("subject", ENGINES, ids=IDS)
+@pytest.mark.parametrize("subject", HAND_WRITTEN, ids=HAND_IDS)
 def test_max_pool_sends_a_nan_windows_gradient_to_its_last_nan_as_torch_does(subject):
     """Issue 21, fault 2 (pytorch/pytorch#7645): torch's kernels take a pixel when value > max or
     isnan(value), so a window holding NaN outputs NaN and its gradient goes to its last NaN in
@@ -132,7 +118,7 @@ NON_FINITE_POOLS = {
 }
 
 
-@pytest.mark.parametrize("subject", ENGINES, ids=IDS)
+@pytest.mark.parametrize("subject", HAND_WRITTEN, ids=HAND_IDS)
 @pytest.mark.parametrize("case", list(NON_FINITE_POOLS))
 def test_max_pool_over_nan_and_infinities_gives_torchs_output_and_gradient(subject, case):
     kwargs, x = NON_FINITE_POOLS[case]
@@ -141,7 +127,7 @@ def test_max_pool_over_nan_and_infinities_gives_torchs_output_and_gradient(subje
     assert np.array_equal(dx, dx_torch), (dx, dx_torch)
 
 
-@pytest.mark.parametrize("subject", ENGINES, ids=IDS)
+@pytest.mark.parametrize("subject", HAND_WRITTEN, ids=HAND_IDS)
 def test_a_window_of_minus_infinity_sends_its_gradient_to_its_first_pixel_not_to_the_padding(subject):
     """Padding is never picked: kernel 3, padding 1 over 2x2 pixels of -inf gives four windows
     whose maximum is -inf, and all four send their gradient to pixel (0, 0), as torch does."""
@@ -151,7 +137,7 @@ def test_a_window_of_minus_infinity_sends_its_gradient_to_its_first_pixel_not_to
     assert np.array_equal(dx, dx_torch)
 
 
-@pytest.mark.parametrize("subject", ENGINES, ids=IDS)
+@pytest.mark.parametrize("subject", HAND_WRITTEN, ids=HAND_IDS)
 def test_max_pool_over_random_nan_and_infinities_in_every_geometry_gives_torchs_results(subject):
     """Mixed inputs (NaN, +-inf, ties) under padding, dilation, ceil_mode and overlapping windows."""
     rng = np.random.default_rng(21)

@@ -12,19 +12,10 @@ import pytest
 import torch
 from torch.nn import functional
 
-import numpy_net
-import torch_net
-from engine_core.specs import LayerSpec, build
+from engine_core.specs import LayerSpec
 from parity_tests.engines import Engine
+from tests.layer_stacks import BN1, BN2, EVERY_ENGINE, EVERY_ID, HAND_WRITTEN, ORACLE, one_layer
 from torch_net import autograd
-
-ENGINES = [Engine(numpy_net), Engine(torch_net), Engine(autograd)]
-
-
-IDS = [e.name for e in ENGINES]
-
-
-HAND = ENGINES[:2]  # the engines whose layers are written by hand (and whose messages name the layer)
 
 
 def _outcome(call) -> tuple[str, str]:
@@ -35,29 +26,18 @@ def _outcome(call) -> tuple[str, str]:
     return "ok", ""
 
 
-def _net(engine: Engine, spec: LayerSpec, dtype: str = "float64", state: dict | None = None):
-    net = build(engine.module, [spec], dtype, seed=0)
-    if state:
-        net.load_state_dict({**net.state_dict(), **state})
-    return net
-
-
-BN1 = LayerSpec("batchnorm1d", {"num_features": 3})
-
-
-BN2 = LayerSpec("batchnorm2d", {"num_features": 2, "momentum": 0.3})
 
 
 # -- batch norm across batches and modes --------------------------------------------------------------
-@pytest.mark.parametrize("subject", HAND, ids=[e.name for e in HAND])
+@pytest.mark.parametrize("subject", HAND_WRITTEN, ids=[e.name for e in HAND_WRITTEN])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_running_statistics_follow_torch_over_many_batches_then_eval_uses_them(subject, dtype):
     rng = np.random.default_rng(3)
-    oracle = _net(Engine(autograd), BN2, dtype)
-    net = _net(subject, BN2, dtype)
+    oracle = one_layer(ORACLE, BN2, dtype)
+    net = one_layer(subject, BN2, dtype)
     for step in range(6):
         x = rng.normal(2.0, 3.0, (3 + step % 2, 2, 3, 2))
-        for engine, model in ((Engine(autograd), oracle), (subject, net)):
+        for engine, model in ((ORACLE, oracle), (subject, net)):
             model.forward(engine.asarray(x, dtype))
     rtol = 1e-12 if dtype == "float64" else 1e-5
     want_state = oracle.state_dict()
@@ -69,13 +49,13 @@ def test_running_statistics_follow_torch_over_many_batches_then_eval_uses_them(s
     np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol)
 
 
-@pytest.mark.parametrize("subject", HAND, ids=[e.name for e in HAND])
+@pytest.mark.parametrize("subject", HAND_WRITTEN, ids=[e.name for e in HAND_WRITTEN])
 def test_backward_differentiates_the_forward_as_it_ran_whatever_the_mode_is_now(subject):
     rng = np.random.default_rng(4)
     x, delta = rng.standard_normal((5, 3)), rng.standard_normal((5, 3))
     results = []
-    for engine in (subject, Engine(autograd)):
-        net = _net(engine, BN1)
+    for engine in (subject, ORACLE):
+        net = one_layer(engine, BN1)
         net.forward(engine.asarray(x, "float64"))
         net.eval()  # after the train-mode forward: backward still differentiates batch statistics
         results.append(engine.to_numpy(net.backward(engine.asarray(delta, "float64"))))
@@ -83,7 +63,7 @@ def test_backward_differentiates_the_forward_as_it_ran_whatever_the_mode_is_now(
     assert np.abs(results[0].sum(axis=0)).max() < 1e-12  # train-mode dL/dx sums to 0 over the batch
 
 
-@pytest.mark.parametrize("subject", ENGINES, ids=IDS)
+@pytest.mark.parametrize("subject", EVERY_ENGINE, ids=EVERY_ID)
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_momentum_none_is_the_cumulative_average_of_every_batch_counted_by_num_batches_tracked(subject, dtype):
     """torch's _BatchNorm.forward: num_batches_tracked += 1, then running = (1 - f) running + f batch
@@ -92,12 +72,12 @@ def test_momentum_none_is_the_cumulative_average_of_every_batch_counted_by_num_b
     Eval-mode forwards and refused inputs count nothing."""
     rng = np.random.default_rng(5)
     spec = LayerSpec("batchnorm1d", {"num_features": 2, "momentum": None})
-    net, oracle = _net(subject, spec, dtype), _net(Engine(autograd), spec, dtype)
+    net, oracle = one_layer(subject, spec, dtype), one_layer(ORACLE, spec, dtype)
     layer = net.layers[0]
     assert layer.num_batches_tracked == 0
     batches = [rng.normal(3.0, 2.0, (2 + step, 2, 4 - step)) for step in range(4)]  # (N, C, L), other sizes
     for x in batches:
-        for engine, model in ((subject, net), (Engine(autograd), oracle)):
+        for engine, model in ((subject, net), (ORACLE, oracle)):
             model.forward(engine.asarray(x, dtype))
     assert layer.num_batches_tracked == oracle.layers[0].num_batches_tracked == 4
     rtol = 1e-13 if dtype == "float64" else 1e-5
@@ -120,32 +100,32 @@ def _same(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.parametrize("subject", ENGINES, ids=IDS)
+@pytest.mark.parametrize("subject", EVERY_ENGINE, ids=EVERY_ID)
 def test_setting_num_batches_tracked_resumes_the_cumulative_average_exactly(subject):
     rng = np.random.default_rng(6)
     spec = LayerSpec("batchnorm2d", {"num_features": 2, "momentum": None})
     batches = [rng.normal(size=(3, 2, 2, 2)) for _ in range(5)]
-    straight = _net(subject, spec)
+    straight = one_layer(subject, spec)
     for x in batches:
         straight.forward(subject.asarray(x, "float64"))
-    first = _net(subject, spec)
+    first = one_layer(subject, spec)
     for x in batches[:2]:
         first.forward(subject.asarray(x, "float64"))
-    resumed = _net(subject, spec, state=first.state_dict())  # a fresh layer: the counter starts at 0
+    resumed = one_layer(subject, spec, state=first.state_dict())  # a fresh layer: the counter starts at 0
     resumed.layers[0].num_batches_tracked = first.layers[0].num_batches_tracked
     for x in batches[2:]:
         resumed.forward(subject.asarray(x, "float64"))
     assert _same(resumed.state_dict(), straight.state_dict()) and resumed.layers[0].num_batches_tracked == 5
     # A counter set to anything else averages otherwise.
-    other = _net(subject, spec, state=first.state_dict())
+    other = one_layer(subject, spec, state=first.state_dict())
     for x in batches[2:]:
         other.forward(subject.asarray(x, "float64"))
     assert not np.array_equal(other.state_dict()["0.running_mean"], straight.state_dict()["0.running_mean"])
 
 
-@pytest.mark.parametrize("subject", ENGINES, ids=IDS)
+@pytest.mark.parametrize("subject", EVERY_ENGINE, ids=EVERY_ID)
 def test_num_batches_tracked_is_an_int_that_counts_train_mode_forwards_and_refuses_bad_values(subject):
-    nets = [_net(subject, BN1), _net(subject, LayerSpec("batchnorm1d", {"num_features": 3,
+    nets = [one_layer(subject, BN1), one_layer(subject, LayerSpec("batchnorm1d", {"num_features": 3,
                                                                        "track_running_stats": False}))]
     x = subject.asarray(np.arange(12.0).reshape(4, 3), "float64")
     for net in nets:
@@ -167,7 +147,7 @@ def test_num_batches_tracked_is_an_int_that_counts_train_mode_forwards_and_refus
     assert (tracking.num_batches_tracked, free.num_batches_tracked) == (7, 0)  # a refused value changes nothing
 
 
-@pytest.mark.parametrize("subject", ENGINES, ids=IDS)
+@pytest.mark.parametrize("subject", EVERY_ENGINE, ids=EVERY_ID)
 @pytest.mark.parametrize("spec, shape", [
     (LayerSpec("batchnorm1d", {"num_features": 3, "affine": False}), (5, 3)),
     (LayerSpec("batchnorm1d", {"num_features": 3, "affine": False, "track_running_stats": False}), (2, 3, 4)),
@@ -177,7 +157,7 @@ def test_affine_false_has_no_parameters_and_outputs_xhat(subject, spec, shape):
     """torch.nn.BatchNorm1d(affine=False): weight and bias are None, y = (x - mean) / sqrt(var + eps)."""
     rng = np.random.default_rng(7)
     x, delta = rng.normal(1.0, 2.0, shape), rng.normal(size=shape)
-    net = _net(subject, spec)
+    net = one_layer(subject, spec)
     assert net.parameters() == {} and net.grads() == {}
     assert list(net.state_dict()) == (["0.running_mean", "0.running_var"] if spec.args["track_running_stats"] else [])
     y = subject.to_numpy(net.forward(subject.asarray(x, "float64")))
@@ -191,14 +171,14 @@ def test_affine_false_has_no_parameters_and_outputs_xhat(subject, spec, shape):
     np.testing.assert_allclose(dx, torch_x.grad.numpy(), rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("subject", ENGINES, ids=IDS)
+@pytest.mark.parametrize("subject", EVERY_ENGINE, ids=EVERY_ID)
 def test_without_running_statistics_eval_mode_normalises_by_the_batch_as_torch(subject):
     """track_running_stats=False: no buffers, batch statistics in eval mode too (torch's
     bn_training), and so more than one value per channel needed there too."""
     spec = LayerSpec("batchnorm2d", {"num_features": 2, "track_running_stats": False})
     state = {"0.weight": np.array([1.5, -0.5]), "0.bias": np.array([0.25, 2.0])}
     x = np.random.default_rng(8).normal(size=(2, 2, 3, 1))
-    net = _net(subject, spec, state=state)
+    net = one_layer(subject, spec, state=state)
     assert list(net.state_dict()) == ["0.weight", "0.bias"]
     train = subject.to_numpy(net.forward(subject.asarray(x, "float64"))).copy()
     evaluated = subject.to_numpy(net.eval().forward(subject.asarray(x, "float64")))
@@ -211,10 +191,10 @@ def test_without_running_statistics_eval_mode_normalises_by_the_batch_as_torch(s
 
 # -- dropout ----------------------------------------------------------------------------------------
 def _dropout(engine: Engine, p: float, seed: int = 0):
-    return _net(engine, LayerSpec("dropout", {"p": p, "seed": seed}))
+    return one_layer(engine, LayerSpec("dropout", {"p": p, "seed": seed}))
 
 
-@pytest.mark.parametrize("subject", ENGINES, ids=IDS)
+@pytest.mark.parametrize("subject", EVERY_ENGINE, ids=EVERY_ID)
 def test_dropout_p_one_zero_and_eval(subject):
     x = np.linspace(-2, 2, 12).reshape(3, 4)
     with warnings.catch_warnings():

@@ -11,7 +11,7 @@ from torch import nn
 import numpy_net
 import torch_net
 from engine_core.specs import LayerSpec, build
-from tests.layer_stacks import INPLACE_STACKS, ORACLE, inplace_problem, run_stack
+from tests.layer_stacks import INPLACE_STACKS, LENET_LIKE, ORACLE, inplace_problem, run_stack
 from torch_net import autograd
 
 
@@ -65,15 +65,6 @@ def test_the_oracles_loss_differentiates_logits_that_did_not_come_from_its_mlp()
     ours = torch_net.SoftmaxCrossEntropy()
     ours.forward(logits, torch.tensor([2, 0]))
     torch.testing.assert_close(loss.backward(), ours.backward(), rtol=0, atol=1e-16)
-
-
-LENET_LIKE = [
-    LayerSpec("conv2d", {"in_channels": 1, "out_channels": 3, "kernel_size": 3, "padding": 1}),
-    LayerSpec("relu"), LayerSpec("maxpool2d", {"kernel_size": 2}),
-    LayerSpec("conv2d", {"in_channels": 3, "out_channels": 4, "kernel_size": 3, "stride": 2}),
-    LayerSpec("avgpool2d", {"kernel_size": 2, "stride": 1}), LayerSpec("flatten"),
-    LayerSpec("linear", {"in_features": 4, "out_features": 3}),
-]
 
 
 def test_the_state_dict_of_a_conv_stack_is_torch_nn_sequentials_bar_the_linear_transpose():

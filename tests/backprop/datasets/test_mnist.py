@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from backprop.cli import main
-from backprop.datasets import RAW_FILES, DataError, load_dataset
-from tests.datasets import synthetic_images, write_dataset, write_legacy_dataset
+from backprop.datasets import DataError, load_dataset
+from tests.datasets import raw_file, small_raw_dataset, synthetic_images, write_dataset, write_legacy_dataset
 from tests.helpers import run_cli, write_checkpoint
 
 
@@ -160,17 +160,9 @@ def test_half_a_legacy_folder_says_what_is_missing(tmp_path):
         load_dataset("mnist", str(tmp_path))
 
 
-def _raw(root: str) -> str:
-    return write_dataset(root, "fashion-mnist", n_train=30, n_test=10)
-
-
-def _path(folder: str, key: str) -> str:
-    return os.path.join(folder, RAW_FILES[key])
-
-
 def test_a_directory_with_only_some_of_the_files_says_which_are_missing(tmp_path):
-    folder = _raw(str(tmp_path))
-    os.remove(_path(folder, "test_images"))
+    folder = small_raw_dataset(str(tmp_path))
+    os.remove(raw_file(folder, "test_images"))
     with pytest.raises(DataError, match=r"but not t10k-images-idx3-ubyte"):
         load_dataset("fashion-mnist", str(tmp_path))
 
