@@ -21,6 +21,7 @@ steps of 28 pixels, fed as (batch, 28, 28), so its sequence layers take batch_fi
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -131,8 +132,8 @@ def parse_layer(item: str) -> LayerSpec:
             # Python's own rule, in its words: positional arguments first, then name=value.
             raise LayersSyntaxError(f"{item!r}: positional argument after a keyword argument (give the "
                                     "positional arguments first, then name=value ones)") from None
-        words = _top_level_words(item)
-        if len(words) > 1 and all(_parses(word) for word in words):
+        words = _missing_comma(item)
+        if words:
             between = " and ".join(repr(word) for word in words)
             raise LayersSyntaxError(f"{item!r}: a comma is missing between {between} (layers are separated by "
                                     "commas)") from None
@@ -154,12 +155,33 @@ def _top_level_words(item: str) -> list[str]:
     return [*words, current] if current else words
 
 
-def _parses(word: str) -> bool:
+def _missing_comma(item: str) -> list[str] | None:
+    """The words of ``item``, or of one layer inside a container's parentheses, when they are
+    layers (kind or kind(...): their syntax, whatever the kind) written without the comma between
+    them: 'linear(4, 3) relu' -> ['linear(4, 3)', 'relu']; None when no such place is found."""
+    words = _top_level_words(item)
+    if len(words) > 1 and all(_looks_like_a_layer(word) for word in words):
+        return words
+    container = re.fullmatch(r"\s*\w+\s*\((.*)\)\s*", item, flags=re.S)
+    if container and len(words) == 1:
+        try:
+            parts = _split_top_level(container.group(1))
+        except LayersSyntaxError:
+            return None
+        for part in parts:
+            found = _missing_comma(part)
+            if found:
+                return found
+    return None
+
+
+def _looks_like_a_layer(word: str) -> bool:
+    """Whether ``word`` is written as a layer is: a name, or a call of a name."""
     try:
-        parse_layer(word)
-    except LayersSyntaxError:
+        node = ast.parse(word, mode="eval").body
+    except SyntaxError:
         return False
-    return True
+    return isinstance(node, ast.Name) or (isinstance(node, ast.Call) and isinstance(node.func, ast.Name))
 
 
 # Kinds a course's network might end with that the loss already applies (SoftmaxCrossEntropy

@@ -564,7 +564,7 @@ def bench_case(engines: list[Engine], workload: str, batch: int, settings: Bench
             "torch_threads": threads_of(TORCH_FLOOR),
             "threads_setting": settings.blas_threads,
             "threads_probe_s": {str(k): v for k, v in probe.items()},
-            "threads_rule": rule_threads(gemms),  # what `train`'s auto (a fixed rule, no timing) takes here
+            "threads_rule": rule_threads(gemms),  # what `train`'s auto (a rule, no timing) takes here when idle
             "feed_fraction": feed_step / per_step,
             "phases_s": phases[runner.name],
             "layers_ms": layers[runner.name],

@@ -169,9 +169,9 @@ def checkpoint_path(path: str) -> str:
         except OSError:
             runs = []
         found = f"; it holds run directories such as {', '.join(runs[-3:])}" if runs else ""
-        if os.path.isfile(os.path.join(path, "config.json")):
+        if _run_config(os.path.join(path, "config.json")):
             found = ("; it holds a run's config.json: that run ended before its first checkpoint, so there is "
-                     f"nothing to resume: start it again (in another --out, or delete this one first: rm -r "
+                     f"nothing to resume: start it again (in another --out, or delete this one first: rm -r -- "
                      f"{shlex.quote(path)})")
         raise CheckpointError(f"{path}: a directory without {CHECKPOINT_NAME} (give a run directory or a "
                               f"checkpoint file){found}")
@@ -362,6 +362,17 @@ def _read_arrays(path: str) -> dict[str, np.ndarray]:
         raise CheckpointError(f"{path}: corrupt checkpoint ({type(error).__name__}: {_one_line(error)})") from None
 
 
+def _run_config(path: str) -> bool:
+    """Whether ``path`` is the config.json a run writes (TrainConfig.to_json plus its engine), not
+    some other program's file of that name."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and {"engine", "dataset", "layers", "epochs"} <= data.keys()
+
+
 def _torch_file(path: str) -> bool:
     """Whether ``path`` is a file torch.save wrote (a zip archive holding a data.pkl)."""
     try:
@@ -373,10 +384,12 @@ def _torch_file(path: str) -> bool:
 
 def _read_meta(path: str, raw: np.ndarray | None) -> dict[str, Any]:
     if raw is None and _torch_file(path):
-        layers = recorded(path, "layers")
+        # import reads the layers from export's metadata beside the file; without it they must be given.
+        layers = "" if recorded(path, "layers") else " --layers TEXT"
         raise CheckpointError(f"{path}: a torch file (torch.save), not a backprop checkpoint; `backprop import "
-                              f"{path} --layers {repr(layers) if layers else '...'} --out DIR` turns a "
-                              "torch.nn.Sequential state dict into a run directory that every command takes")
+                              f"{shlex.quote(path)}{layers} --out DIR` turns a torch.nn.Sequential state dict "
+                              "into a run directory that every command takes"
+                              + ("" if not layers else " (TEXT: its network, as train's --layers)"))
     if raw is None:
         raise CheckpointError(f"{path}: not a backprop checkpoint (no 'meta' entry)")
     if raw.dtype != np.uint8 or raw.ndim != 1:

@@ -32,7 +32,7 @@ from engine_core.specs import REQUIRED, LayerSpec, find, join, state_shapes
 from .architecture import PIXELS, SEQUENCE_SHAPE, format_layers, input_shape
 from .checkpoint import Checkpoint
 from .fileio import atomic_write, atomic_write_text
-from .sidecar import EXPORT_FORMAT, metadata_path
+from .sidecar import EXPORT_FORMAT, is_export_metadata, metadata_path
 
 
 class TorchImportError(ValueError):
@@ -304,7 +304,7 @@ def _numpy_of(path: str, key: str, tensor: Any) -> np.ndarray:
 
 
 def input_transform_code(network: LayerSpec, dtype: str = "float32", imports: bool = True) -> str:
-    """Python lines (with their imports, or without: after rebuild_code's) defining ``transform``, the
+    """Python lines (with their imports, or only torchvision's: after rebuild_code's) defining ``transform``, the
     torchvision transform that turns one 28x28 image (PIL or uint8, as torchvision's MNIST and
     FashionMNIST datasets give them) into the input the model was trained on: x / 255
     (ToTensor), then (x - 0.5) / 0.5 (Normalize: [-1, 1]), in the model's dtype, shaped as
@@ -318,7 +318,8 @@ def input_transform_code(network: LayerSpec, dtype: str = "float32", imports: bo
         steps.append(f"    nn.Flatten(0),  # -> ({PIXELS},): the model reads rows of {PIXELS} pixels")
     elif shape == SEQUENCE_SHAPE:
         steps.append("    nn.Flatten(0, 1),  # -> (28, 28): a sequence of 28 rows (time steps) of 28 pixels")
-    head = "import torch\nfrom torch import nn\nfrom torchvision import transforms\n\n" if imports else ""
+    # After rebuild_code's lines only torchvision's import is new: the model loads without torchvision.
+    head = ("import torch\nfrom torch import nn\n" if imports else "") + "from torchvision import transforms\n\n"
     return (f"{head}# The input the model expects, one image at a time; e.g.\n"
             "# torchvision.datasets.FashionMNIST(root, train=False, transform=transform)\n"
             "transform = transforms.Compose([\n" + "\n".join(steps) + "\n])")
@@ -340,9 +341,7 @@ def rebuild_code(network: LayerSpec, dtype: str = "float32", load_path: str = "P
     used = dict.fromkeys(spec.class_name for _, spec in network.walk() if spec.class_name in TORCH_CLASSES)
     classes = "".join(f"\n\n{TORCH_CLASSES[name]}" for name in used) + ("\n\n" if used else "")
     return (
-        "import torch\n"
-        "from torch import nn\n"
-        f"from torchvision import transforms\n{classes}"
+        f"import torch\nfrom torch import nn\n{classes}"
         f"model = {torch_spelling(network)}{cast}\n"
         f"model.load_state_dict(torch.load({where}, weights_only=True))\n"
         "model.eval()  # inference: dropout off, batch norm on its running statistics\n\n"
@@ -375,7 +374,9 @@ def export_metadata(checkpoint: Checkpoint, model_path: str, source: str | None 
         "checkpoint": None if source is None else os.path.abspath(source),
         "engine": checkpoint.engine,
         "epochs": checkpoint.progress.epoch,
-        "test_accuracy": history[-1].get("test_acc") if history else None,
+        # A checkpoint taken inside an epoch (Ctrl-C) holds weights past the last evaluation: no accuracy.
+        "batches_past_epochs": checkpoint.progress.step,
+        "test_accuracy": history[-1].get("test_acc") if history and not checkpoint.progress.step else None,
     }
 
 
@@ -409,7 +410,11 @@ def export_torch(checkpoint: Checkpoint, path: str, load_path: str | None = None
     module = checkpoint_module(checkpoint)
     # keep_vars=False: plain tensors, buffers included (batch norm's num_batches_tracked as int64).
     state = {name: tensor.detach().clone() for name, tensor in module.state_dict().items()}
+    metadata = json.dumps(export_metadata(checkpoint, path, source), indent=2) + "\n"
+    # An earlier export's metadata goes first: if writing the model fails, none describes the wrong one.
+    if is_export_metadata(metadata_path(path)):
+        os.remove(metadata_path(path))
     atomic_write(path, lambda f: torch.save(state, f))
-    atomic_write_text(metadata_path(path), json.dumps(export_metadata(checkpoint, path, source), indent=2) + "\n")
+    atomic_write_text(metadata_path(path), metadata)
     return rebuild_code(checkpoint.config.network, checkpoint.config.dtype,
                         path if load_path is None else load_path)

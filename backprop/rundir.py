@@ -178,7 +178,7 @@ def claim(path: str, own_run: bool = False) -> RunDir:
             shown = ", ".join(others[:4]) + (", ..." if len(others) > 4 else "")
             raise RunDirError(f"{path} already holds files ({shown}); a run writes only into a new or empty "
                               "directory (nothing was overwritten): choose another directory, or delete this one "
-                              f"if it holds nothing you need (rm -r {shlex.quote(path)})")
+                              f"if it holds nothing you need (rm -r -- {shlex.quote(path)})")
         run.fresh = True
     return run
 

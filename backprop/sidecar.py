@@ -13,6 +13,16 @@ def metadata_path(model_path: str) -> str:
     return f"{model_path}.json"
 
 
+def is_export_metadata(path: str) -> bool:
+    """Whether ``path`` is a file holding export metadata (JSON with ``format`` EXPORT_FORMAT)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("format") == EXPORT_FORMAT
+
+
 def recorded(model_path: str, field: str) -> str | None:
     """A text field ("layers": the network's --layers text, "dataset") of the export metadata beside
     ``model_path``; None when there is no such file, it is not one (a file another program wrote is

@@ -12,8 +12,9 @@ products do gain from it. So the count is chosen per run:
   ``clamp(floor(max 2 m k n / 1e6), 1, cores)`` (rule_threads): on the 2-core machine of the
   bench in docs/benchmarks.md every workload's products (3 MFLOP and up) get 2 threads, the count that was
   fastest there at every batch size on an idle machine; a product of a few hundred kFLOP gets 1.
-  Then capped by the cores the machine can give now: the cores less the 1-minute load average
-  (rounded), at least 1 (free_cores). A second thread on a core another process is using does
+  Then capped by the cores the machine can give now: the cores less the load (current_load: the
+  1-minute load average, or the processes running at this moment when fewer), rounded, at
+  least 1 (free_cores). A second thread on a core another process is using does
   not add speed, it waits for it at every product: with one competing process on 2 cores a
   torch epoch took 1.80 s on 2 threads against 0.36 s on 1. `compare` runs NumPy's BLAS and
   torch in one process, one after the other at every step; when both libraries are in the
@@ -144,17 +145,33 @@ def config_gemms(config: Any) -> list[Gemm]:
     return network_gemms(config.network, config.batch_size)
 
 
-def load_average() -> float | None:
-    """The 1-minute load average (runnable processes, averaged), None where the OS has none."""
+def current_load(proc_loadavg: str = "/proc/loadavg") -> float | None:
+    """How many other processes want a core now: the 1-minute load average, or, when fewer, the
+    processes running at this moment less this one (the running count in Linux's
+    ``proc_loadavg``). The average takes minutes to forget a process that has ended, a previous
+    run's included: after two busy threads stop it still reads 0.5 some 80 s later
+    (2 exp(-t / 60 s)). None where the OS reports no load (Windows)."""
     try:
-        return os.getloadavg()[0]
-    except (AttributeError, OSError):  # Windows
+        average = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+    running = running_others(proc_loadavg)
+    return average if running is None else min(average, float(running))
+
+
+def running_others(proc_loadavg: str = "/proc/loadavg") -> int | None:
+    """The processes (threads) running or ready to run at this moment, less the one reading:
+    ``/proc/loadavg``'s fourth field, "running/total"; None where there is no such file."""
+    try:
+        with open(proc_loadavg, encoding="ascii") as f:
+            return max(0, int(f.read().split()[3].split("/")[0]) - 1)
+    except (OSError, ValueError, IndexError):
         return None
 
 
 def free_cores(cores: int | None = None, load: float | None = None) -> int:
-    """Cores no other process is using now: ``cores`` (default cpu_count()) less the load
-    average rounded to the nearest whole process, at least 1; all of them when ``load`` is None."""
+    """Cores no other process is using now: ``cores`` (default cpu_count()) less the ``load``
+    (current_load) rounded to the nearest whole process, at least 1; all of them when ``load`` is None."""
     cores = cpu_count() if cores is None else max(1, cores)
     return cores if load is None else max(1, min(cores, cores - int(load + 0.5)))
 
@@ -184,16 +201,16 @@ def auto_threads(gemms: Sequence[Gemm], cores: int | None = None, load: float | 
         return ThreadChoice(1, "auto: NumPy's BLAS and torch take turns in this process, and a second thread in "
                                "each would spin on the core the other needs")
     if free < rule:
-        return ThreadChoice(free, f"auto: the load average {load:.2f} leaves {free} of the {of_cores} free")
+        return ThreadChoice(free, f"auto: a load of {load:.2f} leaves {free} of the {of_cores} free")
     why = f"auto: one per MFLOP of the largest product ({largest:.1f} MFLOP), at most the {of_cores}"
-    return ThreadChoice(rule, why if load is None else f"{why}, load average {load:.2f}")
+    return ThreadChoice(rule, why if load is None else f"{why}, load {load:.2f}")
 
 
 def training_threads(setting: int | str, config: Any, load: float | None = None,
                      mixed_pools: bool = False) -> ThreadChoice:
     """The count a `train` or `compare` session uses: ``setting`` itself, or for "auto"
     auto_threads on ``config``'s step (a TrainConfig, or anything with network and batch_size)
-    under the 1-minute ``load`` average (None: not considered)."""
+    under the ``load`` (current_load; None: not considered)."""
     if setting == AUTO:
         return auto_threads(config_gemms(config), load=load, mixed_pools=mixed_pools)
     return ThreadChoice(int(setting), f"--blas-threads {int(setting)}")

@@ -294,7 +294,8 @@ class Trainer:
 
     def _restore(self, checkpoint: Checkpoint) -> None:
         samples = checkpoint.meta["rng"]["train_samples"]
-        if samples != len(self.train_y):
+        # A run that has not trained yet (an import) has no batch order to keep: any data starts it.
+        if samples != len(self.train_y) and checkpoint.progress.global_step > 0:
             raise ValueError(f"it was trained on {samples} sample{'s' if samples != 1 else ''}, and this data has "
                              f"{len(self.train_y)} "
                              "(another --data-dir or dataset?): the batch order would differ")

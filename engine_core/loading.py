@@ -51,7 +51,9 @@ def import_engine(spec: str) -> ModuleType:
     while it is imported (a ModuleNotFoundError for one of its own imports included).
     """
     name = module_name(spec)
-    if not MODULE_PATH.fullmatch(name):
+    # "my_engine.py" is a module path too (module py in package my_engine), but one that nobody
+    # means: importing it would run my_engine.py before failing on its missing "py".
+    if not MODULE_PATH.fullmatch(name) or name.endswith(".py"):
         raise EngineNameError(_bad_name_message(spec))
     try:
         return importlib.import_module(name)
@@ -127,6 +129,7 @@ def _not_found_message(spec: str, name: str, missing: str, cwd: str) -> str:
 
 
 def _bad_name_message(spec: str) -> str:
+    """What an engine name that is no module path should have been (a file's module name)."""
     message = f"expected {', '.join(ENGINES)} or a module path such as mypkg.my_engine, got {spec!r}"
     stem, extension = os.path.splitext(os.path.basename(spec.rstrip("/\\")))
     if MODULE_PATH.fullmatch(stem) and (extension == ".py" or os.path.exists(spec)):

@@ -21,12 +21,12 @@ pytest_plugins = ["pytester"]
 
 @pytest.fixture(autouse=True)
 def idle_machine(monkeypatch):
-    """Every test sees an idle machine: `auto`'s thread count follows the load average
+    """Every test sees an idle machine: `auto`'s thread count follows the load
     (backprop.threads.free_cores), which the suite's own workers raise; the tests of that rule
     set a load of their own."""
     from backprop import threads
 
-    monkeypatch.setattr(threads, "load_average", lambda: 0.0)
+    monkeypatch.setattr(threads, "current_load", lambda: 0.0)
 
 
 # A 1x1 PNG, what figures are written as unless a test renders them (rendered_figures).

@@ -30,6 +30,7 @@ from .options import (
     claim_out,
     default_stem,
     fail,
+    limit_error,
     non_negative_float,
     open_engine,
     positive_int,
@@ -102,15 +103,14 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             x, y, source = training_arrays(args.dataset, args.data_dir, args.dtype)
         except DataError as error:
             return fail(str(error))
-        if args.limit:
-            if args.limit > len(y):
-                return fail(f"--limit {args.limit} exceeds the {len(y)} training samples")
-            x, y = x[: args.limit], y[: args.limit]
+        if refused := limit_error(args.limit, len(y)):
+            return fail(refused)
+        x, y = x[: args.limit], y[: args.limit]
         if config.batch_size > len(y):
             parser.error(f"--batch-size {config.batch_size} is larger than the {len(y)} training samples")
         settings = settings_from(config, args, len(y))
         libraries = sorted({gemm_library(engine) for engine in engines})
-        threads = training_threads(blas_threads(args), config, gemm_threads.load_average(),
+        threads = training_threads(blas_threads(args), config, gemm_threads.current_load(),
                                    mixed_pools=len(libraries) > 1)
         warn_oversubscribed(threads.count, "compare")
         for library in libraries:  # process-wide, before the first step

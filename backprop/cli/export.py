@@ -7,7 +7,8 @@ import os
 from typing import Any
 
 from ..checkpoint import CheckpointError, checkpoint_path, load_checkpoint
-from ..export import export_torch, metadata_path
+from ..export import export_torch
+from ..sidecar import is_export_metadata, metadata_path
 from .options import check_output_file, fail
 
 
@@ -31,6 +32,13 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Export; returns the exit status."""
     check_output_file(parser, "--to", args.to)
+    sidecar = metadata_path(args.to)
+    if os.path.isdir(sidecar):
+        parser.error(f"--to {args.to}: the metadata file export writes beside it, {sidecar}, is a directory; "
+                     "name another --to")
+    if os.path.exists(sidecar) and not is_export_metadata(sidecar):  # a file of the user's, or a run's config
+        parser.error(f"--to {args.to}: export writes the model's metadata to {sidecar}, which exists and is not "
+                     "an earlier export's; name another --to")
     try:
         path = checkpoint_path(args.checkpoint)
         if os.path.exists(args.to) and os.path.samefile(args.to, path):

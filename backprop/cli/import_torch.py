@@ -11,11 +11,11 @@ from typing import Any
 from ..architecture import parse_layers
 from ..checkpoint import CHECKPOINT_NAME, checkpoint_meta, save_checkpoint
 from ..config import ConfigError, new_config
-from ..datasets import EPOCH_SAMPLES, DataError, load_dataset
+from ..datasets import DATASETS, EPOCH_SAMPLES, DataError, load_dataset
 from ..export import TorchImportError, read_torch_state
 from ..fileio import atomic_write_text
 from ..progress import Progress
-from ..sidecar import recorded
+from ..sidecar import metadata_path, recorded
 from .options import LAYERS_HELP as _LAYERS_HELP
 from .options import (
     add_data_options,
@@ -24,6 +24,7 @@ from .options import (
     claim_out,
     fail,
     layer_list,
+    limit_error,
     positive_int,
 )
 
@@ -53,7 +54,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                                                               "preset's layers)")
     add_preset_option(p, default="lenet")
     add_data_options(p, dataset_help="the dataset the run belongs to (default: the one MODEL_PT.json records, "
-                                     "else mnist)",
+                                     "unless --preset is given; else mnist)",
                      data_dir_help="where that dataset is, recorded in the run for evaluating and resuming it "
                                    "(optional: the weights are converted without it, and those commands take "
                                    "--data-dir; given, its training split's size is checked against --limit)")
@@ -66,9 +67,21 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Import; returns the exit status."""
     preset = args.preset or "lenet"
-    exported = recorded(args.model, "layers") if args.preset is None else None  # written by export: parses
-    layers = args.layers or (parse_layers(exported) if exported else None)
-    dataset = args.dataset or recorded(args.model, "dataset")
+    sidecar = metadata_path(args.model)
+    # What export recorded fills in what the command line leaves out; --preset stands for both.
+    exported = None if args.layers or args.preset else recorded(args.model, "layers")
+    layers = args.layers
+    if exported is not None:
+        try:
+            layers = parse_layers(exported)
+        except ValueError as error:
+            return fail(f"{sidecar} records layers that do not parse ({error}); give --layers")
+    dataset = args.dataset
+    if dataset is None and args.preset is None:
+        dataset = recorded(args.model, "dataset")
+        if dataset is not None and dataset not in DATASETS:
+            return fail(f"{sidecar} records dataset {dataset!r}, expected one of {', '.join(DATASETS)}; "
+                        "give --dataset")
     try:
         config = new_config(preset, layers=layers, dataset=dataset, limit=args.limit)
     except ConfigError as error:
@@ -79,7 +92,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
         params, tracked = read_torch_state(args.model, config.network)
     except TorchImportError as error:
-        return fail(str(error))
+        source = f"; the layers were those {sidecar} records: give --layers for others" if exported else ""
+        return fail(f"{error}{source}")
     config.dtype = next(iter(params.values())).dtype.name if params else config.dtype
     with claim_out(parser, args.out, "") as run_dir:
         samples = config.limit or EPOCH_SAMPLES  # what `train --resume` will check against
@@ -88,8 +102,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 dataset = load_dataset(config.dataset, args.data_dir, dtype=config.dtype, splits=("train",))
             except DataError as error:
                 return fail(str(error))
-            if config.limit and config.limit > len(dataset.train_y):
-                return fail(f"--limit {config.limit} exceeds the {len(dataset.train_y)} training samples")
+            if refused := limit_error(config.limit, len(dataset.train_y)):
+                return fail(refused)
             samples = len(dataset.train_y[: config.limit])
         meta = checkpoint_meta(config, "torch.nn", Progress(), samples, args.data_dir,
                                num_batches_tracked=tracked)

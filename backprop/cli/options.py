@@ -451,6 +451,14 @@ def check_output_file(parser: argparse.ArgumentParser, flag: str, path: str) -> 
         parser.error(f"{flag} {path}: the directory {parent} is not writable")
 
 
+def limit_error(limit: int | None, samples: int) -> str | None:
+    """The error when --limit ``limit`` asks for more than the ``samples`` the training split holds;
+    None when it fits (or no limit was given)."""
+    if limit is not None and limit > samples:
+        return f"--limit {limit} exceeds the {samples} training samples"
+    return None
+
+
 def check_data_dir(parser: argparse.ArgumentParser, path: str | None) -> None:
     """A usage error when --data-dir names something that is not a directory."""
     if path and os.path.exists(path) and not os.path.isdir(path):

@@ -18,14 +18,16 @@ def threads_value(text: str) -> int | str:
 
 
 def add_threads_option(p: argparse.ArgumentParser, auto_help: str, default: Any = AUTO) -> None:
-    """Add --blas-threads N|auto to ``p``; ``auto_help`` says what auto does there (train: a fixed
-    rule; bench: a measurement). ``default`` None lets a command tell "not given" from auto."""
+    """Add --blas-threads N|auto to ``p``; ``auto_help`` says what auto does there (train and
+    compare: a rule on the step's products and the load; bench: a measurement). ``default`` None
+    lets a command tell "not given" from auto."""
     p.add_argument("--blas-threads", type=threads_value, default=default, metavar="N|auto",
                    help=f"threads for NumPy's BLAS and torch's GEMMs, for the whole process ({auto_help})")
 
 
 AUTO_RULE_HELP = ("default: auto, one thread per MFLOP of the step's largest matrix product, at least 1, at most "
-                  "the cores no other process is using now (the cores less the 1-minute load average); the "
+                  "the cores no other process is using now (the cores less the load: the 1-minute load average, "
+                  "or the processes running now if fewer); the "
                   "header line says which set the count. float32 results are bitwise reproducible only at "
                   "equal counts: give N where that matters")
 

@@ -48,6 +48,7 @@ from .options import (
     engine_spec,
     fail,
     from_preset,
+    limit_error,
     open_engine,
     positive_int,
     require_clipping,
@@ -200,9 +201,11 @@ def spell_stored(field: str, config: TrainConfig) -> str:
     return spell_flag(field, value)
 
 
-def new_run_command(config: TrainConfig, engine: Engine, data_dir: str, **changes: Any) -> str:
+def new_run_command(config: TrainConfig, engine: Engine, data_dir: str, out: str | None = None,
+                    **changes: Any) -> str:
     """The `backprop train` command that starts ``config``'s run afresh (with ``changes`` to its
-    fields, such as a smaller lr), naming only what differs from the preset's defaults."""
+    fields, such as a smaller lr, and into ``out`` when given), naming only what differs from the
+    preset's defaults."""
     config = TrainConfig(**{**config.__dict__, **changes})
     base = new_config(config.preset, optimizer=config.optimizer)
     values: list[tuple[str, object]] = [("--dataset", config.dataset), ("--data-dir", data_dir)]
@@ -225,6 +228,7 @@ def new_run_command(config: TrainConfig, engine: Engine, data_dir: str, **change
         value = getattr(config, field)
         if value != getattr(base, field):
             values.append((f"--{field.replace('_', '-')}", value))
+    values.append(("--out", out))
     return hints.command("train", *hints.flags(values))
 
 
@@ -253,18 +257,23 @@ def finished_hint(resume: str, config: TrainConfig, engine: Engine, data_dir: st
             f"{new_run_command(config, engine, data_dir, epochs=2 * done, t_max=2 * done)}")
 
 
-def _discarded(run_dir: RunDir) -> str:
+def _discarded(run_dir: RunDir, resumed: str | None) -> str:
     """Delete a fresh run directory that ends without a checkpoint (a run that diverged in its
     first epoch: nothing in it to resume, and it would block a rerun with the same --out); the
-    sentence that says so, or '' when it was not this run's to delete."""
+    sentence that says so (and that the checkpoint it ``resumed`` from is untouched), or '' when
+    it was not this run's to delete."""
     names = run_dir.discard()
-    return f" Removed what the run wrote ({', '.join(names)}) from {run_dir.path}: nothing to resume." if names else ""
+    if not names:
+        return ""
+    kept = f" ({resumed}, which it resumed from, is unchanged)" if resumed else ""
+    return f" Removed what the run wrote ({', '.join(names)}) from {run_dir.path}: nothing to resume there{kept}."
 
 
-def diverged_hint(config: TrainConfig, engine: Engine, data_dir: str, lr: float) -> str:
+def diverged_hint(config: TrainConfig, engine: Engine, data_dir: str, lr: float, out: str | None = None) -> str:
     """How to start a diverged run again: a learning rate ten times smaller (a momentum that can
-    only diverge, 1 or more, is refused when a run is created: config.new_config)."""
-    return f"to start again with a smaller learning rate: {new_run_command(config, engine, data_dir, lr=lr / 10)}"
+    only diverge, 1 or more, is refused when a run is created: config.new_config), into ``out``
+    when given (the --out its removed files had blocked)."""
+    return f"to start again with a smaller learning rate: {new_run_command(config, engine, data_dir, out, lr=lr / 10)}"
 
 
 def _engine(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Engine:
@@ -283,7 +292,7 @@ def _claim(args: argparse.Namespace, parser: argparse.ArgumentParser, engine: En
         if os.path.isfile(existing):
             parser.error(f"--out {args.out} already holds a run ({existing}); continue it with: "
                          f"{hints.command('train', '--resume', existing)}, or choose another --out, or to start "
-                         f"over delete it first (rm -r {shlex.quote(args.out)}) (nothing was overwritten)")
+                         f"over delete it first (rm -r -- {shlex.quote(args.out)}) (nothing was overwritten)")
         return claim_out(parser, args.out, "")
     own = os.path.dirname(os.path.abspath(resume))
     out = args.out or os.path.dirname(resume) or "."
@@ -300,16 +309,16 @@ def _describe(config: TrainConfig, engine: Engine, data_dir: str, threads: Threa
 
 def session_threads(args: argparse.Namespace, config: TrainConfig, checkpoint: Checkpoint | None) -> ThreadChoice:
     """The GEMM thread count of this session and why: --blas-threads (auto: threads.auto_threads
-    under the machine's load average now), or on --resume without it the count the run recorded
+    under the machine's load now), or on --resume without it the count the run recorded
     (auto for files that predate the record). Prints one stderr line when an explicit count
     departs from the recorded one (float32 results then differ from the uninterrupted run), and
     one when it exceeds the cores."""
     recorded = checkpoint.blas_threads if checkpoint is not None else None
     if checkpoint is not None and args.blas_threads is None:
         choice = ThreadChoice(recorded, "the count the run recorded") if recorded is not None \
-            else training_threads(AUTO, config, gemm_threads.load_average())
+            else training_threads(AUTO, config, gemm_threads.current_load())
     else:
-        choice = training_threads(blas_threads(args), config, gemm_threads.load_average())
+        choice = training_threads(blas_threads(args), config, gemm_threads.current_load())
         if recorded is not None and choice.count != recorded:
             print(f"train: note: --blas-threads gives {choice.count} thread{'s' if choice.count != 1 else ''} where "
                   f"the run trained on {recorded}: {config.dtype} numbers may differ from the uninterrupted run "
@@ -364,8 +373,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             remembered = checkpoint is not None and not args.data_dir and checkpoint.data_dir
             return fail(f"{error}{REMEMBERED_DATA_DIR if remembered else ''}")
         samples = len(dataset.train_y) if config.limit is None else min(config.limit, len(dataset.train_y))
-        if config.limit is not None and config.limit > len(dataset.train_y):
-            return fail(f"--limit {config.limit} exceeds the {len(dataset.train_y)} training samples")
+        if refused := limit_error(config.limit, len(dataset.train_y)):
+            return fail(refused)
         if checkpoint is None and config.batch_size > samples:  # (a resumed run's data must match its own)
             parser.error(f"--batch-size {config.batch_size} is larger than the {samples} training samples: every "
                          f"epoch would be one short batch; give --batch-size {samples} or less")
@@ -393,8 +402,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         try:
             trainer.run()
         except TrainingDiverged as error:
-            removed = "" if os.path.exists(trainer.checkpoint_path) else _discarded(run_dir)
-            return fail(f"{error}{removed}\n{diverged_hint(config, engine, data_dir, error.lr)}", EXIT_DIVERGED)
+            removed = "" if os.path.exists(trainer.checkpoint_path) else _discarded(run_dir, resume)
+            hint = diverged_hint(config, engine, data_dir, error.lr, args.out if removed else None)
+            return fail(f"{error}{removed}\n{hint}", EXIT_DIVERGED)
         except TrainingInterrupted as error:
             print(f"\n{error}", file=sys.stderr)
             print(f"resume with: {resume_command(trainer.checkpoint_path, engine)}", file=sys.stderr)

@@ -212,6 +212,9 @@ def test_sequence_layers_that_would_read_the_batch_as_time_are_refused_naming_th
 
 @pytest.mark.parametrize("layers, facts", [
     ("linear(784,16) relu, linear(16,10)", ["a comma is missing between 'linear(784,16)' and 'relu'"]),
+    # Before a kind the network refuses, and inside a container: the comma is what is named first.
+    ("linear(784, 10) softmax", ["a comma is missing between 'linear(784, 10)' and 'softmax'"]),
+    ("flatten, sequential(linear(784,16), relu linear(16,10))", ["a comma is missing between 'relu' and 'linear"]),
     ("linear(784,16), relu, linear(16,10), softmax", ["no softmax layer", "applies the softmax itself"]),
     ("linear(784,16), relu, linear(16,10), LogSoftmax(1)", ["no LogSoftmax layer", "logits"]),
     ("linear(784,16), dropout(1), linear(16,10)", ["p=1 zeroes every value", "below 1"]),

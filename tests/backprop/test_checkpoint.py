@@ -10,6 +10,7 @@ import os
 import pickle
 import random
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -551,13 +552,20 @@ def test_bad_thread_or_gradient_records_in_a_checkpoint_are_refused(changes, mes
 
 
 def test_a_torch_file_given_as_a_checkpoint_is_named_with_the_import_command(capsys, trained, tmp_path):
-    model = str(tmp_path / "model.pt")
+    """The import command printed for a torch file is one to paste: the path quoted for the shell,
+    --layers asked for only when no export metadata beside the file records them."""
+    model = str(tmp_path / "my model.pt")
     cli_out(capsys, "export", trained[1], "--to", model)
     again = str(tmp_path / "again.pt")
     for command in (["evaluate", model], ["export", model, "--to", again], ["train", "--resume", model]):
         result = run_cli(*command)
         assert result.returncode == 1 and "a torch file" in result.stderr, result.stderr
-        assert f"backprop import {model} --layers 'linear(784, 8), relu, linear(8, 10)'" in result.stderr
+        printed = re.search(r"`(backprop import [^`]*)`", result.stderr).group(1)
+        assert shlex.split(printed) == ["backprop", "import", model, "--out", "DIR"], printed
+    bare = str(tmp_path / "bare.pt")
+    shutil.copy(model, bare)  # no metadata beside it: the layers must be given
+    printed = re.search(r"`(backprop import [^`]*)`", run_cli("evaluate", bare).stderr).group(1)
+    assert shlex.split(printed) == ["backprop", "import", bare, "--layers", "TEXT", "--out", "DIR"], printed
     imported = run_cli("import", model, "--out", str(tmp_path / "imported"))  # layers and dataset from model.pt.json
     assert imported.returncode == 0, imported.stderr
     assert load_checkpoint(str(tmp_path / "imported")).config.dataset == "fashion-mnist"

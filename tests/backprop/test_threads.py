@@ -70,6 +70,25 @@ def test_auto_takes_the_cores_the_load_average_leaves_free(cores, load, expected
         assert f"{load:.2f}" in choice.reason and f"{expected} of the {cores} cores free" in choice.reason
 
 
+CURRENT_LOAD = threads.current_load  # the real one: tests/conftest.py fixes an idle load for every test
+
+
+@pytest.mark.parametrize("average, line, expected", [
+    (2.0, "2.00 1.10 0.50 1/345 999\n", 0.0),  # a run just ended: the average still counts it, nothing runs
+    (0.3, "0.30 0.20 0.10 3/345 999\n", 0.3),  # two others run now: the average is lower, it is taken
+    (1.9, "1.90 1.50 0.90 2/345 999\n", 1.0),  # one other process runs
+    (1.9, "unreadable", 1.9),  # no running count: the average alone
+])
+def test_the_load_is_the_average_or_what_runs_now_when_fewer(tmp_path, monkeypatch, average, line, expected):
+    """current_load forgets an ended process at once: the 1-minute average takes minutes (after a
+    2-thread run ends, 2 exp(-t / 60 s) is still 0.5 at 83 s), and a run started then would get
+    one thread on an idle 2-core machine."""
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (average, 0.0, 0.0))
+    (tmp_path / "loadavg").write_text(line)
+    assert CURRENT_LOAD(str(tmp_path / "loadavg")) == expected
+    assert threads.running_others(str(tmp_path / "no such file")) is None
+
+
 def test_auto_never_gives_more_than_the_rule_and_says_which_limit_set_it():
     small = [Gemm("fc", 32, 100, 10)]  # 0.06 MFLOP
     choice = threads.auto_threads(small, cores=8, load=0.0)

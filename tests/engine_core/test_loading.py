@@ -116,6 +116,12 @@ def test_an_engine_whose_own_import_is_missing_is_not_reported_as_not_found(bare
 def test_a_file_name_given_for_an_engine_is_told_to_give_the_module_name(bare_cwd: Path):
     with pytest.raises(EngineNameError, match=r"give its module name, my_engine"):
         import_engine("./my_engine.py")
+    # A bare file name is a module path too ("py" in a package pending_marked): refused before the
+    # file runs.
+    (bare_cwd / "pending_marked.py").write_text("open('ran', 'w').close()\n")
+    with pytest.raises(EngineNameError, match=r"give its module name, pending_marked"):
+        import_engine("pending_marked.py")
+    assert not (bare_cwd / "ran").exists()
     with pytest.raises(backprop.engines.EngineError, match=r"^unknown engine 'no/such': expected numpy, torch"):
         backprop.engines.load_engine("no/such")
 

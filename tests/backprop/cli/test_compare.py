@@ -71,7 +71,7 @@ def test_compare_past_its_tolerance_on_a_recurrent_network_says_why_and_what_to_
 @pytest.mark.parametrize("flag, expected", [([], 1), (["--blas-threads", "2"], 2)])
 def test_compare_takes_blas_threads_and_reports_them(tmp_path, monkeypatch, flag, expected):
     monkeypatch.setattr(threads, "cpu_count", lambda: 2)
-    monkeypatch.setattr(threads, "load_average", lambda: 0.0)
+    monkeypatch.setattr(threads, "current_load", lambda: 0.0)
     result = run_cli("compare", "--steps", "2", "--quiet", "--out", str(tmp_path / "cmp"), *flag)
     assert result.returncode == 0, result.stderr
     header = result.stdout.splitlines()[0]

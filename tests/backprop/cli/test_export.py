@@ -14,7 +14,7 @@ from backprop.checkpoint import load_checkpoint
 from backprop.datasets import load_dataset
 from backprop.engines import load_engine
 from engine_core.specs import mlp
-from tests.helpers import ROOT, accuracy_of, cli_out, run_cli
+from tests.helpers import ROOT, accuracy_of, cli_out, copy_run, run_cli, training_stopped_at
 
 
 def test_the_export_code_runs_as_printed_from_another_directory(trained, tmp_path, monkeypatch):
@@ -99,3 +99,39 @@ def test_the_printed_export_code_reproduces_the_runs_accuracy(capsys, data_root,
     exec(meta["input"]["transform"], standalone)  # the metadata's transform runs on its own
     assert np.array_equal(standalone["transform"](images.data[0].numpy()).numpy(),  # type: ignore[operator]
                           pasted["transform"](images.data[0].numpy()).numpy())  # type: ignore[operator]
+
+
+def test_export_never_writes_its_metadata_over_a_file_it_did_not_write(capsys, trained, tmp_path):
+    """--to X writes X.json beside X: a file of the user's there (a run's config.json, say) or a
+    directory is refused before anything is written; an earlier export's metadata is replaced."""
+    run = copy_run(trained[1], tmp_path)
+    config = open(os.path.join(run, "config.json")).read()
+    result = run_cli("export", run, "--to", os.path.join(run, "config"))
+    assert result.returncode == 2 and "config.json, which exists and is not an earlier export's" in result.stderr
+    assert open(os.path.join(run, "config.json")).read() == config and not os.path.exists(os.path.join(run, "config"))
+    (tmp_path / "m.pt.json").mkdir()
+    result = run_cli("export", run, "--to", str(tmp_path / "m.pt"))
+    assert result.returncode == 2 and "is a directory" in result.stderr and not (tmp_path / "m.pt").exists()
+    model = str(tmp_path / "model.pt")
+    cli_out(capsys, "export", run, "--to", model)
+    cli_out(capsys, "export", run, "--to", model)  # again: its own metadata is not in the way
+    assert json.loads(open(model + ".json").read())["format"] == "backprop export 1"
+
+
+def test_the_printed_lines_load_the_model_before_they_need_torchvision(trained, tmp_path):
+    """A user with torch alone gets the model; only `transform` imports torchvision."""
+    result = run_cli("export", trained[1], "--to", str(tmp_path / "model.pt"))
+    code = result.stdout.split("these Python lines load it:\n", 1)[1]
+    before, after = code.split("model.eval()", 1)
+    assert "torchvision" not in before and "from torchvision import transforms" in after
+
+
+def test_a_checkpoint_taken_inside_an_epoch_exports_without_an_accuracy_its_weights_never_had(
+        capsys, trained, tmp_path):
+    run = copy_run(trained[1], tmp_path)
+    with training_stopped_at(1, 3):
+        assert run_cli("train", "--resume", run, "--epochs", "2", "--quiet").returncode == 130
+    cli_out(capsys, "export", run, "--to", str(tmp_path / "model.pt"))
+    meta = json.loads((tmp_path / "model.pt.json").read_text())
+    steps = load_checkpoint(run).progress.step
+    assert steps > 0 and (meta["epochs"], meta["batches_past_epochs"], meta["test_accuracy"]) == (1, steps, None)

@@ -1,10 +1,15 @@
-"""Tests."""
+"""`backprop import`: a torch state dict as a run directory, with or without data, and the export
+metadata beside the file read back (layers, dataset), its faults named."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pytest
 
 from backprop.checkpoint import load_checkpoint
+from tests.datasets import write_dataset
 from tests.helpers import cli_out, run_cli
 
 
@@ -19,3 +24,44 @@ def test_import_converts_weights_without_any_data(capsys, trained, tmp_path):
         np.testing.assert_array_equal(load_checkpoint(out).params[key], value)
     evaluated = run_cli("evaluate", out, "--dataset", "fashion-mnist", "--data-dir", trained[0])
     assert evaluated.returncode == 0, evaluated.stderr
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("layers", "flatten, linear(784, 10) relu", "records layers that do not parse"),
+    ("dataset", "kmnist", "records dataset 'kmnist', expected one of mnist, fashion-mnist"),
+])
+def test_export_metadata_that_import_cannot_use_is_named_with_the_option_to_give(capsys, trained, tmp_path, field,
+                                                                                 value, words):
+    """A sidecar edited by hand (or by another version) is named, never a traceback, never a run
+    that evaluate then refuses."""
+    model = str(tmp_path / "model.pt")
+    cli_out(capsys, "export", trained[1], "--to", model)
+    meta = json.loads(open(model + ".json").read())
+    with open(model + ".json", "w") as f:
+        json.dump({**meta, field: value}, f)
+    result = run_cli("import", model, "--out", str(tmp_path / "run"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert f"{model}.json {words}" in result.stderr and f"give --{field}" in result.stderr, result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_layers_read_from_a_stale_sidecar_are_named_when_the_weights_do_not_fit(capsys, trained, tmp_path):
+    model = str(tmp_path / "model.pt")
+    cli_out(capsys, "export", trained[1], "--to", model)
+    meta = json.loads(open(model + ".json").read())
+    with open(model + ".json", "w") as f:
+        json.dump({**meta, "layers": "flatten, linear(784, 10)"}, f)
+    result = run_cli("import", model, "--out", str(tmp_path / "run"))
+    assert result.returncode == 1 and f"the layers were those {model}.json records" in result.stderr, result.stderr
+
+
+def test_an_import_without_data_resumes_on_data_of_another_size(capsys, trained, tmp_path):
+    """An imported run has trained on nothing yet: it resumes on any training split (the import
+    recorded the standard 60,000 samples, these files hold 40)."""
+    model, run = str(tmp_path / "model.pt"), str(tmp_path / "run")
+    cli_out(capsys, "export", trained[1], "--to", model)
+    cli_out(capsys, "import", model, "--out", run)
+    write_dataset(str(tmp_path / "data"), "fashion-mnist", n_train=40, n_test=10)
+    result = run_cli("train", "--resume", run, "--epochs", "1", "--data-dir", str(tmp_path / "data"), "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert load_checkpoint(run).progress.epoch == 1

@@ -13,6 +13,7 @@ import shlex
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -541,13 +542,14 @@ def test_a_resume_conflict_speaks_the_command_lines_spelling(flags, message, tmp
 @pytest.mark.parametrize("load, expected", [(0.0, 2), (1.2, 1)])
 def test_train_header_gives_the_count_and_why(data_root, tmp_path, monkeypatch, load, expected):
     monkeypatch.setattr(threads, "cpu_count", lambda: 2)
-    monkeypatch.setattr(threads, "load_average", lambda: load)
+    monkeypatch.setattr(threads, "current_load", lambda: load)
     result = run_cli("train", "--dataset", "fashion-mnist", "--data-dir", data_root, "--hidden", "256",
                      "--batch-size", "64", "--epochs", "1", "--quiet", "--out", str(tmp_path / "run"))
     assert result.returncode == 0, result.stderr
     header = result.stdout.splitlines()[0]
     assert f"{expected} BLAS thread{'s' if expected > 1 else ''} (auto: " in header
-    assert (f"load average {load:.2f}" in header) and (("leaves 1 of the 2 cores free" in header) == (expected == 1))
+    assert f"load {load:.2f}" in header or f"load of {load:.2f}" in header
+    assert ("leaves 1 of the 2 cores free" in header) == (expected == 1)
     assert load_checkpoint(str(tmp_path / "run")).blas_threads == expected  # resumed sessions reuse it
 
 
@@ -597,7 +599,8 @@ def test_a_run_that_diverges_before_its_first_checkpoint_leaves_nothing_in_the_w
     assert diverged.returncode == 3 and "Removed what the run wrote (config.json)" in diverged.stderr
     assert not os.path.exists(out)
     hint = diverged.stderr.split("to start again with a smaller learning rate: ", 1)[1].strip()
-    again = run_cli("train", *_printed_args(hint, "train"), "--limit", "32", "--epochs", "1", "--out", out)
+    assert _printed_args(hint, "train")[-2:] == ["--out", out]  # the --out it freed
+    again = run_cli("train", *_printed_args(hint, "train"), "--limit", "32", "--epochs", "1")
     assert again.returncode in (0, 3), again.stderr  # the same --out is free again
 
 
@@ -611,10 +614,18 @@ def test_a_diverged_run_in_an_existing_directory_keeps_what_was_there(data_root,
 def test_a_directory_that_blocks_a_run_is_named_with_how_to_clear_it(trained, tmp_path):
     half = tmp_path / "half"
     half.mkdir()
-    (half / "config.json").write_text("{}")
+    (half / "config.json").write_text((Path(trained[1]) / "config.json").read_text())
     resumed = run_cli("train", "--resume", str(half))
-    assert resumed.returncode == 1 and "nothing to resume" in resumed.stderr and f"rm -r {half}" in resumed.stderr
+    assert resumed.returncode == 1 and "nothing to resume" in resumed.stderr, resumed.stderr
+    assert f"rm -r -- {half}" in resumed.stderr
     rerun = run_cli("train", "--out", str(half))
-    assert rerun.returncode == 2 and f"rm -r {half}" in rerun.stderr and "nothing was overwritten" in rerun.stderr
+    assert rerun.returncode == 2 and f"rm -r -- {half}" in rerun.stderr and "nothing was overwritten" in rerun.stderr
     over = run_cli("train", "--out", trained[1])
-    assert over.returncode == 2 and "--resume" in over.stderr and f"rm -r {trained[1]}" in over.stderr
+    assert over.returncode == 2 and "--resume" in over.stderr and f"rm -r -- {trained[1]}" in over.stderr
+    # Another program's config.json is not called a run's, and no deletion of its folder is offered.
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "config.json").write_text('{"name": "my project"}')
+    evaluated = run_cli("evaluate", str(project))
+    assert evaluated.returncode == 1 and "without checkpoint.npz" in evaluated.stderr, evaluated.stderr
+    assert "config.json" not in evaluated.stderr and "rm -r" not in evaluated.stderr
