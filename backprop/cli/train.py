@@ -246,14 +246,17 @@ def finished_hint(resume: str, config: TrainConfig, engine: Engine, data_dir: st
     cosine whose T_max lies ahead: up to T_max); a new run annealing over twice the epochs once a
     cosine schedule has reached lr 0 (stepped on, it would train at lr 0 and then rising again)."""
     epochs = f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}"
-    finished = f"nothing to do: {resume} already finished {done} of {epochs}."
+    of = f"of {epochs}" if done <= config.epochs else f"epochs, more than the {epochs} asked for"
+    finished = f"nothing to do: {resume} already finished {done} {of}."
     t_max = config.t_max or config.epochs
     if config.lr_schedule != "cosine" or t_max > done:
         more = t_max if config.lr_schedule == "cosine" else done + 5
         return f"{finished} To train on, raise --epochs: {resume_command(resume, engine, epochs=more)}"
-    return (f"{finished} Its cosine schedule ended with epoch {t_max}: more epochs of this run would train at lr 0 "
-            "and then at rising rates (torch's CosineAnnealingLR stepped past T_max), which undoes some of what was "
-            "learned. To train longer, start a new run that anneals over more epochs (this run is kept): "
+    ahead = ("more epochs of this run would train at lr 0 and then at rising rates" if done == t_max else
+             f"its epochs {t_max + 1}-{done} already trained at lr 0 and then at rising rates")
+    return (f"{finished} Its cosine schedule ended with epoch {t_max}: {ahead} (torch's CosineAnnealingLR stepped "
+            "past T_max), which undoes some of what was learned. To train longer, start a new run that anneals over "
+            "more epochs (this run is kept): "
             f"{new_run_command(config, engine, data_dir, epochs=2 * done, t_max=2 * done)}")
 
 

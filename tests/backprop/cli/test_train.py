@@ -515,6 +515,10 @@ def test_continuing_a_finished_cosine_run_names_the_lr_0_epochs_and_what_to_do(t
     # The run's recorded count is reused (and still more than the cores); tracking goes on.
     assert again.stderr.startswith("train: warning: 99 threads for the GEMMs") and again.stderr.count("\n") == 1
     assert "gradients.csv" in again.stdout
+    # Past T_max and asked for fewer epochs than it has: the hint says what already happened.
+    done = run_cli("train", "--resume", out, "--epochs", "3")
+    assert "already finished 5 epochs, more than the 3 epochs asked for" in done.stdout, done.stdout
+    assert "its epochs 2-5 already trained at lr 0 and then at rising rates" in done.stdout
 
 
 @pytest.mark.parametrize("flags, message", [
