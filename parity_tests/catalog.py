@@ -188,7 +188,7 @@ def _layernorm(draw: st.DrawFn) -> tuple[LayerSpec, tuple[int, ...]]:
     and bias either way; the input has 0-2 leading dimensions of 1-4 before normalized_shape
     (none: torch takes x of exactly normalized_shape)."""
     sizes = draw(st.lists(st.integers(1, 6), min_size=1, max_size=2))
-    normalized: int | tuple[int, ...] = draw(st.sampled_from([sizes[0], tuple(sizes)])) if len(sizes) == 1 \
+    normalized: Any = draw(st.sampled_from([sizes[0], tuple(sizes)])) if len(sizes) == 1 \
         else tuple(sizes)
     args = {"normalized_shape": normalized, "eps": draw(st.sampled_from([1e-5, 1e-3, 0.5])),
             "elementwise_affine": draw(st.sampled_from([True, False])), "bias": draw(st.sampled_from([True, False]))}
@@ -225,9 +225,10 @@ def _attention(draw: st.DrawFn) -> tuple[LayerSpec, tuple[int, ...]]:
     batch_first either way; x (T, B, E), or (B, T, E) with batch_first, T 1-5
     (T = 1: every softmax is over one key), B 1-3."""
     heads, head_dim = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    args = {"embed_dim": heads * head_dim, "num_heads": heads, "dropout": draw(st.sampled_from([0.0, 0.3])),
-            "bias": draw(st.sampled_from([True, False])), "batch_first": draw(st.sampled_from([False, True])),
-            "seed": draw(st.integers(0, 2**32 - 1))}
+    args: dict[str, Any] = {
+        "embed_dim": heads * head_dim, "num_heads": heads, "dropout": draw(st.sampled_from([0.0, 0.3])),
+        "bias": draw(st.sampled_from([True, False])), "batch_first": draw(st.sampled_from([False, True])),
+        "seed": draw(st.integers(0, 2**32 - 1))}
     steps, batch = draw(st.integers(1, 5)), draw(st.integers(1, 3))
     shape = (batch, steps, args["embed_dim"]) if args["batch_first"] else (steps, batch, args["embed_dim"])
     return LayerSpec("multiheadattention", args), shape
@@ -247,7 +248,7 @@ def _encoder_layer(draw: st.DrawFn) -> tuple[LayerSpec, tuple[int, ...]]:
     layer_norm_eps 1e-5 or 1e-3, dropout 0 or 0.2-0.5 (the four dropouts then draw masks from the
     drawn seed); x (T, B, E), or (B, T, E) with batch_first, T 1-4, B 1-3."""
     heads, head_dim = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    args = {"d_model": heads * head_dim, "nhead": heads, "dim_feedforward": draw(st.integers(1, 6)),
+    args: dict[str, Any] = {"d_model": heads * head_dim, "nhead": heads, "dim_feedforward": draw(st.integers(1, 6)),
             "dropout": draw(st.sampled_from([0.0, 0.2, 0.5])), "activation": draw(st.sampled_from(["relu", "gelu"])),
             "layer_norm_eps": draw(st.sampled_from([1e-5, 1e-3])), "batch_first": draw(st.booleans()),
             "norm_first": draw(st.booleans()), "bias": draw(st.booleans()), "seed": draw(st.integers(0, 2**32 - 1))}

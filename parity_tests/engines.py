@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 from types import ModuleType
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import pytest
@@ -89,7 +89,15 @@ class Engine:
             return self.module.labels(array)
         return np.asarray(array, dtype=np.int64)
 
+    @overload
+    def to_numpy(self, array: None) -> None: ...
+
+    @overload
+    def to_numpy(self, array: Any) -> np.ndarray: ...
+
     def to_numpy(self, array: Any) -> np.ndarray | None:
+        """A copy of the engine's array as a NumPy array (None stays None: a backward that returns
+        no dL/dx)."""
         if array is None:
             return None
         if hasattr(self.module, "to_numpy"):

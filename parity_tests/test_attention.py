@@ -28,7 +28,7 @@ from .engines import Engine, oracle
 
 ORACLE = oracle()
 # Per example: one torch module and one engine layer, forward and backward.
-MAX_EXAMPLES = max(2, settings.default.max_examples // 2)
+MAX_EXAMPLES = max(2, settings().max_examples // 2)
 
 
 @st.composite
@@ -73,6 +73,7 @@ def _reference(layer: Any, x: np.ndarray, delta: np.ndarray, dtype: str, given: 
     y.backward(torch.from_numpy(delta).to(t.dtype))
     grads = {k: (p.grad.T if k in layer.transposed else p.grad).double().numpy()
              for k, p in module.named_parameters()}
+    assert t.grad is not None
     return {"out": y.detach().double().numpy(), "dx": t.grad.double().numpy(), "grads": grads}
 
 

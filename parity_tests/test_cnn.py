@@ -38,7 +38,7 @@ ORACLE = oracle()
 RTOL = {"float64": 1e-10, "float32": 2e-4}  # as compare.py; argued above
 # Per property and engine: a CNN pass costs ~10 ms in each engine and the oracle, so 40 under the ci
 # profile (45 examples), a quarter of the profile's count beyond that (thorough: 250).
-MAX_EXAMPLES = max(40, settings.default.max_examples // 4)
+MAX_EXAMPLES = max(40, settings().max_examples // 4)
 
 Shape = tuple[int, ...]
 LayerDraw = Callable[[st.DrawFn, Shape], "LayerSpec | None"]

@@ -61,7 +61,7 @@ def _run(engine: Engine, spec: LayerSpec, indices: np.ndarray, delta: np.ndarray
     return out, engine.to_numpy(layer.gradients()["weight"]).astype(np.float64), returned
 
 
-@settings(max_examples=max(2, settings.default.max_examples // 2))
+@settings(max_examples=max(2, settings().max_examples // 2))
 @given(embedding_cases())
 def test_embedding_gives_torchs_output_and_weight_gradient(engine, case):
     engine.require_layers("embedding", why="embeddings are optional in the protocol")

@@ -10,7 +10,7 @@ from hypothesis.extra.numpy import arrays
 
 from engine_core.naming import DTYPES
 
-EPS = {"float32": np.finfo(np.float32).eps, "float64": np.finfo(np.float64).eps}
+EPS = {"float32": float(np.finfo(np.float32).eps), "float64": float(np.finfo(np.float64).eps)}
 
 
 @st.composite

@@ -101,7 +101,7 @@ def _close(what: str, got: np.ndarray, want: np.ndarray, scale: float, rtol: flo
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@settings(max_examples=max(2, settings.default.max_examples // 4), suppress_health_check=FILTERING)  # 11 in ci
+@settings(max_examples=max(2, settings().max_examples // 4), suppress_health_check=FILTERING)  # 11 in ci
 @given(data=st.data())
 def test_every_layer_matches_central_finite_differences(engine, kind, data):
     """float64, no torch: L = sum(output * delta); dL/dx and every parameter gradient agree with
@@ -183,7 +183,7 @@ def _richardson(central: float, loss, x: np.ndarray, state: dict, key: str | Non
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@settings(max_examples=max(2, settings.default.max_examples // 5), suppress_health_check=FILTERING)  # 9 in ci
+@settings(max_examples=max(2, settings().max_examples // 5), suppress_health_check=FILTERING)  # 9 in ci
 @given(data=st.data())
 def test_no_layer_modifies_the_callers_input_or_delta(engine, kind, data):
     """numpy-ml's and MyGrad's check: forward and backward leave x and delta as they were."""

@@ -35,7 +35,7 @@ RTOL32 = CATALOG["lstm"].rtol32
 assert RTOL32 == CATALOG["rnn"].rtol32 == CATALOG["gru"].rtol32
 # Per property, kind and engine: a quarter of the profile's (11 in ci; each example runs torch and the
 # engine through time), at least 2.
-MAX_EXAMPLES = max(2, settings.default.max_examples // 4)
+MAX_EXAMPLES = max(2, settings().max_examples // 4)
 
 
 def _rtol(dtype: str) -> float:
@@ -319,7 +319,7 @@ def sequence_problems(draw: st.DrawFn, dtype: str | None = None, steps: int = 1)
     for _ in range(draw(st.integers(1, 3))):
         hidden = draw(st.integers(1, 5))
         kind = draw(st.sampled_from(RECURRENT))
-        args = {"input_size": width, "hidden_size": hidden, "num_layers": draw(st.integers(1, 2)),
+        args: dict[str, Any] = {"input_size": width, "hidden_size": hidden, "num_layers": draw(st.integers(1, 2)),
                 "bias": draw(st.booleans()), "batch_first": batch_first}
         if kind == "rnn":
             args["nonlinearity"] = draw(st.sampled_from(["tanh", "relu"]))

@@ -29,7 +29,7 @@ from .test_norm_stacks import _batchnorm_state
 
 ORACLE = oracle()
 DTYPE = "float64"
-MAX_EXAMPLES = max(30, settings.default.max_examples // 4)
+MAX_EXAMPLES = max(30, settings().max_examples // 4)
 Shape = tuple[int, ...]
 ACTIVATIONS = ("identity", "relu", "sigmoid", "tanh", "leakyrelu", "gelu")
 
