@@ -352,7 +352,7 @@ def rebuild_code(network: LayerSpec, dtype: str = "float32", load_path: str = "P
 def export_metadata(checkpoint: Checkpoint, model_path: str, source: str | None = None) -> dict[str, Any]:
     """What the sidecar file beside an exported model says (metadata_path): the state dict's
     file, the input the model expects (per-sample shape, dtype, the pixel scaling and the
-    transform's code), the dataset and its class names by label, where it came from (the
+    transform's code), the dataset, its folder and its class names by label, where it came from (the
     checkpoint file ``source``, its engine, epochs trained) and the run's last test accuracy."""
     from .datasets import class_names
 
@@ -370,6 +370,7 @@ def export_metadata(checkpoint: Checkpoint, model_path: str, source: str | None 
         "output": "logits, one per class (softmax for probabilities)",
         "layers": format_layers(config.network),  # `backprop import MODEL_PT --layers '...'` takes it back
         "dataset": config.dataset,
+        "data_dir": checkpoint.data_dir,  # where the run read it: `import` records it for evaluate and resume
         "classes": class_names(config.dataset),
         "checkpoint": None if source is None else os.path.abspath(source),
         "engine": checkpoint.engine,

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable
 from importlib import metadata
 
+from ..datasets import TorchvisionError
 from . import bench, compare, evaluate, export, import_torch, train
 from .options import EXIT_BROKEN_PIPE, EXIT_DATA, EXIT_INTERRUPTED, Parser, fail
 
@@ -39,11 +40,20 @@ def version() -> str:
             f"torchvision {installed('torchvision')}, python {python})")
 
 
+class _Version(argparse.Action):
+    """--version: version() on one line (argparse's own action wraps it at the terminal's width)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        print(version())
+        parser.exit()
+
+
 def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The `backprop` parser, and each command's own parser by command name."""
     parser = Parser(prog="backprop", description=(__doc__ or "").split("\n")[0],
                     epilog="`backprop COMMAND --help` shows a command's flags and their defaults.")
-    parser.add_argument("--version", action="version", version=version())
+    parser.add_argument("--version", action=_Version, nargs=0, help="show the versions in use and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     return parser, {name: module.add_parser(sub) for name, module in COMMANDS.items()}
 
@@ -89,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         _silence_output()
         return EXIT_BROKEN_PIPE
+    except TorchvisionError as error:  # wherever torchvision is first needed (data, class names)
+        return fail(str(error), EXIT_DATA)
     except OSError as error:
         where = error.filename or "backprop"
         return fail(f"{where}: {error.strerror or error}", EXIT_DATA)

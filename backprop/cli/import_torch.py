@@ -8,7 +8,7 @@ import json
 import os
 from typing import Any
 
-from ..architecture import parse_layers
+from ..architecture import format_layers, parse_layers
 from ..checkpoint import CHECKPOINT_NAME, checkpoint_meta, save_checkpoint
 from ..config import ConfigError, new_config
 from ..datasets import DATASETS, EPOCH_SAMPLES, DataError, load_dataset
@@ -56,8 +56,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     add_data_options(p, dataset_help="the dataset the run belongs to (default: the one MODEL_PT.json records, "
                                      "unless --preset is given; else mnist)",
                      data_dir_help="where that dataset is, recorded in the run for evaluating and resuming it "
-                                   "(optional: the weights are converted without it, and those commands take "
-                                   "--data-dir; given, its training split's size is checked against --limit)")
+                                   "(default: the folder MODEL_PT.json records, if it still exists; optional: "
+                                   "the weights are converted without it, and those commands take --data-dir; "
+                                   "given, its training split's size is checked against --limit)")
     p.add_argument("--limit", type=positive_int, metavar="N",
                    help="the run trains on the first N training samples only, as train --limit (default: all)")
     p.add_argument("--out", required=True, metavar="DIR", help="the new (or empty) run directory to write")
@@ -87,12 +88,26 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except ConfigError as error:
         parser.error(str(error))
     check_data_dir(parser, args.data_dir)
+    # Without --data-dir, the folder the exported run read its dataset from (when it still exists)
+    # is recorded, unread, so that evaluate and train --resume find the data as they did for the run.
+    data_dir = args.data_dir
+    same_data = args.data_dir is None and config.dataset == recorded(args.model, "dataset")
+    exported_dir = recorded(args.model, "data_dir") if same_data else None
+    if data_dir is None and exported_dir and os.path.isdir(exported_dir):
+        data_dir = exported_dir
     if not os.path.isfile(args.model):
         return fail(f"{args.model}: no such file")
     try:
         params, tracked = read_torch_state(args.model, config.network)
     except TorchImportError as error:
-        source = f"; the layers were those {sidecar} records: give --layers for others" if exported else ""
+        if exported:
+            source = f"; the layers were those {sidecar} records: give --layers for others"
+        elif not args.layers:
+            default = "" if args.preset else ", import's default"
+            source = (f"; the layers were the {preset} preset's ({format_layers(config.network)}{default}): "
+                      "give your network's as --layers TEXT (the grammar: backprop import --help)")
+        else:
+            source = ""
         return fail(f"{error}{source}")
     config.dtype = next(iter(params.values())).dtype.name if params else config.dtype
     with claim_out(parser, args.out, "") as run_dir:
@@ -105,12 +120,12 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             if refused := limit_error(config.limit, len(dataset.train_y)):
                 return fail(refused)
             samples = len(dataset.train_y[: config.limit])
-        meta = checkpoint_meta(config, "torch.nn", Progress(), samples, args.data_dir,
+        meta = checkpoint_meta(config, "torch.nn", Progress(), samples, data_dir,
                                num_batches_tracked=tracked)
         path = os.path.join(run_dir.path, CHECKPOINT_NAME)
         save_checkpoint(path, params, {"step": 0, "lr": config.lr, "state": {}}, meta)
-        data_dir = {"data_dir": os.path.abspath(args.data_dir)} if args.data_dir else {}
+        recorded_dir = {"data_dir": os.path.abspath(data_dir)} if data_dir else {}
         atomic_write_text(os.path.join(run_dir.path, "config.json"), json.dumps(
-            {**config.to_json(), "engine": "torch.nn", **data_dir}, indent=2) + "\n")
+            {**config.to_json(), "engine": "torch.nn", **recorded_dir}, indent=2) + "\n")
     print(f"wrote {path} ({config.network_summary()}, {config.dtype}) from {args.model}")
     return 0

@@ -12,6 +12,7 @@ from .mnist import (
     LEGACY_FILES,
     SPLITS,
     Dataset,
+    TorchvisionError,
     class_names,
     load_dataset,
     normalise,
@@ -19,6 +20,7 @@ from .mnist import (
     raw_dir,
     resolve_data_dir,
     synthetic_training_set,
+    torchvision_module,
     training_arrays,
 )
 from .synthetic import synthetic_images, write_synthetic_dataset
@@ -27,5 +29,6 @@ __all__ = [
     "DATASETS", "EPOCH_SAMPLES", "LEGACY_FILES", "RAW_FILES", "SPLITS", "BatchFeeder", "DataError", "Dataset",
     "check_raw_files",
     "class_names", "epoch_order", "load_dataset", "normalise", "processed_dir", "raw_dir", "resolve_data_dir",
-    "synthetic_images", "synthetic_training_set", "training_arrays", "write_idx", "write_synthetic_dataset",
+    "synthetic_images", "synthetic_training_set", "torchvision_module", "training_arrays", "write_idx",
+    "write_synthetic_dataset", "TorchvisionError",
 ]

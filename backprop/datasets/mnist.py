@@ -51,16 +51,21 @@ def processed_dir(data_dir: str, dataset: str) -> str:
     return os.path.join(data_dir, DATASETS[dataset], "processed")
 
 
-def _offline_message(data_dir: str, dataset: str, reason: str) -> str:
+def _offline_message(data_dir: str, dataset: str, reason: str, splits: tuple[str, ...] = ("train", "test")) -> str:
+    """No data, no download: the files that would do (only those of ``splits``, the ones the
+    command reads), both layouts, and how to provide them."""
     folder = raw_dir(data_dir, dataset)
-    files = "\n".join(f"  {os.path.join(folder, name)}" for name in RAW_FILES.values())
+    needed = split_files(splits)
+    files = "\n".join(f"  {os.path.join(folder, name)}" for name in needed)
+    which = "" if len(needed) == len(RAW_FILES) else f" (the {' and '.join(splits)} split's: all this command reads)"
     legacy = processed_dir(data_dir, dataset)
     legacy_files = " and ".join(os.path.join(legacy, name) for name in LEGACY_FILES.values())
     hint = _hint(data_dir, dataset)
     return (
         f"{dataset}: no data in {os.path.abspath(data_dir)}, and the download failed ({reason}).\n"
         + (f"{hint}\n" if hint else "") +
-        f"Looked for two layouts. torchvision's: these four uncompressed IDX files\n{files}\n"
+        f"Looked for two layouts. torchvision's: these {'two' if len(needed) == 2 else 'four'} uncompressed "
+        f"IDX files{which}\n{files}\n"
         f"or the legacy one torchvision < 0.9 wrote: {legacy_files}.\n"
         f"Provide them by copying them there (gunzip the .gz files), or pass --data-dir pointing "
         f"at a folder that holds {DATASETS[dataset]}/raw/, or run once with network access so "
@@ -148,11 +153,38 @@ def resolve_data_dir(data_dir: str, dataset: str) -> str:
     return data_dir
 
 
+class TorchvisionError(DataError):
+    """torchvision is installed but does not load beside this torch (two builds that are no pair)."""
+
+
+def torchvision_module() -> Any:
+    """torchvision, imported; TorchvisionError (one line: both versions and how to reinstall them as
+    a pair) where it fails to load, as a CUDA torchvision beside a CPU-only torch does ("operator
+    torchvision::nms does not exist"). The engines never need it: only the data and class names."""
+    try:
+        import torchvision
+    except Exception as error:  # RuntimeError, ImportError, OSError: all mean the same mismatch here
+        from importlib import metadata
+
+        def installed(name: str) -> str:
+            try:
+                return metadata.version(name)
+            except metadata.PackageNotFoundError:
+                return "not installed"
+
+        detail = " ".join(str(error).split())[:200]
+        raise TorchvisionError(
+            f"torchvision {installed('torchvision')} does not load beside torch {installed('torch')} "
+            f"({type(error).__name__}: {detail}): the two are builds that do not go together (a CPU-only torch "
+            "with a CUDA torchvision, or versions of different releases). Install them again as a pair from "
+            "one place, e.g. `pip install --force-reinstall torch torchvision` (or both with the same "
+            "--index-url)") from None
+    return torchvision
+
+
 def class_names(dataset: str) -> list[str]:
     """The dataset's class names, label order (torchvision's ``classes``: 'T-shirt/top', ...)."""
-    import torchvision
-
-    return list(getattr(torchvision.datasets, DATASETS[dataset]).classes)
+    return list(getattr(torchvision_module().datasets, DATASETS[dataset]).classes)
 
 
 @contextlib.contextmanager
@@ -210,9 +242,7 @@ def load_dataset(dataset: str, data_dir: str, dtype: str = "float32", download: 
     present = [name for name in RAW_FILES.values() if os.path.exists(os.path.join(folder, name))]
     legacy = _legacy_present(data_dir, dataset)
 
-    import torchvision  # only here: the engines never need it
-
-    cls = getattr(torchvision.datasets, DATASETS[dataset])
+    cls = getattr(torchvision_module().datasets, DATASETS[dataset])
     if len(legacy) == len(LEGACY_FILES):
         return _dataset(dataset, _read_legacy(cls, data_dir, dataset, splits), dtype)
     if legacy and not present:
@@ -249,7 +279,7 @@ def load_dataset(dataset: str, data_dir: str, dtype: str = "float32", download: 
         reason = lines[-1] if lines else type(error).__name__
         if not download:
             reason = "downloading was not allowed"
-        raise DataError(_offline_message(data_dir, dataset, reason)) from None
+        raise DataError(_offline_message(data_dir, dataset, reason, splits)) from None
     check_raw_files(folder)  # what was just downloaded, checked like everything else
     return _dataset(dataset, read, dtype)
 

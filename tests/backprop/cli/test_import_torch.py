@@ -65,3 +65,29 @@ def test_an_import_without_data_resumes_on_data_of_another_size(capsys, trained,
     result = run_cli("train", "--resume", run, "--epochs", "1", "--data-dir", str(tmp_path / "data"), "--quiet")
     assert result.returncode == 0, result.stderr
     assert load_checkpoint(run).progress.epoch == 1
+
+
+def test_a_state_dict_that_is_not_the_default_preset_is_told_which_layers_were_assumed(tmp_path):
+    """A torch file of the user's own network, imported without --layers (and without export's
+    metadata), is compared with the lenet preset's layers: the error names them and --layers."""
+    import torch
+    from torch import nn
+
+    model = str(tmp_path / "mine.pt")
+    torch.save(nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                             nn.Linear(1568, 10)).state_dict(), model)
+    result = run_cli("import", model, "--out", str(tmp_path / "run"))
+    assert result.returncode == 1 and "state dict does not match the layers" in result.stderr, result.stderr
+    assert "the layers were the lenet preset's (conv2d(1, 6, 5" in result.stderr and "--layers TEXT" in result.stderr
+
+
+def test_export_import_evaluate_needs_no_options_the_run_had(capsys, trained, tmp_path):
+    """The export's metadata carries the layers, the dataset and the data folder the run read:
+    `import model.pt --out DIR` then `evaluate DIR` work as they are, and give the run's accuracy."""
+    model, run = str(tmp_path / "model.pt"), str(tmp_path / "run")
+    cli_out(capsys, "export", trained[1], "--to", model)
+    assert run_cli("import", model, "--out", run, cwd=str(tmp_path)).returncode == 0
+    evaluated = run_cli("evaluate", run, cwd=str(tmp_path))  # no ./data here: the recorded folder is used
+    assert evaluated.returncode == 0, evaluated.stderr
+    accuracy = json.loads(open(model + ".json").read())["test_accuracy"]
+    assert f"accuracy {accuracy:.4f}" in evaluated.stdout, evaluated.stdout

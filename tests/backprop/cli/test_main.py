@@ -204,3 +204,18 @@ def test_cli_trains_evaluates_and_exports_end_to_end(data_root, tmp_path):
         theirs = model(torch.from_numpy(dataset.test_x)).numpy()
     np.testing.assert_allclose(theirs, ours, rtol=0, atol=1e-5 * np.abs(ours).max())
     assert np.array_equal(theirs.argmax(1), ours.argmax(1))
+
+
+def test_a_torchvision_that_does_not_load_is_one_line_naming_both_versions(trained, tmp_path, monkeypatch):
+    """A torchvision built for another torch (a CUDA one beside a CPU-only torch fails with
+    "operator torchvision::nms does not exist") is named where it is first needed, with both
+    versions and how to reinstall them as a pair: never a traceback."""
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # `import torchvision` now fails
+    for command in (["evaluate", trained[1], "--data-dir", trained[0]],
+                    ["export", trained[1], "--to", str(tmp_path / "model.pt")],
+                    ["train", "--dataset", "fashion-mnist", "--data-dir", trained[0], "--out", str(tmp_path / "r")]):
+        result = run_cli(*command)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert "torchvision " in result.stderr and "does not load beside torch " in result.stderr
+        assert "as a pair" in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "model.pt").exists() and not (tmp_path / "r").exists()  # nothing half-written

@@ -187,3 +187,15 @@ def test_a_command_needs_only_the_split_it_reads(trained, tmp_path, kept, comman
     else:  # the message names the split and the files it needs
         missing = "t10k-images-idx3-ubyte" if kept == "train" else "train-images-idx3-ubyte"
         assert result.returncode == 1 and missing in result.stderr and "split needs" in result.stderr, result.stderr
+
+
+def test_no_data_for_a_command_that_reads_one_split_names_only_that_splits_files(tmp_path, monkeypatch):
+    """evaluate reads the test split only: the message lists the two t10k files, not all four."""
+    import torchvision
+
+    monkeypatch.setattr(torchvision.datasets.MNIST, "mirrors", ["http://127.0.0.1:9/"])
+    with pytest.raises(DataError) as info:
+        load_dataset("mnist", str(tmp_path / "empty"), splits=("test",))
+    message = str(info.value)
+    assert "these two uncompressed IDX files (the test split's" in message, message
+    assert "t10k-images-idx3-ubyte" in message and "train-images-idx3-ubyte" not in message
