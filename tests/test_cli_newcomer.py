@@ -97,7 +97,7 @@ def test_the_first_screen_tells_a_newcomer_what_they_need():
     for words in ("make test", "make train",  # the two set-up commands, with how long they take
                   ".venv/bin/backprop", "source .venv/bin/activate",  # how to call it
                   "--index-url https://download.pytorch.org/whl/cpu",  # a CPU-only torch
-                  "5.8 GB",  # the install size
+                  "5.9 GB",  # the install size
                   "../shared/datasets", "FashionMNIST/raw/", "(docs/data.md)",  # what the data folder is
                   "BLAS threads"):  # float32 results depend on the thread count
         assert words in first, words
