@@ -188,8 +188,9 @@ def write_pictures(engine: Engine, net: Any, x: np.ndarray, y: np.ndarray, names
     images, titles, key = weight_images(net.state_dict())
     paths = [os.path.join(out_dir, WEIGHTS_PNG), os.path.join(out_dir, MISTAKES_PNG)]
     shown = "a row per hidden unit, a column per input feature" if _input_weight(key) else f"first {len(images)}"
-    fig = image_grid(images, titles, title=f"{title}{key}: {shown}", cmap="RdBu_r", symmetric=True,
-                     colorbar="weight (one scale for every panel; 0 is white)")
+    # The bar's label stays one word: a long one ran past the figure's edge beside one row of panels.
+    fig = image_grid(images, titles, title=f"{title}{key}: {shown}; one colour scale for every panel, 0 white",
+                     cmap="RdBu_r", symmetric=True, colorbar="weight")
     save_figure(fig, paths[0])
     plt.close(fig)
     probabilities = predict_probabilities(engine, net, x)

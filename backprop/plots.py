@@ -138,8 +138,9 @@ def plot_bench(rows: list[dict[str, Any]], path: str, title: str = "") -> None:
             ax_ratio.errorbar([r["batch_size"] for r in pts], ratios, yerr=quartiles, marker="o", capsize=3,
                               color=line.get_color(), label=f"{engine} / {pts[0]['floor_library']} floor")
             shaky = [r for r in pts if r.get("unstable")]
+            # Above the error bars' own markers (zorder 3): drawn at the default level they were hidden.
             ax_ratio.plot([r["batch_size"] for r in shaky], [r["ratio_to_floor"] for r in shaky], linestyle="none",
-                          marker="o", markerfacecolor="white", color=line.get_color())
+                          marker="o", markerfacecolor="white", color=line.get_color(), zorder=3)
         for library in dict.fromkeys(r["floor_library"] for r in subset):
             floor = {r["batch_size"]: r for r in subset if r["floor_library"] == library}
             xs = sorted(floor)

@@ -102,7 +102,42 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
             finally:
                 option.tbstyle = "auto"
         report.sections.append(("Reproduce", reproduce_text(item)))
+        _record_failure(item)
     return report
+
+
+_FAILURES = pytest.StashKey[dict]()
+
+
+def _record_failure(item: pytest.Item) -> None:
+    """Note a failed harness test for the closing summary: its engine, and the layer kind when it
+    is one of test_layers' per-layer properties."""
+    callspec = getattr(item, "callspec", None)
+    params = callspec.params if callspec is not None else {}
+    module = getattr(getattr(item, "module", None), "__name__", "")
+    kind = params.get("kind") if module.endswith(".test_layers") else None
+    failures = item.config.stash.setdefault(_FAILURES, {})
+    layers, others = failures.setdefault(str(params.get("engine", "")), (set(), [0]))
+    if isinstance(kind, str):
+        layers.add(kind)
+    else:
+        others[0] += 1
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """After the failures: for each engine, the layers that fail on their own (test_layers), the
+    first thing to fix, since the network, optimizer and trajectory properties that failed too
+    build networks of those layers (a wrong Tanh backward fails an SGD trajectory as well)."""
+    from engine_core.specs import KINDS
+
+    for engine, (layers, others) in sorted(terminalreporter.config.stash.get(_FAILURES, {}).items()):
+        if not layers:
+            continue
+        names = ", ".join(sorted(KINDS[kind].class_name if kind in KINDS else kind for kind in layers))
+        then = (f"; {others[0]} other failing test{'s' if others[0] != 1 else ''} (networks, optimizers, "
+                "training) may fail only through them: fix these layers first" if others[0] else "")
+        terminalreporter.write_line(f"parity_tests: {engine or 'the engine'}: the layers that differ from torch on "
+                                    f"their own (test_layers): {names}{then}")
 
 
 def reproduce_text(item: pytest.Item) -> str:

@@ -75,7 +75,10 @@ def test_extreme_logits_give_a_finite_loss_and_the_exact_gradient(engine, dtype,
     logits = np.tile([magnitude, 0.0, -magnitude], (batch, 1))
     y = np.ones(batch, np.int64)
     loss, grad, _ = _loss_and_grad(engine, logits, y, dtype)
-    assert np.isfinite(loss) and np.all(np.isfinite(grad))
+    assert np.isfinite(loss) and np.all(np.isfinite(grad)), (
+        f"{engine.name}: logits ({magnitude:g}, 0, -{magnitude:g}) in {dtype} gave loss {loss} and a gradient "
+        f"{'with' if not np.all(np.isfinite(grad)) else 'without'} non-finite values: compute log-softmax as "
+        "z - max(z) - log(sum(exp(z - max(z)))) so that no exp overflows")
     expected_loss = float(np.asarray(magnitude, dtype))
     assert abs(loss - expected_loss) <= 4 * EPS[dtype] * expected_loss
     expected = np.tile([1.0, -1.0, 0.0], (batch, 1)) / batch

@@ -50,18 +50,29 @@ def test_state_dict_layout_is_in_by_out(engine):
     assert all(isinstance(v, np.ndarray) for v in state.values())
 
 
-@pytest.mark.parametrize("mutate, word", [
-    (lambda s: s.pop("2.bias"), "2.bias"),
-    (lambda s: s.update({"9.weight": np.zeros(1)}), "9.weight"),
-    (lambda s: s.update({"0.weight": np.zeros((3, 5))}), "0.weight"),
-    (lambda s: s.update({"0.bias": np.zeros(3, np.int64)}), "0.bias"),
-    (lambda s: s.update({"2.weight": np.full((3, 2), np.nan)}), "2.weight"),
-])
-def test_a_bad_state_dict_is_refused_naming_the_key_and_changes_nothing(engine, mutate, word):
+@pytest.mark.parametrize("fault, mutate, word", [
+    ("the key 2.bias missing", lambda s: s.pop("2.bias"), "2.bias"),
+    ("an unexpected key 9.weight", lambda s: s.update({"9.weight": np.zeros(1)}), "9.weight"),
+    ("0.weight of shape (3, 5) where (5, 3) is expected", lambda s: s.update({"0.weight": np.zeros((3, 5))}),
+     "0.weight"),
+    ("0.bias of integers", lambda s: s.update({"0.bias": np.zeros(3, np.int64)}), "0.bias"),
+    ("2.weight holding NaN", lambda s: s.update({"2.weight": np.full((3, 2), np.nan)}), "2.weight"),
+], ids=["missing", "unexpected", "shape", "dtype", "nan"])
+def test_a_bad_state_dict_is_refused_naming_the_key_and_changes_nothing(engine, fault, mutate, word):
+    """The protocol: load_state_dict refuses a state dict that does not fit, with a ValueError or
+    TypeError whose message names the key, and leaves the network as it was."""
     net = engine.MLP([5, 3, 2], seed=0)
     before = net.state_dict()
     bad = engine.MLP([5, 3, 2], seed=1).state_dict()
     mutate(bad)
-    with pytest.raises((ValueError, TypeError), match=word.replace(".", r"\.")):
+    what = f"{engine.name}: MLP([5, 3, 2]).load_state_dict of a state dict with {fault}"
+    try:
         net.load_state_dict(bad)
+    except (ValueError, TypeError) as error:
+        assert word in str(error), f"{what}: refused, but the message does not name {word}: {error}"
+    except Exception as error:
+        pytest.fail(f"{what} raised {type(error).__name__}: {error}; the protocol asks for a ValueError or "
+                    f"TypeError naming {word}")
+    else:
+        pytest.fail(f"{what} was accepted; the protocol asks for a ValueError or TypeError naming {word}")
     _assert_bitwise_equal(before, net.state_dict(), "after a refused load")

@@ -132,7 +132,7 @@ def _report_of(tbstyle: str, module: str) -> tuple[SimpleNamespace, list[str]]:
     ``tbstyle``: (the report, the styles the item's repr_failure was asked for)."""
     styles: list[str] = []
     config = SimpleNamespace(option=SimpleNamespace(tbstyle=tbstyle),
-                             invocation_params=SimpleNamespace(dir=Path.cwd()))
+                             invocation_params=SimpleNamespace(dir=Path.cwd()), stash=pytest.Stash())
 
     def repr_failure(excinfo):
         styles.append(config.option.tbstyle)
@@ -160,3 +160,56 @@ def test_the_harness_tests_are_reported_short_unless_the_user_chose_a_traceback_
     # Another project's test (the plugin is active wherever the package is installed) is left alone.
     report, styles = _report_of("auto", "tests.test_mine")
     assert styles == [] and report.longrepr == "the default repr" and report.sections == []
+
+
+LAX_ENGINE = """
+import numpy_net
+from numpy_net import *  # noqa: F403
+
+
+def MLP(*args, **kwargs):
+    net = numpy_net.MLP(*args, **kwargs)
+
+    def load_state_dict(state):
+        for key in net.state_dict():
+            state[key]  # a KeyError for a missing key; nothing else is checked, nothing loaded
+
+    net.load_state_dict = load_state_dict
+    return net
+
+
+class SGD(numpy_net.SGD):
+    def __init__(self, net, lr=0.01, **kwargs):
+        super().__init__(net, lr=abs(lr), **kwargs)  # a negative lr accepted without a word
+"""
+
+HALF_TANH = """
+import numpy_net
+from numpy_net import *  # noqa: F403
+
+
+class Tanh(numpy_net.Tanh):
+    def backward(self, delta, *args, **kwargs):
+        return super().backward(delta, *args, **kwargs) * 0.5
+"""
+
+
+def test_failures_of_the_protocol_say_what_the_protocol_asks_and_a_summary_names_the_failing_layers(
+        outside: pytest.Pytester):
+    """What a from-scratch engine trips over, said in the failure itself: a refusal torch.optim
+    makes and the engine does not (with torch's words), a state dict accepted or refused with the
+    wrong error (with what was wrong with it); and after the failures, the layers that fail on
+    their own, which other failing properties build on."""
+    outside.makepyfile(lax_engine=LAX_ENGINE, half_tanh=HALF_TANH)
+    result = outside.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--pyargs", "parity_tests.test_state_dict", "parity_tests.test_optimizers",
+        "parity_tests.test_layers", "--engine", "lax_engine", "--engine", "half_tanh",
+        "-k", "(lax_engine and (bad_state_dict or sgd_rejects)) or (half_tanh and tanh)")
+    out = result.stdout.str()
+    assert "lax_engine: SGD(lr=-1.0) was accepted; torch.optim refuses it with ValueError('Invalid learning rate: " \
+        "-1.0')" in out, out[-3000:]
+    assert "lax_engine: MLP([5, 3, 2]).load_state_dict of a state dict with the key 2.bias missing raised " \
+        "KeyError: '2.bias'; the protocol asks for a ValueError or TypeError naming 2.bias" in out, out[-3000:]
+    assert "with 0.weight of shape (3, 5) where (5, 3) is expected was accepted" in out, out[-3000:]
+    assert "Explanation:" not in out  # hypothesis's explain phase lists the harness's own lines
+    assert "parity_tests: half_tanh: the layers that differ from torch on their own (test_layers): Tanh" in out
