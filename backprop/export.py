@@ -353,7 +353,8 @@ def export_metadata(checkpoint: Checkpoint, model_path: str, source: str | None 
     """What the sidecar file beside an exported model says (metadata_path): the state dict's
     file, the input the model expects (per-sample shape, dtype, the pixel scaling and the
     transform's code), the dataset, its folder and its class names by label, where it came from (the
-    checkpoint file ``source``, its engine, epochs trained) and the run's last test accuracy."""
+    checkpoint file ``source``, its engine, epochs and batches trained) and the run's last test
+    accuracy (None for a checkpoint taken inside an epoch: those weights were never evaluated)."""
     from .datasets import class_names
 
     config = checkpoint.config

@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from typing import Any
+from typing import Any, NamedTuple
+
+from engine_core.specs import LayerSpec
 
 from ..architecture import format_layers, parse_layers
 from ..checkpoint import CHECKPOINT_NAME, checkpoint_meta, save_checkpoint
@@ -65,43 +67,58 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     return p
 
 
+class _Exported(NamedTuple):
+    """What export's metadata beside the model fills in for the options not given."""
+
+    layers: LayerSpec | None  # --layers (not with --preset, which stands for layers and dataset)
+    dataset: str | None  # --dataset (likewise)
+    data_dir: str | None  # --data-dir: the folder the run read its dataset from, if it still exists
+
+
+def _exported(args: argparse.Namespace) -> _Exported:
+    """The metadata's defaults for ``args``; ValueError naming the metadata file and the option to
+    give instead when a field it records cannot be used."""
+    sidecar = metadata_path(args.model)
+    layers, dataset = None, None
+    if args.preset is None:
+        text = None if args.layers else recorded(args.model, "layers")
+        if text is not None:
+            try:
+                layers = parse_layers(text)
+            except ValueError as error:
+                raise ValueError(f"{sidecar} records layers that do not parse ({error}); give --layers") from None
+        if args.dataset is None:
+            dataset = recorded(args.model, "dataset")
+            if dataset is not None and dataset not in DATASETS:
+                raise ValueError(f"{sidecar} records dataset {dataset!r}, expected one of {', '.join(DATASETS)}; "
+                                 "give --dataset")
+    folder = recorded(args.model, "data_dir")
+    same_data = (args.dataset or dataset) is not None and (args.dataset or dataset) == recorded(args.model, "dataset")
+    data_dir = folder if args.data_dir is None and same_data and folder and os.path.isdir(folder) else None
+    return _Exported(layers, dataset, data_dir)
+
+
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Import; returns the exit status."""
     preset = args.preset or "lenet"
-    sidecar = metadata_path(args.model)
-    # What export recorded fills in what the command line leaves out; --preset stands for both.
-    exported = None if args.layers or args.preset else recorded(args.model, "layers")
-    layers = args.layers
-    if exported is not None:
-        try:
-            layers = parse_layers(exported)
-        except ValueError as error:
-            return fail(f"{sidecar} records layers that do not parse ({error}); give --layers")
-    dataset = args.dataset
-    if dataset is None and args.preset is None:
-        dataset = recorded(args.model, "dataset")
-        if dataset is not None and dataset not in DATASETS:
-            return fail(f"{sidecar} records dataset {dataset!r}, expected one of {', '.join(DATASETS)}; "
-                        "give --dataset")
     try:
-        config = new_config(preset, layers=layers, dataset=dataset, limit=args.limit)
+        exported = _exported(args)
+    except ValueError as error:
+        return fail(str(error))
+    try:
+        config = new_config(preset, layers=args.layers or exported.layers, dataset=args.dataset or exported.dataset,
+                            limit=args.limit)
     except ConfigError as error:
         parser.error(str(error))
     check_data_dir(parser, args.data_dir)
-    # Without --data-dir, the folder the exported run read its dataset from (when it still exists)
-    # is recorded, unread, so that evaluate and train --resume find the data as they did for the run.
-    data_dir = args.data_dir
-    same_data = args.data_dir is None and config.dataset == recorded(args.model, "dataset")
-    exported_dir = recorded(args.model, "data_dir") if same_data else None
-    if data_dir is None and exported_dir and os.path.isdir(exported_dir):
-        data_dir = exported_dir
+    data_dir = args.data_dir or exported.data_dir  # recorded, unread: evaluate and resume find the data
     if not os.path.isfile(args.model):
         return fail(f"{args.model}: no such file")
     try:
         params, tracked = read_torch_state(args.model, config.network)
     except TorchImportError as error:
-        if exported:
-            source = f"; the layers were those {sidecar} records: give --layers for others"
+        if exported.layers is not None:
+            source = f"; the layers were those {metadata_path(args.model)} records: give --layers for others"
         elif not args.layers:
             default = "" if args.preset else ", import's default"
             source = (f"; the layers were the {preset} preset's ({format_layers(config.network)}{default}): "
@@ -127,5 +144,6 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         recorded_dir = {"data_dir": os.path.abspath(data_dir)} if data_dir else {}
         atomic_write_text(os.path.join(run_dir.path, "config.json"), json.dumps(
             {**config.to_json(), "engine": "torch.nn", **recorded_dir}, indent=2) + "\n")
-    print(f"wrote {path} ({config.network_summary()}, {config.dtype}) from {args.model}")
+    data = f"; data from {exported.data_dir}, as the exported run" if exported.data_dir else ""
+    print(f"wrote {path} ({config.network_summary()}, {config.dtype}) from {args.model}{data}")
     return 0
