@@ -71,6 +71,7 @@ class _Exported(NamedTuple):
     """What export's metadata beside the model fills in for the options not given."""
 
     layers: LayerSpec | None  # --layers (not with --preset, which stands for layers and dataset)
+    layers_from: str | None  # the metadata file the layers were read from
     dataset: str | None  # --dataset (likewise)
     data_dir: str | None  # --data-dir: the folder the run read its dataset from, if it still exists
 
@@ -79,7 +80,7 @@ def _exported(args: argparse.Namespace) -> _Exported:
     """The metadata's defaults for ``args``; ValueError naming the metadata file and the option to
     give instead when a field it records cannot be used."""
     sidecar = metadata_path(args.model)
-    layers, dataset = None, None
+    layers, dataset, text = None, None, None
     if args.preset is None:
         text = None if args.layers else recorded(args.model, "layers")
         if text is not None:
@@ -95,7 +96,7 @@ def _exported(args: argparse.Namespace) -> _Exported:
     folder = recorded(args.model, "data_dir")
     same_data = (args.dataset or dataset) is not None and (args.dataset or dataset) == recorded(args.model, "dataset")
     data_dir = folder if args.data_dir is None and same_data and folder and os.path.isdir(folder) else None
-    return _Exported(layers, dataset, data_dir)
+    return _Exported(layers, sidecar if text is not None else None, dataset, data_dir)
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -117,8 +118,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
         params, tracked = read_torch_state(args.model, config.network)
     except TorchImportError as error:
-        if exported.layers is not None:
-            source = f"; the layers were those {metadata_path(args.model)} records: give --layers for others"
+        if exported.layers_from:
+            source = f"; the layers were those {exported.layers_from} records: give --layers for others"
         elif not args.layers:
             default = "" if args.preset else ", import's default"
             source = (f"; the layers were the {preset} preset's ({format_layers(config.network)}{default}): "

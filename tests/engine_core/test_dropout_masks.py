@@ -4,7 +4,6 @@ engine, resumable from a saved generator state."""
 from __future__ import annotations
 
 import json
-import re
 
 import numpy as np
 import pytest
@@ -12,16 +11,7 @@ import pytest
 import numpy_net
 from engine_core.specs import LayerSpec
 from parity_tests.engines import Engine
-from tests.layer_stacks import EVERY_ENGINE, EVERY_ID, one_layer
-
-
-def _outcome(call) -> tuple[str, str]:
-    try:
-        call()
-    except (ValueError, TypeError, RuntimeError) as error:
-        return type(error).__name__, re.sub(r"numpy\.ndarray|torch\.Tensor", "ARRAY", str(error))
-    return "ok", ""
-
+from tests.layer_stacks import EVERY_ENGINE, EVERY_ID, one_layer, outcome
 
 
 # -- dropout ----------------------------------------------------------------------------------------
@@ -56,6 +46,6 @@ def test_a_saved_generator_state_resumes_the_exact_masks_in_any_engine(subject):
     assert all(np.array_equal(a, b) for a, b in zip(following, _masks(subject, other, (3, 4), 2)))
     state = resumed.rng_state()
     for bad in ({"bit_generator": "MT19937", "state": {}}, {"bit_generator": "PCG64"}, "PCG64", None):
-        kind, message = _outcome(lambda bad=bad: resumed.set_rng_state(bad))
+        kind, message = outcome(lambda bad=bad: resumed.set_rng_state(bad))
         assert kind == "ValueError" and "rng state" in message and "Dropout" in message, message
     assert resumed.rng_state() == state  # a refused state changes nothing

@@ -4,7 +4,6 @@ average, affine=False, eval mode, dropout's p."""
 
 from __future__ import annotations
 
-import re
 import warnings
 
 import numpy as np
@@ -14,18 +13,8 @@ from torch.nn import functional
 
 from engine_core.specs import LayerSpec
 from parity_tests.engines import Engine
-from tests.layer_stacks import BN1, BN2, EVERY_ENGINE, EVERY_ID, HAND_WRITTEN, ORACLE, one_layer
+from tests.layer_stacks import BN1, BN2, EVERY_ENGINE, EVERY_ID, HAND_WRITTEN, ORACLE, one_layer, outcome
 from torch_net import autograd
-
-
-def _outcome(call) -> tuple[str, str]:
-    try:
-        call()
-    except (ValueError, TypeError, RuntimeError) as error:
-        return type(error).__name__, re.sub(r"numpy\.ndarray|torch\.Tensor", "ARRAY", str(error))
-    return "ok", ""
-
-
 
 
 # -- batch norm across batches and modes --------------------------------------------------------------
@@ -142,7 +131,7 @@ def test_num_batches_tracked_is_an_int_that_counts_train_mode_forwards_and_refus
         (tracking, True, "TypeError", "num_batches_tracked: expected an integer >= 0, got bool True"),
         (free, 3, "ValueError", "num_batches_tracked: a layer with track_running_stats=False keeps no counter"),
     ]:
-        got_kind, message = _outcome(lambda layer=layer, value=value: setattr(layer, "num_batches_tracked", value))
+        got_kind, message = outcome(lambda layer=layer, value=value: setattr(layer, "num_batches_tracked", value))
         assert got_kind == kind and words in message and "BatchNorm1d(3, " in message, message
     assert (tracking.num_batches_tracked, free.num_batches_tracked) == (7, 0)  # a refused value changes nothing
 
