@@ -9,10 +9,13 @@ ARGS ?=
 
 .PHONY: test thorough harness train lint typecheck bench walkthrough clean
 
+# --no-compile: pip would byte-compile every module of torch and its CUDA libraries up front (the
+# install took 71 s with it, 48 s without); Python compiles what is imported, once, on first use
+# (importing everything the tests import took 9.0 s the first time, 8.8 s the second).
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --no-compile -e '.[test]'
 	touch $(STAMP)
 
 # The parity harness (parity_tests/), the application's own tests (tests/) and the walkthrough

@@ -111,7 +111,8 @@ def _split_top_level(text: str) -> list[str]:
         parts.pop()  # 'relu, linear(784, 10),': a trailing comma
     for index, part in enumerate(parts):
         if not part:
-            raise LayersSyntaxError(f"layer {index} is empty (a comma too many?) in {text!r}")
+            where = f"the layer after {parts[index - 1]!r}" if index else "the first layer"
+            raise LayersSyntaxError(f"{where} is empty (two commas in a row, or one at the start?) in {text!r}")
     return parts
 
 
@@ -137,6 +138,10 @@ def parse_layer(item: str) -> LayerSpec:
             between = " and ".join(repr(word) for word in words)
             raise LayersSyntaxError(f"{item!r}: a comma is missing between {between} (layers are separated by "
                                     "commas)") from None
+        call = re.fullmatch(r"\s*\w+\s*\((.*)\)\s*", item, flags=re.S)
+        if call and re.search(r"[\w'\")\]]\s+[\w'\"(\[-]", call.group(1)):
+            raise LayersSyntaxError(f"{item!r}: expected kind(arguments) with the arguments separated by commas "
+                                    "(a comma is missing between two of them?)") from None
         raise LayersSyntaxError(f"{item!r}: expected kind or kind(arguments)") from None
     return _parse_node(node, item)
 

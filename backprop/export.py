@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,7 +37,12 @@ from .sidecar import EXPORT_FORMAT, is_export_metadata, metadata_path
 
 
 class TorchImportError(ValueError):
-    """A .pt file that cannot be imported; the message is one line naming the file and why."""
+    """A .pt file that cannot be imported; the message is one line naming the file and why.
+    ``mismatch``: the file is a state dict, but of another network (keys or shapes)."""
+
+    def __init__(self, message: str, mismatch: bool = False) -> None:
+        super().__init__(message)
+        self.mismatch = mismatch
 
 
 # The classes an exported network needs beyond torch.nn's, by class name: Python source that runs
@@ -259,8 +265,13 @@ def read_torch_state(path: str, network: LayerSpec) -> tuple[dict[str, np.ndarra
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many kinds for a bad file: all are one-line errors here
+        text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(error)).split())  # torch's message has ANSI bold
+        if "Weights only load failed" in text:  # a pickled object other than tensors: torch.save(model)
+            raise TorchImportError(f"{path}: a whole pickled object, not a state dict (torch.save(model) stores "
+                                   "the model's class, which weights_only loading never runs): save "
+                                   "torch.save(model.state_dict(), PATH) and import that") from None
         raise TorchImportError(f"{path}: not a readable torch state dict ({type(error).__name__}: "
-                           f"{' '.join(str(error).split())[:200]})") from None
+                               f"{text[:200]})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise TorchImportError(f"{path}: expected a state dict (a dict of tensors, torch.save(model.state_dict())), "
                            f"got {type(state).__name__}")
@@ -270,7 +281,7 @@ def read_torch_state(path: str, network: LayerSpec) -> tuple[dict[str, np.ndarra
     try:
         return from_torch_layout(network, arrays, dtype)
     except (ValueError, TypeError) as error:
-        raise TorchImportError(f"{path}: {' '.join(str(error).split())}") from None
+        raise TorchImportError(f"{path}: {' '.join(str(error).split())}", mismatch=True) from None
 
 
 # The floating types NumPy holds as they are; torch's others (bfloat16, the float8 kinds) have

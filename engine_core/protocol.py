@@ -120,9 +120,17 @@ def check_engine_module(module: ModuleType) -> None:
 
 
 def traits(module: ModuleType) -> Traits:
-    """The engine's declared traits, with the defaults for a module that declares none."""
+    """The engine's declared traits, with the defaults for a module that declares none. Its name is
+    its NAME, or its module path where it has none, or where its NAME is one of this repository's
+    engines' (numpy, torch, autograd) that it only re-exported (``from numpy_net import *``): a
+    modified copy must not run, and be recorded in checkpoints, as the engine it copied."""
+    from .loading import ENGINES
+
+    name = str(getattr(module, "NAME", module.__name__))
+    if ENGINES.get(name, module.__name__) != module.__name__:
+        name = module.__name__
     return Traits(
-        name=str(getattr(module, "NAME", module.__name__)),
+        name=name,
         accumulates_gradients=bool(getattr(module, "ACCUMULATES_GRADIENTS", False)),
         devices=tuple(getattr(module, "DEVICES", ("cpu",))),
         training_kwargs=dict(getattr(module, "TRAINING_KWARGS", {})),

@@ -1,6 +1,6 @@
 """Where the walkthrough notebook finds its data: the README's data folder beside the repository,
 else a small synthetic dataset in the same format (said loudly, since nothing computed on it is a
-result). Kept out of the notebook so that its first cell is about the network, not about paths."""
+result). Kept out of the notebook, whose setup cell it makes one line instead of forty."""
 
 from __future__ import annotations
 

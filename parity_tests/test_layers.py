@@ -74,7 +74,7 @@ def test_every_layer_matches_the_oracle_forward_backward_and_state(engine, kind,
     floor = float(np.finfo(case.dtype).tiny) / rtol
     scale_out = max(max_abs([want["out"], case.x]), floor)
     what = f"{engine.name}: {case.spec!r} ({'train' if case.training else 'eval'}, {case.dtype})"
-    _close(f"{what}: output", got["out"], want["out"], scale_out, rtol)
+    _close(f"{what}: output", got["out"], want["out"], scale_out, rtol, case.dtype)
     scale_back = max(max_abs([want["dx"], case.delta, *want["grads"].values()]), floor)
     assert sorted(got["grads"]) == sorted(want["grads"]), f"{what}: gradient keys"
     # Every backward quantity is checked before one fails, so that the report names each one that
@@ -84,7 +84,7 @@ def test_every_layer_matches_the_oracle_forward_backward_and_state(engine, kind,
     for name, field, key in backward:
         g, w = (got[field], want[field]) if key is None else (got[field][key], want[field][key])
         try:
-            _close(f"{what}: {name}", g, w, scale_back, rtol)
+            _close(f"{what}: {name}", g, w, scale_back, rtol, case.dtype)
         except Mismatch as error:
             failures.append((name, str(error).removeprefix(f"{what}: ")))
     if failures:
@@ -93,11 +93,12 @@ def test_every_layer_matches_the_oracle_forward_backward_and_state(engine, kind,
     assert list(got["state"]) == list(want["state"]), f"{what}: state keys {list(got['state'])}"
     for key in want["state"]:
         _close(f"{what}: state[{key!r}]", got["state"][key], want["state"][key],
-               max(max_abs([want["state"][key], case.x]), floor), rtol)
+               max(max_abs([want["state"][key], case.x]), floor), rtol, case.dtype)
 
 
-def _close(what: str, got: np.ndarray, want: np.ndarray, scale: float, rtol: float) -> None:
-    check_close(what, got, want, scale, "float64", rtol=rtol)
+def _close(what: str, got: np.ndarray, want: np.ndarray, scale: float, rtol: float, dtype: str) -> None:
+    """check_close of the float64 copies, its message naming the case's ``dtype`` (whose rtol it is)."""
+    check_close(what, got, want, scale, dtype, rtol=rtol)
 
 
 @pytest.mark.parametrize("kind", KINDS)

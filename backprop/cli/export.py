@@ -24,8 +24,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                                    "(also in MODEL_PT.json beside it, with the classes and the run's accuracy).")
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint.npz, or the run directory holding it")
     p.add_argument("--to", required=True, metavar="MODEL_PT",
-                   help="the .pt file to write, in an existing directory (required; an existing file other than "
-                        "the checkpoint is replaced)")
+                   help="the .pt file to write, in an existing directory (required; an earlier export there, with "
+                        "its MODEL_PT.json, is replaced; any other existing file is refused)")
     return p
 
 
@@ -43,10 +43,15 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         path = checkpoint_path(args.checkpoint)
         if os.path.exists(args.to) and os.path.samefile(args.to, path):
             parser.error(f"--to {args.to}: that is the checkpoint itself; name another file")
+        # Only an earlier export (the file and its metadata) is replaced: never a run's metrics.csv or
+        # config.json, the checkpoint, or any other file of the user's (nothing was overwritten).
+        if os.path.exists(args.to) and not is_export_metadata(sidecar):
+            parser.error(f"--to {args.to}: the file exists and is no earlier export (no {os.path.basename(sidecar)} "
+                         "beside it); name a new file (nothing was overwritten)")
         checkpoint = load_checkpoint(path)
     except CheckpointError as error:
         return fail(str(error))
     code = export_torch(checkpoint, args.to, load_path=os.path.abspath(args.to), source=path)
     print(f"wrote {args.to} and {metadata_path(args.to)} (the input it expects, the classes, the run's accuracy); "
-          f"`transform` below makes an image that input; these Python lines load it:\n{code}")
+          f"`transform` below turns an image into that input; these Python lines load it:\n{code}")
     return 0

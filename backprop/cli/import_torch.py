@@ -118,7 +118,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
         params, tracked = read_torch_state(args.model, config.network)
     except TorchImportError as error:
-        if exported.layers_from:
+        if not error.mismatch:
+            source = ""
+        elif exported.layers_from:
             source = f"; the layers were those {exported.layers_from} records: give --layers for others"
         elif not args.layers:
             default = "" if args.preset else ", import's default"
@@ -145,6 +147,11 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         recorded_dir = {"data_dir": os.path.abspath(data_dir)} if data_dir else {}
         atomic_write_text(os.path.join(run_dir.path, "config.json"), json.dumps(
             {**config.to_json(), "engine": "torch.nn", **recorded_dir}, indent=2) + "\n")
-    data = f"; data from {exported.data_dir}, as the exported run" if exported.data_dir else ""
-    print(f"wrote {path} ({config.network_summary()}, {config.dtype}) from {args.model}{data}")
+    if args.dataset or exported.dataset:
+        which = config.dataset + ("" if args.dataset else f" (as {metadata_path(args.model)} records)")
+    else:
+        which = f"{config.dataset} (the default: give --dataset for another)"
+    folder = data_dir or "none yet (evaluate and train --resume take --data-dir)"
+    print(f"wrote {path} ({config.network_summary()}, {config.dtype}) from {args.model}; dataset {which}, "
+          f"data folder {folder}")
     return 0

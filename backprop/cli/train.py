@@ -339,9 +339,9 @@ def _warn_idle_epochs(trainer: Trainer, config: TrainConfig, engine: Engine, dat
     epochs = f"epoch {idle[0]}" if len(idle) == 1 else f"epochs {', '.join(map(str, idle))}"
     t_max = config.t_max or config.epochs
     print(f"train: warning: {epochs} will train at lr 0 and update no weight: the cosine schedule's T_max was fixed "
-          f"at {t_max} epoch{'s' if t_max != 1 else ''} when the run was created, and stepped on past it torch's "
-          f"CosineAnnealingLR comes back: lr 0 at epochs {t_max + 1}, {3 * t_max + 1}, ..., rising in between. To "
-          "anneal over "
+          f"at {t_max} epoch{'s' if t_max != 1 else ''} when the run was created. Past T_max torch's "
+          f"CosineAnnealingLR does not stop: it rises again, with lr 0 at epochs {t_max + 1}, {3 * t_max + 1}, "
+          "and so on. To anneal over "
           f"{config.epochs} epoch{'s' if config.epochs != 1 else ''} instead, start a new run: "
           f"{new_run_command(config, engine, data_dir, epochs=config.epochs)}", file=sys.stderr)
 

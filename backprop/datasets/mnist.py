@@ -163,7 +163,7 @@ def torchvision_module() -> Any:
     torchvision::nms does not exist"). The engines never need it: only the data and class names."""
     try:
         import torchvision
-    except Exception as error:  # RuntimeError, ImportError, OSError: all mean the same mismatch here
+    except Exception as error:  # RuntimeError, ImportError, OSError: a mismatched pair, almost always
         from importlib import metadata
 
         def installed(name: str) -> str:
@@ -175,10 +175,10 @@ def torchvision_module() -> Any:
         detail = " ".join(str(error).split())[:200]
         raise TorchvisionError(
             f"torchvision {installed('torchvision')} does not load beside torch {installed('torch')} "
-            f"({type(error).__name__}: {detail}): the two are builds that do not go together (a CPU-only torch "
-            "with a CUDA torchvision, or versions of different releases). Install them again as a pair from "
-            "one place, e.g. `pip install --force-reinstall torch torchvision` (or both with the same "
-            "--index-url)") from None
+            f"({type(error).__name__}: {detail}), most often because the two are builds that do not go "
+            "together (a CPU-only torch with a CUDA torchvision, or versions of different releases). Install "
+            "them again as a pair from one place, e.g. `pip install --force-reinstall torch torchvision` "
+            "(or both with the same --index-url)") from None
     return torchvision
 
 

@@ -164,3 +164,15 @@ def test_the_harness_accepts_the_cli_names_and_module_paths_on_the_command_line(
     names = [*ENGINES, "numpy_net", "parity_tests.fixtures.notebook_engine"]
     plugin.pytest_configure(SimpleNamespace(getoption=lambda option: names))  # type: ignore[arg-type]
     assert parity_tests.engines.load_engine("numpy").module.__name__ == "numpy_net"  # not NumPy itself
+
+
+def test_a_copy_of_an_engine_is_named_by_its_module_not_by_the_name_it_re_exports(bare_cwd: Path):
+    """`from numpy_net import *` brings numpy_net's NAME along: the copy (a broken layer, say) must
+    not train, print and record checkpoints as "numpy"; a NAME of its own is kept."""
+    from engine_core.protocol import traits
+
+    (bare_cwd / "pending_copy.py").write_text("from numpy_net import *  # noqa: F403\n")
+    (bare_cwd / "pending_named.py").write_text("from numpy_net import *  # noqa: F403\nNAME = 'mine'\n")
+    assert traits(import_engine("pending_copy")).name == "pending_copy"
+    assert traits(import_engine("pending_named")).name == "mine"
+    assert [traits(import_engine(name)).name for name in ENGINES] == list(ENGINES)

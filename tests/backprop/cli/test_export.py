@@ -112,6 +112,12 @@ def test_export_never_writes_its_metadata_over_a_file_it_did_not_write(capsys, t
     (tmp_path / "m.pt.json").mkdir()
     result = run_cli("export", run, "--to", str(tmp_path / "m.pt"))
     assert result.returncode == 2 and "is a directory" in result.stderr and not (tmp_path / "m.pt").exists()
+    for name in ("metrics.csv", "config.json"):  # the model file itself: only an earlier export is replaced
+        before = open(os.path.join(run, name), "rb").read()
+        result = run_cli("export", run, "--to", os.path.join(run, name))
+        assert result.returncode == 2 and "is no earlier export" in result.stderr, result.stderr
+        assert open(os.path.join(run, name), "rb").read() == before
+        assert not os.path.exists(os.path.join(run, name + ".json"))
     model = str(tmp_path / "model.pt")
     cli_out(capsys, "export", run, "--to", model)
     cli_out(capsys, "export", run, "--to", model)  # again: its own metadata is not in the way

@@ -67,6 +67,20 @@ def test_an_import_without_data_resumes_on_data_of_another_size(capsys, trained,
     assert load_checkpoint(run).progress.epoch == 1
 
 
+def test_a_whole_pickled_model_is_told_to_save_its_state_dict(tmp_path):
+    """torch.save(model) pickles the class: weights_only loading refuses it, and the message says
+    what to save instead (torch's own is cut, with terminal escape codes), not to give --layers."""
+    import torch
+    from torch import nn
+
+    model = str(tmp_path / "whole.pt")
+    torch.save(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), model)
+    result = run_cli("import", model, "--out", str(tmp_path / "run"))
+    assert result.returncode == 1 and "a whole pickled object, not a state dict" in result.stderr, result.stderr
+    assert "torch.save(model.state_dict(), PATH)" in result.stderr
+    assert "\x1b[" not in result.stderr and "--layers" not in result.stderr
+
+
 def test_a_state_dict_that_is_not_the_default_preset_is_told_which_layers_were_assumed(tmp_path):
     """A torch file of the user's own network, imported without --layers (and without export's
     metadata), is compared with the lenet preset's layers: the error names them and --layers."""
