@@ -117,15 +117,20 @@ def confident_mistakes(probabilities: np.ndarray, labels: np.ndarray, count: int
     return wrong[order][:count]
 
 
-def confidence_text(p: float) -> str:
-    """A probability as a panel shows it: two decimals, or as many more as it takes to tell it
-    from 1 (0.99971, not 1.00), up to 6; ">0.999999" beyond."""
-    if p < 0.995:
-        return f"{p:.2f}"
+def confidence_digits(p: float) -> int:
+    """The decimals that tell the probability ``p`` from 1: two, or more (0.99971 needs 5), up to 6."""
+    if p < 0.995 or 1 - p < 1e-6:
+        return 2 if p < 0.995 else 6
+    return min(6, 1 - math.floor(math.log10(1 - p)))
+
+
+def confidence_text(p: float, digits: int | None = None) -> str:
+    """A probability as a panel shows it: to ``digits`` decimals (default confidence_digits(p)), so
+    never as 1 (0.99971, not 1.00); ">0.999999" beyond 6. A grid passes the most any of its panels
+    needs, so that its descending confidences read as descending (0.99918, 0.99810, 0.99000)."""
     if 1 - p < 1e-6:
         return ">0.999999"
-    digits = min(6, 1 - math.floor(math.log10(1 - p)))
-    return f"{p:.{digits}f}"
+    return f"{p:.{confidence_digits(p) if digits is None else digits}f}"
 
 
 def mistake_images(x: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, names: list[str],
@@ -136,8 +141,10 @@ def mistake_images(x: np.ndarray, labels: np.ndarray, probabilities: np.ndarray,
     side = math.isqrt(int(np.prod(x.shape[1:])))
     images = (np.asarray(x[indices], np.float64).reshape(len(indices), side, side) + 1) / 2
     predicted = probabilities[indices].argmax(axis=1)
-    titles = [f"true {names[labels[i]]}\npred {names[p]} {confidence_text(probabilities[i, p])}"
-              for i, p in zip(indices, predicted)]
+    shown = [float(probabilities[i, p]) for i, p in zip(indices, predicted)]
+    digits = max((confidence_digits(p) for p in shown), default=2)  # one precision for the whole grid
+    titles = [f"true {names[labels[i]]}\npred {names[p]} {confidence_text(q, digits)}"
+              for i, p, q in zip(indices, predicted, shown)]
     return images, titles, indices
 
 

@@ -147,6 +147,16 @@ def test_a_mistakes_confidence_is_never_shown_as_1(p, shown):
     assert confidence_text(p) == shown
 
 
+def test_a_grid_of_mistakes_shows_every_confidence_to_one_precision():
+    """The most a panel needs, for all of them: 0.99918, 0.99810, 0.99000 read as descending,
+    where 0.99918, 0.9981, 0.99 did not."""
+    from backprop.pictures import mistake_images
+
+    probabilities = np.array([[0.00082, 0.99918], [0.0019, 0.9981], [0.01, 0.99]])
+    _, titles, _ = mistake_images(np.zeros((3, 784)), np.zeros(3, np.int64), probabilities, ["a", "b"], count=3)
+    assert [title.split()[-1] for title in titles] == ["0.99918", "0.99810", "0.99000"]
+
+
 def test_the_weights_picture_has_one_colour_scale_with_a_bar():
     from backprop import pictures
 
