@@ -119,8 +119,10 @@ def confident_mistakes(probabilities: np.ndarray, labels: np.ndarray, count: int
 
 def confidence_digits(p: float) -> int:
     """The decimals that tell the probability ``p`` from 1: two, or more (0.99971 needs 5), up to 6."""
-    if p < 0.995 or 1 - p < 1e-6:
-        return 2 if p < 0.995 else 6
+    if p < 0.995:
+        return 2
+    if 1 - p < 1e-6:
+        return 6
     return min(6, 1 - math.floor(math.log10(1 - p)))
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import shlex
+from dataclasses import dataclass, field
 
 import pytest
 
@@ -106,7 +107,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     return report
 
 
-_FAILURES = pytest.StashKey[dict]()
+@dataclass
+class _Failures:
+    """One engine's failed harness tests: the layer kinds test_layers failed, and how many others."""
+
+    layers: set[str] = field(default_factory=set)
+    others: int = 0
+
+
+_FAILURES = pytest.StashKey[dict[str, _Failures]]()
 
 
 def _record_failure(item: pytest.Item) -> None:
@@ -116,12 +125,11 @@ def _record_failure(item: pytest.Item) -> None:
     params = callspec.params if callspec is not None else {}
     module = getattr(getattr(item, "module", None), "__name__", "")
     kind = params.get("kind") if module.endswith(".test_layers") else None
-    failures = item.config.stash.setdefault(_FAILURES, {})
-    layers, others = failures.setdefault(str(params.get("engine", "")), (set(), [0]))
+    failures = item.config.stash.setdefault(_FAILURES, {}).setdefault(str(params.get("engine", "")), _Failures())
     if isinstance(kind, str):
-        layers.add(kind)
+        failures.layers.add(kind)
     else:
-        others[0] += 1
+        failures.others += 1
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -130,12 +138,12 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     build networks of those layers (a wrong Tanh backward fails an SGD trajectory as well)."""
     from engine_core.specs import KINDS
 
-    for engine, (layers, others) in sorted(terminalreporter.config.stash.get(_FAILURES, {}).items()):
-        if not layers:
+    for engine, failed in sorted(terminalreporter.config.stash.get(_FAILURES, {}).items()):
+        if not failed.layers:
             continue
-        names = ", ".join(sorted(KINDS[kind].class_name if kind in KINDS else kind for kind in layers))
-        then = (f"; {others[0]} other failing test{'s' if others[0] != 1 else ''} (networks, optimizers, "
-                "training) may fail only through them: fix these layers first" if others[0] else "")
+        names = ", ".join(sorted(KINDS[kind].class_name if kind in KINDS else kind for kind in failed.layers))
+        then = (f"; {failed.others} other failing test{'s' if failed.others != 1 else ''} (networks, optimizers, "
+                "training) may fail only through them: fix these layers first" if failed.others else "")
         terminalreporter.write_line(f"parity_tests: {engine or 'the engine'}: the layers that differ from torch on "
                                     f"their own (test_layers): {names}{then}")
 

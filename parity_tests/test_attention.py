@@ -112,14 +112,14 @@ def test_masked_self_attention_gives_torchs_output_and_gradients(engine, kind, d
     rtol = 1e-10 if case.dtype == "float64" else CATALOG[kind].rtol32
     floor = float(np.finfo(case.dtype).tiny) / rtol
     what = f"{engine.name}: {case.spec!r} ({case.dtype}) with masks {sorted(given_masks)}"
-    check_close(f"{what}: output", got["out"], want["out"], max(max_abs([want["out"], case.x]), floor), "float64",
+    check_close(f"{what}: output", got["out"], want["out"], max(max_abs([want["out"], case.x]), floor), case.dtype,
                 rtol=rtol)
     scale = max(max_abs([want["dx"], case.delta, *want["grads"].values()]), floor)
     differing = []
     for name, a, b in [("dL/dx", got["dx"], want["dx"]),
                        *((f"grads[{k!r}]", got["grads"].get(k), v) for k, v in want["grads"].items())]:
         try:
-            check_close(f"{what}: {name}", a, b, scale, "float64", rtol=rtol)
+            check_close(f"{what}: {name}", a, b, scale, case.dtype, rtol=rtol)
         except AssertionError as error:
             differing.append((name, error))
     if differing:

@@ -12,9 +12,9 @@ import io
 import os
 import sys
 from collections.abc import Callable
-from importlib import metadata
 
 from ..datasets import TorchvisionError
+from ..versions import installed_version
 from . import bench, compare, evaluate, export, import_torch, train
 from .options import EXIT_BROKEN_PIPE, EXIT_DATA, EXIT_INTERRUPTED, Parser, fail
 
@@ -28,13 +28,7 @@ DISTRIBUTION = "backprop-by-hand"
 def version() -> str:
     """``backprop 0.2.0 (numpy 2.4.6, torch 2.14.1, python 3.11.7)``, from the installed metadata
     (nothing is imported)."""
-
-    def installed(name: str) -> str:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            return "not installed"
-
+    installed = installed_version
     python = ".".join(map(str, sys.version_info[:3]))
     return (f"backprop {installed(DISTRIBUTION)} (numpy {installed('numpy')}, torch {installed('torch')}, "
             f"torchvision {installed('torchvision')}, python {python})")

@@ -79,7 +79,7 @@ class _Exported(NamedTuple):
 def _exported(args: argparse.Namespace) -> _Exported:
     """The metadata's defaults for ``args``; ValueError naming the metadata file and the option to
     give instead when a field it records cannot be used."""
-    sidecar = metadata_path(args.model)
+    sidecar, recorded_dataset = metadata_path(args.model), recorded(args.model, "dataset")
     layers, dataset, text = None, None, None
     if args.preset is None:
         text = None if args.layers else recorded(args.model, "layers")
@@ -89,12 +89,12 @@ def _exported(args: argparse.Namespace) -> _Exported:
             except ValueError as error:
                 raise ValueError(f"{sidecar} records layers that do not parse ({error}); give --layers") from None
         if args.dataset is None:
-            dataset = recorded(args.model, "dataset")
+            dataset = recorded_dataset
             if dataset is not None and dataset not in DATASETS:
                 raise ValueError(f"{sidecar} records dataset {dataset!r}, expected one of {', '.join(DATASETS)}; "
                                  "give --dataset")
     folder = recorded(args.model, "data_dir")
-    same_data = (args.dataset or dataset) is not None and (args.dataset or dataset) == recorded(args.model, "dataset")
+    same_data = (args.dataset or dataset) is not None and (args.dataset or dataset) == recorded_dataset
     data_dir = folder if args.data_dir is None and same_data and folder and os.path.isdir(folder) else None
     return _Exported(layers, sidecar if text is not None else None, dataset, data_dir)
 

@@ -27,6 +27,7 @@ DATASETS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 # split -> file name in <Dataset>/processed/ (torchvision's training_file / test_file)
 LEGACY_FILES = {"train": "training.pt", "test": "test.pt"}
 EPOCH_SAMPLES = 60_000  # the training split's size in both datasets
+SPLITS = ("train", "test")
 IMAGE_SHAPE = (28, 28)
 
 
@@ -51,7 +52,7 @@ def processed_dir(data_dir: str, dataset: str) -> str:
     return os.path.join(data_dir, DATASETS[dataset], "processed")
 
 
-def _offline_message(data_dir: str, dataset: str, reason: str, splits: tuple[str, ...] = ("train", "test")) -> str:
+def _offline_message(data_dir: str, dataset: str, reason: str, splits: tuple[str, ...] = SPLITS) -> str:
     """No data, no download: the files that would do (only those of ``splits``, the ones the
     command reads), both layouts, and how to provide them."""
     folder = raw_dir(data_dir, dataset)
@@ -164,13 +165,7 @@ def torchvision_module() -> Any:
     try:
         import torchvision
     except Exception as error:  # RuntimeError, ImportError, OSError: a mismatched pair, almost always
-        from importlib import metadata
-
-        def installed(name: str) -> str:
-            try:
-                return metadata.version(name)
-            except metadata.PackageNotFoundError:
-                return "not installed"
+        from ..versions import installed_version as installed
 
         detail = " ".join(str(error).split())[:200]
         raise TorchvisionError(
@@ -216,7 +211,6 @@ def _hint(data_dir: str, dataset: str) -> str:
     return ""
 
 
-SPLITS = ("train", "test")
 
 
 def load_dataset(dataset: str, data_dir: str, dtype: str = "float32", download: bool = True,
