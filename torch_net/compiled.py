@@ -34,6 +34,7 @@ with BatchNorm compile at every step until Dynamo's recompile limit, where the s
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import types
@@ -112,9 +113,10 @@ def compiled_step(net: Sequential, optimizer: Optimizer, loss_fn: SoftmaxCrossEn
     return step
 
 
+@functools.cache
 def compile_available() -> str | None:
     """None when torch.compile works here (tried on a tiny model, forward and backward), else why
-    not, in one line (no C++ compiler, an unsupported Python, ...)."""
+    not, in one line (no C++ compiler, an unsupported Python, ...). Tried once a process."""
     try:
         model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
         torch.compile(model)(torch.ones(2, 4)).sum().backward()

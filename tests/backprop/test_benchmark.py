@@ -188,13 +188,17 @@ def test_a_case_runs_in_a_fresh_process_and_returns_its_rows():
         run_isolated(CaseRequest(("no_such_engine_module",), "cpu", "notebook", 8, settings, None, None, False))
 
 
-def test_the_compiled_row_is_skipped_with_the_reason_when_torch_compile_fails(monkeypatch):
+def test_the_compiled_row_is_skipped_with_the_reason_when_torch_compile_fails(monkeypatch, request):
     import torch
 
     def refuse(*args, **kwargs):
         raise RuntimeError("no C++ compiler\nfound")
 
+    from torch_net.compiled import compile_available
+
     monkeypatch.setattr(torch, "compile", refuse)
+    compile_available.cache_clear()  # its answer is kept for the process: ask again, and forget this one after
+    request.addfinalizer(compile_available.cache_clear)
     reference = CompiledReference(load_engine("autograd"), load_engine("torch"))
     assert not reference.available()
     assert reference.reason == "torch.compile failed on a tiny model (RuntimeError: no C++ compiler found)"

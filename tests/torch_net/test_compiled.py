@@ -28,8 +28,15 @@ TORCH = Engine(torch_net)
 
 
 EXAMPLES = max(2, settings.default.max_examples // 20)
-REASON = compile_available()
-pytestmark = pytest.mark.skipif(REASON is not None, reason=f"torch.compile does not work here: {REASON}")
+
+
+@pytest.fixture(autouse=True)
+def _compile_works() -> None:
+    # Asked when a test of this module runs, not when it is collected: trying torch.compile imports
+    # torch._dynamo and compiles a graph (~10 s), which every xdist worker would pay at collection.
+    reason = compile_available()
+    if reason is not None:
+        pytest.skip(f"torch.compile does not work here: {reason}")
 
 
 def _compiled_history(spec, opt_spec, batch_list, reference):

@@ -1,4 +1,4 @@
-"""Case 8: what a newcomer needs: the README (the front door, at most 160 lines) says how to call
+"""The README and docs/: what a newcomer needs. The README (the front door, at most 160 lines) says how to call
 `backprop`, where the data goes and how to install without a GPU, and links every page of docs/;
 every command in the README's and the docs' code blocks is a valid one, every relative link
 resolves, and docs/cli.md lists exactly the options `--help` shows; a network without hidden

@@ -1,0 +1,130 @@
+"""examples/: the walkthrough notebook uses the public API only (the engines' ``__all__`` and the
+functions docs/library.md lists), and walkthrough_data.find_data says which data it runs on. The
+notebook itself runs top to bottom in `make test` (nbmake)."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import json
+import os
+import sys
+
+import pytest
+
+from backprop.datasets import write_synthetic_dataset
+from tests.helpers import ROOT
+
+NOTEBOOK = os.path.join(ROOT, "examples", "walkthrough.ipynb")
+PROJECT = ("backprop", "engine_core", "numpy_net", "torch_net", "parity_tests")
+# Modules with the engine interface: their public names are numpy_net's __all__.
+ENGINES = ("numpy_net", "torch_net", "torch_net.autograd", "parity_tests.fixtures.notebook_engine")
+
+
+def _code() -> ast.Module:
+    with open(NOTEBOOK, encoding="utf-8") as f:
+        cells = json.load(f)["cells"]
+    return ast.parse("\n".join("".join(cell["source"]) for cell in cells if cell["cell_type"] == "code"))
+
+
+def _documented() -> set[str]:
+    """Every dotted name in backprop.x.y / engine_core.x.y form that docs/library.md writes in backticks."""
+    with open(os.path.join(ROOT, "docs", "library.md"), encoding="utf-8") as f:
+        text = f.read()
+    table = text[text.index("## The application's functions"):]
+    names = set()
+    for cell in table.split("`")[1::2]:
+        head = cell.split("(")[0]
+        if head.startswith(("backprop.", "engine_core.")):
+            names.add(head)
+    # "engine_core.specs.LayerSpec, build(...), sequential(...)": the names listed after a module's first one
+    for row in table.splitlines():
+        first = next((c.split("(")[0] for c in row.split("`")[1::2] if c.startswith("engine_core.")), None)
+        if first:
+            module = first.rpartition(".")[0]
+            names.update(f"{module}.{c.split('(')[0]}" for c in row.split("`")[1::2] if c[:1].isalpha()
+                         and "." not in c.split("(")[0])
+    return names
+
+
+def _public_uses(tree: ast.Module) -> list[tuple[str, str]]:
+    """(module, name) for every project name the notebook imports or reads off an imported module
+    (``import numpy_net as E`` then ``E.MLP``; E may name several modules in turn)."""
+    uses, aliases = [], {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(PROJECT):
+            uses += [(node.module, alias.name) for alias in node.names]
+            for alias in node.names:  # `from torch_net import autograd`: a module
+                if f"{node.module}.{alias.name}" in ENGINES:
+                    aliases.setdefault(alias.asname or alias.name, set()).add(f"{node.module}.{alias.name}")
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith(PROJECT):
+                    aliases.setdefault(alias.asname or alias.name, set()).add(alias.name)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases:
+            uses += [(module, node.attr) for module in aliases[node.value.id]]
+    return sorted(set(uses))
+
+
+def test_the_notebook_uses_only_the_engines_interface_and_the_documented_functions():
+    import numpy_net
+
+    documented = _documented()
+    assert "backprop.cli.main" in documented and "engine_core.specs.build" in documented  # the parse works
+    for dotted in documented - {"engine_core.specs"}:  # each documented name exists
+        module, _, name = dotted.rpartition(".")
+        assert hasattr(importlib.import_module(module), name), f"docs/library.md lists {dotted}, which is not there"
+    uses = _public_uses(_code())
+    assert {("numpy_net", "Linear"), ("torch_net", "SGD"), ("backprop.cli", "main")} <= set(uses)  # and this one
+    private = []
+    for module, name in uses:
+        if f"{module}.{name}" in ENGINES:
+            continue  # `from torch_net import autograd`: the module itself
+        if module in ENGINES:
+            if name not in numpy_net.__all__:
+                private.append(f"{module}.{name}")
+        elif f"{module}.{name}" not in documented:
+            private.append(f"{module}.{name}")
+    assert not private, f"the notebook uses names that are neither an engine's nor in docs/library.md: {private}"
+
+
+@pytest.fixture
+def find_data(monkeypatch):
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "examples"))
+    monkeypatch.delenv("BACKPROP_DATASET", raising=False)
+    monkeypatch.delenv("BACKPROP_DATA_DIR", raising=False)
+    sys.modules.pop("walkthrough_data", None)
+    module = importlib.import_module("walkthrough_data")
+    yield module
+    sys.modules.pop("walkthrough_data", None)
+
+
+def test_the_notebook_finds_the_readmes_data_folder_beside_the_repository(find_data, tmp_path, monkeypatch, capsys):
+    repository = tmp_path / "clone"
+    repository.mkdir()
+    monkeypatch.setattr(find_data, "repository_root", lambda: str(repository))
+    shared = tmp_path / "shared" / "datasets"
+    write_synthetic_dataset(str(shared), "fashion-mnist", n_train=20, n_test=10)
+    dataset, data_dir, synthetic, work = find_data.find_data()
+    assert (dataset, data_dir, synthetic) == ("fashion-mnist", str(shared), False)
+    assert os.path.isdir(work) and not os.listdir(work)
+    out = capsys.readouterr().out
+    assert "real data: fashion-mnist" in out and "SYNTHETIC" not in out
+
+
+def test_without_data_the_notebook_writes_synthetic_data_and_says_nothing_is_a_result(find_data, tmp_path,
+                                                                                     monkeypatch, capsys):
+    monkeypatch.setattr(find_data, "repository_root", lambda: str(tmp_path / "clone"))
+    dataset, data_dir, synthetic, work = find_data.find_data()
+    assert synthetic and data_dir == os.path.join(work, "data")
+    assert find_data.has_raw_files(data_dir, dataset)
+    out = capsys.readouterr().out
+    assert out.startswith("SYNTHETIC DATA (no fashion-mnist in the README's data folder")
+    assert "none of them is a result" in out
+
+
+def test_backprop_dataset_synthetic_forces_the_synthetic_data_even_beside_real_data(find_data, monkeypatch, capsys):
+    monkeypatch.setenv("BACKPROP_DATASET", "synthetic")
+    _, _, synthetic, _ = find_data.find_data()
+    assert synthetic and "BACKPROP_DATASET=synthetic" in capsys.readouterr().out
