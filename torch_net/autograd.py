@@ -449,8 +449,9 @@ class LayerNorm(Layer):
     def __init__(self, normalized_shape: int | tuple[int, ...], eps: float = 1e-5, elementwise_affine: bool = True,
                  bias: bool = True, dtype: str = "float32", device: str | torch.device = "cpu") -> None:
         args = check_layernorm_args(normalized_shape, eps, elementwise_affine, bias)
-        super().__init__(nn.LayerNorm(args.normalized_shape, eps=args.eps, elementwise_affine=args.elementwise_affine,
-                                      bias=args.bias, dtype=_kind(dtype), device=device),
+        super().__init__(nn.LayerNorm(list(args.normalized_shape), eps=args.eps,
+                                      elementwise_affine=args.elementwise_affine, bias=args.bias, dtype=_kind(dtype),
+                                      device=device),
                          f"LayerNorm({args.extra_repr()})")
 
 
