@@ -258,12 +258,6 @@ def parse_layers(text: str) -> LayerSpec:
     if not text.strip():
         raise LayersSyntaxError("--layers: empty; expected e.g. 'linear(784, 64), relu, linear(64, 10)'")
     network = as_network([parse_layer(item) for item in _split_top_level(text)])
-    for _, spec in network.leaves():
-        if spec.kind == "dropout" and spec.args["p"] >= 1:
-            # torch accepts p=1; as a layer to train it zeroes every value, and the network then
-            # trains to chance without a word.
-            raise LayersSyntaxError(f"{format_layers([spec])}: p=1 zeroes every value, so every layer after it "
-                                    "sees zeros and the network cannot learn; give a p below 1 (0.5 is usual)")
     check_stack(network)
     return network
 
@@ -385,11 +379,15 @@ def check_stack(network: LayerSpec | Sequence[LayerSpec]) -> None:
     message names the layer that does not fit by its path (``layer 3 Linear(...)``). Sequence
     layers (rnn, lstm, gru, multiheadattention, laststep) must take batch_first=True: the trainer
     feeds (batch, 28, 28). An embedding, which looks up integer indices, has no place in a network
-    fed pixels."""
+    fed pixels. A dropout of p=1 is refused: torch accepts it, but as a layer to train it zeroes
+    every value, and the network then trains to chance without a word."""
     for path, spec in as_network(network).leaves():
         if spec.kind == "embedding":
             raise LayersSyntaxError(f"--layers: layer {path} {_format(spec)}: an embedding looks up integer indices "
                                     "(tokens), and the trainer feeds pixel values; it is a library layer only")
+        if spec.kind == "dropout" and spec.args["p"] >= 1:
+            raise LayersSyntaxError(f"--layers: layer {path} {_format(spec)}: p=1 zeroes every value, so every layer "
+                                    "after it sees zeros and the network cannot learn; give a p below 1 (0.5 is usual)")
     _check_batch_first(as_network(network))
     shape: tuple[int, ...] = (2, *input_shape(network))
     for path, spec in as_network(network).leaves():

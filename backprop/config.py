@@ -124,7 +124,12 @@ def network_from_flags(preset: str, layers: Any = None, hidden: list[int] | None
         if mlp_flags:
             raise ConfigError(f"--layers cannot be combined with {', '.join(mlp_flags)}: --layers describes the "
                               "whole network, and --hidden and --activation describe an MLP")
-        return as_network(layers)
+        network = as_network(layers)
+        try:  # --layers was checked as it was parsed; a network built in Python is checked here
+            check_stack(network)
+        except LayersSyntaxError as error:
+            raise ConfigError(f"layers: {str(error).removeprefix('--layers: ')}") from None
+        return network
     if not mlp_flags:
         return None
     values = PRESETS[preset]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import shlex
+from collections.abc import Generator
 from dataclasses import dataclass, field
 
 import pytest
@@ -132,12 +133,15 @@ def _record_failure(item: pytest.Item) -> None:
         failures.others += 1
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """After the failures: for each engine, the layers that fail on their own (test_layers), the
-    first thing to fix, since the network, optimizer and trajectory properties that failed too
-    build networks of those layers (a wrong Tanh backward fails an SGD trajectory as well)."""
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> Generator[None]:
+    """Last, after pytest's short test summary (this wrapper runs outside pytest's own): for each
+    engine, the layers that fail on their own (test_layers), the first thing to fix, since the
+    network, optimizer and trajectory properties that failed too build networks of those layers (a
+    wrong Tanh backward fails an SGD trajectory as well)."""
     from engine_core.specs import KINDS
 
+    result = yield
     for engine, failed in sorted(terminalreporter.config.stash.get(_FAILURES, {}).items()):
         if not failed.layers:
             continue
@@ -146,6 +150,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
                 "training) may fail only through them: fix these layers first" if failed.others else "")
         terminalreporter.write_line(f"parity_tests: {engine or 'the engine'}: the layers that differ from torch on "
                                     f"their own (test_layers): {names}{then}")
+    return result
 
 
 def reproduce_text(item: pytest.Item) -> str:

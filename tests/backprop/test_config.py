@@ -124,12 +124,27 @@ def test_a_current_config_refuses_the_old_network_fields(field, value):
      "config.layers: .*expected 10 logits"),
     ([{"kind": "conv2d", "args": {"in_channels": 3, "out_channels": 2, "kernel_size": 3, "stride": 1, "padding": 0,
                                   "bias": True}}], "config.layers: .*3 input channels"),
+    ([{"kind": "dropout", "args": {"p": 1.0, "inplace": False, "seed": 0}},
+      {"kind": "linear", "args": {"in_features": 784, "out_features": 10, "bias": True}}],
+     r"config.layers: layer 0 dropout\(p=1.0\): p=1 zeroes every value"),
 ])
 def test_config_refuses_bad_layers_naming_the_field(value, message):
     data = stack_config().to_json()
     data["layers"] = value
     with pytest.raises((ValueError, TypeError), match=message):
         TrainConfig.from_json(data)
+
+
+def test_a_network_built_in_python_is_checked_as_layers_is():
+    """new_config(layers=...) from Python meets the rules --layers and config.json meet (one
+    check_stack): a dropout of p=1 trains to chance, a network must end in 10 logits."""
+    from engine_core.specs import LayerSpec
+
+    with pytest.raises(ConfigError, match=r"^layers: layer 1 dropout\(p=1.0\): p=1 zeroes every value"):
+        new_config(layers=[LayerSpec("flatten"), LayerSpec("dropout", {"p": 1.0}),
+                           LayerSpec("linear", {"in_features": 784, "out_features": 10})])
+    with pytest.raises(ConfigError, match=r"^layers: the last layer outputs .*expected 10 logits"):
+        new_config(layers=[LayerSpec("linear", {"in_features": 784, "out_features": 12})])
 
 
 def test_config_refuses_hidden_widths_beside_layers():
