@@ -61,10 +61,26 @@ def _public_uses(tree: ast.Module) -> list[tuple[str, str]]:
             for alias in node.names:
                 if alias.name.startswith(PROJECT):
                     aliases.setdefault(alias.asname or alias.name, set()).add(alias.name)
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases:
-            uses += [(module, node.attr) for module in aliases[node.value.id]]
+    for node in ast.walk(tree):  # E.MLP, and backprop.training.make_step after `import backprop.training`
+        if isinstance(node, ast.Attribute) and (base := _dotted(node.value)) in aliases:
+            uses += [(module, node.attr) for module in aliases[base]]
     return sorted(set(uses))
+
+
+def _dotted(node: ast.expr) -> str | None:
+    """``a.b.c`` for a chain of names, else None."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute) and (base := _dotted(node.value)) is not None:
+        return f"{base}.{node.attr}"
+    return None
+
+
+def test_the_check_sees_every_way_of_reaching_a_name():
+    tree = ast.parse("import backprop.training\nimport backprop.training as t\nfrom parity_tests import compare\n"
+                     "import numpy_net as E\nbackprop.training.make_step\nt.evaluate\nE.MLP\n")
+    assert {("backprop.training", "make_step"), ("backprop.training", "evaluate"), ("parity_tests", "compare"),
+            ("numpy_net", "MLP")} <= set(_public_uses(tree))
 
 
 def test_the_notebook_uses_only_the_engines_interface_and_the_documented_functions():
