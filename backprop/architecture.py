@@ -259,7 +259,28 @@ def parse_layers(text: str) -> LayerSpec:
         raise LayersSyntaxError("--layers: empty; expected e.g. 'linear(784, 64), relu, linear(64, 10)'")
     network = as_network([parse_layer(item) for item in _split_top_level(text)])
     check_stack(network)
+    try:
+        check_trainable(network)
+    except ValueError as error:
+        raise LayersSyntaxError(f"--layers: {error}") from None
     return network
+
+
+# The dropout probability of each layer that has one: torch accepts 1, which zeroes everything.
+_DROPOUT_ARGUMENTS = {"dropout": "p", "multiheadattention": "dropout", "transformerencoderlayer": "dropout"}
+
+
+def check_trainable(network: LayerSpec | Sequence[LayerSpec]) -> None:
+    """Refuse a network that cannot learn, however it was made (--layers, new_config, a checkpoint
+    about to train on): a dropout probability of 1 (``dropout(1)``, a multiheadattention or
+    transformerencoderlayer with ``dropout=1``). torch accepts it; in train mode it zeroes every
+    value it passes on, and the network trains to chance without a word. A checkpoint holding one
+    still loads and evaluates (in eval mode dropout passes everything). ValueError naming the layer."""
+    for path, spec in as_network(network).leaves():
+        argument = _DROPOUT_ARGUMENTS.get(spec.kind)
+        if argument is not None and spec.args[argument] >= 1:
+            raise ValueError(f"layer {path} {_format(spec)}: {argument}={float(spec.args[argument]):g} zeroes every "
+                             f"value it passes on in training, so the network cannot learn; give a {argument} below 1")
 
 
 # Layers that take any shape: the input a network takes is decided by the first layer after them.
@@ -379,15 +400,11 @@ def check_stack(network: LayerSpec | Sequence[LayerSpec]) -> None:
     message names the layer that does not fit by its path (``layer 3 Linear(...)``). Sequence
     layers (rnn, lstm, gru, multiheadattention, laststep) must take batch_first=True: the trainer
     feeds (batch, 28, 28). An embedding, which looks up integer indices, has no place in a network
-    fed pixels. A dropout of p=1 is refused: torch accepts it, but as a layer to train it zeroes
-    every value, and the network then trains to chance without a word."""
+    fed pixels."""
     for path, spec in as_network(network).leaves():
         if spec.kind == "embedding":
             raise LayersSyntaxError(f"--layers: layer {path} {_format(spec)}: an embedding looks up integer indices "
                                     "(tokens), and the trainer feeds pixel values; it is a library layer only")
-        if spec.kind == "dropout" and spec.args["p"] >= 1:
-            raise LayersSyntaxError(f"--layers: layer {path} {_format(spec)}: p=1 zeroes every value, so every layer "
-                                    "after it sees zeros and the network cannot learn; give a p below 1 (0.5 is usual)")
     _check_batch_first(as_network(network))
     shape: tuple[int, ...] = (2, *input_shape(network))
     for path, spec in as_network(network).leaves():

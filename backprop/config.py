@@ -24,6 +24,7 @@ from .architecture import (
     VIT_NETWORK,
     LayersSyntaxError,
     check_stack,
+    check_trainable,
     describe_network,
 )
 from .datasets import DATASETS
@@ -127,7 +128,8 @@ def network_from_flags(preset: str, layers: Any = None, hidden: list[int] | None
         network = as_network(layers)
         try:  # --layers was checked as it was parsed; a network built in Python is checked here
             check_stack(network)
-        except LayersSyntaxError as error:
+            check_trainable(network)
+        except ValueError as error:
             raise ConfigError(f"layers: {str(error).removeprefix('--layers: ')}") from None
         return network
     if not mlp_flags:

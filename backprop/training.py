@@ -19,7 +19,7 @@ import numpy as np
 
 from engine_core.specs import leaf_shapes, paths_of
 
-from .architecture import evaluation_chunk, image_view, input_shape
+from .architecture import check_trainable, evaluation_chunk, image_view, input_shape
 from .checkpoint import CHECKPOINT_NAME, Checkpoint, checkpoint_meta, save_checkpoint
 from .config import TrainConfig, preset_network
 from .datasets import Dataset
@@ -250,6 +250,7 @@ class Trainer:
             train_x, train_y = train_x[: config.limit], train_y[: config.limit]
         for part, values in (("training", train_x), ("test", dataset.test_x)):
             _check_finite_samples(part, values)
+        check_trainable(config.network)  # a checkpoint's network too: it loads, but cannot train
         _check_last_batch(config.network, len(train_y), config.batch_size)
         # A convolutional stack sees (N, 1, 28, 28) images: views of the (N, 784) rows.
         self.test_x, self.test_y = image_view(dataset.test_x, config.network), dataset.test_y

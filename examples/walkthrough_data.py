@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import tempfile
 
-from backprop.datasets import RAW_FILES, raw_dir, write_synthetic_dataset
+from backprop.datasets import DATASETS, RAW_FILES, raw_dir, write_synthetic_dataset
 
 
 def repository_root() -> str:
@@ -37,6 +37,8 @@ def find_data() -> tuple[str, str, bool, str]:
     repository; else 2,000 + 500 synthetic images written into a new temporary work folder (where
     the notebook's runs go in any case). Prints which, and on synthetic data that nothing is a result."""
     dataset = os.environ.get("BACKPROP_DATASET") or "fashion-mnist"
+    if dataset not in (*DATASETS, "synthetic"):
+        raise SystemExit(f"BACKPROP_DATASET={dataset!r}: expected one of {', '.join((*DATASETS, 'synthetic'))}")
     synthetic = dataset == "synthetic"
     dataset = "fashion-mnist" if synthetic else dataset
     data_dir = os.environ.get("BACKPROP_DATA_DIR")  # an explicit folder is used as it is
@@ -51,7 +53,8 @@ def find_data() -> tuple[str, str, bool, str]:
         write_synthetic_dataset(data_dir, dataset, n_train=2000, n_test=500)
         print(f"SYNTHETIC DATA ({why}): 2,000 made-up training images, class k a bright band at row 2 + 2k.\n"
               "Every accuracy, curve and picture below only shows that the code runs: none of them is a result.\n"
-              "Real data: FashionMNIST/raw/ in ../shared/datasets (beside the repository), or set BACKPROP_DATA_DIR.")
+              f"Real data: {os.path.relpath(raw_dir('../shared/datasets', dataset))}/ (beside the repository), or set "
+              "BACKPROP_DATA_DIR.")
     else:
         print(f"real data: {dataset} from {os.path.relpath(str(data_dir), repository_root())} (relative to the "
               "repository)")

@@ -218,6 +218,8 @@ def test_sequence_layers_that_would_read_the_batch_as_time_are_refused_naming_th
     ("linear(784,16), relu, linear(16,10), softmax", ["no softmax layer", "applies the softmax itself"]),
     ("linear(784,16), relu, linear(16,10), LogSoftmax(1)", ["no LogSoftmax layer", "logits"]),
     ("linear(784,16), dropout(1), linear(16,10)", ["p=1 zeroes every value", "below 1"]),
+    ("multiheadattention(28, 4, dropout=1.0, batch_first=True), laststep(batch_first=True), linear(28, 10)",
+     ["layer 0 multiheadattention", "dropout=1 zeroes every value", "below 1"]),
     ("linear(784,16), relu, sequential(linear(16,16), dropout(p=1.0)), linear(16,10)", ["p=1"]),  # nested too
 ])
 def test_layers_slips_get_messages_that_name_the_slip(layers, facts):

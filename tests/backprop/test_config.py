@@ -124,9 +124,6 @@ def test_a_current_config_refuses_the_old_network_fields(field, value):
      "config.layers: .*expected 10 logits"),
     ([{"kind": "conv2d", "args": {"in_channels": 3, "out_channels": 2, "kernel_size": 3, "stride": 1, "padding": 0,
                                   "bias": True}}], "config.layers: .*3 input channels"),
-    ([{"kind": "dropout", "args": {"p": 1.0, "inplace": False, "seed": 0}},
-      {"kind": "linear", "args": {"in_features": 784, "out_features": 10, "bias": True}}],
-     r"config.layers: layer 0 dropout\(p=1.0\): p=1 zeroes every value"),
 ])
 def test_config_refuses_bad_layers_naming_the_field(value, message):
     data = stack_config().to_json()
@@ -145,6 +142,29 @@ def test_a_network_built_in_python_is_checked_as_layers_is():
                            LayerSpec("linear", {"in_features": 784, "out_features": 10})])
     with pytest.raises(ConfigError, match=r"^layers: the last layer outputs .*expected 10 logits"):
         new_config(layers=[LayerSpec("linear", {"in_features": 784, "out_features": 12})])
+    attention = LayerSpec("multiheadattention", {"embed_dim": 28, "num_heads": 4, "dropout": 1.0, "batch_first": True})
+    with pytest.raises(ConfigError, match=r"^layers: layer 0 multiheadattention\(.*\): dropout=1 zeroes every"):
+        new_config(layers=[attention, LayerSpec("laststep", {"batch_first": True}),
+                           LayerSpec("linear", {"in_features": 28, "out_features": 10})])
+
+
+def test_a_stored_network_with_dropout_1_still_loads_and_only_training_refuses_it(tmp_path):
+    """Old checkpoints keep loading: a config whose dropout is 1 (accepted before the rule) loads
+    and evaluates; the Trainer, which would train it to chance, refuses it by name."""
+    from backprop.datasets import load_dataset
+    from backprop.engines import load_engine
+    from backprop.training import Trainer
+    from tests.datasets import write_dataset
+
+    data = stack_config().to_json()
+    data["layers"] = [{"kind": "flatten", "args": {"start_dim": 1, "end_dim": -1}},
+                      {"kind": "dropout", "args": {"p": 1.0, "inplace": False, "seed": 0}},
+                      {"kind": "linear", "args": {"in_features": 784, "out_features": 10, "bias": True}}]
+    config = TrainConfig.from_json(data)
+    write_dataset(str(tmp_path), "fashion-mnist", n_train=8, n_test=4)
+    dataset = load_dataset("fashion-mnist", str(tmp_path))
+    with pytest.raises(ValueError, match=r"layer 1 dropout\(p=1.0\): p=1 zeroes every value"):
+        Trainer(config, load_engine("numpy"), dataset, str(tmp_path / "run"), quiet=True)
 
 
 def test_config_refuses_hidden_widths_beside_layers():
