@@ -55,6 +55,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
     from .engines import load_engine
 
+    log = _FailureLog()
+    config.stash[_FAILURES] = log
+    config.pluginmanager.register(log, "parity_tests_failures")
     for name in config.getoption("engine") or []:
         try:
             load_engine(name)
@@ -104,7 +107,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
             finally:
                 option.tbstyle = "auto"
         report.sections.append(("Reproduce", reproduce_text(item)))
-        _record_failure(item)
+        report.user_properties.append((_FAILURE_PROPERTY, _failure_of(item)))
     return report
 
 
@@ -116,21 +119,39 @@ class _Failures:
     others: int = 0
 
 
-_FAILURES = pytest.StashKey[dict[str, _Failures]]()
+# A failed harness test travels to the summary in its report's user_properties: under pytest-xdist
+# the reports reach the controller, which prints the summary, and the items stay in the workers.
+_FAILURE_PROPERTY = "parity_tests_failure"
 
 
-def _record_failure(item: pytest.Item) -> None:
-    """Note a failed harness test for the closing summary: its engine, and the layer kind when it
-    is one of test_layers' per-layer properties."""
+def _failure_of(item: pytest.Item) -> tuple[str, str | None]:
+    """(engine, layer kind) of a failed harness test: the kind when it is one of test_layers'
+    per-layer properties, else None."""
     callspec = getattr(item, "callspec", None)
     params = callspec.params if callspec is not None else {}
     module = getattr(getattr(item, "module", None), "__name__", "")
     kind = params.get("kind") if module.endswith(".test_layers") else None
-    failures = item.config.stash.setdefault(_FAILURES, {}).setdefault(str(params.get("engine", "")), _Failures())
-    if isinstance(kind, str):
-        failures.layers.add(kind)
-    else:
-        failures.others += 1
+    return str(params.get("engine", "")), kind if isinstance(kind, str) else None
+
+
+class _FailureLog:
+    """Every failed harness test of the run, by engine, read from the reports as they arrive."""
+
+    def __init__(self) -> None:
+        self.by_engine: dict[str, _Failures] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        for name, value in report.user_properties:
+            if name == _FAILURE_PROPERTY and isinstance(value, (tuple, list)):  # xdist sends tuples as lists
+                engine, kind = str(value[0]), value[1]
+                failures = self.by_engine.setdefault(engine, _Failures())
+                if isinstance(kind, str):
+                    failures.layers.add(kind)
+                else:
+                    failures.others += 1
+
+
+_FAILURES = pytest.StashKey[_FailureLog]()
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -142,7 +163,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> Genera
     from engine_core.specs import KINDS
 
     result = yield
-    for engine, failed in sorted(terminalreporter.config.stash.get(_FAILURES, {}).items()):
+    log = terminalreporter.config.stash.get(_FAILURES, None)
+    for engine, failed in sorted(log.by_engine.items() if log is not None else ()):
         if not failed.layers:
             continue
         names = ", ".join(sorted(KINDS[kind].class_name if kind in KINDS else kind for kind in failed.layers))

@@ -141,7 +141,7 @@ def _report_of(tbstyle: str, module: str) -> tuple[SimpleNamespace, list[str]]:
     item = SimpleNamespace(module=SimpleNamespace(__name__=module), name="test_x[numpy]", config=config,
                            callspec=SimpleNamespace(params={"engine": "numpy"}), obj=lambda: None,
                            repr_failure=repr_failure)
-    report = SimpleNamespace(failed=True, longrepr="the default repr", sections=[])
+    report = SimpleNamespace(failed=True, longrepr="the default repr", sections=[], user_properties=[])
     hook = plugin.pytest_runtest_makereport(item, SimpleNamespace(when="call", excinfo=object()))  # type: ignore[arg-type]
     next(hook)
     with pytest.raises(StopIteration) as done:
@@ -203,7 +203,8 @@ def test_failures_of_the_protocol_say_what_the_protocol_asks_and_a_summary_names
     outside.makepyfile(lax_engine=LAX_ENGINE, half_tanh=HALF_TANH)
     monkeypatch.setenv("HYPOTHESIS_PROFILE", "smoke")  # 5 examples: the Tanh fails on the first
     result = outside.runpytest_subprocess(
-        "-p", "no:cacheprovider", "--pyargs", "parity_tests.test_state_dict", "parity_tests.test_optimizers",
+        "-p", "no:cacheprovider", "-n", "2",  # under xdist: the summary is the controller's, from the workers' reports
+        "--pyargs", "parity_tests.test_state_dict", "parity_tests.test_optimizers",
         "parity_tests.test_layers", "--engine", "lax_engine", "--engine", "half_tanh",
         "-k", "(lax_engine and (bad_state_dict or sgd_rejects)) or (half_tanh and tanh and oracle)")
     out = result.stdout.str()
