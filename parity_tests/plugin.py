@@ -55,9 +55,6 @@ def pytest_configure(config: pytest.Config) -> None:
 
     from .engines import load_engine
 
-    log = _FailureLog()
-    config.stash[_FAILURES] = log
-    config.pluginmanager.register(log, "parity_tests_failures")
     for name in config.getoption("engine") or []:
         try:
             load_engine(name)
@@ -152,6 +149,14 @@ class _FailureLog:
 
 
 _FAILURES = pytest.StashKey[_FailureLog]()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Start the run's failure log (in xdist's controller and in each worker; the controller's
+    sees every report)."""
+    log = _FailureLog()
+    session.config.stash[_FAILURES] = log
+    session.config.pluginmanager.register(log, "parity_tests_failures")
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
