@@ -203,8 +203,7 @@ def test_failures_of_the_protocol_say_what_the_protocol_asks_and_a_summary_names
     outside.makepyfile(lax_engine=LAX_ENGINE, half_tanh=HALF_TANH)
     monkeypatch.setenv("HYPOTHESIS_PROFILE", "smoke")  # 5 examples: the Tanh fails on the first
     result = outside.runpytest_subprocess(
-        "-p", "no:cacheprovider", "-n", "2",  # under xdist: the summary is the controller's, from the workers' reports
-        "--pyargs", "parity_tests.test_state_dict", "parity_tests.test_optimizers",
+        "-p", "no:cacheprovider", "--pyargs", "parity_tests.test_state_dict", "parity_tests.test_optimizers",
         "parity_tests.test_layers", "--engine", "lax_engine", "--engine", "half_tanh",
         "-k", "(lax_engine and (bad_state_dict or sgd_rejects)) or (half_tanh and tanh and oracle)")
     out = result.stdout.str()
@@ -216,3 +215,16 @@ def test_failures_of_the_protocol_say_what_the_protocol_asks_and_a_summary_names
     assert "Explanation:" not in out  # hypothesis's explain phase lists the harness's own lines
     summary = out.index("parity_tests: half_tanh: the layers that differ from torch on their own (test_layers): Tanh")
     assert out.index("short test summary info") < summary < out.rindex(" failed")  # last, above the count line
+
+
+def test_the_summary_reads_failures_from_the_reports_as_xdists_controller_receives_them():
+    """Under pytest-xdist the summary is printed by the controller, which has the reports and not
+    the items: the failures travel in user_properties, tuples arriving as lists (checked by hand
+    with -n 2: the line prints; this test spares the suite two more worker processes)."""
+    log = plugin._FailureLog()
+    for properties in ([(plugin._FAILURE_PROPERTY, ["eng", "tanh"])], [(plugin._FAILURE_PROPERTY, ("eng", None))],
+                       [(plugin._FAILURE_PROPERTY, ["eng", None])], [("other", 1)]):
+        log.pytest_runtest_logreport(SimpleNamespace(user_properties=properties))  # type: ignore[arg-type]
+    assert set(log.by_engine) == {"eng"}
+    assert log.by_engine["eng"].layers == {"tanh"} and log.by_engine["eng"].others == 2
+
