@@ -148,25 +148,6 @@ def test_a_network_built_in_python_is_checked_as_layers_is():
                            LayerSpec("linear", {"in_features": 28, "out_features": 10})])
 
 
-def test_a_stored_network_with_dropout_1_still_loads_and_only_training_refuses_it(tmp_path):
-    """Old checkpoints keep loading: a config whose dropout is 1 (accepted before the rule) loads
-    and evaluates; the Trainer, which would train it to chance, refuses it by name."""
-    from backprop.datasets import load_dataset
-    from backprop.engines import load_engine
-    from backprop.training import Trainer
-    from tests.datasets import write_dataset
-
-    data = stack_config().to_json()
-    data["layers"] = [{"kind": "flatten", "args": {"start_dim": 1, "end_dim": -1}},
-                      {"kind": "dropout", "args": {"p": 1.0, "inplace": False, "seed": 0}},
-                      {"kind": "linear", "args": {"in_features": 784, "out_features": 10, "bias": True}}]
-    config = TrainConfig.from_json(data)
-    write_dataset(str(tmp_path), "fashion-mnist", n_train=8, n_test=4)
-    dataset = load_dataset("fashion-mnist", str(tmp_path))
-    with pytest.raises(ValueError, match=r"layer 1 dropout\(p=1.0\): p=1 zeroes every value"):
-        Trainer(config, load_engine("numpy"), dataset, str(tmp_path / "run"), quiet=True)
-
-
 def test_config_refuses_hidden_widths_beside_layers():
     data = stack_config().to_json()
     data.update(hidden=[8], activation="relu")  # an old stack's placeholders, but widths in them

@@ -407,3 +407,24 @@ def test_the_curves_title_names_a_preset_only_for_its_own_network():
     for changed in (new_config("default", hidden=[8]),
                     new_config("default", layers=parse_layers("linear(784, 10)"))):
         assert "preset" not in curves_title(changed, ["numpy"], "mnist")
+
+
+def test_a_stored_network_with_dropout_1_still_loads_and_only_training_refuses_it(tmp_path):
+    """Old checkpoints keep loading: a config whose dropout is 1 (accepted before the rule) loads
+    and evaluates; the Trainer, which would train it to chance, refuses it by name."""
+    from backprop.config import TrainConfig
+    from backprop.datasets import load_dataset
+    from backprop.engines import load_engine
+    from backprop.training import Trainer
+    from tests.datasets import write_dataset
+    from tests.networks import stack_config
+
+    data = stack_config().to_json()
+    data["layers"] = [{"kind": "flatten", "args": {"start_dim": 1, "end_dim": -1}},
+                      {"kind": "dropout", "args": {"p": 1.0, "inplace": False, "seed": 0}},
+                      {"kind": "linear", "args": {"in_features": 784, "out_features": 10, "bias": True}}]
+    config = TrainConfig.from_json(data)
+    write_dataset(str(tmp_path), "fashion-mnist", n_train=8, n_test=4)
+    dataset = load_dataset("fashion-mnist", str(tmp_path))
+    with pytest.raises(ValueError, match=r"layer 1 dropout\(p=1.0\): p=1 zeroes every value"):
+        Trainer(config, load_engine("numpy"), dataset, str(tmp_path / "run"), quiet=True)
